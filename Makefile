@@ -1,0 +1,35 @@
+# Two commands matter: `make demo` and `make test`. Both create/update .venv from uv.lock first.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+VENV := .venv
+# Use uv from PATH when there is one; otherwise install the pinned uv into .tools/ (PyPI only).
+UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
+PYTEST_ARGS ?=
+
+.PHONY: venv lint format test demo clean
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+venv: $(UV)
+	$(UV) sync --frozen --extra test --python $(PYTHON)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+demo: venv
+	$(VENV)/bin/python -m devtools.demo
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,37 @@
+"""What ``airflow providers list`` shows for this package (the ``apache_airflow_provider`` entry point)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_pgbackup import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Return the provider metadata Airflow's ProvidersManager reads."""
+    return {
+        "package-name": "airflow-provider-pgbackup",
+        "name": "PostgreSQL backups (pg_dump, pg_dumpall, verification, GCS)",
+        "description": "Verifiable PostgreSQL backups as Airflow tasks: pg_dump / pg_dumpall "
+        "artifacts written atomically with a JSON manifest.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "PostgreSQL backups",
+                "external-doc-url": "https://www.postgresql.org/docs/current/app-pgdump.html",
+                "tags": ["software"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "PostgreSQL backups",
+                "python-modules": ["airflow_provider_pgbackup.hooks.pg_dump"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "PostgreSQL backups",
+                "python-modules": ["airflow_provider_pgbackup.operators.pg_dump"],
+            }
+        ],
+    }
