@@ -1,0 +1,1 @@
+"""Developer tooling (throwaway PostgreSQL clusters for tests, the demo and benchmarks); not shipped."""

