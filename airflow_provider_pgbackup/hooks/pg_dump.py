@@ -363,7 +363,7 @@ class PgDumpHook(BaseHook):
             value = getattr(conn, attr, None)
             if value not in (None, ""):
                 params[keyword] = str(value)
-        if database is not None:
+        if database:  # None or "" (an empty rendered template) keeps the connection's schema
             params["dbname"] = database
         params.setdefault("application_name", "airflow-provider-pgbackup")
         ignored = sorted(k for k in extras if k not in LIBPQ_ENV and k != "pg_bin_dir")

@@ -49,7 +49,7 @@ class PgDumpOperator(BaseOperator):
     :param postgres_conn_id: Airflow ``postgres`` connection to dump from. Templated.
     :param output_path: absolute path of the artifact (a file, or a folder for ``format="directory"``).
         Templated, e.g. ``/backups/{{ dag.dag_id }}/{{ ts_nodash }}.dump``.
-    :param database: database to dump; defaults to the connection's schema. Templated.
+    :param database: database to dump; None or empty uses the connection's schema. Templated.
     :param format: ``custom`` (default), ``directory``, ``tar`` or ``plain``. Templated.
     :param compression: ``none``, ``gzip[:1-9]``, ``lz4[:1-12]`` or ``zstd[:1-22]`` (lz4/zstd need a
         pg_dump 16+ built with them; ``tar`` is never compressed). Templated.

@@ -1,0 +1,80 @@
+"""Back up one PostgreSQL database to a local (or shared) folder: pg_dump -> artifact + manifest.
+
+For a single machine or workers that share a filesystem. Triggered from the UI, the form asks for
+the connection, database, format, compression and folder; a scheduled run uses the defaults.
+Nothing here touches a connection or the network at parse time.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import pendulum
+from airflow.sdk import DAG, Param
+
+from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator, PgDumpOperator
+
+with DAG(
+    dag_id="pg_backup_local",
+    description="pg_dump one database and pg_dumpall its server's globals into a local folder",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["postgres", "backup"],
+    doc_md=__doc__,
+    default_args={"retries": 2, "retry_delay": datetime.timedelta(minutes=5)},
+    params={
+        "postgres_conn_id": Param(
+            "postgres_default",
+            type="string",
+            title="Connection",
+            description="Airflow postgres connection id",
+        ),
+        "database": Param(
+            None,
+            type=["null", "string"],
+            title="Database",
+            description="Database to dump; empty = the connection's schema",
+        ),
+        "format": Param(
+            "custom",
+            type="string",
+            enum=["custom", "directory", "tar", "plain"],
+            title="Format",
+            description="pg_dump archive format",
+        ),
+        "compression": Param(
+            "gzip:6",
+            type="string",
+            title="Compression",
+            description="none, gzip[:1-9], lz4[:1-12] or zstd[:1-22] (lz4/zstd: pg_dump 16+ built with them)",
+        ),
+        "output_dir": Param(
+            "/var/backups/postgres",
+            type="string",
+            title="Backup folder",
+            description="Absolute folder; each run writes <folder>/<database>/<timestamp>.*",
+        ),
+    },
+) as dag:
+    dump = PgDumpOperator(
+        task_id="dump",
+        postgres_conn_id="{{ params.postgres_conn_id }}",
+        database="{{ params.database or '' }}",
+        output_path=(
+            "{{ params.output_dir }}/{{ params.database or 'default' }}/{{ ts_nodash }}.{{ params.format }}"
+        ),
+        format="{{ params.format }}",
+        compression="{{ 'none' if params.format == 'tar' else params.compression }}",
+        execution_timeout=datetime.timedelta(hours=6),
+    )
+    dump_globals = PgDumpAllOperator(
+        task_id="dump_globals",
+        postgres_conn_id="{{ params.postgres_conn_id }}",
+        output_path="{{ params.output_dir }}/globals/{{ ts_nodash }}.sql.gz",
+        mode="globals",
+        compression="gzip",
+        execution_timeout=datetime.timedelta(minutes=30),
+    )
+    dump >> dump_globals
