@@ -111,6 +111,24 @@ class PgCommandError(AirflowException):
         super().__init__(f"{tool} {how}:\n{tail}")
 
 
+class PgLockTimeout(PgCommandError):
+    """pg_dump gave up waiting for a table lock (``lock_wait_timeout``); retryable."""
+
+    @classmethod
+    def from_error(cls, err: PgCommandError, lock_wait_timeout: str | None) -> PgLockTimeout | None:
+        """pg_dump reports its lock wait as a statement timeout on ``LOCK TABLE``; say what it means."""
+        text = "\n".join(err.stderr_tail)
+        if not lock_wait_timeout or "statement timeout" not in text or "LOCK TABLE" not in text:
+            return None
+        detail = next((line for line in err.stderr_tail if "LOCK TABLE" in line), "")
+        lock = cls(err.tool, err.returncode, err.stderr_tail)
+        lock.args = (
+            f"{err.tool} could not lock a table within lock_wait_timeout={lock_wait_timeout}: another "
+            f"session holds a conflicting lock ({detail.strip()}). The task may be retried.",
+        )
+        return lock
+
+
 @dataclass(frozen=True)
 class CommandResult:
     """What a finished command left behind: exit code and the last lines of stderr, not its output."""
@@ -538,9 +556,16 @@ class PgDumpHook(BaseHook):
                             stdout=None if directory_file else target.write,
                             progress=self._progress("pg_dump", target),
                         )
-                    except BaseException:
+                    except BaseException as err:
                         if counts is not None and not counts.done():
                             conn.cancel_safe()  # do not wait for counting a dump that failed
+                        lock_timeout = (
+                            PgLockTimeout.from_error(err, options.lock_wait_timeout)
+                            if isinstance(err, PgCommandError)
+                            else None
+                        )
+                        if lock_timeout is not None:
+                            raise lock_timeout from err
                         raise
                     row_counts = counts.result() if counts is not None else None
                 conn.rollback()

@@ -15,7 +15,7 @@ import pytest
 
 from airflow_provider_pgbackup import binaries
 from airflow_provider_pgbackup.binaries import PgBinaryNotFound, supports_compression
-from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook
+from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook, PgLockTimeout
 from airflow_provider_pgbackup.manifest import read_manifest
 from airflow_provider_pgbackup.options import PgDumpOptions
 from airflow_provider_pgbackup.storage import digest_directory, sha256_file
@@ -268,3 +268,49 @@ def test_existing_finished_backup_is_not_overwritten_unless_asked(
     second = hook.dump(PgDumpOptions.build(), out, overwrite=True)
     assert second.started_at != first.started_at
     assert read_manifest(out + ".manifest.json") == second
+
+
+def test_lock_held_by_another_session_turns_into_a_clear_error(
+    pg18: PgCluster, airflow_conn, tmp_path: Path
+) -> None:
+    pg18.drop_database("locked")
+    pg18.create_database("locked")
+    pg18.execute("CREATE TABLE busy AS SELECT 1 AS x", dbname="locked")
+    hook = PgDumpHook(airflow_conn(pg18, "locked"))
+    with psycopg.connect(**pg18.connect_kwargs("locked")) as locker:
+        locker.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(PgLockTimeout, match=r"could not lock a table within lock_wait_timeout=1s") as err:
+            hook.dump(PgDumpOptions.build(lock_wait_timeout="1s"), str(tmp_path / "l.dump"))
+    assert "LOCK TABLE public.busy" in str(err.value)
+    assert leftovers(tmp_path) == []
+    pg18.drop_database("locked")
+
+
+def test_connection_of_the_wrong_type_is_refused_before_connecting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_NOT_PG", json.dumps({"conn_type": "mysql", "host": "127.0.0.1"}))
+    with pytest.raises(ValueError, match="has type 'mysql'; PgDumpHook needs a 'postgres' connection"):
+        PgDumpHook("not_pg").dump(PgDumpOptions.build(), str(tmp_path / "x.dump"))
+    assert leftovers(tmp_path) == []
+
+
+def test_missing_connection_names_the_conn_id(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="no_such_conn"):
+        PgDumpHook("no_such_conn").dump(PgDumpOptions.build(), str(tmp_path / "x.dump"))
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["--help", "--file=/tmp/pwned", "-f x", "db with 'quotes' and \"dq\""])
+def test_option_looking_database_names_are_data_not_arguments(
+    pg18: PgCluster, airflow_conn, tmp_path: Path, name: str
+) -> None:
+    pg18.drop_database(name)
+    pg18.create_database(name)
+    pg18.execute("CREATE TABLE marker (v text); INSERT INTO marker VALUES ('here')", dbname=name)
+    hook = PgDumpHook(airflow_conn(pg18, "postgres"))
+    manifest = hook.dump(PgDumpOptions.build(), str(tmp_path / "x.dump"), database=name)
+    assert manifest.database == name
+    assert manifest.row_count_map == {("public", "marker"): 1}
+    assert not Path("/tmp/pwned").exists()
+    pg18.drop_database(name)
