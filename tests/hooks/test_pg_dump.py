@@ -314,3 +314,87 @@ def test_option_looking_database_names_are_data_not_arguments(
     assert manifest.row_count_map == {("public", "marker"): 1}
     assert not Path("/tmp/pwned").exists()
     pg18.drop_database(name)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):
+    """A 256 KiB tmpfs (needs root; the test is skipped elsewhere)."""
+    import subprocess
+
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_disk_full_mid_dump_fails_leaves_nothing_and_a_retry_elsewhere_succeeds(
+    pg18: PgCluster, airflow_conn, tmp_path: Path, tiny_disk: Path
+) -> None:
+    pg18.drop_database("bulky")
+    pg18.create_database("bulky")
+    pg18.execute(
+        "CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 50000) g", dbname="bulky"
+    )
+    hook = PgDumpHook(airflow_conn(pg18, "bulky"))
+    with pytest.raises(OSError, match="No space left on device"):
+        hook.dump(PgDumpOptions.build(format="plain"), str(tiny_disk / "b.sql"))
+    assert leftovers(tiny_disk) == []
+    manifest = hook.dump(PgDumpOptions.build(format="plain"), str(tmp_path / "b.sql"))
+    assert manifest.row_count_map == {("public", "t"): 50000}
+    pg18.drop_database("bulky")
+
+
+def test_server_stopped_mid_dump_fails_clearly_and_a_retry_after_restart_succeeds(
+    airflow_conn, tmp_path: Path
+) -> None:
+    from devtools.pgcluster import embedded_bin_dir, running_cluster
+
+    bin_dir = embedded_bin_dir()
+    assert bin_dir is not None
+    with running_cluster(bin_dir, password=PASSWORD, name="pg-stop") as cluster:
+        cluster.execute("CREATE TABLE t AS SELECT 1 AS x")
+        hook = PgDumpHook(airflow_conn(cluster, "postgres"))
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                hook.dump(PgDumpOptions.build(), str(tmp_path / "s.dump"))
+            except BaseException as err:
+                errors.append(err)
+
+        locker = psycopg.connect(**cluster.connect_kwargs())
+        locker.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        worker = threading.Thread(target=run)
+        worker.start()
+        wait_for_child("pg_dump")
+        _wait_for_blocked_lock(locker)  # pg_dump is connected and mid-dump, waiting on the table
+        cluster.stop("fast")  # the server terminates every session and shuts down
+        worker.join(60)
+        locker.close()
+        assert not worker.is_alive()
+        assert len(errors) == 1
+        assert isinstance(errors[0], PgCommandError)
+        assert "terminating connection due to administrator command" in str(errors[0])
+        assert leftovers(tmp_path) == []
+        cluster.start()
+        manifest = hook.dump(PgDumpOptions.build(), str(tmp_path / "s.dump"))
+        assert manifest.row_count_map == {("public", "t"): 1}
+
+
+def _wait_for_blocked_lock(conn: psycopg.Connection, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()
+        if row and row[0]:
+            return
+        time.sleep(0.05)
+    raise TimeoutError("no session started waiting for a lock")
