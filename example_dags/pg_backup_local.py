@@ -8,11 +8,17 @@ Nothing here touches a connection or the network at parse time.
 from __future__ import annotations
 
 import datetime
+import os
 
 import pendulum
 from airflow.sdk import DAG, Param
 
 from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator, PgDumpOperator
+
+# Deployment-wide default for scheduled runs (no connection or network access at parse time).
+BACKUP_DIR = os.environ.get("PGBACKUP_BACKUP_DIR", "/var/backups/postgres")
+# Every run has run_after; runs triggered without a logical date have no ts_nodash.
+STAMP = "{{ dag_run.run_after.strftime('%Y%m%dT%H%M%SZ') }}"
 
 with DAG(
     dag_id="pg_backup_local",
@@ -51,10 +57,10 @@ with DAG(
             description="none, gzip[:1-9], lz4[:1-12] or zstd[:1-22] (lz4/zstd: pg_dump 16+ built with them)",
         ),
         "output_dir": Param(
-            "/var/backups/postgres",
+            BACKUP_DIR,
             type="string",
             title="Backup folder",
-            description="Absolute folder; each run writes <folder>/<database>/<timestamp>.*",
+            description="Absolute folder; each run writes <folder>/<database>/<run time>.<format>",
         ),
     },
 ) as dag:
@@ -63,7 +69,7 @@ with DAG(
         postgres_conn_id="{{ params.postgres_conn_id }}",
         database="{{ params.database or '' }}",
         output_path=(
-            "{{ params.output_dir }}/{{ params.database or 'default' }}/{{ ts_nodash }}.{{ params.format }}"
+            "{{ params.output_dir }}/{{ params.database or 'default' }}/" + STAMP + ".{{ params.format }}"
         ),
         format="{{ params.format }}",
         compression="{{ 'none' if params.format == 'tar' else params.compression }}",
@@ -72,7 +78,7 @@ with DAG(
     dump_globals = PgDumpAllOperator(
         task_id="dump_globals",
         postgres_conn_id="{{ params.postgres_conn_id }}",
-        output_path="{{ params.output_dir }}/globals/{{ ts_nodash }}.sql.gz",
+        output_path="{{ params.output_dir }}/globals/" + STAMP + ".sql.gz",
         mode="globals",
         compression="gzip",
         execution_timeout=datetime.timedelta(minutes=30),
