@@ -398,3 +398,49 @@ def _wait_for_blocked_lock(conn: psycopg.Connection, timeout: float = 30.0) -> N
             return
         time.sleep(0.05)
     raise TimeoutError("no session started waiting for a lock")
+
+
+FAKE_KEY = (
+    "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC-distinctive-key-material\n"
+    "-----END PRIVATE KEY-----\n"
+)
+
+
+def _secret_dirs() -> set[str]:
+    import tempfile
+
+    return {p.name for p in Path(tempfile.gettempdir()).glob("pgbackup-*") if p.name.count("-") == 1}
+
+
+def test_pg_dumpall_and_ssl_key_material_reach_no_argv_or_environ(
+    pg18: PgCluster, airflow_conn, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow_provider_pgbackup.options import PgDumpAllOptions
+
+    # sslmode=disable: libpq never reads the key, but the provider must still keep its content private.
+    hook = PgDumpHook(airflow_conn(pg18, "postgres", sslmode="disable", sslkey=FAKE_KEY))
+    before = _secret_dirs()
+    with caplog.at_level(logging.DEBUG), watch_children() as children:
+        hook.dumpall(PgDumpAllOptions.build(mode="globals"), str(tmp_path / "g.sql"))
+        hook.dump(PgDumpOptions.build(), str(tmp_path / "d.dump"))
+    tools = {os.path.basename(c.split(b"\0", 1)[0].decode()) for c, _ in children.values()}
+    assert {"pg_dump", "pg_dumpall"} <= tools
+    for cmdline, environ in children.values():
+        for secret in (PASSWORD.encode(), b"distinctive-key-material"):
+            assert secret not in cmdline
+            assert secret not in environ
+        if b"PGPASSFILE=" in environ:  # a dump, not a --version probe
+            assert b"PGSSLKEY=" in environ  # a path to a private file, not the key
+    assert "distinctive-key-material" not in caplog.text
+    assert PASSWORD not in caplog.text
+    assert _secret_dirs() == before
+
+
+def test_temporary_credential_files_are_removed_after_a_failure(
+    pg18: PgCluster, airflow_conn, tmp_path: Path
+) -> None:
+    hook = PgDumpHook(airflow_conn(pg18, "no such database"))
+    before = _secret_dirs()
+    with pytest.raises(Exception, match="does not exist"):
+        hook.dump(PgDumpOptions.build(), str(tmp_path / "x.dump"))
+    assert _secret_dirs() == before
