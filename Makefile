@@ -7,7 +7,7 @@ VENV := .venv
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: venv lint format test demo clean
+.PHONY: venv lint format test demo ui clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -29,7 +29,10 @@ test: lint
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 demo: venv
-	$(VENV)/bin/python -m devtools.demo
+	$(VENV)/bin/python -m devtools.demo $(if $(UI),--ui)
+
+ui: venv
+	$(VENV)/bin/python -m devtools.demo --ui
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
