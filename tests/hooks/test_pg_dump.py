@@ -374,7 +374,8 @@ def test_server_stopped_mid_dump_fails_clearly_and_a_retry_after_restart_succeed
         worker = threading.Thread(target=run)
         worker.start()
         wait_for_child("pg_dump")
-        _wait_for_blocked_lock(locker)  # pg_dump is connected and mid-dump, waiting on the table
+        with cluster.connect() as watcher:  # autocommit: pg_stat_activity is fresh on every query
+            _wait_for_blocked_lock(watcher)  # pg_dump (not the row count) is mid-dump, waiting on the table
         cluster.stop("fast")  # the server terminates every session and shuts down
         worker.join(60)
         locker.close()
@@ -393,11 +394,13 @@ def _wait_for_blocked_lock(conn: psycopg.Connection, timeout: float = 30.0) -> N
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        row = conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%'"
+        ).fetchone()
         if row and row[0]:
             return
         time.sleep(0.05)
-    raise TimeoutError("no session started waiting for a lock")
+    raise TimeoutError("pg_dump never started waiting for its table lock")
 
 
 FAKE_KEY = (
