@@ -31,7 +31,31 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "PostgreSQL backups",
-                "python-modules": ["airflow_provider_pgbackup.operators.pg_dump"],
+                "python-modules": [
+                    "airflow_provider_pgbackup.operators.pg_dump",
+                    "airflow_provider_pgbackup.operators.pg_restore",
+                    "airflow_provider_pgbackup.operators.retention",
+                ],
+            }
+        ],
+        "transfers": [
+            {
+                "source-integration-name": "PostgreSQL backups",
+                "target-integration-name": "Google Cloud Storage (GCS)",
+                "python-module": "airflow_provider_pgbackup.transfers.backup_to_gcs",
+            }
+        ],
+        "extra-links": ["airflow_provider_pgbackup.transfers.backup_to_gcs.GCSBackupLink"],
+        "sensors": [
+            {
+                "integration-name": "PostgreSQL backups",
+                "python-modules": ["airflow_provider_pgbackup.sensors.backup_artifact"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "PostgreSQL backups",
+                "python-modules": ["airflow_provider_pgbackup.triggers.backup_artifact"],
             }
         ],
     }

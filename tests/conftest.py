@@ -149,3 +149,61 @@ def row_counts(cluster: PgCluster, dbname: str) -> dict[tuple[str, str], int]:
             assert row is not None
             result[(schema, table)] = int(row[0])
         return result
+
+
+# The GCS emulator fixtures (gcs_emulator, gcs, gcs_bucket).
+pytest_plugins = ["tests.gcs_emulator"]
+
+
+# --- Verification and restore tests: real backups, dumped once per cluster and copied per test. ---
+
+
+@pytest.fixture(scope="session")
+def _backup_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[tuple[object, ...], Path]]:
+    return tmp_path_factory.mktemp("backups"), {}
+
+
+@pytest.fixture
+def pg_backup(
+    pg: PgCluster,
+    sample: str,
+    airflow_conn: Callable[..., str],
+    _backup_cache: tuple[Path, dict[tuple[object, ...], Path]],
+    tmp_path: Path,
+) -> Callable[..., Path]:
+    """``make(format, compression, kind="pg_dump")`` -> a fresh copy (in ``tmp_path``) of a real backup of
+    the sample database on ``pg`` (``kind="pg_dumpall"``: globals only); each backup is dumped once."""
+    import shutil
+
+    from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
+    from airflow_provider_pgbackup.manifest import manifest_path_for
+    from airflow_provider_pgbackup.options import PgDumpAllOptions, PgDumpOptions
+
+    folder, cache = _backup_cache
+
+    def make(dump_format: str = "custom", compression: str | None = None, kind: str = "pg_dump") -> Path:
+        key = (pg.port, dump_format, compression, kind)
+        name = f"{kind}-{dump_format}-{(compression or 'none').replace(':', '')}"
+        name += {"custom": ".dump", "directory": ".dir", "tar": ".tar", "plain": ".sql"}[dump_format]
+        name += ".gz" if compression and dump_format == "plain" else ""
+        if key not in cache:
+            source = folder / f"pg{pg.major}-{pg.port}" / name
+            hook = PgDumpHook(airflow_conn(pg, sample))
+            if kind == "pg_dumpall":
+                options = PgDumpAllOptions.build(
+                    mode="globals", no_role_passwords=True, compression=compression
+                )
+                hook.dumpall(options, str(source))
+            else:
+                hook.dump(PgDumpOptions.build(format=dump_format, compression=compression), str(source))
+            cache[key] = source
+        source = cache[key]
+        copy = tmp_path / name
+        if source.is_dir():
+            shutil.copytree(source, copy)
+        else:
+            shutil.copy2(source, copy)
+        shutil.copy2(manifest_path_for(source), manifest_path_for(copy))
+        return copy
+
+    return make

@@ -32,7 +32,7 @@ from psycopg import sql
 
 from airflow_provider_pgbackup import __version__
 from airflow_provider_pgbackup.binaries import PgBinary, choose_binary, supports_compression
-from airflow_provider_pgbackup.manifest import Manifest, TableRowCount, write_manifest
+from airflow_provider_pgbackup.manifest import Manifest, TableRowCount
 from airflow_provider_pgbackup.options import (
     FORMAT_FLAGS,
     InvalidOptionError,
@@ -40,7 +40,7 @@ from airflow_provider_pgbackup.options import (
     PgDumpOptions,
 )
 from airflow_provider_pgbackup.selection import TableSelection
-from airflow_provider_pgbackup.storage import ArtifactTarget, LocalArtifactTarget
+from airflow_provider_pgbackup.storage import ArtifactTarget, open_target
 
 # Airflow connection field -> libpq keyword. The password is not here: it takes the passfile road.
 CONNECTION_FIELDS: dict[str, str] = {"host": "host", "port": "port", "login": "user", "schema": "dbname"}
@@ -258,6 +258,10 @@ class PgProcessRunner:
             for thread in threads:
                 thread.join()
         duration = time.monotonic() - started
+        if self._killed.is_set() and proc.returncode != 0:
+            # A kill also breaks the consumer (its sink was aborted); the kill is the cause to report.
+            cause = errors[0] if errors else None
+            raise PgCommandError(tool, proc.returncode, tail, killed=True) from cause
         if errors:
             raise errors[0]
         result = CommandResult(tool, proc.returncode, tuple(tail), duration)
@@ -524,9 +528,7 @@ class PgDumpHook(BaseHook):
         REPEATABLE READ transaction, exports its snapshot to ``pg_dump --snapshot`` and counts rows
         there while pg_dump runs.
         """
-        target = LocalArtifactTarget(
-            output_path, directory=options.format == "directory", overwrite=overwrite
-        )
+        target = open_target(output_path, directory=options.format == "directory", overwrite=overwrite)
         self._active_target = target
         try:
             with self.session(database) as session, session.connect() as conn:
@@ -542,7 +544,7 @@ class PgDumpHook(BaseHook):
                 assert snapshot_row is not None
                 snapshot = str(snapshot_row[0])
                 dumped_database = session.params.get("dbname") or session.params.get("user") or ""
-                directory_file = target.staging_path if options.format == "directory" else None
+                directory_file = target.staging_directory
                 argv = self.pg_dump_argv(binary, options, snapshot, directory_file)
                 started = pendulum.now("UTC")
                 with ThreadPoolExecutor(max_workers=1, thread_name_prefix="row-counts") as pool:
@@ -573,7 +575,7 @@ class PgDumpHook(BaseHook):
             finished = pendulum.now("UTC")
             manifest = Manifest(
                 kind="pg_dump",
-                artifact=target.path.name,
+                artifact=target.artifact_name,
                 format=options.format,
                 compression=str(options.compression),
                 database=dumped_database,
@@ -599,16 +601,16 @@ class PgDumpHook(BaseHook):
             self._active_target = None
         self.log.info(
             "Backup finished: %s (%s, sha256 %s), manifest %s",
-            target.path,
+            target.uri,
             format_bytes(manifest.size_bytes),
             manifest.sha256,
-            target.manifest_path,
+            target.manifest_uri,
         )
         return manifest
 
     def dumpall(self, options: PgDumpAllOptions, output_path: str, *, overwrite: bool = False) -> Manifest:
         """Run pg_dumpall (full, globals-only or roles-only) into ``output_path``, manifest beside it."""
-        target = LocalArtifactTarget(output_path, overwrite=overwrite)
+        target = open_target(output_path, overwrite=overwrite)
         self._active_target = target
         try:
             with self.session() as session:
@@ -638,7 +640,7 @@ class PgDumpHook(BaseHook):
             finished = pendulum.now("UTC")
             manifest = Manifest(
                 kind="pg_dumpall",
-                artifact=target.path.name,
+                artifact=target.artifact_name,
                 format="plain",
                 compression=str(options.compression),
                 database=None,
@@ -664,13 +666,14 @@ class PgDumpHook(BaseHook):
             raise
         finally:
             self._active_target = None
-        self.log.info("Backup finished: %s, manifest %s", target.path, target.manifest_path)
+        self.log.info("Backup finished: %s, manifest %s", target.uri, target.manifest_uri)
         return manifest
 
     @staticmethod
-    def _write_manifest_or_undo(target: LocalArtifactTarget, manifest: Manifest) -> None:
+    def _write_manifest_or_undo(target: ArtifactTarget, manifest: Manifest) -> None:
+        """Write the manifest through the target (last); if that fails the artifact must not look finished."""
         try:
-            write_manifest(manifest, target.manifest_path)
+            target.write_manifest(manifest)
         except BaseException:
             target.remove_committed()
             raise
@@ -723,3 +726,150 @@ class PgDumpHook(BaseHook):
         target = self._active_target
         if target is not None:
             target.abort()
+
+    # -------------------------------------------------------------------------------------- restore
+    @contextlib.contextmanager
+    def _maintenance_connection(self, database: str) -> Iterator[psycopg.Connection[Any]]:
+        """An autocommit connection for CREATE/DROP DATABASE ``database``: to the connection's own
+        database, unless that is ``database`` itself (or unset), then to ``postgres``."""
+        with self.session() as session:
+            own = session.params.get("dbname")
+            with session.connect(own if own and own != database else "postgres", autocommit=True) as conn:
+                yield conn
+
+    def database_exists(self, database: str) -> bool:
+        """Whether ``database`` exists on the connection's server."""
+        with self._maintenance_connection(database) as conn:
+            row = conn.execute("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (database,))
+            return row.fetchone() is not None
+
+    def database_is_empty(self, database: str) -> bool:
+        """True when ``database`` has no relation (table, view, sequence...) outside the system schemas."""
+        with self.session(database) as session, session.connect(autocommit=True) as conn:
+            row = conn.execute(
+                """
+                SELECT EXISTS (
+                    SELECT 1 FROM pg_catalog.pg_class c
+                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+                      AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)')
+                """
+            ).fetchone()
+        return not (row and row[0])
+
+    def create_database(self, database: str) -> None:
+        """``CREATE DATABASE`` from ``template0`` (a restore target must not inherit template1's objects)."""
+        with self._maintenance_connection(database) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database)))
+        self.log.info("Created database %s", database)
+
+    def drop_database(self, database: str) -> None:
+        """``DROP DATABASE IF EXISTS`` (``WITH (FORCE)`` on 13+). Callers drop only what they created."""
+        with self._maintenance_connection(database) as conn:
+            force = sql.SQL(" WITH (FORCE)" if self._server_info(conn).major >= 13 else "")
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(database), force))
+        self.log.info("Dropped database %s", database)
+
+    def count_table_rows(
+        self, database: str, tables: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], int | None]:
+        """Exact ``count(*)`` of each ``(schema, table)`` in ``database``; None for a missing table."""
+        counts: dict[tuple[str, str], int | None] = {}
+        with self.session(database) as session, session.connect(autocommit=True) as conn:
+            for schema, table in tables:
+                found = conn.execute(
+                    "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL", (schema, table)
+                ).fetchone()
+                if not (found and found[0]):
+                    counts[(schema, table)] = None
+                    continue
+                query = sql.SQL("SELECT count(*) FROM {}.{}").format(
+                    sql.Identifier(schema), sql.Identifier(table)
+                )
+                row = conn.execute(query).fetchone()
+                counts[(schema, table)] = int(row[0]) if row else 0
+        return counts
+
+    def pg_restore_argv(
+        self,
+        binary: PgBinary,
+        manifest: Manifest,
+        artifact: Path,
+        *,
+        jobs: int | None = None,
+        no_owner: bool = True,
+        no_acl: bool = True,
+    ) -> list[str]:
+        """pg_restore's argv. ``--dbname=`` is empty on purpose: libpq then takes the database from
+        ``PGDATABASE`` (the session's), so no name (and never a conninfo string) is parsed from argv."""
+        argv = [
+            str(binary.path),
+            "--dbname=",
+            "--exit-on-error",
+            "--no-password",
+            f"--format={FORMAT_FLAGS[manifest.format]}",  # type: ignore[index]
+        ]
+        if jobs and manifest.format in ("custom", "directory"):
+            argv.append(f"--jobs={jobs}")
+        if no_owner:
+            argv.append("--no-owner")
+        if no_acl:
+            argv.append("--no-acl")
+        argv.append(str(artifact))
+        return argv
+
+    def restore(
+        self,
+        artifact_path: str | os.PathLike[str],
+        manifest: Manifest,
+        database: str,
+        *,
+        jobs: int | None = None,
+        no_owner: bool = True,
+        no_acl: bool = True,
+    ) -> CommandResult:
+        """Restore a (verified) local artifact into the existing database ``database``.
+
+        custom / tar / directory archives go through ``pg_restore --exit-on-error`` (``jobs`` in parallel
+        for custom and directory); plain pg_dump and pg_dumpall SQL through ``psql -v ON_ERROR_STOP=1``,
+        decompressed on the fly (pg_dump's plain SQL in one transaction). The client is chosen by the
+        manifest's ``client_version``: its major version or newer.
+
+        :param artifact_path: the artifact (file or folder).
+        :param manifest: its manifest.
+        :param database: the target database; it must exist.
+        :param jobs: parallel pg_restore workers (custom and directory archives only).
+        :param no_owner: ``--no-owner`` (archives only; plain SQL keeps what pg_dump wrote).
+        :param no_acl: ``--no-acl`` (archives only).
+        """
+        from airflow_provider_pgbackup.options import Compression
+        from airflow_provider_pgbackup.verify import decompressed_chunks, local_chunks, restore_binary
+
+        artifact = Path(artifact_path)
+        pg_bin_dir = self._connection_pg_bin_dir()
+        with self.session(database) as session:
+            if manifest.format == "plain":
+                psql = restore_binary("psql", manifest, pg_bin_dir)
+                self.log.info("Restoring %s into %s with %s", artifact, database, psql)
+                argv = [
+                    str(psql.path),
+                    "--no-psqlrc",
+                    "--no-password",
+                    "--quiet",
+                    "--output=/dev/null",
+                    "--set=ON_ERROR_STOP=1",
+                ]
+                if manifest.kind == "pg_dump":
+                    argv.append("--single-transaction")
+                method = Compression.parse(manifest.compression).method
+                chunks = decompressed_chunks(local_chunks(artifact), method, runner_log=self.log)
+                try:
+                    return self.runner.run(argv, session.env, stdin=chunks)
+                finally:
+                    chunks.close()  # psql stopped early (error, kill): stop a zstd/lz4 decompressor too
+            pg_restore = restore_binary("pg_restore", manifest, pg_bin_dir)
+            self.log.info("Restoring %s into %s with %s", artifact, database, pg_restore)
+            argv = self.pg_restore_argv(
+                pg_restore, manifest, artifact, jobs=jobs, no_owner=no_owner, no_acl=no_acl
+            )
+            return self.runner.run(argv, session.env)

@@ -11,9 +11,9 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
-from airflow_provider_pgbackup.manifest import Manifest, manifest_path_for
+from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX, Manifest, manifest_path_for
 from airflow_provider_pgbackup.options import InvalidOptionError, PgDumpAllOptions, PgDumpOptions
-from airflow_provider_pgbackup.storage import check_local_output_path
+from airflow_provider_pgbackup.storage import check_output_path, is_gcs_uri
 
 TimeoutValue = str | int | float | datetime.timedelta | None
 
@@ -35,7 +35,12 @@ def xcom_result(manifest: Manifest, artifact_path: str) -> dict[str, Any]:
     """The dump operators' XCom: the manifest plus where the artifact and manifest are. No secret."""
     result = manifest.to_dict()
     result["artifact_path"] = artifact_path
-    result["manifest_path"] = str(manifest_path_for(artifact_path))
+    # pathlib would turn "gs://" into "gs:/": a gs:// manifest is named by plain string concatenation.
+    result["manifest_path"] = (
+        artifact_path + MANIFEST_SUFFIX
+        if is_gcs_uri(artifact_path)
+        else str(manifest_path_for(artifact_path))
+    )
     return result
 
 
@@ -119,7 +124,7 @@ class PgDumpOperator(BaseOperator):
         if not _is_templated(format, compression, schemas, exclude_schemas, tables, exclude_tables):
             self._options()
         if not _is_templated(output_path):
-            check_local_output_path(output_path)
+            check_output_path(output_path, directory=format == "directory")
 
     def _options(self) -> PgDumpOptions:
         return PgDumpOptions.build(
@@ -142,7 +147,7 @@ class PgDumpOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         try:
             options = self._options()
-            check_local_output_path(self.output_path)
+            check_output_path(self.output_path, directory=options.format == "directory")
             manifest = self.hook.dump(
                 options, self.output_path, database=self.database, overwrite=self.overwrite
             )
@@ -201,7 +206,7 @@ class PgDumpAllOperator(BaseOperator):
         if not _is_templated(mode, compression):
             self._options()
         if not _is_templated(output_path):
-            check_local_output_path(output_path)
+            check_output_path(output_path)
 
     def _options(self) -> PgDumpAllOptions:
         return PgDumpAllOptions.build(
@@ -219,7 +224,7 @@ class PgDumpAllOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         try:
             options = self._options()
-            check_local_output_path(self.output_path)
+            check_output_path(self.output_path)
             manifest = self.hook.dumpall(options, self.output_path, overwrite=self.overwrite)
         except InvalidOptionError as err:
             raise AirflowFailException(str(err)) from err

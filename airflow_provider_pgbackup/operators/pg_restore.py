@@ -1,0 +1,292 @@
+"""PgRestoreOperator: the restore drill. Verify a backup, restore it, and compare row counts."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_provider_pgbackup.binaries import PgBinaryNotFound
+from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook
+from airflow_provider_pgbackup.manifest import Manifest, ManifestError, manifest_path_for, read_manifest
+from airflow_provider_pgbackup.options import InvalidOptionError, check_name
+from airflow_provider_pgbackup.storage import check_local_output_path
+from airflow_provider_pgbackup.verify import (
+    ArtifactCorrupt,
+    ArtifactMissing,
+    VerificationReport,
+    verify_artifact,
+)
+
+PARALLEL_FORMATS = ("custom", "directory")
+# PostgreSQL silently truncates longer identifiers (NAMEDATALEN - 1 bytes).
+MAX_DATABASE_NAME_BYTES = 63
+
+
+def check_database_name(database: str) -> str:
+    """A database name PostgreSQL keeps as given: no newline or NUL, at most 63 bytes in UTF-8."""
+    check_name("database", database)
+    if len(database.encode("utf-8")) > MAX_DATABASE_NAME_BYTES:
+        raise InvalidOptionError(
+            f"database {database!r} is longer than {MAX_DATABASE_NAME_BYTES} bytes; PostgreSQL would "
+            "silently truncate it"
+        )
+    return database
+
+
+def _is_templated(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def mismatch_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Plain-text table of the tables whose restored row count differs from the manifest's."""
+    bad = [r for r in rows if not r["ok"]]
+    names = [f"{r['schema']}.{r['table']}" for r in bad]
+    width = max([len("table"), *(len(n) for n in names)])
+    lines = [f"  {'table':<{width}}  {'expected':>10}  {'restored':>10}"]
+    for name, row in zip(names, bad, strict=True):
+        restored = "missing" if row["restored"] is None else str(row["restored"])
+        lines.append(f"  {name:<{width}}  {row['expected']:>10}  {restored:>10}")
+    return "\n".join(lines)
+
+
+class PgRestoreOperator(BaseOperator):
+    """Restore a backup into a database, then check that every table has the rows the manifest counted.
+
+    Run as a restore drill (the default): the backup is verified first (size, sha256, content), a scratch
+    database is created, the backup restored into it, row counts compared with the manifest, and the
+    scratch database dropped, also when anything failed. custom / tar / directory archives go through
+    ``pg_restore --exit-on-error``; plain pg_dump and pg_dumpall SQL through ``psql -v ON_ERROR_STOP=1``,
+    decompressed on the fly. The operator refuses to restore into an existing non-empty database unless
+    ``allow_non_empty_database`` is set, and never drops a database it did not create.
+
+    pg_dumpall SQL is cluster-wide: its roles (and, in ``full`` mode, its databases) are created on the
+    target server, not inside ``database``, and are not dropped afterwards. Restore a pg_dumpall artifact
+    into an empty, disposable server; on a server that already has those roles psql stops at the first
+    ``CREATE ROLE`` and the task fails.
+
+    Returns (XCom) the target database, whether it was created and dropped, the verification report, and
+    per table ``expected``, ``restored`` and ``ok``.
+
+    :param artifact_path: the artifact (file or folder) to restore; its manifest is beside it. Templated,
+        typically ``"{{ ti.xcom_pull(task_ids='dump')['artifact_path'] }}"``.
+    :param postgres_conn_id: Airflow ``postgres`` connection of the server to restore into. Templated.
+    :param database: target database. Default with ``create_database``: a new name
+        ``pgbackup_restore_<random>``; required otherwise. Templated.
+    :param create_database: create ``database`` (it must not exist yet) from ``template0``.
+    :param drop_after: drop the database at the end, also on failure; only allowed for a database this
+        operator creates. Default: the value of ``create_database``.
+    :param jobs: parallel pg_restore workers for custom and directory archives (ignored for tar and plain
+        SQL, which restore serially).
+    :param no_owner: restore without ownership (``--no-owner``; archives only).
+    :param no_acl: restore without privileges (``--no-acl``; archives only).
+    :param allow_non_empty_database: restore into an existing database that already holds relations.
+    :param compare_row_counts: compare restored row counts with the manifest's and fail on a mismatch.
+    :param verify_contents: run the content checks (``pg_restore --list`` / SQL trailer) before restoring;
+        size and sha256 are always checked.
+    :param pg_bin_dir: folder searched first for ``pg_restore`` and ``psql``.
+    """
+
+    template_fields: Sequence[str] = ("artifact_path", "postgres_conn_id", "database")
+    ui_color = "#e8d5f5"
+
+    def __init__(
+        self,
+        *,
+        artifact_path: str,
+        postgres_conn_id: str = PgDumpHook.default_conn_name,
+        database: str | None = None,
+        create_database: bool = True,
+        drop_after: bool | None = None,
+        jobs: int | None = None,
+        no_owner: bool = True,
+        no_acl: bool = True,
+        allow_non_empty_database: bool = False,
+        compare_row_counts: bool = True,
+        verify_contents: bool = True,
+        pg_bin_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if drop_after is None:
+            drop_after = create_database
+        if drop_after and not create_database:
+            raise InvalidOptionError(
+                "drop_after=True needs create_database=True: the operator never drops a database it did "
+                "not create"
+            )
+        if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+            raise InvalidOptionError(f"jobs {jobs!r} must be a whole number >= 1")
+        if database is None and not create_database:
+            raise InvalidOptionError("database is required with create_database=False")
+        self.artifact_path = artifact_path
+        self.postgres_conn_id = postgres_conn_id
+        self.database = database
+        self.create_database = create_database
+        self.drop_after = drop_after
+        self.jobs = jobs
+        self.no_owner = no_owner
+        self.no_acl = no_acl
+        self.allow_non_empty_database = allow_non_empty_database
+        self.compare_row_counts = compare_row_counts
+        self.verify_contents = verify_contents
+        self.pg_bin_dir = pg_bin_dir
+        if not _is_templated(artifact_path):
+            self._check_artifact_path()
+        if database is not None and not _is_templated(database):
+            check_database_name(database)
+
+    def _check_artifact_path(self) -> str:
+        path = str(self.artifact_path)
+        check_local_output_path(path)
+        return path
+
+    @cached_property
+    def hook(self) -> PgDumpHook:
+        return PgDumpHook(postgres_conn_id=self.postgres_conn_id, pg_bin_dir=self.pg_bin_dir)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        try:
+            path = self._check_artifact_path()
+            database = self.database or f"pgbackup_restore_{secrets.token_hex(4)}"
+            check_database_name(database)
+        except InvalidOptionError as err:
+            raise AirflowFailException(str(err)) from err
+        report = self._verify(path)
+        try:
+            manifest = read_manifest(manifest_path_for(path))
+        except (OSError, ManifestError) as err:
+            raise AirflowException(
+                f"could not read the manifest of {path} after verifying it: {err}"
+            ) from err
+
+        created = False
+        try:
+            created = self._prepare_database(database)
+            self._check_target_is_empty(database)
+            started = time.monotonic()
+            self._restore(path, manifest, database)
+            restore_seconds = round(time.monotonic() - started, 3)
+            tables = self._compare(manifest, database)
+        except BaseException:
+            if created and self.drop_after:
+                self._drop_after_failure(database)
+            raise
+        dropped = False
+        if created and self.drop_after:
+            self.hook.drop_database(database)
+            dropped = True
+        return {
+            "database": database,
+            "artifact_path": path,
+            "kind": manifest.kind,
+            "format": manifest.format,
+            "created_database": created,
+            "dropped_database": dropped,
+            "restore_seconds": restore_seconds,
+            "row_counts_compared": tables is not None,
+            "tables": tables or [],
+            "verification": report.to_dict(),
+        }
+
+    def _verify(self, path: str) -> VerificationReport:
+        try:
+            report = verify_artifact(
+                path,
+                verify_checksum=True,
+                verify_contents=self.verify_contents,
+                pg_bin_dir=self.pg_bin_dir,
+                runner=self.hook.runner,
+            )
+        except ArtifactMissing as err:
+            raise AirflowException(f"nothing to restore: {err}") from err
+        except ArtifactCorrupt as err:
+            raise AirflowFailException(
+                f"refusing to restore {path}: check {err.check!r} failed: {err.reason}"
+            ) from err
+        self.log.info(
+            "Backup %s verified: %s", path, ", ".join(f"{c.name} {c.status}" for c in report.checks)
+        )
+        return report
+
+    def _prepare_database(self, database: str) -> bool:
+        """Create the target (returns True) or check that it exists (returns False)."""
+        exists = self.hook.database_exists(database)
+        if self.create_database:
+            if exists:
+                raise AirflowFailException(
+                    f"database {database!r} already exists; create_database=True restores only into a new "
+                    "database (choose another name, drop it yourself, or pass create_database=False)"
+                )
+            self.hook.create_database(database)
+            return True
+        if not exists:
+            raise AirflowFailException(
+                f"database {database!r} does not exist; pass create_database=True to create it"
+            )
+        return False
+
+    def _check_target_is_empty(self, database: str) -> None:
+        if self.allow_non_empty_database or self.hook.database_is_empty(database):
+            return
+        raise AirflowFailException(
+            f"database {database!r} is not empty (it has tables, views or sequences outside the system "
+            "schemas); refusing to restore into it. Pass allow_non_empty_database=True to do it anyway"
+        )
+
+    def _restore(self, path: str, manifest: Manifest, database: str) -> None:
+        jobs = self.jobs
+        if jobs and manifest.format not in PARALLEL_FORMATS:
+            self.log.info("jobs=%s ignored: a %s artifact restores serially", jobs, manifest.format)
+            jobs = None
+        if manifest.format == "plain" and (self.no_owner or self.no_acl):
+            self.log.info("no_owner / no_acl do not apply to plain SQL: it restores as pg_dump wrote it")
+        try:
+            self.hook.restore(path, manifest, database, jobs=jobs, no_owner=self.no_owner, no_acl=self.no_acl)
+        except PgBinaryNotFound as err:
+            raise AirflowFailException(str(err)) from err
+        except PgCommandError as err:
+            raise AirflowFailException(f"restoring {path} into {database!r} failed: {err}") from err
+
+    def _compare(self, manifest: Manifest, database: str) -> list[dict[str, Any]] | None:
+        if not self.compare_row_counts:
+            return None
+        if manifest.row_counts is None:
+            self.log.info("The manifest has no row counts (pg_dumpall, or record_row_counts=False)")
+            return None
+        restored = self.hook.count_table_rows(database, [(r.schema, r.table) for r in manifest.row_counts])
+        rows = [
+            {
+                "schema": r.schema,
+                "table": r.table,
+                "expected": r.rows,
+                "restored": restored[(r.schema, r.table)],
+                "ok": restored[(r.schema, r.table)] == r.rows,
+            }
+            for r in manifest.row_counts
+        ]
+        bad = [r for r in rows if not r["ok"]]
+        if bad:
+            raise AirflowFailException(
+                f"restored row counts differ from the manifest in {len(bad)} of {len(rows)} tables:\n"
+                + mismatch_table(rows)
+            )
+        self.log.info("Row counts of all %d tables match the manifest", len(rows))
+        return rows
+
+    def _drop_after_failure(self, database: str) -> None:
+        """Drop the database this run created; a failure here is logged, the original error is kept."""
+        try:
+            self.hook.drop_database(database)
+        except Exception:
+            self.log.exception(
+                "Could not drop database %s after the failed restore; drop it by hand", database
+            )
+
+    def on_kill(self) -> None:
+        self.hook.kill()

@@ -1,0 +1,325 @@
+"""PgBackupRetentionOperator: grandfather-father-son retention over a local folder or a ``gs://`` prefix.
+
+Backups are found by their manifests (a manifest is the mark of a complete backup); the manifest's
+``finished_at`` decides a backup's age. The policy keeps the union of:
+
+- ``keep_last``: the N most recent backups;
+- ``keep_daily`` / ``keep_weekly`` / ``keep_monthly``: the most recent backup of each of the N most
+  recent days / ISO weeks / months that have a backup (periods without one do not count),
+
+plus always the newest complete backup. Entries that no manifest describes (failed or interrupted
+runs, staging leftovers) are incomplete and removed once older than ``incomplete_grace``.
+
+Nothing is deleted when the newest complete backup is older than ``max_newest_age`` or fails its check
+(artifact present with the sizes its manifest records): the task fails instead, because backups have
+stopped working and old ones are then all there is.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pendulum
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_pgbackup.gcs import DEFAULT_GCP_CONN_ID
+from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX, Manifest, ManifestError
+from airflow_provider_pgbackup.options import InvalidOptionError
+from airflow_provider_pgbackup.storage import (
+    DEFAULT_GCS_RETRY_TIMEOUT,
+    BackupStore,
+    GCSSettings,
+    StoredEntry,
+    open_store,
+)
+
+
+@dataclass(frozen=True)
+class StoredBackup:
+    """A complete backup found in a folder: its manifest entry, its artifact entry and the manifest."""
+
+    name: str
+    manifest: Manifest
+    finished_at: datetime.datetime
+    manifest_entry: StoredEntry
+    artifact_entry: StoredEntry | None
+
+
+def _period_keys(tz: str) -> dict[str, Callable[[datetime.datetime], tuple[int, ...]]]:
+    def local(moment: datetime.datetime) -> pendulum.DateTime:
+        return pendulum.instance(moment).in_timezone(tz)
+
+    def week(moment: datetime.datetime) -> tuple[int, ...]:
+        iso = local(moment).isocalendar()
+        return (iso[0], iso[1])
+
+    return {
+        "daily": lambda m: (local(m).year, local(m).month, local(m).day),
+        "weekly": week,
+        "monthly": lambda m: (local(m).year, local(m).month),
+    }
+
+
+def select_kept(
+    finished: Sequence[datetime.datetime],
+    *,
+    keep_last: int,
+    keep_daily: int,
+    keep_weekly: int,
+    keep_monthly: int,
+    timezone: str = "UTC",
+) -> dict[int, list[str]]:
+    """Indexes of ``finished`` (backup end times) the GFS policy keeps, each with the rules that keep it.
+
+    The newest backup is always kept. For each period rule, backups are walked from newest to oldest
+    and the first (newest) one of each new period is kept, until N periods are covered.
+    """
+    order = sorted(range(len(finished)), key=lambda i: finished[i], reverse=True)
+    kept: dict[int, list[str]] = {}
+    if not order:
+        return kept
+    kept.setdefault(order[0], []).append("newest")
+    for index in order[:keep_last]:
+        kept.setdefault(index, []).append("last")
+    keys = _period_keys(timezone)
+    for rule, count in (("daily", keep_daily), ("weekly", keep_weekly), ("monthly", keep_monthly)):
+        seen: set[tuple[int, ...]] = set()
+        for index in order:
+            if len(seen) >= count:
+                break
+            period = keys[rule](finished[index])
+            if period not in seen:
+                seen.add(period)
+                kept.setdefault(index, []).append(f"{rule} {'-'.join(str(p) for p in period)}")
+    return kept
+
+
+def _check_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidOptionError(f"{name} {value!r} must be a whole number >= 0")
+    return value
+
+
+def _check_duration(name: str, value: Any, *, allow_none: bool) -> datetime.timedelta | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = datetime.timedelta(seconds=value)
+    if not isinstance(value, datetime.timedelta) or value < datetime.timedelta(0):
+        raise InvalidOptionError(f"{name} {value!r} must be a timedelta (or seconds) >= 0")
+    return value
+
+
+class PgBackupRetentionOperator(BaseOperator):
+    """Delete old backups from a folder or ``gs://`` prefix by a grandfather-father-son policy.
+
+    Deletes a backup's manifest first, then its artifact, so a half-deleted backup is never taken for
+    a complete one. Every deletion is logged; ``dry_run=True`` only logs what would be deleted. Returns
+    (XCom) the kept backups with the rules that keep them, and the deleted URIs.
+
+    :param location: local folder (absolute) or ``gs://bucket/prefix`` holding the backups. Templated.
+    :param keep_last: keep the N most recent backups.
+    :param keep_daily: keep the newest backup of each of the N most recent days having one.
+    :param keep_weekly: the same for ISO weeks.
+    :param keep_monthly: the same for calendar months.
+    :param dry_run: log what would be deleted and delete nothing.
+    :param incomplete_grace: entries no manifest describes are removed once older than this (longer than
+        your longest dump); ``timedelta`` or seconds.
+    :param max_newest_age: delete nothing (and fail) when the newest complete backup finished longer ago
+        than this; None disables the check.
+    :param verify_newest: delete nothing (and fail) unless the newest backup's artifact is present with
+        the size(s) its manifest records (and, on GCS, the same sha256 in its metadata).
+    :param timezone: time zone in which days, weeks and months are counted.
+    :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for ``gs://`` locations.
+    :param retry_timeout: seconds each GCS request is retried on transient errors.
+    """
+
+    template_fields: Sequence[str] = ("location", "gcp_conn_id")
+    ui_color = "#f4d6cc"
+
+    def __init__(
+        self,
+        *,
+        location: str,
+        keep_last: int = 1,
+        keep_daily: int = 7,
+        keep_weekly: int = 4,
+        keep_monthly: int = 12,
+        dry_run: bool = False,
+        incomplete_grace: datetime.timedelta | float = datetime.timedelta(days=1),
+        max_newest_age: datetime.timedelta | float | None = datetime.timedelta(days=2),
+        verify_newest: bool = True,
+        timezone: str = "UTC",
+        gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
+        retry_timeout: float = DEFAULT_GCS_RETRY_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.location = location
+        self.keep_last = _check_count("keep_last", keep_last)
+        self.keep_daily = _check_count("keep_daily", keep_daily)
+        self.keep_weekly = _check_count("keep_weekly", keep_weekly)
+        self.keep_monthly = _check_count("keep_monthly", keep_monthly)
+        # BaseOperator has a dry_run() method: the flag gets its own attribute name.
+        self.is_dry_run = bool(dry_run)
+        grace = _check_duration("incomplete_grace", incomplete_grace, allow_none=False)
+        assert grace is not None
+        self.incomplete_grace = grace
+        self.max_newest_age = _check_duration("max_newest_age", max_newest_age, allow_none=True)
+        self.verify_newest = bool(verify_newest)
+        try:
+            pendulum.timezone(timezone)
+        except Exception as err:
+            raise InvalidOptionError(f"timezone {timezone!r} is not a known time zone") from err
+        self.timezone = timezone
+        self.gcp_conn_id = gcp_conn_id
+        self.retry_timeout = retry_timeout
+
+    def _store(self) -> BackupStore:
+        settings = GCSSettings(gcp_conn_id=self.gcp_conn_id, retry_timeout=self.retry_timeout)
+        return open_store(self.location, settings=settings)
+
+    def _find_backups(
+        self, store: BackupStore, entries: list[StoredEntry]
+    ) -> tuple[list[StoredBackup], list[StoredEntry], set[str]]:
+        """Complete backups, incomplete entries, and names left alone (unreadable manifests)."""
+        by_name = {e.name: e for e in entries}
+        backups: list[StoredBackup] = []
+        protected: set[str] = set()
+        for entry in entries:
+            if entry.is_folder or not entry.name.endswith(MANIFEST_SUFFIX):
+                continue
+            artifact_name = entry.name[: -len(MANIFEST_SUFFIX)]
+            try:
+                manifest = Manifest.from_json(store.read(entry))
+                if manifest.artifact != artifact_name:
+                    raise ManifestError(f"it describes {manifest.artifact!r}, not {artifact_name!r}")
+                finished = datetime.datetime.fromisoformat(manifest.finished_at)
+                if finished.tzinfo is None:
+                    finished = finished.replace(tzinfo=datetime.timezone.utc)
+            except (ManifestError, ValueError) as err:
+                self.log.warning(
+                    "Leaving %s alone: its manifest cannot be read (%s)", store.uri_of(entry), err
+                )
+                protected.update({entry.name, artifact_name})
+                continue
+            backups.append(StoredBackup(artifact_name, manifest, finished, entry, by_name.get(artifact_name)))
+        referenced = {b.name for b in backups} | {b.manifest_entry.name for b in backups} | protected
+        incomplete = [e for e in entries if e.name not in referenced]
+        return backups, incomplete, protected
+
+    @staticmethod
+    def _check_artifact(backup: StoredBackup) -> str | None:
+        """None when the artifact is present as the manifest records it, else what is wrong."""
+        entry, manifest = backup.artifact_entry, backup.manifest
+        if entry is None:
+            return f"its artifact {backup.name!r} is missing"
+        if manifest.files is not None:
+            expected = {f.path: f.size_bytes for f in manifest.files}
+            if not entry.is_folder or dict(entry.files) != expected:
+                return "its artifact folder does not hold the files and sizes its manifest lists"
+            return None
+        if entry.is_folder or entry.size_bytes != manifest.size_bytes:
+            return f"its artifact holds {entry.size_bytes} bytes, not {manifest.size_bytes}"
+        remote_sha = dict(entry.metadata).get("sha256")
+        if remote_sha is not None and remote_sha != manifest.sha256:
+            return f"its artifact's sha256 metadata is {remote_sha}, not {manifest.sha256}"
+        return None
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        try:
+            store = self._store()
+            entries = store.entries()
+        except InvalidOptionError as err:
+            raise AirflowFailException(str(err)) from err
+        now = datetime.datetime.now(datetime.timezone.utc)
+        backups, incomplete, protected = self._find_backups(store, entries)
+        self.log.info(
+            "%s holds %d complete backups and %d incomplete entries", store.uri, len(backups), len(incomplete)
+        )
+        if not backups:
+            if entries and self.max_newest_age is not None:
+                raise AirflowFailException(f"{store.uri} holds no complete backup; deleting nothing")
+            self.log.info("No complete backup in %s; nothing to do", store.uri)
+            return {"kept": [], "deleted": [], "incomplete_deleted": [], "dry_run": self.is_dry_run}
+        newest = max(backups, key=lambda b: b.finished_at)
+        age = now - newest.finished_at
+        if self.max_newest_age is not None and age > self.max_newest_age:
+            raise AirflowFailException(
+                f"the newest complete backup in {store.uri} ({newest.name}, finished "
+                f"{newest.manifest.finished_at}) is {age} old, more than "
+                f"max_newest_age={self.max_newest_age}; deleting nothing"
+            )
+        if self.verify_newest:
+            problem = self._check_artifact(newest)
+            if problem is not None:
+                raise AirflowFailException(
+                    f"the newest backup in {store.uri} ({newest.name}) is not verified: {problem}; "
+                    "deleting nothing"
+                )
+        kept_reasons = select_kept(
+            [b.finished_at for b in backups],
+            keep_last=self.keep_last,
+            keep_daily=self.keep_daily,
+            keep_weekly=self.keep_weekly,
+            keep_monthly=self.keep_monthly,
+            timezone=self.timezone,
+        )
+        verb = "Would delete" if self.is_dry_run else "Deleting"
+        deleted: list[str] = []
+        for index, backup in sorted(enumerate(backups), key=lambda item: item[1].finished_at):
+            if index in kept_reasons:
+                continue
+            assert backup is not newest
+            self.log.info(
+                "%s backup %s (finished %s, %d bytes)",
+                verb,
+                store.uri_of(backup.manifest_entry)[: -len(MANIFEST_SUFFIX)],
+                backup.manifest.finished_at,
+                backup.manifest.size_bytes,
+            )
+            for entry in (backup.manifest_entry, backup.artifact_entry):  # the manifest goes first
+                if entry is None:
+                    continue
+                if not self.is_dry_run:
+                    store.delete(entry)
+                deleted.append(store.uri_of(entry))
+        incomplete_deleted: list[str] = []
+        for entry in incomplete:
+            if entry.name in protected:
+                continue
+            if now - entry.updated < self.incomplete_grace:
+                self.log.info(
+                    "Keeping incomplete %s: younger than %s", store.uri_of(entry), self.incomplete_grace
+                )
+                continue
+            self.log.info(
+                "%s incomplete %s (last modified %s)", verb, store.uri_of(entry), entry.updated.isoformat()
+            )
+            if not self.is_dry_run:
+                store.delete(entry)
+            incomplete_deleted.append(store.uri_of(entry))
+        kept = [
+            {"name": backups[i].name, "finished_at": backups[i].manifest.finished_at, "rules": reasons}
+            for i, reasons in sorted(
+                kept_reasons.items(), key=lambda item: backups[item[0]].finished_at, reverse=True
+            )
+        ]
+        self.log.info(
+            "Retention of %s: kept %d backups, %s %d backups and %d incomplete entries",
+            store.uri,
+            len(kept),
+            "would delete" if self.is_dry_run else "deleted",
+            len(backups) - len(kept),
+            len(incomplete_deleted),
+        )
+        return {
+            "kept": kept,
+            "deleted": deleted,
+            "incomplete_deleted": incomplete_deleted,
+            "dry_run": self.is_dry_run,
+        }

@@ -1,0 +1,150 @@
+"""PgBackupArtifactSensor: wait for a backup, then prove it is complete and readable."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_pgbackup.hooks.pg_dump import PgProcessRunner
+from airflow_provider_pgbackup.options import InvalidOptionError
+from airflow_provider_pgbackup.triggers.backup_artifact import PgBackupArtifactTrigger
+from airflow_provider_pgbackup.verify import (
+    ArtifactCorrupt,
+    ArtifactMissing,
+    VerificationReport,
+    parse_max_age,
+    verify_artifact,
+)
+
+
+class PgBackupArtifactSensor(BaseSensorOperator):
+    """Wait for a backup (artifact and manifest) and verify it; fail at once when it is there but bad.
+
+    While the artifact or its manifest is missing the sensor keeps poking (``poke`` or ``reschedule``
+    mode, or deferred to the triggerer with ``deferrable=True``). Once both are there it runs the checks
+    of :mod:`airflow_provider_pgbackup.verify` (size, sha256, ``pg_restore --list`` or the SQL trailer,
+    tables) and raises :class:`~airflow.sdk.exceptions.AirflowFailException` naming the failed check
+    when one fails: no retry and no waiting for the timeout. Returns (XCom) the verification report:
+    checks run with their timings, the archive's TOC entry counts and the tables found in it.
+
+    :param path: the artifact (file or folder) on a local or mounted filesystem; the manifest is
+        ``<path>.manifest.json``. Templated, typically
+        ``"{{ ti.xcom_pull(task_ids='dump')['artifact_path'] }}"``.
+    :param verify_checksum: compare the artifact's sha256 with the manifest's (reads every byte).
+    :param verify_contents: parse the content: ``pg_restore --list`` for archives; for plain SQL,
+        decompress the stream and check pg_dump's completion trailer.
+    :param verify_tables: archives: fail when the TOC lacks data for a table the manifest counted.
+    :param min_size_bytes: smallest acceptable artifact size in bytes (>= 1).
+    :param max_age: fail when the manifest's ``finished_at`` is older than this (timedelta or seconds).
+    :param pg_bin_dir: folder searched first for ``pg_restore``.
+    :param deferrable: wait in the triggerer instead of a worker slot; the verification itself runs on
+        a worker when the trigger fires.
+    """
+
+    template_fields: Sequence[str] = ("path",)
+    ui_color = "#d5f5e3"
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        verify_checksum: bool = True,
+        verify_contents: bool = True,
+        verify_tables: bool = True,
+        min_size_bytes: int = 1,
+        max_age: datetime.timedelta | float | None = None,
+        pg_bin_dir: str | None = None,
+        deferrable: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(min_size_bytes, bool) or not isinstance(min_size_bytes, int) or min_size_bytes < 1:
+            raise InvalidOptionError(f"min_size_bytes {min_size_bytes!r} must be a whole number >= 1")
+        parse_max_age(max_age)
+        self.path = path
+        self.verify_checksum = verify_checksum
+        self.verify_contents = verify_contents
+        self.verify_tables = verify_tables
+        self.min_size_bytes = min_size_bytes
+        self.max_age = max_age
+        self.pg_bin_dir = pg_bin_dir
+        self.deferrable = deferrable
+
+    @cached_property
+    def runner(self) -> PgProcessRunner:
+        """Runs pg_restore --list (and lz4/zstd decompressors) with output in this task's log."""
+        return PgProcessRunner(self.log)
+
+    def on_kill(self) -> None:
+        self.runner.kill()
+
+    def _check_path(self) -> str:
+        path = str(self.path) if self.path is not None else ""
+        if not path.startswith("/") or "\x00" in path:
+            raise AirflowFailException(f"path {path!r} must be an absolute local path to a backup artifact")
+        return path
+
+    def _verify(self) -> VerificationReport:
+        """Run the checks; ArtifactMissing propagates, ArtifactCorrupt becomes AirflowFailException."""
+        path = self._check_path()
+        try:
+            report = verify_artifact(
+                path,
+                verify_checksum=self.verify_checksum,
+                verify_contents=self.verify_contents,
+                verify_tables=self.verify_tables,
+                min_size_bytes=self.min_size_bytes,
+                max_age=self.max_age,
+                pg_bin_dir=self.pg_bin_dir,
+                runner=self.runner,
+            )
+        except ArtifactCorrupt as err:
+            raise AirflowFailException(
+                f"backup {path} is corrupt: check {err.check!r} failed: {err.reason}"
+            ) from err
+        for check in report.checks:
+            self.log.info(
+                "check %-9s %-7s %8.1f ms  %s", check.name, check.status, check.duration_ms, check.detail
+            )
+        return report
+
+    def poke(self, context: Any) -> bool | PokeReturnValue:
+        try:
+            report = self._verify()
+        except ArtifactMissing as err:
+            self.log.info("%s", err)
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=report.to_dict())
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        result = self.poke(context)
+        if isinstance(result, PokeReturnValue):
+            return result.xcom_value
+        self.defer(
+            trigger=PgBackupArtifactTrigger(path=self._check_path(), poll_interval=self.poke_interval),
+            method_name="execute_complete",
+            timeout=datetime.timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+        """Back on a worker after the trigger saw the backup: run the full verification."""
+        if not event or event.get("status") != "present":
+            raise AirflowFailException(f"backup trigger for {self.path} ended without the backup: {event!r}")
+        try:
+            report = self._verify()
+        except ArtifactMissing as err:
+            # Seen by the trigger, gone now (removed by retention or being replaced): wait again.
+            self.log.info("%s; waiting again", err)
+            self.defer(
+                trigger=PgBackupArtifactTrigger(path=self._check_path(), poll_interval=self.poke_interval),
+                method_name="execute_complete",
+                timeout=datetime.timedelta(seconds=self.timeout),
+            )
+        return report.to_dict()

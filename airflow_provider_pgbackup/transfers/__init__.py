@@ -1,0 +1,1 @@
+"""Operators that move finished backups between storage systems."""

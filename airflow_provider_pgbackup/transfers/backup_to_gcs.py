@@ -1,0 +1,204 @@
+"""PgBackupToGCSOperator: upload a finished backup (artifact, then its manifest) to Google Cloud Storage."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, BaseOperatorLink
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_pgbackup.gcs import DEFAULT_GCP_CONN_ID
+from airflow_provider_pgbackup.manifest import ManifestError
+from airflow_provider_pgbackup.options import InvalidOptionError
+from airflow_provider_pgbackup.storage import (
+    DEFAULT_GCS_CHUNK_SIZE,
+    DEFAULT_GCS_RETRY_TIMEOUT,
+    GCS_SCHEME,
+    ArtifactMismatchError,
+    GCSLocation,
+    GCSSettings,
+    ObjectConflictError,
+    check_local_output_path,
+    remove_local_backup,
+    upload_backup,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk.types import TaskInstanceKey
+
+XCOM_CONSOLE_URL = "gcs_console_url"
+
+
+def _is_templated(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+class GCSBackupLink(BaseOperatorLink):
+    """Operator extra link: the uploaded backup in the Google Cloud Console."""
+
+    name = "GCS backup"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        url = XCom.get_value(ti_key=ti_key, key=XCOM_CONSOLE_URL)
+        return str(url) if url else ""
+
+
+def static_asset_uri(bucket: str, prefix: str) -> str | None:
+    """The ``gs://`` folder an upload lands in, up to the first template marker.
+
+    None when the bucket itself is templated (the caller then declares its own outlets).
+    """
+    if _is_templated(bucket):
+        return None
+    static = prefix
+    for marker in ("{{", "{%"):
+        static = static.split(marker, 1)[0]
+    if static != prefix:
+        static = static.rsplit("/", 1)[0] if "/" in static else ""
+    static = static.strip("/")
+    return f"{GCS_SCHEME}{bucket}/{static}" if static else f"{GCS_SCHEME}{bucket}"
+
+
+class PgBackupToGCSOperator(BaseOperator):
+    """Upload a finished backup (artifact file or directory-format folder, then its manifest) to GCS.
+
+    The artifact keeps its name under ``gs://<bucket>/<prefix>/``; the manifest object is written last,
+    so its presence marks a complete backup. Bytes are streamed in resumable chunks, checked against the
+    manifest's sha256 before each object is finalized, and crc32c-checked by the client. An object that
+    already exists with the same sha256 is left alone (a retried task is a no-op); a different object
+    at the same name is never overwritten. Returns (XCom) the ``gs://`` URIs and the manifest.
+
+    An :class:`~airflow.sdk.Asset` outlet for the destination folder is declared when ``bucket`` is not
+    templated (the prefix up to its first template marker), unless ``outlets`` is given.
+
+    :param source_path: absolute local path of the artifact (its manifest must be beside it), e.g.
+        ``{{ ti.xcom_pull(task_ids='dump')['artifact_path'] }}``. Templated.
+    :param bucket: destination bucket name. Templated.
+    :param prefix: object-name prefix (folder) inside the bucket; empty for the bucket root. Templated.
+    :param gcp_conn_id: Airflow ``google_cloud_platform`` connection; Application Default Credentials
+        when the default connection does not exist; ``STORAGE_EMULATOR_HOST`` selects an emulator.
+    :param chunk_size: bytes per resumable-upload request, a multiple of 256 KiB (default 32 MiB).
+    :param storage_class: ``STANDARD``, ``NEARLINE``, ``COLDLINE`` or ``ARCHIVE`` (default: the bucket's).
+    :param kms_key_name: Cloud KMS key for the objects (default: the bucket's encryption).
+    :param retry_timeout: seconds each request is retried on transient errors, with backoff.
+    :param progress_interval: seconds between progress log lines (bytes, rate).
+    :param delete_local_copy: delete the local artifact and manifest after a verified upload.
+    """
+
+    template_fields: Sequence[str] = ("source_path", "bucket", "prefix", "gcp_conn_id", "kms_key_name")
+    ui_color = "#a8dadc"
+    operator_extra_links = (GCSBackupLink(),)
+
+    def __init__(
+        self,
+        *,
+        source_path: str,
+        bucket: str,
+        prefix: str = "",
+        gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
+        chunk_size: int = DEFAULT_GCS_CHUNK_SIZE,
+        storage_class: str | None = None,
+        kms_key_name: str | None = None,
+        retry_timeout: float = DEFAULT_GCS_RETRY_TIMEOUT,
+        progress_interval: float = 5.0,
+        delete_local_copy: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if "outlets" not in kwargs:
+            asset_uri = static_asset_uri(bucket, prefix)
+            if asset_uri is not None:
+                from airflow.sdk import Asset
+
+                kwargs["outlets"] = [Asset(uri=asset_uri, name=asset_uri)]
+        super().__init__(**kwargs)
+        self.source_path = source_path
+        self.bucket = bucket
+        self.prefix = prefix
+        self.gcp_conn_id = gcp_conn_id
+        self.chunk_size = chunk_size
+        self.storage_class = storage_class
+        self.kms_key_name = kms_key_name
+        self.retry_timeout = retry_timeout
+        self.progress_interval = progress_interval
+        self.delete_local_copy = delete_local_copy
+        self._settings()  # chunk_size, storage_class and retry_timeout are not templated
+        if not _is_templated(source_path):
+            check_local_output_path(source_path)
+        if not _is_templated(bucket) and not _is_templated(prefix):
+            GCSLocation.build(bucket, prefix, what="destination", prefix=True)
+
+    @cached_property
+    def _cancel(self) -> threading.Event:
+        # Created on first use, not in __init__: operators are deep-copied and an Event cannot be.
+        return threading.Event()
+
+    def _settings(self) -> GCSSettings:
+        return GCSSettings(
+            gcp_conn_id=self.gcp_conn_id,
+            chunk_size=self.chunk_size,
+            retry_timeout=self.retry_timeout,
+            storage_class=self.storage_class,
+            kms_key_name=self.kms_key_name or None,
+            progress_interval=self.progress_interval,
+        )
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        try:
+            settings = self._settings()
+            check_local_output_path(self.source_path)
+            destination = GCSLocation.build(self.bucket, self.prefix or "", what="destination", prefix=True)
+            result, manifest = upload_backup(
+                self.source_path, destination, settings=settings, log=self.log, cancel=self._cancel
+            )
+        except (InvalidOptionError, ManifestError, ArtifactMismatchError, ObjectConflictError) as err:
+            raise AirflowFailException(str(err)) from err
+        rate = result.rate_bytes_per_second / (1024 * 1024)
+        self.log.info(
+            "Backup uploaded to %s (%d bytes sent in %.1f s, %.1f MiB/s; %d objects already present)",
+            result.artifact_uri,
+            result.uploaded_bytes,
+            result.duration_seconds,
+            rate,
+            result.skipped_objects,
+        )
+        if self.delete_local_copy:
+            remove_local_backup(self.source_path)
+            self.log.info(
+                "Deleted the local copy %s and its manifest after the verified upload", self.source_path
+            )
+        ti = context.get("ti") if hasattr(context, "get") else None
+        if ti is not None:
+            ti.xcom_push(key=XCOM_CONSOLE_URL, value=result.console_url)
+        self._record_asset_event(context, result.artifact_uri, result.manifest_uri, manifest.sha256)
+        return {
+            "artifact_uri": result.artifact_uri,
+            "manifest_uri": result.manifest_uri,
+            "object_uris": list(result.object_uris),
+            "uploaded_bytes": result.uploaded_bytes,
+            "skipped_objects": result.skipped_objects,
+            "console_url": result.console_url,
+            "manifest": manifest.to_dict(),
+        }
+
+    def on_kill(self) -> None:
+        """Stop before the next chunk: the object being written is never finalized, no manifest appears."""
+        self._cancel.set()
+
+    def _record_asset_event(self, context: Any, artifact_uri: str, manifest_uri: str, sha256: str) -> None:
+        events = context.get("outlet_events") if hasattr(context, "get") else None
+        if events is None:
+            return
+        for outlet in self.outlets or ():
+            try:
+                events[outlet].extra = {
+                    "artifact_uri": artifact_uri,
+                    "manifest_uri": manifest_uri,
+                    "sha256": sha256,
+                }
+            except (KeyError, TypeError, AttributeError):
+                continue

@@ -1,0 +1,270 @@
+"""PgRestoreOperator (the restore drill) against real PostgreSQL 18 and 15, and the dump -> verify ->
+restore DAG inside real Airflow."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_pgbackup.manifest import manifest_path_for, read_manifest
+from airflow_provider_pgbackup.operators.pg_restore import PgRestoreOperator
+from devtools import sample_db
+from devtools.pgcluster import PgCluster
+from tests.conftest import PASSWORD, row_counts
+from tests.helpers import watch_children
+
+DRILLS = [
+    ("custom", None, None),
+    ("custom", "gzip:5", 2),
+    ("directory", "gzip:1", 2),
+    ("tar", None, None),
+    ("plain", None, None),
+    ("plain", "gzip:6", None),
+]
+
+
+def databases(cluster: PgCluster) -> set[str]:
+    with cluster.connect() as conn:
+        return {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+
+
+def drill(conn_id: str, artifact: Path, **kwargs: Any) -> PgRestoreOperator:
+    return PgRestoreOperator(task_id="drill", postgres_conn_id=conn_id, artifact_path=str(artifact), **kwargs)
+
+
+@pytest.mark.parametrize(("dump_format", "compression", "jobs"), DRILLS)
+def test_drill_restores_every_format_into_a_scratch_database_that_is_gone_afterwards(
+    pg: PgCluster, sample: str, pg_backup, airflow_conn, dump_format, compression, jobs
+) -> None:
+    artifact = pg_backup(dump_format, compression)
+    conn_id = airflow_conn(pg, "postgres")
+    before = databases(pg)
+
+    xcom = drill(conn_id, artifact, database=f"drill {dump_format} ü", jobs=jobs).execute(context={})
+
+    assert databases(pg) == before
+    assert xcom["created_database"] is True
+    assert xcom["dropped_database"] is True
+    assert xcom["database"] == f"drill {dump_format} ü"
+    assert xcom["verification"]["ok"] is True
+    expected = row_counts(pg, sample)
+    assert {(t["schema"], t["table"]): t["expected"] for t in xcom["tables"]} == expected
+    assert all(t["ok"] and t["restored"] == t["expected"] for t in xcom["tables"])
+    assert PASSWORD not in json.dumps(xcom)
+
+
+def test_drill_keeps_the_database_when_asked_and_it_matches_the_source(
+    pg18: PgCluster, airflow_conn, tmp_path: Path
+) -> None:
+    # pg_backup is parametrized over both clusters; here one server suffices, so dump directly.
+    from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
+    from airflow_provider_pgbackup.options import PgDumpOptions
+
+    pg18.drop_database("drill source")
+    pg18.create_database("drill source")
+    sample_db.seed(pg18.connect_kwargs("drill source"), customers=20, orders=50)
+    artifact = tmp_path / "source.dump"
+    PgDumpHook(airflow_conn(pg18, "drill source")).dump(PgDumpOptions.build(), str(artifact))
+    pg18.drop_database("drill kept")
+    xcom = drill(airflow_conn(pg18, "postgres"), artifact, database="drill kept", drop_after=False).execute(
+        context={}
+    )
+    assert xcom["dropped_database"] is False
+    assert sample_db.snapshot(pg18.connect_kwargs("drill kept")) == sample_db.snapshot(
+        pg18.connect_kwargs("drill source")
+    )
+    pg18.drop_database("drill kept")
+    pg18.drop_database("drill source")
+
+
+def test_pg_dumpall_restore_goes_through_psql_and_stops_at_the_first_error(
+    pg: PgCluster, pg_backup, airflow_conn
+) -> None:
+    # pg_dumpall output is cluster-wide: on a server that already has its roles, psql with
+    # ON_ERROR_STOP=1 stops at the first CREATE ROLE. The error is named and the scratch database dropped.
+    artifact = pg_backup("plain", "gzip", "pg_dumpall")
+    before = databases(pg)
+    with pytest.raises(
+        AirflowFailException, match=r"(?s)psql failed with exit code 3:.*role \"postgres\" already exists"
+    ):
+        drill(airflow_conn(pg, "postgres"), artifact).execute(context={})
+    assert databases(pg) == before
+
+
+def test_plain_zstd_sql_is_decompressed_on_the_fly_into_psql(
+    pg: PgCluster, sample: str, pg_backup, airflow_conn, tmp_path: Path
+) -> None:
+    # The pg_dump builds here cannot write zstd: compress a real plain dump with the zstd command.
+    if shutil.which("zstd") is None:
+        pytest.skip("no zstd command")
+    plain = pg_backup("plain")
+    artifact = tmp_path / "db.sql.zst"
+    compressed = subprocess.run(["zstd", "-c"], input=plain.read_bytes(), capture_output=True, check=True)
+    artifact.write_bytes(compressed.stdout)
+    data = json.loads(manifest_path_for(plain).read_text())
+    data.update(artifact=artifact.name, compression="zstd:3", size_bytes=len(compressed.stdout))
+    data["sha256"] = hashlib.sha256(compressed.stdout).hexdigest()
+    manifest_path_for(artifact).write_text(json.dumps(data))
+    xcom = drill(airflow_conn(pg, "postgres"), artifact).execute(context={})
+    assert {(t["schema"], t["table"]): t["restored"] for t in xcom["tables"]} == row_counts(pg, sample)
+
+
+def test_restore_whose_data_differs_from_the_manifest_fails_with_the_mismatch_table(
+    pg: PgCluster, sample: str, pg_backup, airflow_conn
+) -> None:
+    # The manifest's row counts are edited (they are not covered by the artifact's sha256): the restored
+    # data no longer matches what the manifest says was dumped.
+    artifact = pg_backup("custom")
+    path = manifest_path_for(artifact)
+    data = json.loads(path.read_text())
+    for count in data["row_counts"]:
+        if count["table"] == "customers":
+            count["rows"] += 1
+        if count["table"] == "orders_2025":
+            count["rows"] -= 5
+    path.write_text(json.dumps(data))
+    before = databases(pg)
+
+    with pytest.raises(AirflowFailException) as err:
+        drill(airflow_conn(pg, "postgres"), artifact, database="drill mismatch").execute(context={})
+
+    message = str(err.value)
+    assert "restored row counts differ from the manifest in 2 of 7 tables:" in message
+    expected = row_counts(pg, sample)
+    lines = message.splitlines()
+    assert lines[1].split() == ["table", "expected", "restored"]
+    assert lines[2].split() == ["shop.customers", "201", "200"]
+    orders = expected[("shop", "orders_2025")]
+    assert lines[3].split() == ["shop.orders_2025", str(orders - 5), str(orders)]
+    assert databases(pg) == before  # the scratch database was dropped on failure too
+
+
+def test_refuses_a_non_empty_database_and_leaves_it_alone(
+    pg: PgCluster, sample: str, pg_backup, airflow_conn
+) -> None:
+    artifact = pg_backup("custom")
+    before = row_counts(pg, sample)
+    operator = drill(airflow_conn(pg, "postgres"), artifact, database=sample, create_database=False)
+    with pytest.raises(AirflowFailException, match=r"is not empty .* refusing to restore into it"):
+        operator.execute(context={})
+    assert sample in databases(pg)
+    assert row_counts(pg, sample) == before
+
+
+def test_failed_restore_into_an_existing_database_never_drops_it(
+    pg: PgCluster, sample: str, pg_backup, airflow_conn
+) -> None:
+    artifact = pg_backup("custom")
+    operator = drill(
+        airflow_conn(pg, "postgres"),
+        artifact,
+        database=sample,
+        create_database=False,
+        allow_non_empty_database=True,
+    )
+    with pytest.raises(AirflowFailException, match=r"(?s)pg_restore failed .*already exists"):
+        operator.execute(context={})
+    assert sample in databases(pg)
+
+
+def test_restores_into_an_existing_empty_database_and_keeps_it(
+    pg: PgCluster, sample: str, pg_backup, airflow_conn, fresh_db
+) -> None:
+    artifact = pg_backup("tar")
+    target = fresh_db("drill existing ü")
+    xcom = drill(airflow_conn(pg, "postgres"), artifact, database=target, create_database=False).execute(
+        context={}
+    )
+    assert xcom["created_database"] is False
+    assert xcom["dropped_database"] is False
+    assert row_counts(pg, target) == row_counts(pg, sample)
+
+
+def test_create_database_refuses_an_existing_name_and_does_not_drop_it(
+    pg: PgCluster, pg_backup, airflow_conn, fresh_db
+) -> None:
+    artifact = pg_backup("custom")
+    target = fresh_db("drill taken")
+    with pytest.raises(AirflowFailException, match="database 'drill taken' already exists"):
+        drill(airflow_conn(pg, "postgres"), artifact, database=target).execute(context={})
+    assert target in databases(pg)
+
+
+def test_corrupt_backup_is_refused_before_any_database_is_created(
+    pg: PgCluster, pg_backup, airflow_conn
+) -> None:
+    artifact = pg_backup("custom", "gzip:5")
+    data = bytearray(artifact.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    artifact.write_bytes(bytes(data))
+    before = databases(pg)
+    with pytest.raises(AirflowFailException, match=r"refusing to restore .*: check 'checksum' failed"):
+        drill(airflow_conn(pg, "postgres"), artifact, database="never created").execute(context={})
+    assert databases(pg) == before
+
+
+def test_password_reaches_no_restore_argv_or_environment(pg: PgCluster, pg_backup, airflow_conn) -> None:
+    artifact = pg_backup("custom")
+    with watch_children(("pg_restore",)) as children:
+        xcom = drill(airflow_conn(pg, "postgres"), artifact, database="drill secret").execute(context={})
+    restores = [(c, e) for c, e in children.values() if b"--exit-on-error" in c]
+    assert restores, "pg_restore was never sampled"
+    for cmdline, environ in children.values():
+        assert PASSWORD.encode() not in cmdline
+        assert PASSWORD.encode() not in environ
+        assert b"PGPASSWORD" not in environ
+    for cmdline, environ in restores:
+        assert b"--dbname=\0" in cmdline  # the database comes from PGDATABASE, not argv
+        assert b"PGDATABASE=drill secret\0" in environ
+    assert PASSWORD not in json.dumps(xcom)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"create_database": False, "database": "x", "drop_after": True},
+            "drop_after=True needs create_database",
+        ),
+        ({"create_database": False}, "database is required with create_database=False"),
+        ({"jobs": 0}, "jobs 0 must be a whole number >= 1"),
+        ({"artifact_path": "relative.dump"}, "must be an absolute path"),
+        ({"database": "bad\nname"}, "contains a newline"),
+        ({"database": "é" * 32}, "is longer than 63 bytes"),
+    ],
+)
+def test_bad_arguments_fail_at_construction_naming_the_value(kwargs: dict[str, Any], message: str) -> None:
+    args = {"task_id": "drill", "artifact_path": "/backups/x.dump", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        PgRestoreOperator(**args)
+
+
+def test_dump_verify_restore_dag_runs_inside_real_airflow(
+    pg18: PgCluster, airflow_conn, airflow_db: str, tmp_path: Path
+) -> None:
+    import pendulum
+
+    from tests.dags.pgbackup_test_verify import dag
+
+    source = "dag source ü"
+    pg18.drop_database(source)
+    pg18.create_database(source)
+    sample_db.seed(pg18.connect_kwargs(source), customers=20, orders=50)
+    conn_id = airflow_conn(pg18, source)
+    before = databases(pg18)
+    run = dag.test(
+        logical_date=pendulum.datetime(2026, 3, 2, 4, 5, 6, tz="UTC"),
+        run_conf={"conn_id": conn_id, "output_dir": str(tmp_path), "drill_database": "dag drill ü"},
+    )
+    assert run.state == "success"
+    artifact = tmp_path / "pgbackup_test_verify" / "20260302T040506.dump"
+    assert read_manifest(manifest_path_for(artifact)).database == source
+    assert databases(pg18) == before  # the drill database is gone
+    pg18.drop_database(source)

@@ -1,0 +1,219 @@
+"""PgBackupRetentionOperator on a local folder and on a gs:// prefix in a real GCS emulator."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from pathlib import Path
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_pgbackup.manifest import FileDigest, Manifest, manifest_path_for
+from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOperator, select_kept
+from airflow_provider_pgbackup.storage import GCSLocation, GCSSettings, digest_directory, upload_backup
+from tests.gcs_emulator import GCSEmulator, synthetic_backup
+
+UTC = datetime.timezone.utc
+POLICY = {"keep_last": 3, "keep_daily": 7, "keep_weekly": 4, "keep_monthly": 12}
+
+
+def _history(days: int = 400, every: int = 1, extra_same_day: tuple[int, ...] = (0, 1, 10, 45)):
+    """Backup end times: one every ``every`` days for ``days`` days, newest an hour ago, some days twice."""
+    newest = datetime.datetime.now(UTC).replace(microsecond=0) - datetime.timedelta(hours=1)
+    times = [newest - datetime.timedelta(days=d) for d in range(0, days, every)]
+    times += [newest - datetime.timedelta(days=d, minutes=30) for d in extra_same_day if d % every == 0]
+    return sorted(times, reverse=True)
+
+
+def _expected_gfs(times: list[datetime.datetime], policy: dict[str, int]) -> set[datetime.datetime]:
+    """The GFS set computed independently: group by calendar period, take each period's latest."""
+
+    def latest_per(key, count: int) -> set[datetime.datetime]:
+        groups: dict[tuple, datetime.datetime] = {}
+        for t in times:
+            k = key(t)
+            groups[k] = max(groups.get(k, t), t)
+        return {groups[k] for k in sorted(groups, reverse=True)[:count]}
+
+    keep = set(sorted(times, reverse=True)[: max(1, policy["keep_last"])])
+    keep |= latest_per(lambda t: t.date(), policy["keep_daily"])
+    keep |= latest_per(lambda t: tuple(t.isocalendar())[:2], policy["keep_weekly"])
+    keep |= latest_per(lambda t: (t.year, t.month), policy["keep_monthly"])
+    return keep
+
+
+def _name(t: datetime.datetime) -> str:
+    return t.strftime("%Y%m%dT%H%M%S") + ".dump"
+
+
+def _make_local_history(folder: Path, times: list[datetime.datetime]) -> None:
+    for t in times:
+        synthetic_backup(folder, _name(t), size=16, finished_at=t)
+
+
+def _manifests(folder: Path) -> set[str]:
+    return {p.name.removesuffix(".manifest.json") for p in folder.glob("*.manifest.json")}
+
+
+def _age(path: Path, days: float) -> None:
+    stamp = (datetime.datetime.now(UTC) - datetime.timedelta(days=days)).timestamp()
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.utime(p, (stamp, stamp))
+
+
+def _retention(location: str, **kwargs) -> PgBackupRetentionOperator:
+    return PgBackupRetentionOperator(task_id="retention", location=location, **{**POLICY, **kwargs})
+
+
+def test_400_days_of_history_keep_exactly_the_gfs_set_and_incomplete_leftovers_go(tmp_path: Path) -> None:
+    times = _history()
+    _make_local_history(tmp_path, times)
+    (tmp_path / "orphan.dump").write_bytes(b"no manifest: a failed run")
+    _age(tmp_path / "orphan.dump", 3)
+    (tmp_path / "running.dump").write_bytes(b"no manifest yet: still being written")
+    staging = tmp_path / ".old.dump.partial-0123456789ab"
+    staging.mkdir()
+    (staging / "toc.dat").write_bytes(b"x")
+    _age(staging, 2)
+    (tmp_path / "weird.dump").write_bytes(b"?")
+    (tmp_path / "weird.dump.manifest.json").write_text('{"schema_version": 99}')
+    expected = {_name(t) for t in _expected_gfs(times, POLICY)}
+    assert len(times) == 404
+    assert 20 <= len(expected) <= 26  # 3 last, 7 days, 4 weeks, 12 months, overlapping
+
+    result = _retention(str(tmp_path)).execute(context={})
+
+    assert _manifests(tmp_path) == expected | {"weird.dump"}
+    kept_files = {p.name for p in tmp_path.iterdir()}
+    assert kept_files == (
+        {*expected, *(f"{n}.manifest.json" for n in expected)}
+        | {"running.dump", "weird.dump", "weird.dump.manifest.json"}
+    )
+    assert {k["name"] for k in result["kept"]} == expected
+    assert result["kept"][0]["rules"][0] == "newest"
+    assert len(result["deleted"]) == 2 * (len(times) - len(expected))
+    assert sorted(Path(u).name for u in result["incomplete_deleted"]) == [staging.name, "orphan.dump"]
+
+
+def test_dry_run_deletes_nothing_and_plans_what_the_real_run_deletes(tmp_path: Path) -> None:
+    times = _history(days=120)
+    _make_local_history(tmp_path, times)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    plan = _retention(str(tmp_path), dry_run=True).execute(context={})
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert plan["dry_run"] is True
+    assert plan["deleted"]
+    done = _retention(str(tmp_path)).execute(context={})
+    assert done["deleted"] == plan["deleted"]
+    assert all(not Path(u).exists() for u in done["deleted"])
+
+
+def test_newest_backup_is_kept_even_when_every_count_is_zero(tmp_path: Path) -> None:
+    times = _history(days=10)
+    _make_local_history(tmp_path, times)
+    _retention(str(tmp_path), keep_last=0, keep_daily=0, keep_weekly=0, keep_monthly=0).execute(context={})
+    assert _manifests(tmp_path) == {_name(times[0])}
+
+
+def test_stale_newest_backup_stops_every_deletion(tmp_path: Path) -> None:
+    times = [t - datetime.timedelta(days=5) for t in _history(days=60)]
+    _make_local_history(tmp_path, times)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(
+        AirflowFailException, match=r"more than max_newest_age=2 days, 0:00:00; deleting nothing"
+    ):
+        _retention(str(tmp_path)).execute(context={})
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_unverified_newest_backup_stops_every_deletion(tmp_path: Path) -> None:
+    times = _history(days=60)
+    _make_local_history(tmp_path, times)
+    (tmp_path / _name(times[0])).write_bytes(b"truncated")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(AirflowFailException, match=r"is not verified: its artifact holds 9 bytes, not 16"):
+        _retention(str(tmp_path)).execute(context={})
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"keep_daily": -1}, "keep_daily -1 must be a whole number >= 0"),
+        ({"keep_last": "3"}, "keep_last '3' must be a whole number >= 0"),
+        ({"incomplete_grace": "1d"}, "incomplete_grace '1d' must be a timedelta"),
+        ({"timezone": "Mars/Olympus"}, "timezone 'Mars/Olympus' is not a known time zone"),
+    ],
+)
+def test_bad_policy_fails_at_construction_naming_the_value(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        PgBackupRetentionOperator(task_id="r", location="/backups", **kwargs)
+
+
+def test_days_and_weeks_follow_the_given_timezone() -> None:
+    # 23:30 UTC and 00:30 UTC the next day are the same day in New York.
+    late = datetime.datetime(2026, 3, 10, 23, 30, tzinfo=UTC)
+    early = datetime.datetime(2026, 3, 11, 0, 30, tzinfo=UTC)
+    utc = select_kept([late, early], keep_last=0, keep_daily=2, keep_weekly=0, keep_monthly=0)
+    new_york = select_kept(
+        [late, early], keep_last=0, keep_daily=2, keep_weekly=0, keep_monthly=0, timezone="America/New_York"
+    )
+    assert set(utc) == {0, 1}
+    assert set(new_york) == {1}
+
+
+def test_gcs_prefix_history_keeps_the_gfs_set_with_directory_backups_and_dry_run(
+    tmp_path: Path, gcs: GCSEmulator, gcs_bucket: str
+) -> None:
+    times = _history(days=400, every=3, extra_same_day=(0,))
+    local = tmp_path / "local"
+    _make_local_history(local, times)
+    # The oldest backup is a directory-format one: its files live under "<name>/".
+    oldest = local / _name(times[-1])
+    oldest.unlink()
+    oldest.mkdir()
+    (oldest / "toc.dat").write_bytes(b"0123456789abcdef")
+    manifest = Manifest.from_json(manifest_path_for(oldest).read_text())
+    digest = digest_directory(oldest)
+    manifest = Manifest.from_dict(
+        {
+            **manifest.to_dict(),
+            "format": "directory",
+            "sha256": digest.sha256,
+            "files": [f.__dict__ for f in digest.files],
+        }
+    )
+    assert isinstance(manifest.files[0], FileDigest)
+    manifest_path_for(oldest).write_text(manifest.to_json())
+    destination = GCSLocation(gcs_bucket, "pg/prod")
+    settings = GCSSettings(chunk_size=256 * 1024, retry_timeout=2.0)
+    client = gcs.client()
+    quiet = logging.getLogger("retention-test-upload")
+    quiet.setLevel(logging.WARNING)
+    for t in times:
+        upload_backup(local / _name(t), destination, settings=settings, client=client, log=quiet)
+    client.bucket(gcs_bucket).blob("pg/prod/failed.dump").upload_from_string(b"orphan")
+    client.bucket(gcs_bucket).blob("pg/other/keep-me.dump").upload_from_string(b"not under the prefix")
+    expected = {_name(t) for t in _expected_gfs(times, POLICY)}
+    assert _name(times[-1]) not in expected  # the directory backup is deleted: every object below it
+    uri = f"gs://{gcs_bucket}/pg/prod"
+
+    plan = _retention(uri, dry_run=True, incomplete_grace=0).execute(context={})
+    names_before = sorted(b.name for b in client.list_blobs(gcs_bucket))
+    assert plan["incomplete_deleted"] == [f"{uri}/failed.dump"]
+    result = _retention(uri, incomplete_grace=0).execute(context={})
+    assert result["deleted"] == plan["deleted"]
+    names_after = {b.name for b in client.list_blobs(gcs_bucket)}
+    assert len(names_before) > len(names_after)
+    manifests = {
+        n.removeprefix("pg/prod/").removesuffix(".manifest.json")
+        for n in names_after
+        if n.endswith(".manifest.json")
+    }
+    assert manifests == expected
+    assert "pg/other/keep-me.dump" in names_after
+    assert "pg/prod/failed.dump" not in names_after
+    assert not [n for n in names_after if n.startswith(f"pg/prod/{_name(times[-1])}")]
+    assert any(n.startswith(f"pg/prod/{_name(times[-1])}/") for n in names_before)
