@@ -18,6 +18,7 @@ stopped working and old ones are then all there is.
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -114,6 +115,74 @@ def _check_duration(name: str, value: Any, *, allow_none: bool) -> datetime.time
     return value
 
 
+def find_backups(
+    store: BackupStore, entries: list[StoredEntry], log: logging.Logger | Any = None
+) -> tuple[list[StoredBackup], list[StoredEntry], set[str]]:
+    """Complete backups (readable manifest), incomplete entries, and names left alone (unreadable manifest).
+
+    :param store: the folder or gs:// prefix.
+    :param entries: ``store.entries()``.
+    :param log: where to say which manifests are left alone (default: this module's logger).
+    """
+    log = log or logging.getLogger(__name__)
+    by_name = {e.name: e for e in entries}
+    backups: list[StoredBackup] = []
+    protected: set[str] = set()
+    for entry in entries:
+        if entry.is_folder or not entry.name.endswith(MANIFEST_SUFFIX):
+            continue
+        artifact_name = entry.name[: -len(MANIFEST_SUFFIX)]
+        try:
+            manifest = Manifest.from_json(store.read(entry))
+            if manifest.artifact != artifact_name:
+                raise ManifestError(f"it describes {manifest.artifact!r}, not {artifact_name!r}")
+            finished = datetime.datetime.fromisoformat(manifest.finished_at)
+            if finished.tzinfo is None:
+                finished = finished.replace(tzinfo=datetime.timezone.utc)
+        except (ManifestError, ValueError) as err:
+            log.warning("Leaving %s alone: its manifest cannot be read (%s)", store.uri_of(entry), err)
+            protected.update({entry.name, artifact_name})
+            continue
+        backups.append(StoredBackup(artifact_name, manifest, finished, entry, by_name.get(artifact_name)))
+    referenced = {b.name for b in backups} | {b.manifest_entry.name for b in backups} | protected
+    incomplete = [e for e in entries if e.name not in referenced]
+    return backups, incomplete, protected
+
+
+def artifact_problem(backup: StoredBackup) -> str | None:
+    """None when the artifact is present as the manifest records it (names, sizes, sha256 metadata)."""
+    entry, manifest = backup.artifact_entry, backup.manifest
+    if entry is None:
+        return f"its artifact {backup.name!r} is missing"
+    if manifest.files is not None:
+        expected = {f.path: f.size_bytes for f in manifest.files}
+        if not entry.is_folder or dict(entry.files) != expected:
+            return "its artifact folder does not hold the files and sizes its manifest lists"
+        return None
+    if entry.is_folder or entry.size_bytes != manifest.size_bytes:
+        return f"its artifact holds {entry.size_bytes} bytes, not {manifest.size_bytes}"
+    remote_sha = dict(entry.metadata).get("sha256")
+    if remote_sha is not None and remote_sha != manifest.sha256:
+        return f"its artifact's sha256 metadata is {remote_sha}, not {manifest.sha256}"
+    return None
+
+
+def newest_complete_backup(location: str, *, gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID) -> str | None:
+    """URI of the newest backup in a folder or gs:// prefix whose manifest and artifact are both there.
+
+    What the restore drill restores; None when there is none.
+
+    :param location: a local folder or ``gs://bucket/prefix``.
+    :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for gs:// locations.
+    """
+    store = open_store(location, settings=GCSSettings(gcp_conn_id=gcp_conn_id))
+    backups, _incomplete, _protected = find_backups(store, store.entries())
+    for backup in sorted(backups, key=lambda b: b.finished_at, reverse=True):
+        if artifact_problem(backup) is None and backup.artifact_entry is not None:
+            return store.uri_of(backup.artifact_entry)
+    return None
+
+
 class PgBackupRetentionOperator(BaseOperator):
     """Delete old backups from a folder or ``gs://`` prefix by a grandfather-father-son policy.
 
@@ -183,53 +252,6 @@ class PgBackupRetentionOperator(BaseOperator):
         settings = GCSSettings(gcp_conn_id=self.gcp_conn_id, retry_timeout=self.retry_timeout)
         return open_store(self.location, settings=settings)
 
-    def _find_backups(
-        self, store: BackupStore, entries: list[StoredEntry]
-    ) -> tuple[list[StoredBackup], list[StoredEntry], set[str]]:
-        """Complete backups, incomplete entries, and names left alone (unreadable manifests)."""
-        by_name = {e.name: e for e in entries}
-        backups: list[StoredBackup] = []
-        protected: set[str] = set()
-        for entry in entries:
-            if entry.is_folder or not entry.name.endswith(MANIFEST_SUFFIX):
-                continue
-            artifact_name = entry.name[: -len(MANIFEST_SUFFIX)]
-            try:
-                manifest = Manifest.from_json(store.read(entry))
-                if manifest.artifact != artifact_name:
-                    raise ManifestError(f"it describes {manifest.artifact!r}, not {artifact_name!r}")
-                finished = datetime.datetime.fromisoformat(manifest.finished_at)
-                if finished.tzinfo is None:
-                    finished = finished.replace(tzinfo=datetime.timezone.utc)
-            except (ManifestError, ValueError) as err:
-                self.log.warning(
-                    "Leaving %s alone: its manifest cannot be read (%s)", store.uri_of(entry), err
-                )
-                protected.update({entry.name, artifact_name})
-                continue
-            backups.append(StoredBackup(artifact_name, manifest, finished, entry, by_name.get(artifact_name)))
-        referenced = {b.name for b in backups} | {b.manifest_entry.name for b in backups} | protected
-        incomplete = [e for e in entries if e.name not in referenced]
-        return backups, incomplete, protected
-
-    @staticmethod
-    def _check_artifact(backup: StoredBackup) -> str | None:
-        """None when the artifact is present as the manifest records it, else what is wrong."""
-        entry, manifest = backup.artifact_entry, backup.manifest
-        if entry is None:
-            return f"its artifact {backup.name!r} is missing"
-        if manifest.files is not None:
-            expected = {f.path: f.size_bytes for f in manifest.files}
-            if not entry.is_folder or dict(entry.files) != expected:
-                return "its artifact folder does not hold the files and sizes its manifest lists"
-            return None
-        if entry.is_folder or entry.size_bytes != manifest.size_bytes:
-            return f"its artifact holds {entry.size_bytes} bytes, not {manifest.size_bytes}"
-        remote_sha = dict(entry.metadata).get("sha256")
-        if remote_sha is not None and remote_sha != manifest.sha256:
-            return f"its artifact's sha256 metadata is {remote_sha}, not {manifest.sha256}"
-        return None
-
     def execute(self, context: Any) -> dict[str, Any]:
         try:
             store = self._store()
@@ -237,7 +259,7 @@ class PgBackupRetentionOperator(BaseOperator):
         except InvalidOptionError as err:
             raise AirflowFailException(str(err)) from err
         now = datetime.datetime.now(datetime.timezone.utc)
-        backups, incomplete, protected = self._find_backups(store, entries)
+        backups, incomplete, protected = find_backups(store, entries, self.log)
         self.log.info(
             "%s holds %d complete backups and %d incomplete entries", store.uri, len(backups), len(incomplete)
         )
@@ -255,7 +277,7 @@ class PgBackupRetentionOperator(BaseOperator):
                 f"max_newest_age={self.max_newest_age}; deleting nothing"
             )
         if self.verify_newest:
-            problem = self._check_artifact(newest)
+            problem = artifact_problem(newest)
             if problem is not None:
                 raise AirflowFailException(
                     f"the newest backup in {store.uri} ({newest.name}) is not verified: {problem}; "

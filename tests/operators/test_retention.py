@@ -217,3 +217,14 @@ def test_gcs_prefix_history_keeps_the_gfs_set_with_directory_backups_and_dry_run
     assert "pg/prod/failed.dump" not in names_after
     assert not [n for n in names_after if n.startswith(f"pg/prod/{_name(times[-1])}")]
     assert any(n.startswith(f"pg/prod/{_name(times[-1])}/") for n in names_before)
+
+
+def test_newest_complete_backup_skips_newer_incomplete_ones(tmp_path: Path) -> None:
+    from airflow_provider_pgbackup.operators.retention import newest_complete_backup
+
+    assert newest_complete_backup(str(tmp_path)) is None
+    utc = datetime.timezone.utc
+    old, _ = synthetic_backup(tmp_path, "old.dump", finished_at=datetime.datetime(2026, 1, 1, tzinfo=utc))
+    synthetic_backup(tmp_path, "new.dump", finished_at=datetime.datetime(2026, 2, 1, tzinfo=utc))
+    (tmp_path / "new.dump").write_bytes(b"cut")  # no longer what its manifest describes
+    assert newest_complete_backup(str(tmp_path)) == str(old)
