@@ -188,6 +188,18 @@ def parse_lock_wait_timeout(value: str | int | float | datetime.timedelta | None
     return f"{match.group(1)}{match.group(2) or 'ms'}"
 
 
+def parse_flag(name: str, value: bool | str) -> bool:
+    """A boolean, also from a rendered template ("True"/"false"/"1"/"0"); anything else is an error."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise InvalidOptionError(f"{name} {value!r} is not a boolean; use true or false")
+
+
 def check_name(kind: str, value: str) -> str:
     """Refuse names and patterns that cannot be passed safely to libpq or the pg tools."""
     if not isinstance(value, str) or not value:
@@ -317,7 +329,7 @@ class PgDumpAllOptions:
         cls,
         *,
         mode: str = "full",
-        no_role_passwords: bool = False,
+        no_role_passwords: bool | str = False,
         compression: str | None = None,
         lock_wait_timeout: str | int | float | datetime.timedelta | None = "5min",
         extra_args: Sequence[str] = (),
@@ -330,7 +342,7 @@ class PgDumpAllOptions:
             )
         return cls(
             mode=parse_dumpall_mode(mode),
-            no_role_passwords=bool(no_role_passwords),
+            no_role_passwords=parse_flag("no_role_passwords", no_role_passwords),
             compression=parsed,
             lock_wait_timeout=parse_lock_wait_timeout(lock_wait_timeout),
             extra_args=check_extra_args(extra_args, PG_DUMPALL_SWITCHES, PG_DUMPALL_VALUED, "pg_dumpall"),

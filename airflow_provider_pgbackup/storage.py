@@ -297,6 +297,10 @@ class ObjectConflictError(GCSStorageError):
     """A different object already exists at the name; the provider never overwrites it."""
 
 
+class BucketNotFound(GCSStorageError):
+    """The bucket of a ``gs://`` URI does not exist: a configuration error, not "not there yet"."""
+
+
 class UploadCancelled(GCSStorageError):
     """The upload was stopped (task killed); the object being written was not finalized."""
 
@@ -1176,16 +1180,25 @@ class _HashingSink:
 
 
 class GCSArtifactSource:
-    """A backup on GCS, read for verification or restore (``verify.ArtifactSource``), never copied locally.
+    """A backup on GCS, read for verification or restore (``verify.ArtifactSource``).
 
     ``gs://bucket/path/name`` is the artifact (one object, or a ``name/`` folder of objects for the
     directory format); ``gs://bucket/path/name.manifest.json`` is its manifest. Downloads are
-    crc32c-checked by the client; bytes stream through sha256 in memory.
+    crc32c-checked by the client (a mismatch raises :class:`ArtifactMismatchError`); bytes stream
+    through sha256 in memory. A file artifact is never copied locally except by :meth:`local_copy`
+    (a directory-format artifact for pg_restore, or a custom archive restored with several jobs).
+
+    The first look at the artifact (:meth:`artifact_sizes`) pins the generation of every object; later
+    reads (:meth:`digest`, :meth:`chunks`, :meth:`local_copy`) read exactly those generations, so a
+    restore after verification reads the bytes that were verified, even if the name is overwritten.
 
     :param uri: the artifact's ``gs://`` URI.
     :param settings: connection, chunk size (download request size), retries.
     :param client: storage client (default: from ``settings``).
     """
+
+    #: Not a local path: the artifact must be streamed or downloaded.
+    local_path: Path | None = None
 
     def __init__(
         self, uri: str, *, settings: GCSSettings | None = None, client: storage.Client | None = None
@@ -1195,6 +1208,9 @@ class GCSArtifactSource:
         self.settings = settings or GCSSettings()
         self.client = client or self.settings.client()
         self.bucket = self.client.bucket(self.location.bucket)
+        # object name -> generation, set by the first look (artifact_sizes); None: not looked yet.
+        self._pinned: dict[str, int] | None = None
+        self._is_folder = False
 
     @property
     def uri(self) -> str:
@@ -1203,6 +1219,19 @@ class GCSArtifactSource:
     @property
     def manifest_uri(self) -> str:
         return self.manifest_location.uri
+
+    def present(self) -> bool:
+        """A cheap look, no download: True once the manifest and the artifact (object or folder) exist."""
+        retry = self.settings.retry()
+        if self.bucket.get_blob(self.manifest_location.name, retry=retry) is None:
+            return False
+        if self.bucket.get_blob(self.location.name, retry=retry) is not None:
+            return True
+        prefix = self.location.name + "/"
+        return any(
+            True
+            for _ in self.client.list_blobs(self.location.bucket, prefix=prefix, max_results=1, retry=retry)
+        )
 
     def manifest_bytes(self) -> bytes:
         from google.api_core import exceptions
@@ -1216,62 +1245,106 @@ class GCSArtifactSource:
         return data
 
     def _folder_blobs(self) -> list[Any]:
+        from google.api_core import exceptions
+
         prefix = self.location.name + "/"
-        return sorted(
-            self.client.list_blobs(self.location.bucket, prefix=prefix, retry=self.settings.retry()),
-            key=lambda b: b.name,
-        )
+        try:
+            blobs = list(
+                self.client.list_blobs(self.location.bucket, prefix=prefix, retry=self.settings.retry())
+            )
+        except exceptions.NotFound as err:
+            raise BucketNotFound(
+                f"bucket {self.location.bucket!r} of {self.uri} does not exist (check the name and the "
+                f"project of connection {self.settings.gcp_conn_id!r})"
+            ) from err
+        return sorted(blobs, key=lambda b: b.name)
+
+    def _pin(self) -> dict[str, int]:
+        """The pinned ``{object name: generation}``; the first call looks the artifact up."""
+        if self._pinned is None:
+            self.artifact_sizes()
+        assert self._pinned is not None
+        return self._pinned
+
+    def _relative(self, name: str) -> str:
+        return name[len(self.location.name) + 1 :]
 
     def artifact_sizes(self) -> dict[str, int] | int:
         blob = self.bucket.get_blob(self.location.name, retry=self.settings.retry())
         if blob is not None:
+            self._pinned, self._is_folder = {blob.name: int(blob.generation)}, False
             return int(blob.size)
-        prefix = self.location.name + "/"
-        sizes = {b.name[len(prefix) :]: int(b.size) for b in self._folder_blobs()}
-        if not sizes:
+        blobs = self._folder_blobs()
+        if not blobs:
             raise FileNotFoundError(f"{self.uri} does not exist")
-        return sizes
+        self._pinned = {b.name: int(b.generation) for b in blobs}
+        self._is_folder = True
+        return {self._relative(b.name): int(b.size) for b in blobs}
 
-    def _digest_blob(self, blob: Any) -> tuple[int, str]:
+    def _blob(self, name: str) -> Any:
+        return self.bucket.blob(name, generation=self._pin()[name])
+
+    def _download(self, name: str, sink: Any) -> None:
+        """Download one pinned object into a file object, crc32c-checked against the object's."""
+        from google.cloud.storage.exceptions import DataCorruption
+
+        try:
+            self._blob(name).download_to_file(sink, checksum="crc32c", retry=self.settings.retry())
+        except DataCorruption as err:
+            raise ArtifactMismatchError(
+                f"{GCS_SCHEME}{self.location.bucket}/{name}: the downloaded bytes do not match the "
+                "object's crc32c"
+            ) from err
+
+    def _digest_object(self, name: str) -> tuple[int, str]:
         sink = _HashingSink()
-        blob.download_to_file(sink, checksum="crc32c", retry=self.settings.retry())
+        self._download(name, sink)
         return sink.size, sink.hash.hexdigest()
 
     def digest(self) -> ArtifactDigest:
-        blob = self.bucket.get_blob(self.location.name, retry=self.settings.retry())
-        if blob is not None:
-            return ArtifactDigest(*self._digest_blob(blob))
-        prefix = self.location.name + "/"
+        pinned = self._pin()
+        if not self._is_folder:
+            return ArtifactDigest(*self._digest_object(self.location.name))
         files = []
-        for item in self._folder_blobs():
-            size, sha = self._digest_blob(item)
-            files.append(FileDigest(item.name[len(prefix) :], size, sha))
-        if not files:
-            raise FileNotFoundError(f"{self.uri} does not exist")
+        for name in sorted(pinned):
+            size, sha = self._digest_object(name)
+            files.append(FileDigest(self._relative(name), size, sha))
         result = tuple(files)
         return ArtifactDigest(sum(f.size_bytes for f in result), combine_file_digests(result), result)
 
     def chunks(self) -> Iterator[bytes]:
-        """The object's bytes, ``settings.chunk_size`` at a time (one generation, ranged reads)."""
-        blob = self.bucket.get_blob(self.location.name, retry=self.settings.retry())
-        if blob is None:
-            raise FileNotFoundError(f"{self.uri} does not exist (or is a directory-format folder)")
-        pinned = self.bucket.blob(self.location.name, generation=blob.generation)
-        with pinned.open("rb", chunk_size=self.settings.chunk_size, retry=self.settings.retry()) as reader:
+        """The object's bytes, ``settings.chunk_size`` at a time (the pinned generation, ranged reads)."""
+        self._pin()
+        if self._is_folder:
+            raise GCSStorageError(f"{self.uri} is a directory-format folder; it cannot be read as a stream")
+        blob = self._blob(self.location.name)
+        with blob.open("rb", chunk_size=self.settings.chunk_size, retry=self.settings.retry()) as reader:
             while chunk := reader.read(self.settings.chunk_size):
                 yield chunk
 
-    def local_directory(self) -> Path:
-        """Download a directory-format artifact into a new temporary folder (the caller removes it)."""
+    @contextlib.contextmanager
+    def local_copy(self) -> Iterator[Path]:
+        """Download the artifact (file or folder) into a private temporary folder (mode 0700) for the
+        duration of the block; everything downloaded is removed when the block ends, also on failure."""
         import tempfile
 
-        root = Path(tempfile.mkdtemp(prefix="pgbackup-gcs-"))
-        prefix = self.location.name + "/"
-        for item in self._folder_blobs():
-            relative = PurePosixPath(item.name[len(prefix) :])
-            if ".." in relative.parts or relative.is_absolute():
-                raise GCSStorageError(f"object {item.name!r} has an unsafe relative name")
-            destination = root.joinpath(*relative.parts)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            item.download_to_filename(str(destination), checksum="crc32c", retry=self.settings.retry())
-        return root
+        pinned = self._pin()
+        root = Path(tempfile.mkdtemp(prefix="pgbackup-download-"))
+        try:
+            artifact = root / self.location.basename
+            if self._is_folder:
+                artifact.mkdir(mode=0o700)
+                for name in sorted(pinned):
+                    relative = PurePosixPath(self._relative(name))
+                    if ".." in relative.parts or relative.is_absolute() or not relative.parts:
+                        raise GCSStorageError(f"object {name!r} has an unsafe relative name")
+                    destination = artifact.joinpath(*relative.parts)
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    with open(destination, "xb") as handle:
+                        self._download(name, handle)
+            else:
+                with open(artifact, "xb") as handle:
+                    self._download(self.location.name, handle)
+            yield artifact
+        finally:
+            shutil.rmtree(root, ignore_errors=True)

@@ -28,7 +28,9 @@ in order (``CHECKS``):
 local (or mounted) path; a GCS source only has to implement the same small protocol: file artifacts
 are read as a stream of chunks (``pg_restore --list`` of a custom or tar archive reads them on its
 stdin, plain SQL is decompressed on the fly, so no local copy is needed); only a directory-format
-artifact needs a local folder (:meth:`ArtifactSource.local_directory`). The stream-level helpers
+artifact needs a local folder (:meth:`ArtifactSource.local_copy`, a temporary download for a remote
+source). :class:`~airflow_provider_pgbackup.storage.GCSArtifactSource` reads ``gs://`` backups;
+:func:`open_source` picks the source for a path or URI. The stream-level helpers
 (:func:`decompressed_chunks`, :func:`check_sql_stream`, :func:`list_archive`) take any iterable of
 ``bytes`` chunks.
 """
@@ -63,8 +65,13 @@ from airflow_provider_pgbackup.options import FORMAT_FLAGS, Compression, Invalid
 from airflow_provider_pgbackup.storage import (
     HASH_CHUNK_BYTES,
     ArtifactDigest,
+    ArtifactMismatchError,
+    GCSArtifactSource,
+    GCSLocation,
+    GCSSettings,
     combine_file_digests,
     digest_directory,
+    is_gcs_uri,
     sha256_file,
 )
 
@@ -224,12 +231,22 @@ class ArtifactSource(Protocol):
         """Size and sha256 (and per-file digests for a directory), computed from the bytes."""
         ...
 
+    @property
+    def local_path(self) -> Path | None:
+        """The artifact's own local path, or None when its bytes must be streamed or downloaded."""
+        ...
+
     def chunks(self) -> Iterator[bytes]:
         """A fresh stream of a file artifact's bytes."""
         ...
 
-    def local_directory(self) -> Path:
-        """A local folder holding a directory artifact (pg_restore cannot read one from a stream)."""
+    def local_copy(self) -> contextlib.AbstractContextManager[Path]:
+        """The artifact (file or folder) as a local path for the duration of a ``with`` block.
+
+        pg_restore cannot read a directory-format artifact, or a custom archive with several jobs,
+        from a stream. A local source yields its own path; a remote one downloads into a private
+        temporary folder that is removed when the block ends.
+        """
         ...
 
 
@@ -282,11 +299,55 @@ class LocalArtifactSource:
         size, sha = sha256_file(self.path)
         return ArtifactDigest(size, sha)
 
+    @property
+    def local_path(self) -> Path:
+        return self.path
+
     def chunks(self) -> Iterator[bytes]:
         return local_chunks(self.path)
 
-    def local_directory(self) -> Path:
-        return self.path
+    @contextlib.contextmanager
+    def local_copy(self) -> Iterator[Path]:
+        """The artifact's own path: nothing is copied, and nothing is removed afterwards."""
+        yield self.path
+
+
+def open_source(
+    path: str | os.PathLike[str],
+    *,
+    what: str = "path",
+    gcs_settings: GCSSettings | None = None,
+) -> LocalArtifactSource | GCSArtifactSource:
+    """The source for a backup at ``path``: :class:`~airflow_provider_pgbackup.storage.GCSArtifactSource`
+    for ``gs://bucket/object``, else :class:`LocalArtifactSource` for an absolute local path.
+
+    :param path: the artifact: an absolute local path or a ``gs://`` URI.
+    :param what: the argument's name, for error messages.
+    :param gcs_settings: GCS connection, chunk size and retries (``gs://`` only; default: defaults).
+    :raises InvalidOptionError: the path is neither, naming the value.
+    """
+    text = check_artifact_path(path, what=what)
+    if is_gcs_uri(text):
+        return GCSArtifactSource(text, settings=gcs_settings)
+    return LocalArtifactSource(text)
+
+
+def check_artifact_path(path: str | os.PathLike[str], *, what: str = "path") -> str:
+    """Check (without touching storage) that ``path`` names an artifact: an absolute local path, or
+    ``gs://bucket/object``. Returns it as a string; raises :class:`InvalidOptionError` naming the value.
+
+    :param path: the artifact.
+    :param what: the argument's name, for error messages.
+    """
+    text = os.fspath(path)
+    if is_gcs_uri(text):
+        GCSLocation.parse(text, what=what)
+        return text
+    if not text.startswith("/") or "\x00" in text or "\n" in text:
+        raise InvalidOptionError(
+            f"{what} {text!r} must be an absolute local path or a gs://bucket/object URI of a backup artifact"
+        )
+    return text
 
 
 def local_chunks(path: Path, chunk_bytes: int = HASH_CHUNK_BYTES) -> Iterator[bytes]:
@@ -756,7 +817,10 @@ class _Verification:
     def checksum(self) -> None:
         manifest = self.manifest
         with self.check("checksum") as detail:
-            digest = self.source.digest()
+            try:
+                digest = self.source.digest()
+            except ArtifactMismatchError as err:  # a remote source's crc32c check of the download
+                raise _Fail(str(err)) from err
             self.report.sha256 = digest.sha256
             if manifest.format == "directory":
                 actual = {f.path: f for f in digest.files or ()}
@@ -804,14 +868,15 @@ class _Verification:
             report.pg_restore = str(binary)
             try:
                 if manifest.format == "directory":
-                    toc = list_archive(
-                        binary, manifest.format, directory=source.local_directory(), runner=self.runner
-                    )
+                    with source.local_copy() as folder:
+                        toc = list_archive(binary, manifest.format, directory=folder, runner=self.runner)
                 else:
                     toc = list_archive(binary, manifest.format, chunks=source.chunks(), runner=self.runner)
             except PgCommandError as err:
                 tail = "; ".join(err.stderr_tail) or f"exit code {err.returncode}"
                 raise _Fail(f"{binary} cannot read the {manifest.format} archive: {tail}") from err
+            except ArtifactMismatchError as err:  # a remote directory's download failed its crc32c check
+                raise _Fail(str(err)) from err
             if toc.entries == 0:
                 raise _Fail(f"{binary} lists no entries in the {manifest.format} archive")
             report.toc_entries = toc.entries
@@ -850,10 +915,12 @@ __all__ = [
     "TocSummary",
     "VerificationError",
     "VerificationReport",
+    "check_artifact_path",
     "check_sql_stream",
     "decompressed_chunks",
     "list_archive",
     "local_chunks",
+    "open_source",
     "parse_max_age",
     "parse_toc",
     "pg_restore_for",

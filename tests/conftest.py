@@ -207,3 +207,28 @@ def pg_backup(
         return copy
 
     return make
+
+
+@pytest.fixture
+def task_log() -> Iterator[list[dict[str, object]]]:
+    """Every structlog event emitted while the test runs, DEBUG included, *before* secret masking.
+
+    Hooks and operators log through Airflow's structlog loggers, which pytest's ``caplog`` never sees.
+    """
+    import logging
+
+    import structlog
+    import structlog.testing
+
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with structlog.testing.capture_logs() as entries:
+            yield entries
+    finally:
+        structlog.configure(**saved)
+
+
+def log_text(entries: list[dict[str, object]]) -> str:
+    """The captured events as plain text: every value of every event, one per line."""
+    return "\n".join(str(value) for entry in entries for value in entry.values())

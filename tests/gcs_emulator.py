@@ -196,3 +196,43 @@ def gcs(gcs_emulator: GCSEmulator) -> GCSEmulator:
 def gcs_bucket(gcs: GCSEmulator) -> str:
     """A fresh, empty bucket in the emulator."""
     return gcs.new_bucket()
+
+
+def upload_local_backup(gcs: GCSEmulator, bucket: str, artifact: Path, prefix: str = "pg") -> str:
+    """Upload a local backup (file or directory artifact, then its manifest); returns the artifact's URI."""
+    import logging
+
+    from airflow_provider_pgbackup.storage import GCSLocation, GCSSettings, upload_backup
+
+    result, _ = upload_backup(
+        artifact,
+        GCSLocation(bucket, prefix),
+        settings=GCSSettings(chunk_size=256 * 1024),
+        client=gcs.client(),
+        log=logging.getLogger(__name__),
+    )
+    return result.artifact_uri
+
+
+def private_downloads() -> set[str]:
+    """The provider's temporary download folders (``pgbackup-download-*``) now in the temporary directory."""
+    return {p.name for p in Path(tempfile.gettempdir()).glob("pgbackup-download-*")}
+
+
+@pytest.fixture
+def gcp_emulator_conn(gcs: GCSEmulator, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An Airflow ``google_cloud_platform`` connection (``AIRFLOW_CONN_GCP_EMULATOR`` JSON) whose extras
+    point at the emulator; ``STORAGE_EMULATOR_HOST`` is removed, so only the connection leads there."""
+    import json
+
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GCP_EMULATOR",
+        json.dumps(
+            {
+                "conn_type": "google_cloud_platform",
+                "extra": {"emulator_host": gcs.endpoint, "project": "pgbackup-conn"},
+            }
+        ),
+    )
+    return "gcp_emulator"

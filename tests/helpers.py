@@ -102,15 +102,18 @@ def watch_children(
 
 
 def wait_for_child(name: str, timeout: float = 30.0) -> int:
-    """The pid of this process's first child called ``name`` (waits for it to appear)."""
+    """The pid of this process's first child called ``name`` that carries connection settings
+    (``PGPASSFILE``: a real run, not a ``--version`` probe); waits for it to appear."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for child in _children_of(os.getpid()):
             try:
                 cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+                environ = Path(f"/proc/{child}/environ").read_bytes()
             except OSError:
                 continue
-            if os.path.basename(cmdline.split(b"\0", 1)[0].decode(errors="replace")) == name:
+            exe = os.path.basename(cmdline.split(b"\0", 1)[0].decode(errors="replace"))
+            if exe == name and b"PGPASSFILE=" in environ:
                 return child
         time.sleep(0.01)
     raise TimeoutError(f"no {name} child appeared within {timeout} s")

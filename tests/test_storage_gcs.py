@@ -180,7 +180,12 @@ def test_streamed_dump_larger_than_chunk_restores_from_gs_with_matching_row_coun
     pg18: PgCluster, big_db: str, airflow_conn, gcs: GCSEmulator, gcs_bucket: str, small_chunks: int
 ) -> None:
     uri = f"gs://{gcs_bucket}/pg/streamed.dump"
-    operator = PgDumpOperator(task_id="dump", postgres_conn_id=airflow_conn(pg18, big_db), output_path=uri)
+    operator = PgDumpOperator(
+        task_id="dump",
+        postgres_conn_id=airflow_conn(pg18, big_db),
+        output_path=uri,
+        gcs_chunk_size=small_chunks,
+    )
     xcom = operator.execute(context={})
 
     assert xcom["artifact_path"] == uri
@@ -238,6 +243,7 @@ def test_pg_dumpall_streams_gzipped_sql_to_gs(
         output_path=uri,
         mode="globals",
         compression="gzip",
+        gcs_chunk_size=small_chunks,
     ).execute(context={})
     bucket = gcs.client().bucket(gcs_bucket)
     sql = gzip.decompress(bucket.blob("globals.sql.gz").download_as_bytes())
@@ -374,3 +380,78 @@ def test_dump_verify_upload_verify_remote_retention_in_dag_test(
         "pg/pgbackup_test_gcs/20260301T040506.dump.manifest.json",
     ]
     assert list(out.iterdir()) == []  # delete_local_copy after the verified upload
+
+
+# ------------------------------------------------------------------- the operators' gcp_conn_id / chunk size
+def test_streamed_dumps_use_the_explicit_gcp_connection_and_chunk_size(
+    pg18: PgCluster,
+    big_db: str,
+    airflow_conn,
+    gcs: GCSEmulator,
+    gcs_bucket: str,
+    gcp_emulator_conn: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # STORAGE_EMULATOR_HOST is unset: only the connection's emulator_host extra leads to the emulator.
+    from airflow_provider_pgbackup.hooks import pg_dump as hook_module
+    from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
+
+    seen: list[GCSSettings | None] = []
+    original_open_target = hook_module.open_target
+
+    def spy(output_path: str, **kwargs):
+        seen.append(kwargs.get("gcs_settings"))
+        return original_open_target(output_path, **kwargs)
+
+    monkeypatch.setattr(hook_module, "open_target", spy)
+    uri = f"gs://{gcs_bucket}/conn/db.sql.gz"
+    xcom = PgDumpOperator(
+        task_id="dump",
+        postgres_conn_id=airflow_conn(pg18, big_db),
+        output_path=uri,
+        format="plain",
+        compression="gzip:1",
+        gcp_conn_id=gcp_emulator_conn,
+        gcs_chunk_size=2 * CHUNK,
+    ).execute(context={})
+    PgDumpAllOperator(
+        task_id="globals",
+        postgres_conn_id=airflow_conn(pg18, "postgres"),
+        output_path=f"gs://{gcs_bucket}/conn/globals.sql",
+        mode="globals",
+        gcp_conn_id=gcp_emulator_conn,
+        gcs_chunk_size=CHUNK,
+    ).execute(context={})
+
+    assert [(s.gcp_conn_id, s.chunk_size) for s in seen if s is not None] == [
+        (gcp_emulator_conn, 2 * CHUNK),
+        (gcp_emulator_conn, CHUNK),
+    ]
+    assert sorted(b.name for b in gcs.client().list_blobs(gcs_bucket)) == [
+        "conn/db.sql.gz",
+        "conn/db.sql.gz.manifest.json",
+        "conn/globals.sql",
+        "conn/globals.sql.manifest.json",
+    ]
+    report = PgBackupArtifactSensor(
+        task_id="verify", path=xcom["artifact_path"], gcp_conn_id=gcp_emulator_conn, timeout=30
+    ).execute(context={})
+    assert report["ok"] is True
+    assert report["sha256"] == xcom["sha256"]
+
+    # The id really is used: an undefined one fails before anything is dumped.
+    with pytest.raises(AirflowNotFoundException, match="gcp_undefined"):
+        PgDumpOperator(
+            task_id="dump",
+            postgres_conn_id=airflow_conn(pg18, big_db),
+            output_path=f"gs://{gcs_bucket}/conn/never.dump",
+            gcp_conn_id="gcp_undefined",
+        ).execute(context={})
+    assert "conn/never.dump" not in {b.name for b in gcs.client().list_blobs(gcs_bucket)}
+
+
+@pytest.mark.parametrize("operator", [PgDumpOperator, PgDumpAllOperator])
+def test_bad_gcs_chunk_size_is_refused_at_construction_naming_it(operator) -> None:
+    with pytest.raises(ValueError, match=r"gcs_chunk_size 1000 must be a positive multiple of 256 KiB"):
+        operator(task_id="dump", output_path="gs://bucket/x.sql", gcs_chunk_size=1000)
+    assert "gcp_conn_id" in operator.template_fields

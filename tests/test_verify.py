@@ -3,6 +3,7 @@ and each kind of corruption is caught by the check that should catch it."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -350,7 +351,9 @@ class MemorySource:
         for at in range(0, len(self.data), 1000):
             yield self.data[at : at + 1000]
 
-    def local_directory(self) -> Path:
+    local_path = None
+
+    def local_copy(self) -> contextlib.AbstractContextManager[Path]:
         raise NotImplementedError
 
 

@@ -10,25 +10,42 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_pgbackup.gcs import DEFAULT_GCP_CONN_ID
 from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
 from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX, Manifest, manifest_path_for
 from airflow_provider_pgbackup.options import InvalidOptionError, PgDumpAllOptions, PgDumpOptions
-from airflow_provider_pgbackup.storage import check_output_path, is_gcs_uri
+from airflow_provider_pgbackup.storage import (
+    DEFAULT_GCS_CHUNK_SIZE,
+    GCSSettings,
+    check_output_path,
+    is_gcs_uri,
+)
 
 TimeoutValue = str | int | float | datetime.timedelta | None
 
 
 def _is_templated(*values: Any) -> bool:
-    """True when a value still holds Jinja; such values are validated in ``execute`` once rendered."""
+    """True when a value is only known at run time: Jinja, or an XComArg / MappedArgument (``.expand``).
+
+    Such values are validated at the start of ``execute``, once rendered or resolved.
+    """
 
     def has_jinja(value: Any) -> bool:
         if isinstance(value, str):
             return "{{" in value or "{%" in value
         if isinstance(value, (list, tuple)):
             return any(has_jinja(v) for v in value)
-        return False
+        return value is not None and not isinstance(value, (int, float, datetime.timedelta))
 
     return any(has_jinja(v) for v in values)
+
+
+def _gcs_settings(gcp_conn_id: str | None, gcs_chunk_size: int) -> GCSSettings:
+    """Settings for a ``gs://`` output_path; raises InvalidOptionError naming a bad gcs_chunk_size."""
+    try:
+        return GCSSettings(gcp_conn_id=gcp_conn_id or None, chunk_size=gcs_chunk_size)
+    except InvalidOptionError as err:
+        raise InvalidOptionError(str(err).replace("chunk_size", "gcs_chunk_size", 1)) from err
 
 
 def xcom_result(manifest: Manifest, artifact_path: str) -> dict[str, Any]:
@@ -51,9 +68,17 @@ class PgDumpOperator(BaseOperator):
     (``<output_path>.manifest.json``) is written last. Returns (XCom) the manifest plus
     ``artifact_path`` and ``manifest_path``.
 
+    With a ``gs://bucket/name`` output_path, pg_dump's output streams straight into a resumable
+    Google Cloud Storage upload (one ``gcs_chunk_size`` chunk buffered in memory, no local file): the
+    object appears only when the dump succeeded, and ``<name>.manifest.json`` is written after it. Only
+    the single-file formats (``custom``, ``tar``, ``plain``) can be streamed; ``format="directory"``
+    with a ``gs://`` path is refused with an error (dump to a local folder and upload it with
+    :class:`~airflow_provider_pgbackup.transfers.backup_to_gcs.PgBackupToGCSOperator` instead).
+
     :param postgres_conn_id: Airflow ``postgres`` connection to dump from. Templated.
-    :param output_path: absolute path of the artifact (a file, or a folder for ``format="directory"``).
-        Templated, e.g. ``/backups/{{ dag.dag_id }}/{{ ts_nodash }}.dump``.
+    :param output_path: absolute path of the artifact (a file, or a folder for ``format="directory"``),
+        or ``gs://bucket/path/name`` for a single-file format. Templated, e.g.
+        ``/backups/{{ dag.dag_id }}/{{ ts_nodash }}.dump``.
     :param database: database to dump; None or empty uses the connection's schema. Templated.
     :param format: ``custom`` (default), ``directory``, ``tar`` or ``plain``. Templated.
     :param compression: ``none``, ``gzip[:1-9]``, ``lz4[:1-12]`` or ``zstd[:1-22]`` (lz4/zstd need a
@@ -70,11 +95,17 @@ class PgDumpOperator(BaseOperator):
     :param extra_args: additional pg_dump flags from a documented allow-list (see README).
     :param pg_bin_dir: folder searched first for ``pg_dump``.
     :param overwrite: replace a finished backup already at ``output_path`` (default: fail).
+    :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for a ``gs://`` output_path
+        (Application Default Credentials when the default connection does not exist;
+        ``STORAGE_EMULATOR_HOST`` selects an emulator). Unused for a local path. Templated.
+    :param gcs_chunk_size: bytes per resumable-upload request for a ``gs://`` output_path, a multiple
+        of 256 KiB (default 32 MiB); one chunk is held in memory. Unused for a local path.
     """
 
     template_fields: Sequence[str] = (
         "postgres_conn_id",
         "output_path",
+        "gcp_conn_id",
         "database",
         "format",
         "compression",
@@ -103,11 +134,15 @@ class PgDumpOperator(BaseOperator):
         extra_args: Sequence[str] = (),
         pg_bin_dir: str | None = None,
         overwrite: bool = False,
+        gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
+        gcs_chunk_size: int = DEFAULT_GCS_CHUNK_SIZE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.postgres_conn_id = postgres_conn_id
         self.output_path = output_path
+        self.gcp_conn_id = gcp_conn_id
+        self.gcs_chunk_size = gcs_chunk_size
         self.database = database
         self.format = format
         self.compression = compression
@@ -121,6 +156,7 @@ class PgDumpOperator(BaseOperator):
         self.extra_args = extra_args
         self.pg_bin_dir = pg_bin_dir
         self.overwrite = overwrite
+        _gcs_settings(gcp_conn_id, gcs_chunk_size)  # gcs_chunk_size is not templated
         if not _is_templated(format, compression, schemas, exclude_schemas, tables, exclude_tables):
             self._options()
         if not _is_templated(output_path):
@@ -149,7 +185,11 @@ class PgDumpOperator(BaseOperator):
             options = self._options()
             check_output_path(self.output_path, directory=options.format == "directory")
             manifest = self.hook.dump(
-                options, self.output_path, database=self.database, overwrite=self.overwrite
+                options,
+                self.output_path,
+                database=self.database,
+                overwrite=self.overwrite,
+                gcs_settings=_gcs_settings(self.gcp_conn_id, self.gcs_chunk_size),
             )
         except InvalidOptionError as err:
             raise AirflowFailException(str(err)) from err
@@ -162,21 +202,37 @@ class PgDumpOperator(BaseOperator):
 class PgDumpAllOperator(BaseOperator):
     """Dump a whole server (or only its roles and tablespaces) with ``pg_dumpall`` into a plain SQL artifact.
 
+    As with :class:`PgDumpOperator`, a ``gs://bucket/name`` output_path streams the (optionally
+    gzipped) SQL straight into a resumable Google Cloud Storage upload, with the manifest object
+    written after it; nothing is stored locally.
+
     :param postgres_conn_id: Airflow ``postgres`` connection (a superuser, or a role that may read
         what the chosen mode needs). Templated.
-    :param output_path: absolute path of the SQL artifact. Templated.
+    :param output_path: absolute path of the SQL artifact, or ``gs://bucket/path/name``. Templated.
     :param mode: ``full`` (every database), ``globals`` (roles and tablespaces, ``--globals-only``) or
         ``roles`` (``--roles-only``). Templated.
     :param no_role_passwords: leave role passwords out (``--no-role-passwords``); managed services such
-        as Cloud SQL, RDS and Azure forbid reading ``pg_authid`` and need this.
+        as Cloud SQL, RDS and Azure forbid reading ``pg_authid`` and need this. Templated (a rendered
+        ``"True"``/``"False"`` is accepted).
     :param compression: ``none`` or ``gzip[:1-9]``; the provider gzips pg_dumpall's output stream.
     :param lock_wait_timeout: as for :class:`PgDumpOperator` (``full`` mode only).
     :param extra_args: additional pg_dumpall flags from a documented allow-list (see README).
     :param pg_bin_dir: folder searched first for ``pg_dumpall``.
     :param overwrite: replace a finished backup already at ``output_path`` (default: fail).
+    :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for a ``gs://`` output_path, as
+        for :class:`PgDumpOperator`. Unused for a local path. Templated.
+    :param gcs_chunk_size: bytes per resumable-upload request for a ``gs://`` output_path, a multiple
+        of 256 KiB (default 32 MiB). Unused for a local path.
     """
 
-    template_fields: Sequence[str] = ("postgres_conn_id", "output_path", "mode", "compression")
+    template_fields: Sequence[str] = (
+        "postgres_conn_id",
+        "output_path",
+        "mode",
+        "no_role_passwords",
+        "compression",
+        "gcp_conn_id",
+    )
     ui_color = "#b0d4f1"
 
     def __init__(
@@ -185,17 +241,21 @@ class PgDumpAllOperator(BaseOperator):
         output_path: str,
         postgres_conn_id: str = PgDumpHook.default_conn_name,
         mode: str = "full",
-        no_role_passwords: bool = False,
+        no_role_passwords: bool | str = False,
         compression: str | None = None,
         lock_wait_timeout: TimeoutValue = "5min",
         extra_args: Sequence[str] = (),
         pg_bin_dir: str | None = None,
         overwrite: bool = False,
+        gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
+        gcs_chunk_size: int = DEFAULT_GCS_CHUNK_SIZE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.postgres_conn_id = postgres_conn_id
         self.output_path = output_path
+        self.gcp_conn_id = gcp_conn_id
+        self.gcs_chunk_size = gcs_chunk_size
         self.mode = mode
         self.no_role_passwords = no_role_passwords
         self.compression = compression
@@ -203,7 +263,8 @@ class PgDumpAllOperator(BaseOperator):
         self.extra_args = extra_args
         self.pg_bin_dir = pg_bin_dir
         self.overwrite = overwrite
-        if not _is_templated(mode, compression):
+        _gcs_settings(gcp_conn_id, gcs_chunk_size)  # gcs_chunk_size is not templated
+        if not _is_templated(mode, compression, no_role_passwords):
             self._options()
         if not _is_templated(output_path):
             check_output_path(output_path)
@@ -225,7 +286,12 @@ class PgDumpAllOperator(BaseOperator):
         try:
             options = self._options()
             check_output_path(self.output_path)
-            manifest = self.hook.dumpall(options, self.output_path, overwrite=self.overwrite)
+            manifest = self.hook.dumpall(
+                options,
+                self.output_path,
+                overwrite=self.overwrite,
+                gcs_settings=_gcs_settings(self.gcp_conn_id, self.gcs_chunk_size),
+            )
         except InvalidOptionError as err:
             raise AirflowFailException(str(err)) from err
         return xcom_result(manifest, self.output_path)

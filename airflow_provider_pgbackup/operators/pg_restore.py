@@ -12,15 +12,24 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_pgbackup.binaries import PgBinaryNotFound
+from airflow_provider_pgbackup.gcs import DEFAULT_GCP_CONN_ID
 from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook
-from airflow_provider_pgbackup.manifest import Manifest, ManifestError, manifest_path_for, read_manifest
+from airflow_provider_pgbackup.manifest import Manifest, ManifestError
 from airflow_provider_pgbackup.options import InvalidOptionError, check_name
-from airflow_provider_pgbackup.storage import check_local_output_path
+from airflow_provider_pgbackup.storage import (
+    BucketNotFound,
+    GCSSettings,
+    check_local_output_path,
+    is_gcs_uri,
+)
 from airflow_provider_pgbackup.verify import (
     ArtifactCorrupt,
     ArtifactMissing,
+    ArtifactSource,
     VerificationReport,
-    verify_artifact,
+    check_artifact_path,
+    open_source,
+    verify_backup,
 )
 
 PARALLEL_FORMATS = ("custom", "directory")
@@ -40,7 +49,13 @@ def check_database_name(database: str) -> str:
 
 
 def _is_templated(value: Any) -> bool:
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
+    """True when a value is only known at run time: Jinja, or an XComArg / MappedArgument (``.expand``).
+
+    Such values are validated at the start of ``execute``, once rendered or resolved.
+    """
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    return value is not None and not isinstance(value, (int, float))
 
 
 def mismatch_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -70,11 +85,20 @@ class PgRestoreOperator(BaseOperator):
     into an empty, disposable server; on a server that already has those roles psql stops at the first
     ``CREATE ROLE`` and the task fails.
 
+    A ``gs://bucket/path/name`` artifact is restored straight from Google Cloud Storage. It is verified
+    there first (as :class:`~airflow_provider_pgbackup.sensors.backup_artifact.PgBackupArtifactSensor`
+    does), and the restore then reads the very object generation that was verified. custom and tar
+    archives stream into pg_restore's stdin and plain SQL, decompressed on the fly, into psql's: no
+    local copy. pg_restore can read neither a directory-format artifact nor a custom archive with
+    ``jobs`` > 1 from a stream, so those are downloaded into a private temporary folder (mode 0700,
+    under ``TMPDIR``: it needs room for the artifact) and removed after the restore, also on failure.
+
     Returns (XCom) the target database, whether it was created and dropped, the verification report, and
     per table ``expected``, ``restored`` and ``ok``.
 
-    :param artifact_path: the artifact (file or folder) to restore; its manifest is beside it. Templated,
-        typically ``"{{ ti.xcom_pull(task_ids='dump')['artifact_path'] }}"``.
+    :param artifact_path: the artifact (file or folder) to restore: an absolute local path or a
+        ``gs://bucket/path/name`` URI; its manifest is beside it. Templated, typically
+        ``"{{ ti.xcom_pull(task_ids='dump')['artifact_path'] }}"``.
     :param postgres_conn_id: Airflow ``postgres`` connection of the server to restore into. Templated.
     :param database: target database. Default with ``create_database``: a new name
         ``pgbackup_restore_<random>``; required otherwise. Templated.
@@ -82,7 +106,8 @@ class PgRestoreOperator(BaseOperator):
     :param drop_after: drop the database at the end, also on failure; only allowed for a database this
         operator creates. Default: the value of ``create_database``.
     :param jobs: parallel pg_restore workers for custom and directory archives (ignored for tar and plain
-        SQL, which restore serially).
+        SQL, which restore serially). A ``gs://`` custom archive with ``jobs`` > 1 is downloaded to a
+        temporary file first; without ``jobs`` it is streamed.
     :param no_owner: restore without ownership (``--no-owner``; archives only).
     :param no_acl: restore without privileges (``--no-acl``; archives only).
     :param allow_non_empty_database: restore into an existing database that already holds relations.
@@ -90,9 +115,12 @@ class PgRestoreOperator(BaseOperator):
     :param verify_contents: run the content checks (``pg_restore --list`` / SQL trailer) before restoring;
         size and sha256 are always checked.
     :param pg_bin_dir: folder searched first for ``pg_restore`` and ``psql``.
+    :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for a ``gs://`` artifact_path
+        (Application Default Credentials when the default connection does not exist;
+        ``STORAGE_EMULATOR_HOST`` selects an emulator). Unused for a local path. Templated.
     """
 
-    template_fields: Sequence[str] = ("artifact_path", "postgres_conn_id", "database")
+    template_fields: Sequence[str] = ("artifact_path", "postgres_conn_id", "database", "gcp_conn_id")
     ui_color = "#e8d5f5"
 
     def __init__(
@@ -110,6 +138,7 @@ class PgRestoreOperator(BaseOperator):
         compare_row_counts: bool = True,
         verify_contents: bool = True,
         pg_bin_dir: str | None = None,
+        gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -136,6 +165,7 @@ class PgRestoreOperator(BaseOperator):
         self.compare_row_counts = compare_row_counts
         self.verify_contents = verify_contents
         self.pg_bin_dir = pg_bin_dir
+        self.gcp_conn_id = gcp_conn_id
         if not _is_templated(artifact_path):
             self._check_artifact_path()
         if database is not None and not _is_templated(database):
@@ -143,6 +173,8 @@ class PgRestoreOperator(BaseOperator):
 
     def _check_artifact_path(self) -> str:
         path = str(self.artifact_path)
+        if is_gcs_uri(path):
+            return check_artifact_path(path, what="artifact_path")
         check_local_output_path(path)
         return path
 
@@ -157,20 +189,28 @@ class PgRestoreOperator(BaseOperator):
             check_database_name(database)
         except InvalidOptionError as err:
             raise AirflowFailException(str(err)) from err
-        report = self._verify(path)
+        source = open_source(
+            path, what="artifact_path", gcs_settings=GCSSettings(gcp_conn_id=self.gcp_conn_id or None)
+        )
+        report = self._verify(source)
         try:
-            manifest = read_manifest(manifest_path_for(path))
+            manifest = Manifest.from_json(source.manifest_bytes())
         except (OSError, ManifestError) as err:
             raise AirflowException(
                 f"could not read the manifest of {path} after verifying it: {err}"
             ) from err
+        if manifest.sha256 != report.sha256:
+            raise AirflowException(
+                f"the manifest of {path} changed after verification (sha256 {manifest.sha256}, verified "
+                f"{report.sha256}): the backup is being replaced; not restoring it"
+            )
 
         created = False
         try:
             created = self._prepare_database(database)
             self._check_target_is_empty(database)
             started = time.monotonic()
-            self._restore(path, manifest, database)
+            self._restore(source, manifest, database)
             restore_seconds = round(time.monotonic() - started, 3)
             tables = self._compare(manifest, database)
         except BaseException:
@@ -194,10 +234,11 @@ class PgRestoreOperator(BaseOperator):
             "verification": report.to_dict(),
         }
 
-    def _verify(self, path: str) -> VerificationReport:
+    def _verify(self, source: ArtifactSource) -> VerificationReport:
+        path = source.uri
         try:
-            report = verify_artifact(
-                path,
+            report = verify_backup(
+                source,
                 verify_checksum=True,
                 verify_contents=self.verify_contents,
                 pg_bin_dir=self.pg_bin_dir,
@@ -209,6 +250,8 @@ class PgRestoreOperator(BaseOperator):
             raise AirflowFailException(
                 f"refusing to restore {path}: check {err.check!r} failed: {err.reason}"
             ) from err
+        except BucketNotFound as err:
+            raise AirflowFailException(f"nothing to restore: {err}") from err
         self.log.info(
             "Backup %s verified: %s", path, ", ".join(f"{c.name} {c.status}" for c in report.checks)
         )
@@ -239,7 +282,7 @@ class PgRestoreOperator(BaseOperator):
             "schemas); refusing to restore into it. Pass allow_non_empty_database=True to do it anyway"
         )
 
-    def _restore(self, path: str, manifest: Manifest, database: str) -> None:
+    def _restore(self, source: ArtifactSource, manifest: Manifest, database: str) -> None:
         jobs = self.jobs
         if jobs and manifest.format not in PARALLEL_FORMATS:
             self.log.info("jobs=%s ignored: a %s artifact restores serially", jobs, manifest.format)
@@ -247,11 +290,13 @@ class PgRestoreOperator(BaseOperator):
         if manifest.format == "plain" and (self.no_owner or self.no_acl):
             self.log.info("no_owner / no_acl do not apply to plain SQL: it restores as pg_dump wrote it")
         try:
-            self.hook.restore(path, manifest, database, jobs=jobs, no_owner=self.no_owner, no_acl=self.no_acl)
+            self.hook.restore(
+                source, manifest, database, jobs=jobs, no_owner=self.no_owner, no_acl=self.no_acl
+            )
         except PgBinaryNotFound as err:
             raise AirflowFailException(str(err)) from err
         except PgCommandError as err:
-            raise AirflowFailException(f"restoring {path} into {database!r} failed: {err}") from err
+            raise AirflowFailException(f"restoring {source.uri} into {database!r} failed: {err}") from err
 
     def _compare(self, manifest: Manifest, database: str) -> list[dict[str, Any]] | None:
         if not self.compare_row_counts:

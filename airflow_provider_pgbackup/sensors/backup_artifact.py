@@ -8,17 +8,22 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_provider_pgbackup.gcs import DEFAULT_GCP_CONN_ID
 from airflow_provider_pgbackup.hooks.pg_dump import PgProcessRunner
 from airflow_provider_pgbackup.options import InvalidOptionError
+from airflow_provider_pgbackup.storage import BucketNotFound, GCSSettings
 from airflow_provider_pgbackup.triggers.backup_artifact import PgBackupArtifactTrigger
 from airflow_provider_pgbackup.verify import (
     ArtifactCorrupt,
     ArtifactMissing,
+    ArtifactSource,
     VerificationReport,
+    check_artifact_path,
+    open_source,
     parse_max_age,
-    verify_artifact,
+    verify_backup,
 )
 
 
@@ -32,9 +37,21 @@ class PgBackupArtifactSensor(BaseSensorOperator):
     when one fails: no retry and no waiting for the timeout. Returns (XCom) the verification report:
     checks run with their timings, the archive's TOC entry counts and the tables found in it.
 
-    :param path: the artifact (file or folder) on a local or mounted filesystem; the manifest is
-        ``<path>.manifest.json``. Templated, typically
+    A ``gs://bucket/path/name`` path is verified in Google Cloud Storage, without a local copy of a
+    file artifact: the object and ``name.manifest.json`` must exist; the size is the object's; the
+    sha256 is computed while the object streams through memory (the download is crc32c-checked by the
+    client); ``pg_restore --list`` reads a custom or tar archive on its stdin, and plain SQL is
+    decompressed on the fly up to its completion trailer. A directory-format artifact (a ``name/``
+    folder of objects) is downloaded into a private temporary folder for ``pg_restore --list`` and
+    removed afterwards. Errors talking to GCS (network, permissions) fail the poke with a normal,
+    retryable exception.
+
+    :param path: the artifact (file or folder) on a local or mounted filesystem, or a
+        ``gs://bucket/path/name`` URI; the manifest is ``<path>.manifest.json``. Templated, typically
         ``"{{ ti.xcom_pull(task_ids='dump')['artifact_path'] }}"``.
+    :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for a ``gs://`` path (Application
+        Default Credentials when the default connection does not exist; ``STORAGE_EMULATOR_HOST``
+        selects an emulator). Unused for a local path. Templated.
     :param verify_checksum: compare the artifact's sha256 with the manifest's (reads every byte).
     :param verify_contents: parse the content: ``pg_restore --list`` for archives; for plain SQL,
         decompress the stream and check pg_dump's completion trailer.
@@ -43,16 +60,19 @@ class PgBackupArtifactSensor(BaseSensorOperator):
     :param max_age: fail when the manifest's ``finished_at`` is older than this (timedelta or seconds).
     :param pg_bin_dir: folder searched first for ``pg_restore``.
     :param deferrable: wait in the triggerer instead of a worker slot; the verification itself runs on
-        a worker when the trigger fires.
+        a worker when the trigger fires. For a ``gs://`` path the trigger looks for the two objects
+        (metadata requests only, run in a thread so the triggerer's event loop never blocks), with the
+        same ``gcp_conn_id``.
     """
 
-    template_fields: Sequence[str] = ("path",)
+    template_fields: Sequence[str] = ("path", "gcp_conn_id")
     ui_color = "#d5f5e3"
 
     def __init__(
         self,
         *,
         path: str,
+        gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
         verify_checksum: bool = True,
         verify_contents: bool = True,
         verify_tables: bool = True,
@@ -67,6 +87,7 @@ class PgBackupArtifactSensor(BaseSensorOperator):
             raise InvalidOptionError(f"min_size_bytes {min_size_bytes!r} must be a whole number >= 1")
         parse_max_age(max_age)
         self.path = path
+        self.gcp_conn_id = gcp_conn_id
         self.verify_checksum = verify_checksum
         self.verify_contents = verify_contents
         self.verify_tables = verify_tables
@@ -84,17 +105,24 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         self.runner.kill()
 
     def _check_path(self) -> str:
+        """The rendered path, checked (absolute local path or gs:// URI) without touching storage."""
         path = str(self.path) if self.path is not None else ""
-        if not path.startswith("/") or "\x00" in path:
-            raise AirflowFailException(f"path {path!r} must be an absolute local path to a backup artifact")
+        try:
+            check_artifact_path(path)
+        except InvalidOptionError as err:
+            raise AirflowFailException(str(err)) from err
         return path
+
+    def _source(self) -> ArtifactSource:
+        path = self._check_path()
+        return open_source(path, gcs_settings=GCSSettings(gcp_conn_id=self.gcp_conn_id or None))
 
     def _verify(self) -> VerificationReport:
         """Run the checks; ArtifactMissing propagates, ArtifactCorrupt becomes AirflowFailException."""
-        path = self._check_path()
+        source = self._source()
         try:
-            report = verify_artifact(
-                path,
+            report = verify_backup(
+                source,
                 verify_checksum=self.verify_checksum,
                 verify_contents=self.verify_contents,
                 verify_tables=self.verify_tables,
@@ -105,8 +133,10 @@ class PgBackupArtifactSensor(BaseSensorOperator):
             )
         except ArtifactCorrupt as err:
             raise AirflowFailException(
-                f"backup {path} is corrupt: check {err.check!r} failed: {err.reason}"
+                f"backup {source.uri} is corrupt: check {err.check!r} failed: {err.reason}"
             ) from err
+        except BucketNotFound as err:  # waiting will not create it
+            raise AirflowFailException(str(err)) from err
         for check in report.checks:
             self.log.info(
                 "check %-9s %-7s %8.1f ms  %s", check.name, check.status, check.duration_ms, check.detail
@@ -121,6 +151,11 @@ class PgBackupArtifactSensor(BaseSensorOperator):
             return False
         return PokeReturnValue(is_done=True, xcom_value=report.to_dict())
 
+    def _trigger(self) -> PgBackupArtifactTrigger:
+        return PgBackupArtifactTrigger(
+            path=self._check_path(), poll_interval=self.poke_interval, gcp_conn_id=self.gcp_conn_id
+        )
+
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
             return super().execute(context)
@@ -128,13 +163,16 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         if isinstance(result, PokeReturnValue):
             return result.xcom_value
         self.defer(
-            trigger=PgBackupArtifactTrigger(path=self._check_path(), poll_interval=self.poke_interval),
+            trigger=self._trigger(),
             method_name="execute_complete",
             timeout=datetime.timedelta(seconds=self.timeout),
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         """Back on a worker after the trigger saw the backup: run the full verification."""
+        if event and event.get("status") == "error":
+            # The trigger could not look (GCS unreachable, credentials refused): retryable.
+            raise AirflowException(f"backup trigger for {self.path} failed: {event.get('message')}")
         if not event or event.get("status") != "present":
             raise AirflowFailException(f"backup trigger for {self.path} ended without the backup: {event!r}")
         try:
@@ -143,7 +181,7 @@ class PgBackupArtifactSensor(BaseSensorOperator):
             # Seen by the trigger, gone now (removed by retention or being replaced): wait again.
             self.log.info("%s; waiting again", err)
             self.defer(
-                trigger=PgBackupArtifactTrigger(path=self._check_path(), poll_interval=self.poke_interval),
+                trigger=self._trigger(),
                 method_name="execute_complete",
                 timeout=datetime.timedelta(seconds=self.timeout),
             )

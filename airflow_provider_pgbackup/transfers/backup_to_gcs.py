@@ -33,7 +33,13 @@ XCOM_CONSOLE_URL = "gcs_console_url"
 
 
 def _is_templated(value: Any) -> bool:
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
+    """True when a value is only known at run time: Jinja, or an XComArg / MappedArgument (``.expand``).
+
+    Such values are validated at the start of ``execute``, once rendered or resolved.
+    """
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    return value is not None and not isinstance(value, (int, float))
 
 
 class GCSBackupLink(BaseOperatorLink):
@@ -51,9 +57,10 @@ class GCSBackupLink(BaseOperatorLink):
 def static_asset_uri(bucket: str, prefix: str) -> str | None:
     """The ``gs://`` folder an upload lands in, up to the first template marker.
 
-    None when the bucket itself is templated (the caller then declares its own outlets).
+    None when the bucket itself is templated, or the prefix is only known at run time (an XComArg or
+    a mapped argument): the caller then declares its own outlets.
     """
-    if _is_templated(bucket):
+    if _is_templated(bucket) or not isinstance(prefix, str):
         return None
     static = prefix
     for marker in ("{{", "{%"):

@@ -1,7 +1,13 @@
 """PgBackupArtifactTrigger: wait, in the triggerer, until a backup's artifact and manifest both exist.
 
-The trigger only looks for the two paths (a cheap ``stat``); it never reads the artifact or runs
-pg_restore. The full verification runs back on a worker, in the sensor's ``execute_complete``.
+The trigger only looks for the two names; it never reads the artifact or runs pg_restore. The full
+verification runs back on a worker, in the sensor's ``execute_complete``.
+
+Local (or mounted) paths are looked at with ``stat``; ``gs://`` URIs with two small metadata
+requests through ``google-cloud-storage`` (a listing of at most one object for a directory-format
+folder). Both are blocking calls, so every look runs in a worker thread (``asyncio.to_thread``) and
+the triggerer's event loop is never blocked. A GCS error that outlasts the client's own retries ends
+the trigger with an ``error`` event, which the sensor turns into a retryable failure.
 """
 
 from __future__ import annotations
@@ -9,37 +15,62 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_pgbackup.gcs import DEFAULT_GCP_CONN_ID
 from airflow_provider_pgbackup.manifest import manifest_path_for
+from airflow_provider_pgbackup.storage import GCSSettings, is_gcs_uri
+
+if TYPE_CHECKING:
+    from airflow_provider_pgbackup.storage import GCSArtifactSource
 
 
 class PgBackupArtifactTrigger(BaseTrigger):
-    """Fire once both ``path`` and ``path.manifest.json`` exist (local or mounted filesystem).
+    """Fire once both ``path`` and ``path.manifest.json`` exist (local path or ``gs://`` URI).
 
-    :param path: the artifact (file or folder).
+    :param path: the artifact (file or folder), local or ``gs://bucket/path/name``.
     :param poll_interval: seconds between two looks.
+    :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for a ``gs://`` path.
     """
 
-    def __init__(self, path: str, poll_interval: float = 60.0) -> None:
+    def __init__(
+        self, path: str, poll_interval: float = 60.0, gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.path = path
         self.poll_interval = poll_interval
+        self.gcp_conn_id = gcp_conn_id
+        self._gcs_source: GCSArtifactSource | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {"path": self.path, "poll_interval": self.poll_interval},
+            {"path": self.path, "poll_interval": self.poll_interval, "gcp_conn_id": self.gcp_conn_id},
         )
 
     def _present(self) -> bool:
-        return os.path.exists(self.path) and manifest_path_for(self.path).exists()
+        """One blocking look (run in a thread)."""
+        if not is_gcs_uri(self.path):
+            return os.path.exists(self.path) and manifest_path_for(self.path).exists()
+        if self._gcs_source is None:
+            from airflow_provider_pgbackup.storage import GCSArtifactSource
+
+            settings = GCSSettings(gcp_conn_id=self.gcp_conn_id or None)
+            self._gcs_source = GCSArtifactSource(self.path, settings=settings)
+        return self._gcs_source.present()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:
-            if await asyncio.to_thread(self._present):
+            try:
+                present = await asyncio.to_thread(self._present)
+            except Exception as err:
+                self.log.exception("Could not look for backup %s", self.path)
+                message = f"{type(err).__name__}: {err}"
+                yield TriggerEvent({"status": "error", "path": self.path, "message": message})  # type: ignore[no-untyped-call]
+                return
+            if present:
                 self.log.info("Backup %s and its manifest are there", self.path)
                 yield TriggerEvent({"status": "present", "path": self.path})  # type: ignore[no-untyped-call]
                 return

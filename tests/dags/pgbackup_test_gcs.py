@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pendulum
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param
 
 from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
 from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOperator
@@ -43,17 +41,12 @@ with DAG(
         delete_local_copy=True,
     )
 
-    @task
-    def verify_remote(artifact_uri: str) -> dict[str, Any]:
-        # Until the sensor takes gs:// paths, the verify module reads the object through storage's source.
-        from airflow_provider_pgbackup.storage import GCSArtifactSource
-        from airflow_provider_pgbackup.verify import verify_backup
-
-        report = verify_backup(GCSArtifactSource(artifact_uri))
-        if not report.ok:
-            raise ValueError(f"remote backup {artifact_uri} failed {report.failed_check}")
-        return report.to_dict()
-
+    verify_remote = PgBackupArtifactSensor(
+        task_id="verify_remote",
+        path="{{ ti.xcom_pull(task_ids='upload')['artifact_uri'] }}",
+        poke_interval=1,
+        timeout=60,
+    )
     retention = PgBackupRetentionOperator(
         task_id="retention",
         location="gs://{{ params.bucket }}/pg/{{ dag.dag_id }}",
@@ -62,5 +55,4 @@ with DAG(
         keep_weekly=0,
         keep_monthly=0,
     )
-    remote = verify_remote("{{ ti.xcom_pull(task_ids='upload')['artifact_uri'] }}")
-    dump >> verify >> upload >> remote >> retention
+    dump >> verify >> upload >> verify_remote >> retention

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import socket
@@ -21,7 +20,7 @@ from airflow_provider_pgbackup.options import PgDumpOptions
 from airflow_provider_pgbackup.storage import digest_directory, sha256_file
 from devtools import sample_db
 from devtools.pgcluster import PgCluster, system_bin_dirs
-from tests.conftest import PASSWORD, row_counts
+from tests.conftest import PASSWORD, log_text, row_counts
 from tests.helpers import leftovers, restore, wait_for_child, watch_children
 
 ROUND_TRIPS = [
@@ -121,7 +120,7 @@ def test_only_older_pg_dump_available_fails_naming_both_versions_and_writes_noth
 
 
 def test_password_reaches_no_argv_env_log_manifest_or_xcom(
-    pg: PgCluster, sample: str, airflow_conn, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    pg: PgCluster, sample: str, airflow_conn, tmp_path: Path, task_log: list
 ) -> None:
     from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
 
@@ -133,7 +132,7 @@ def test_password_reaches_no_argv_env_log_manifest_or_xcom(
         locker.execute("LOCK TABLE shop.customers IN ACCESS EXCLUSIVE MODE")
         release = threading.Timer(1.0, locker.rollback)
         release.start()
-        with caplog.at_level(logging.DEBUG), watch_children() as children:
+        with watch_children() as children:
             xcom = operator.execute(context={})
         release.join()
     assert children, "pg_dump was never sampled"
@@ -148,7 +147,9 @@ def test_password_reaches_no_argv_env_log_manifest_or_xcom(
     for passfile in passfiles:
         assert not passfile.exists()
         assert not passfile.parent.exists()
-    assert PASSWORD not in caplog.text
+    logged = log_text(task_log)
+    assert "Started pg_dump" in logged  # the capture sees the hook's log
+    assert PASSWORD not in logged
     assert PASSWORD not in json.dumps(xcom)
     assert PASSWORD not in (tmp_path / "s.dump.manifest.json").read_text()
 
@@ -395,7 +396,8 @@ def _wait_for_blocked_lock(conn: psycopg.Connection, timeout: float = 30.0) -> N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%'"
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%'"
         ).fetchone()
         if row and row[0]:
             return
@@ -416,14 +418,14 @@ def _secret_dirs() -> set[str]:
 
 
 def test_pg_dumpall_and_ssl_key_material_reach_no_argv_or_environ(
-    pg18: PgCluster, airflow_conn, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    pg18: PgCluster, airflow_conn, tmp_path: Path, task_log: list
 ) -> None:
     from airflow_provider_pgbackup.options import PgDumpAllOptions
 
     # sslmode=disable: libpq never reads the key, but the provider must still keep its content private.
     hook = PgDumpHook(airflow_conn(pg18, "postgres", sslmode="disable", sslkey=FAKE_KEY))
     before = _secret_dirs()
-    with caplog.at_level(logging.DEBUG), watch_children() as children:
+    with watch_children() as children:
         hook.dumpall(PgDumpAllOptions.build(mode="globals"), str(tmp_path / "g.sql"))
         hook.dump(PgDumpOptions.build(), str(tmp_path / "d.dump"))
     tools = {os.path.basename(c.split(b"\0", 1)[0].decode()) for c, _ in children.values()}
@@ -434,9 +436,11 @@ def test_pg_dumpall_and_ssl_key_material_reach_no_argv_or_environ(
             assert secret not in environ
         if b"PGPASSFILE=" in environ:  # a dump, not a --version probe
             assert b"PGSSLKEY=" in environ  # a path to a private file, not the key
-    assert "distinctive-key-material" not in caplog.text
-    assert PASSWORD not in caplog.text
-    assert _secret_dirs() == before
+    logged = log_text(task_log)
+    assert "Started pg_dumpall" in logged
+    assert "distinctive-key-material" not in logged
+    assert PASSWORD not in logged
+    assert _secret_dirs() - before == set()  # nothing this test created is left
 
 
 def test_temporary_credential_files_are_removed_after_a_failure(
@@ -446,4 +450,33 @@ def test_temporary_credential_files_are_removed_after_a_failure(
     before = _secret_dirs()
     with pytest.raises(Exception, match="does not exist"):
         hook.dump(PgDumpOptions.build(), str(tmp_path / "x.dump"))
-    assert _secret_dirs() == before
+    assert _secret_dirs() - before == set()  # nothing this test created is left
+
+
+def test_kill_before_the_tool_starts_keeps_it_from_starting(
+    pg18: PgCluster, airflow_conn, tmp_path: Path
+) -> None:
+    hook = PgDumpHook(airflow_conn(pg18, "postgres"))
+    hook.kill()  # on_kill may arrive while the hook is still connecting
+    with pytest.raises(PgCommandError, match="stopped before it started"):
+        hook.dump(PgDumpOptions.build(), str(tmp_path / "x.dump"))
+    assert leftovers(tmp_path) == []
+
+
+def test_a_long_dump_logs_progress_with_bytes_and_rate(
+    pg18: PgCluster, airflow_conn, tmp_path: Path, task_log: list
+) -> None:
+    pg18.drop_database("slow")
+    pg18.create_database("slow")
+    pg18.execute("CREATE TABLE t AS SELECT 1 AS x", dbname="slow")
+    hook = PgDumpHook(airflow_conn(pg18, "slow"), progress_interval=0.2)
+    with psycopg.connect(**pg18.connect_kwargs("slow")) as locker:
+        locker.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")  # pg_dump waits about a second
+        release = threading.Timer(1.2, locker.rollback)
+        release.start()
+        hook.dump(PgDumpOptions.build(record_row_counts=False), str(tmp_path / "s.dump"))
+        release.join()
+    lines = [str(e["event"]) for e in task_log if "written in" in str(e["event"])]
+    assert len(lines) >= 3, lines
+    assert all(line.startswith("pg_dump: ") and line.endswith("/s)") for line in lines)
+    pg18.drop_database("slow")

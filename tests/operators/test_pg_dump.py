@@ -136,3 +136,86 @@ def test_operators_run_inside_real_airflow_dag_test(
         "20260301T040506.dump.manifest.json",
     ]
     assert read_manifest(folder / "20260301T040506.dump.manifest.json").kind == "pg_dump"
+
+
+def test_on_kill_mid_dump_fails_the_task_and_leaves_no_artifact_or_credentials(
+    pg18: PgCluster, airflow_conn, tmp_path: Path
+) -> None:
+    import tempfile
+    import threading
+
+    import psycopg
+
+    from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError
+    from tests.helpers import wait_for_child
+
+    pg18.drop_database("onkill")
+    pg18.create_database("onkill")
+    pg18.execute("CREATE TABLE t AS SELECT 1 AS x", dbname="onkill")
+    operator = PgDumpOperator(
+        task_id="dump", postgres_conn_id=airflow_conn(pg18, "onkill"), output_path=str(tmp_path / "k.dump")
+    )
+    secret_dirs = {p.name for p in Path(tempfile.gettempdir()).glob("pgbackup-*") if p.name.count("-") == 1}
+    errors: list[BaseException] = []
+
+    def execute() -> None:
+        try:
+            operator.execute(context={})
+        except BaseException as err:
+            errors.append(err)
+
+    with psycopg.connect(**pg18.connect_kwargs("onkill")) as locker:
+        locker.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")  # keeps pg_dump mid-dump
+        worker = threading.Thread(target=execute)
+        worker.start()
+        wait_for_child("pg_dump")
+        operator.on_kill()  # what Airflow's task runner calls on SIGTERM or execution_timeout
+        worker.join(30)
+    assert not worker.is_alive()
+    assert len(errors) == 1
+    assert isinstance(errors[0], PgCommandError)
+    assert "pg_dump was stopped" in str(errors[0])
+    assert leftovers(tmp_path) == []
+    after = {p.name for p in Path(tempfile.gettempdir()).glob("pgbackup-*") if p.name.count("-") == 1}
+    assert after - secret_dirs == set()  # nothing this test created is left (others may use /tmp too)
+    pg18.drop_database("onkill")
+
+
+def test_rendered_template_fields_hold_no_secret(
+    pg18: PgCluster, airflow_conn, airflow_db: str, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    import pendulum
+
+    from tests.dags.pgbackup_test_dump import dag
+
+    conn_id = airflow_conn(pg18, "postgres")
+    run = dag.test(
+        logical_date=pendulum.datetime(2026, 4, 1, tz="UTC"),
+        run_conf={"conn_id": conn_id, "output_dir": str(tmp_path)},
+    )
+    assert run.state == "success"
+    with sqlite3.connect(f"{airflow_db}/airflow.db") as db:
+        rendered = db.execute(
+            "SELECT rendered_fields FROM rendered_task_instance_fields WHERE dag_id = ?",
+            ("pgbackup_test_dump",),
+        ).fetchall()
+        xcoms = db.execute("SELECT value FROM xcom WHERE dag_id = ?", ("pgbackup_test_dump",)).fetchall()
+    assert rendered, "no rendered fields were stored"
+    assert xcoms, "no XCom was stored"
+    for (text,) in rendered + xcoms:
+        assert PASSWORD not in str(text)
+    assert any(str(tmp_path) in str(text) for (text,) in rendered)
+
+
+@pytest.mark.parametrize(("rendered", "expected"), [("True", True), ("false", False), (False, False)])
+def test_no_role_passwords_accepts_a_rendered_boolean(rendered: object, expected: bool) -> None:
+    from airflow_provider_pgbackup.options import PgDumpAllOptions
+
+    assert PgDumpAllOptions.build(no_role_passwords=rendered).no_role_passwords is expected  # type: ignore[arg-type]
+
+
+def test_no_role_passwords_refuses_a_non_boolean() -> None:
+    with pytest.raises(ValueError, match="no_role_passwords 'maybe' is not a boolean; use true or false"):
+        PgDumpAllOperator(task_id="g", output_path="/backups/g.sql", no_role_passwords="maybe")

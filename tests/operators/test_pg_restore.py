@@ -18,6 +18,7 @@ from airflow_provider_pgbackup.operators.pg_restore import PgRestoreOperator
 from devtools import sample_db
 from devtools.pgcluster import PgCluster
 from tests.conftest import PASSWORD, row_counts
+from tests.gcs_emulator import GCSEmulator, private_downloads, upload_local_backup
 from tests.helpers import watch_children
 
 DRILLS = [
@@ -35,7 +36,7 @@ def databases(cluster: PgCluster) -> set[str]:
         return {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
 
 
-def drill(conn_id: str, artifact: Path, **kwargs: Any) -> PgRestoreOperator:
+def drill(conn_id: str, artifact: Path | str, **kwargs: Any) -> PgRestoreOperator:
     return PgRestoreOperator(task_id="drill", postgres_conn_id=conn_id, artifact_path=str(artifact), **kwargs)
 
 
@@ -268,3 +269,103 @@ def test_dump_verify_restore_dag_runs_inside_real_airflow(
     assert read_manifest(manifest_path_for(artifact)).database == source
     assert databases(pg18) == before  # the drill database is gone
     pg18.drop_database(source)
+
+
+# ------------------------------------------------------------------------------ restore from GCS (gs://)
+def restore_argv(child: tuple[bytes, bytes]) -> list[bytes]:
+    """A sampled child's argv if it is the restoring pg_restore or psql (not a --version or --list)."""
+    argv = child[0].rstrip(b"\0").split(b"\0")
+    return argv if b"--exit-on-error" in argv or b"--set=ON_ERROR_STOP=1" in argv else []
+
+
+GS_DRILLS = [
+    ("custom", None, None),  # streamed into pg_restore's stdin
+    ("tar", None, None),  # streamed into pg_restore's stdin
+    ("plain", "gzip:6", None),  # decompressed on the fly into psql's stdin
+    ("directory", "gzip:1", 2),  # downloaded to a private temporary folder, removed afterwards
+    ("custom", "gzip:5", 2),  # jobs > 1 needs a seekable file: downloaded, removed afterwards
+]
+
+
+@pytest.mark.parametrize("pg", ["pg18"], indirect=True)
+@pytest.mark.parametrize(("dump_format", "compression", "jobs"), GS_DRILLS)
+def test_drill_restores_a_gs_backup_into_a_scratch_database_that_is_gone_afterwards(
+    pg: PgCluster,
+    sample: str,
+    pg_backup,
+    airflow_conn,
+    gcs: GCSEmulator,
+    gcs_bucket: str,
+    dump_format: str,
+    compression: str | None,
+    jobs: int | None,
+) -> None:
+    uri = upload_local_backup(gcs, gcs_bucket, pg_backup(dump_format, compression))
+    conn_id = airflow_conn(pg, "postgres")
+    before = databases(pg)
+    downloads_before = private_downloads()
+
+    with watch_children(("pg_restore", "psql")) as children:
+        xcom = drill(conn_id, uri, database=f"gs drill {dump_format} ü", jobs=jobs).execute(context={})
+
+    assert databases(pg) == before
+    assert private_downloads() == downloads_before
+    assert xcom["artifact_path"] == uri
+    assert xcom["created_database"] is True
+    assert xcom["dropped_database"] is True
+    assert xcom["verification"]["ok"] is True
+    assert xcom["verification"]["artifact"] == uri
+    expected = row_counts(pg, sample)
+    assert {(t["schema"], t["table"]): t["restored"] for t in xcom["tables"]} == expected
+    assert all(t["ok"] for t in xcom["tables"])
+    tool = b"psql" if dump_format == "plain" else b"pg_restore"
+    restores = [argv for argv in map(restore_argv, children.values()) if argv and argv[0].endswith(tool)]
+    assert restores, f"{tool!r} was never sampled"
+    for argv in restores:
+        streamed = argv[-1] in (b"--no-acl", b"--single-transaction")  # no file argument: stdin
+        assert streamed is (jobs is None), argv
+        assert all(b"gs://" not in arg for arg in argv)
+
+
+@pytest.mark.parametrize("pg", ["pg18"], indirect=True)
+@pytest.mark.parametrize(("dump_format", "compression"), [("custom", None), ("plain", "gzip:6")])
+def test_password_reaches_no_restore_argv_or_environment_for_a_gs_backup(
+    pg: PgCluster, pg_backup, airflow_conn, gcs: GCSEmulator, gcs_bucket: str, dump_format, compression
+) -> None:
+    uri = upload_local_backup(gcs, gcs_bucket, pg_backup(dump_format, compression))
+    with watch_children(("pg_restore", "psql")) as children:
+        xcom = drill(airflow_conn(pg, "postgres"), uri, database="gs drill secret").execute(context={})
+    restores = [(c, e) for c, e in children.values() if restore_argv((c, e))]
+    assert restores, "no restore client was sampled"
+    for cmdline, environ in children.values():
+        assert PASSWORD.encode() not in cmdline
+        assert PASSWORD.encode() not in environ
+        assert b"PGPASSWORD" not in environ
+        assert b"STORAGE_EMULATOR_HOST" not in environ  # nor anything of the GCS connection
+    for cmdline, environ in restores:
+        assert b"PGDATABASE=gs drill secret\0" in environ
+    assert PASSWORD not in json.dumps(xcom)
+
+
+@pytest.mark.parametrize("pg", ["pg18"], indirect=True)
+def test_corrupt_gs_backup_is_refused_before_any_database_is_created(
+    pg: PgCluster, pg_backup, airflow_conn, gcs: GCSEmulator, gcs_bucket: str
+) -> None:
+    artifact = pg_backup("tar")
+    uri = upload_local_backup(gcs, gcs_bucket, artifact)
+    gcs.client().bucket(gcs_bucket).blob(f"pg/{artifact.name}").upload_from_string(
+        artifact.read_bytes()[:-512] + b"\1" * 512
+    )
+    before = databases(pg)
+    with pytest.raises(AirflowFailException, match=r"refusing to restore gs://.*: check 'checksum' failed"):
+        drill(airflow_conn(pg, "postgres"), uri, database="never created").execute(context={})
+    assert databases(pg) == before
+
+
+def test_gs_artifact_path_is_checked_at_construction_naming_it() -> None:
+    with pytest.raises(ValueError, match=r"artifact_path 'gs://bucket/' must name an object"):
+        PgRestoreOperator(task_id="drill", artifact_path="gs://bucket/")
+    operator = PgRestoreOperator(
+        task_id="drill", artifact_path="gs://bucket/x.dump", gcp_conn_id="gcp_backups"
+    )
+    assert "gcp_conn_id" in operator.template_fields

@@ -12,12 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, TaskDeferred
+from airflow.sdk import PokeReturnValue
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowNotFoundException,
+    AirflowRescheduleException,
+    TaskDeferred,
+)
 
 from airflow_provider_pgbackup.manifest import manifest_path_for
 from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
 from airflow_provider_pgbackup.triggers.backup_artifact import PgBackupArtifactTrigger
 from devtools.pgcluster import PgCluster
+from tests.gcs_emulator import GCSEmulator, private_downloads, upload_local_backup
 
 
 def publish_later(source: Path, destination: Path, delay: float) -> threading.Thread:
@@ -139,7 +147,7 @@ def test_deferrable_sensor_defers_to_the_trigger_and_verifies_on_completion(
     assert isinstance(trigger, PgBackupArtifactTrigger)
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_pgbackup.triggers.backup_artifact.PgBackupArtifactTrigger"
-    assert kwargs == {"path": str(target), "poll_interval": 0.1}
+    assert kwargs == {"path": str(target), "poll_interval": 0.1, "gcp_conn_id": "google_cloud_default"}
     assert deferred.value.method_name == "execute_complete"
 
     def publish() -> None:
@@ -203,4 +211,174 @@ def test_bad_arguments_fail_at_construction(kwargs: dict[str, Any], message: str
 def test_relative_path_fails_naming_it(tmp_path: Path) -> None:
     sensor = PgBackupArtifactSensor(task_id="wait", path="backups/x.dump", timeout=5)
     with pytest.raises(AirflowFailException, match=r"path 'backups/x\.dump' must be an absolute local path"):
+        sensor.execute(context={})
+
+
+# ------------------------------------------------------------------------------ backups in GCS (gs://)
+ON_PG18 = pytest.mark.parametrize("pg", ["pg18"], indirect=True)  # one server is enough for GCS reads
+
+
+@ON_PG18
+@pytest.mark.parametrize(
+    ("dump_format", "compression", "toc"),
+    [
+        ("custom", "gzip:5", True),
+        ("tar", None, True),
+        ("directory", "gzip:1", True),
+        ("plain", "gzip:6", False),
+    ],
+)
+def test_gs_backup_is_verified_in_gcs_with_a_report(
+    pg: PgCluster, pg_backup, gcs: GCSEmulator, gcs_bucket: str, dump_format, compression, toc
+) -> None:
+    uri = upload_local_backup(gcs, gcs_bucket, pg_backup(dump_format, compression))
+    downloads_before = private_downloads()
+
+    xcom = PgBackupArtifactSensor(task_id="wait", path=uri, poke_interval=1, timeout=30).execute(context={})
+
+    assert xcom["ok"] is True
+    assert xcom["artifact"] == uri
+    assert xcom["manifest"] == f"{uri}.manifest.json"
+    assert xcom["format"] == dump_format
+    statuses = {c["name"]: c["status"] for c in xcom["checks"]}
+    assert statuses["exists"] == statuses["size"] == statuses["checksum"] == statuses["contents"] == "ok"
+    if toc:
+        assert statuses["tables"] == "ok"
+        assert xcom["toc_entry_counts"]["TABLE DATA"] == 7
+    else:
+        assert xcom["sql_bytes"] > 0
+    assert private_downloads() == downloads_before  # a directory artifact's download is gone
+    json.dumps(xcom)
+
+
+@ON_PG18
+def test_gs_object_with_a_flipped_byte_fails_fast_naming_the_checksum_check(
+    pg: PgCluster, pg_backup, gcs: GCSEmulator, gcs_bucket: str
+) -> None:
+    artifact = pg_backup("custom")
+    uri = upload_local_backup(gcs, gcs_bucket, artifact)
+    data = bytearray(artifact.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    gcs.client().bucket(gcs_bucket).blob(f"pg/{artifact.name}").upload_from_string(bytes(data))
+    sensor = PgBackupArtifactSensor(task_id="wait", path=uri, poke_interval=5, timeout=600)
+    started = time.monotonic()
+    with pytest.raises(AirflowFailException, match=r"gs://.* is corrupt: check 'checksum' failed: sha256 is"):
+        sensor.execute(context={})
+    assert time.monotonic() - started < 5
+
+
+@ON_PG18
+def test_sensor_pokes_while_the_gs_manifest_is_missing_and_succeeds_once_it_is_there(
+    pg: PgCluster, pg_backup, gcs: GCSEmulator, gcs_bucket: str
+) -> None:
+    artifact = pg_backup("custom", "gzip:5")
+    bucket = gcs.client().bucket(gcs_bucket)
+    bucket.blob(f"pg/{artifact.name}").upload_from_filename(str(artifact))  # the artifact, no manifest yet
+    uri = f"gs://{gcs_bucket}/pg/{artifact.name}"
+    sensor = PgBackupArtifactSensor(task_id="wait", path=uri, poke_interval=1, timeout=30)
+
+    assert sensor.poke(context={}) is False
+    assert sensor.poke(context={}) is False
+
+    bucket.blob(f"pg/{artifact.name}.manifest.json").upload_from_filename(str(manifest_path_for(artifact)))
+    result = sensor.poke(context={})
+    assert isinstance(result, PokeReturnValue)
+    assert result.xcom_value["ok"] is True
+
+
+@ON_PG18
+def test_deferrable_sensor_on_gs_waits_in_the_trigger_without_blocking_the_event_loop(
+    pg: PgCluster, pg_backup, gcs: GCSEmulator, gcs_bucket: str
+) -> None:
+    artifact = pg_backup("tar")
+    uri = f"gs://{gcs_bucket}/pg/{artifact.name}"
+    sensor = PgBackupArtifactSensor(task_id="wait", path=uri, deferrable=True, poke_interval=0.1, timeout=60)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context={})
+    _, kwargs = deferred.value.trigger.serialize()
+    assert kwargs == {"path": uri, "poll_interval": 0.1, "gcp_conn_id": "google_cloud_default"}
+
+    async def first_event_while_ticking() -> tuple[Any, int]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        # Published by a thread while the trigger polls: artifact first, manifest last.
+        publisher = asyncio.create_task(
+            asyncio.to_thread(lambda: (time.sleep(0.5), upload_local_backup(gcs, gcs_bucket, artifact)))
+        )
+        async for event in PgBackupArtifactTrigger(**kwargs).run():
+            await publisher
+            ticker.cancel()
+            return event.payload, ticks
+        raise AssertionError("the trigger ended without an event")
+
+    payload, ticks = asyncio.run(asyncio.wait_for(first_event_while_ticking(), timeout=30))
+    assert payload == {"status": "present", "path": uri}
+    assert ticks >= 20  # the loop kept running while the trigger looked at GCS
+    xcom = sensor.execute_complete(context={}, event=payload)
+    assert xcom["ok"] is True
+    assert xcom["format"] == "tar"
+
+
+def test_trigger_error_looking_at_gcs_ends_with_an_error_event_the_sensor_raises(
+    gcs: GCSEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A connection id that does not exist (and no emulator variable): the look fails, the trigger says so.
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+    trigger = PgBackupArtifactTrigger(
+        path="gs://pgbackup-x/a.dump", poll_interval=0.05, gcp_conn_id="gcp_nope"
+    )
+
+    async def first() -> Any:
+        async for event in trigger.run():
+            return event.payload
+        return None
+
+    payload = asyncio.run(asyncio.wait_for(first(), timeout=10))
+    assert payload["status"] == "error"
+    assert "gcp_nope" in payload["message"]
+    sensor = PgBackupArtifactSensor(task_id="wait", path="gs://pgbackup-x/a.dump", deferrable=True)
+    with pytest.raises(AirflowException, match=r"backup trigger for gs://pgbackup-x/a\.dump failed") as err:
+        sensor.execute_complete(context={}, event=payload)
+    assert not isinstance(err.value, AirflowFailException)  # retryable
+
+
+@ON_PG18
+def test_sensor_reads_gcs_through_an_explicit_gcp_connection(
+    pg: PgCluster, pg_backup, gcs: GCSEmulator, gcs_bucket: str, gcp_emulator_conn: str
+) -> None:
+    uri = upload_local_backup(gcs, gcs_bucket, pg_backup("plain", "gzip:6"))
+    xcom = PgBackupArtifactSensor(
+        task_id="wait", path=uri, gcp_conn_id=gcp_emulator_conn, poke_interval=1, timeout=30
+    ).execute(context={})
+    assert xcom["ok"] is True
+    with pytest.raises(AirflowNotFoundException):
+        PgBackupArtifactSensor(task_id="wait", path=uri, gcp_conn_id="gcp_undefined", timeout=5).poke({})
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("gs://b/x.dump", "no valid bucket name"),
+        ("gs://bucket/folder/", "must name an object"),
+        ("s3://bucket/x.dump", "must be an absolute local path or a gs://bucket/object URI"),
+    ],
+)
+def test_bad_gs_path_fails_naming_it(path: str, message: str) -> None:
+    sensor = PgBackupArtifactSensor(task_id="wait", path=path, timeout=5)
+    with pytest.raises(AirflowFailException, match=message):
+        sensor.execute(context={})
+
+
+def test_gs_path_in_a_bucket_that_does_not_exist_fails_at_once_naming_the_bucket(gcs: GCSEmulator) -> None:
+    sensor = PgBackupArtifactSensor(task_id="wait", path="gs://pgbackup-no-such-bucket/x.dump", timeout=600)
+    with pytest.raises(
+        AirflowFailException, match=r"bucket 'pgbackup-no-such-bucket' of gs://.* does not exist"
+    ):
         sensor.execute(context={})
