@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import fcntl
 import hashlib
 import os
 import re
@@ -90,6 +91,10 @@ class ArtifactTarget(Protocol):
     def remove_committed(self) -> None: ...
 
 
+class ArtifactInUse(RuntimeError):
+    """Another run is writing a backup to the same output path right now (retryable)."""
+
+
 def check_local_output_path(output_path: str | os.PathLike[str]) -> Path:
     """An absolute, normalised path with no ``..`` and no manifest name; raises naming the value."""
     text = os.fspath(output_path)
@@ -123,19 +128,61 @@ class LocalArtifactTarget:
         self._hash = hashlib.sha256()
         self._written = 0
         self._finished = False
-        for existing in (self.path, self.manifest_path):
-            if (existing.exists() or existing.is_symlink()) and not overwrite:
+        for parent in self.path.parents:
+            if parent.name and manifest_path_for(parent).exists():
                 raise InvalidOptionError(
-                    f"output_path {str(self.path)!r} already holds a backup ({existing} exists); "
-                    "choose a new path (e.g. with {{ ts_nodash }}) or pass overwrite=True"
+                    f"output_path {str(self.path)!r} is inside the backup {str(parent)!r} (it has a "
+                    "manifest); choose a folder that is not part of another backup"
                 )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if directory:
-            # pg_dump creates the directory itself and refuses a non-empty one; we only reserve the name.
-            pass
-        else:
-            fd = os.open(self.staging_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            self._handle = os.fdopen(fd, "wb", buffering=0)
+        self._writer_lock = self._take_writer_lock()
+        try:
+            for existing in (self.path, self.manifest_path):
+                if (existing.exists() or existing.is_symlink()) and not overwrite:
+                    raise InvalidOptionError(
+                        f"output_path {str(self.path)!r} already holds a backup ({existing} exists); "
+                        "choose a new path (e.g. with {{ ts_nodash }}) or pass overwrite=True"
+                    )
+            if not directory:  # pg_dump creates a directory artifact itself (and refuses a non-empty one)
+                fd = os.open(self.staging_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                self._handle = os.fdopen(fd, "wb", buffering=0)
+        except BaseException:
+            self._release_writer_lock()
+            raise
+
+    def _take_writer_lock(self) -> int:
+        """flock ``.<name>.lock`` beside the target for the whole run: a second writer fails at once.
+
+        The lock is released (and its file removed) when the manifest is written or the run is
+        aborted; a crashed worker's lock dies with its process.
+        """
+        lock_path = self.path.with_name(f".{self.path.name}.lock")
+        for _attempt in range(3):
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise ArtifactInUse(
+                    f"another run is writing a backup to output_path {str(self.path)!r} right now "
+                    f"(it holds {lock_path}); this run stops without touching it"
+                ) from None
+            try:
+                same_file = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+            except FileNotFoundError:
+                same_file = False
+            if same_file:  # not a file the previous holder unlinked while we waited for it
+                self._lock_path = lock_path
+                return fd
+            os.close(fd)
+        raise ArtifactInUse(f"could not lock output_path {str(self.path)!r}: its lock file keeps changing")
+
+    def _release_writer_lock(self) -> None:
+        fd, self._writer_lock = getattr(self, "_writer_lock", -1), -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                self._lock_path.unlink(missing_ok=True)
+            os.close(fd)
 
     @property
     def uri(self) -> str:
@@ -198,27 +245,34 @@ class LocalArtifactTarget:
     def abort(self) -> None:
         """Remove everything written; safe to call more than once and from another thread."""
         with self._lock:
-            if self._finished:
-                return
-            self._finished = True
-            if self._handle is not None and not self._handle.closed:
-                self._handle.close()
-            if self.staging_path.is_dir() and not self.staging_path.is_symlink():
-                shutil.rmtree(self.staging_path, ignore_errors=True)
-            else:
-                self.staging_path.unlink(missing_ok=True)
+            try:
+                if self._finished:
+                    return
+                self._finished = True
+                if self._handle is not None and not self._handle.closed:
+                    self._handle.close()
+                if self.staging_path.is_dir() and not self.staging_path.is_symlink():
+                    shutil.rmtree(self.staging_path, ignore_errors=True)
+                else:
+                    self.staging_path.unlink(missing_ok=True)
+            finally:
+                self._release_writer_lock()
 
     def write_manifest(self, manifest: Manifest) -> str:
         """Write the manifest beside the committed artifact (atomically); returns its path."""
         write_manifest(manifest, self.manifest_path)
+        self._release_writer_lock()  # on failure the lock stays until remove_committed undoes the commit
         return self.manifest_uri
 
     def remove_committed(self) -> None:
         """Undo a commit (used when writing the manifest fails): the artifact must not look finished."""
-        if self.path.is_dir() and not self.path.is_symlink():
-            shutil.rmtree(self.path, ignore_errors=True)
-        else:
-            self.path.unlink(missing_ok=True)
+        try:
+            if self.path.is_dir() and not self.path.is_symlink():
+                shutil.rmtree(self.path, ignore_errors=True)
+            else:
+                self.path.unlink(missing_ok=True)
+        finally:
+            self._release_writer_lock()
 
 
 def _walk_files(root: Path) -> Iterator[Path]:

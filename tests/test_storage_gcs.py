@@ -455,3 +455,31 @@ def test_bad_gcs_chunk_size_is_refused_at_construction_naming_it(operator) -> No
     with pytest.raises(ValueError, match=r"gcs_chunk_size 1000 must be a positive multiple of 256 KiB"):
         operator(task_id="dump", output_path="gs://bucket/x.sql", gcs_chunk_size=1000)
     assert "gcp_conn_id" in operator.template_fields
+
+
+def test_emulator_stopped_mid_stream_fails_leaving_nothing_and_a_retry_succeeds(
+    pg18: PgCluster, big_db: str, airflow_conn, gcs_persistent: GCSEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = gcs_persistent.new_bucket()
+    hook = PgDumpHook(airflow_conn(pg18, big_db))
+    settings = GCSSettings(chunk_size=CHUNK, retry_timeout=1.0)
+    original_write = GCSArtifactTarget.write
+
+    def write_then_crash(self: GCSArtifactTarget, chunk: bytes) -> None:
+        original_write(self, chunk)
+        if self.bytes_written >= 3 * CHUNK and gcs_persistent.running:
+            gcs_persistent.stop()  # GCS goes away while pg_dump is still streaming into it
+
+    monkeypatch.setattr(GCSArtifactTarget, "write", write_then_crash)
+    uri = f"gs://{bucket}/s/stream.sql"
+    with pytest.raises(Exception, match="Connection refused") as err:
+        hook.dump(PgDumpOptions.build(format="plain"), uri, gcs_settings=settings)
+    assert not isinstance(err.value, InvalidOptionError)  # transient: Airflow's retries apply
+    monkeypatch.setattr(GCSArtifactTarget, "write", original_write)
+
+    gcs_persistent.start()
+    assert list(gcs_persistent.client().list_blobs(bucket)) == []  # nothing looks finished
+    manifest = hook.dump(PgDumpOptions.build(format="plain"), uri, gcs_settings=settings)
+    names = sorted(b.name for b in gcs_persistent.client().list_blobs(bucket))
+    assert names == ["s/stream.sql", "s/stream.sql.manifest.json"]
+    assert manifest.row_count_map == row_counts(pg18, big_db)

@@ -480,3 +480,48 @@ def test_a_long_dump_logs_progress_with_bytes_and_rate(
     assert len(lines) >= 3, lines
     assert all(line.startswith("pg_dump: ") and line.endswith("/s)") for line in lines)
     pg18.drop_database("slow")
+
+
+def test_two_runs_on_one_output_path_one_wins_the_other_fails_cleanly(
+    pg18: PgCluster, airflow_conn, tmp_path: Path
+) -> None:
+    from airflow_provider_pgbackup.storage import ArtifactInUse
+    from airflow_provider_pgbackup.verify import verify_artifact
+
+    pg18.drop_database("twice")
+    pg18.create_database("twice")
+    pg18.execute("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g", dbname="twice")
+    hook = PgDumpHook(airflow_conn(pg18, "twice"))
+    out = tmp_path / "same.dump"
+    results: list[object] = []
+
+    def first() -> None:
+        try:
+            results.append(hook.dump(PgDumpOptions.build(), str(out)))
+        except BaseException as err:
+            results.append(err)
+
+    with psycopg.connect(**pg18.connect_kwargs("twice")) as locker:
+        locker.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")  # the first run is mid-dump
+        worker = threading.Thread(target=first)
+        worker.start()
+        wait_for_child("pg_dump")
+        with pytest.raises(ArtifactInUse, match="another run is writing a backup to output_path"):
+            PgDumpHook(airflow_conn(pg18, "twice")).dump(PgDumpOptions.build(), str(out), overwrite=True)
+        locker.rollback()
+        worker.join(60)
+    assert len(results) == 1
+    assert not isinstance(results[0], BaseException), results[0]
+    assert verify_artifact(out).ok  # the winner's bytes, described by the winner's manifest
+    assert leftovers(tmp_path) == ["same.dump", "same.dump.manifest.json"]  # no lock or partial file left
+    pg18.drop_database("twice")
+
+
+def test_output_path_inside_another_backup_is_refused(pg18: PgCluster, airflow_conn, tmp_path: Path) -> None:
+    hook = PgDumpHook(airflow_conn(pg18, "postgres"))
+    hook.dump(PgDumpOptions.build(format="directory", record_row_counts=False), str(tmp_path / "d.dir"))
+    with pytest.raises(ValueError, match=r"is inside the backup '.*d\.dir'"):
+        hook.dump(PgDumpOptions.build(), str(tmp_path / "d.dir" / "inner.dump"))
+    assert sorted(p.name for p in (tmp_path / "d.dir").iterdir()) == sorted(
+        f.path for f in read_manifest(tmp_path / "d.dir.manifest.json").files or ()
+    )
