@@ -67,33 +67,16 @@ PG_DUMP_SWITCHES = frozenset(
 PG_DUMP_VALUED = frozenset(
     {"--exclude-table-data", "--extension", "--rows-per-insert", "--section", "--encoding"}
 )
-PG_DUMPALL_SWITCHES = frozenset(
-    {
-        "--clean",
-        "--column-inserts",
-        "--data-only",
-        "--disable-dollar-quoting",
-        "--disable-triggers",
-        "--if-exists",
-        "--inserts",
-        "--load-via-partition-root",
-        "--no-acl",
-        "--no-privileges",
-        "--no-comments",
-        "--no-owner",
-        "--no-publications",
-        "--no-security-labels",
-        "--no-subscriptions",
-        "--no-table-access-method",
-        "--no-tablespaces",
-        "--no-toast-compression",
-        "--no-unlogged-table-data",
-        "--on-conflict-do-nothing",
-        "--quote-all-identifiers",
-        "--schema-only",
-        "--verbose",
-    }
-)
+# pg_dumpall takes the same output flags, except those that only make sense for one database.
+PG_DUMPALL_SWITCHES = PG_DUMP_SWITCHES - {
+    "--create",
+    "--enable-row-security",
+    "--large-objects",
+    "--blobs",
+    "--no-large-objects",
+    "--no-blobs",
+    "--serializable-deferrable",
+}
 PG_DUMPALL_VALUED = frozenset({"--exclude-database", "--rows-per-insert", "--encoding"})
 
 _LOCK_WAIT_TIMEOUT = re.compile(r"^(\d+)\s*(ms|s|min|h|d)?$")

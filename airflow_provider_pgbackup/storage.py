@@ -275,7 +275,8 @@ class LocalArtifactTarget:
             self._release_writer_lock()
 
 
-def _walk_files(root: Path) -> Iterator[Path]:
+def walk_files(root: Path) -> Iterator[Path]:
+    """Every file below ``root``, in a stable (sorted) order."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):
@@ -284,7 +285,7 @@ def _walk_files(root: Path) -> Iterator[Path]:
 
 def _tree_size(root: Path) -> int:
     total = 0
-    for file in _walk_files(root):
+    for file in walk_files(root):
         try:
             total += file.stat().st_size
         except FileNotFoundError:
@@ -311,7 +312,7 @@ def combine_file_digests(files: tuple[FileDigest, ...]) -> str:
 def digest_directory(root: Path, *, sync: bool = False) -> ArtifactDigest:
     """Per-file digests (relative '/' paths) and the combined digest of a directory artifact."""
     files = []
-    for file in _walk_files(root):
+    for file in walk_files(root):
         if sync:
             fd = os.open(file, os.O_RDONLY)
             try:
@@ -974,7 +975,7 @@ def upload_backup(
     if path.is_dir():
         if manifest.files is None:
             raise ArtifactMismatchError(f"{path} is a folder but its manifest lists no files")
-        local = {f.relative_to(path).as_posix(): f for f in _walk_files(path)}
+        local = {f.relative_to(path).as_posix(): f for f in walk_files(path)}
         listed = {f.path: f for f in manifest.files}
         if set(local) != set(listed):
             extra = sorted(set(local) - set(listed))
@@ -1109,7 +1110,7 @@ class LocalBackupStore:
             size = 0
             files: list[tuple[str, int]] = []
             if path.is_dir() and not path.is_symlink():
-                for file in _walk_files(path):
+                for file in walk_files(path):
                     with contextlib.suppress(FileNotFoundError):
                         file_stat = file.lstat()
                         newest = max(newest, file_stat.st_mtime)

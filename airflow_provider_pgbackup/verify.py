@@ -73,6 +73,7 @@ from airflow_provider_pgbackup.storage import (
     digest_directory,
     is_gcs_uri,
     sha256_file,
+    walk_files,
 )
 
 log = logging.getLogger(__name__)
@@ -284,13 +285,7 @@ class LocalArtifactSource:
     def artifact_sizes(self) -> dict[str, int] | int:
         self._refuse_symlink(self.path)
         if self.path.is_dir():
-            sizes = {}
-            for dirpath, dirnames, filenames in os.walk(self.path):
-                dirnames.sort()
-                for name in sorted(filenames):
-                    file = Path(dirpath) / name
-                    sizes[file.relative_to(self.path).as_posix()] = file.stat().st_size
-            return sizes
+            return {f.relative_to(self.path).as_posix(): f.stat().st_size for f in walk_files(self.path)}
         return self.path.stat().st_size
 
     def digest(self) -> ArtifactDigest:

@@ -607,42 +607,22 @@ class PgDumpHook(BaseHook):
                         raise
                     row_counts = counts.result() if counts is not None else None
                 conn.rollback()
-            digest = target.commit()
-            finished = pendulum.now("UTC")
-            manifest = Manifest(
-                kind="pg_dump",
-                artifact=target.artifact_name,
+            return self._finish_backup(
+                target,
+                binary,
+                server,
+                started,
                 format=options.format,
                 compression=str(options.compression),
                 database=dumped_database,
-                server_version=server.version,
-                server_version_num=server.version_num,
-                client_tool="pg_dump",
-                client_version=binary.version,
-                started_at=started.isoformat(),
-                finished_at=finished.isoformat(),
-                duration_seconds=round((finished - started).total_seconds(), 3),
-                size_bytes=digest.size_bytes,
-                sha256=digest.sha256,
-                tool_version=__version__,
-                files=digest.files,
                 row_counts=row_counts,
                 options=self._recorded_options(options),
             )
-            self._write_manifest_or_undo(target, manifest)
         except BaseException:
             target.abort()
             raise
         finally:
             self._active_target = None
-        self.log.info(
-            "Backup finished: %s (%s, sha256 %s), manifest %s",
-            target.uri,
-            format_bytes(manifest.size_bytes),
-            manifest.sha256,
-            target.manifest_uri,
-        )
-        return manifest
 
     def dumpall(
         self,
@@ -686,37 +666,61 @@ class PgDumpHook(BaseHook):
                 )
                 if compressor is not None:
                     target.write(compressor.flush())
-            digest = target.commit()
-            finished = pendulum.now("UTC")
-            manifest = Manifest(
-                kind="pg_dumpall",
-                artifact=target.artifact_name,
+            return self._finish_backup(
+                target,
+                binary,
+                server,
+                started,
                 format="plain",
                 compression=str(options.compression),
                 database=None,
-                server_version=server.version,
-                server_version_num=server.version_num,
-                client_tool="pg_dumpall",
-                client_version=binary.version,
-                started_at=started.isoformat(),
-                finished_at=finished.isoformat(),
-                duration_seconds=round((finished - started).total_seconds(), 3),
-                size_bytes=digest.size_bytes,
-                sha256=digest.sha256,
-                tool_version=__version__,
                 mode=options.mode,
                 options={
                     "no_role_passwords": options.no_role_passwords,
                     "extra_args": list(options.extra_args),
                 },
             )
-            self._write_manifest_or_undo(target, manifest)
         except BaseException:
             target.abort()
             raise
         finally:
             self._active_target = None
-        self.log.info("Backup finished: %s, manifest %s", target.uri, target.manifest_uri)
+
+    def _finish_backup(
+        self,
+        target: ArtifactTarget,
+        binary: PgBinary,
+        server: ServerInfo,
+        started: pendulum.DateTime,
+        **fields: Any,
+    ) -> Manifest:
+        """Commit the artifact, then write its manifest, last; ``fields`` are what differs per tool."""
+        digest = target.commit()
+        finished = pendulum.now("UTC")
+        manifest = Manifest(
+            kind=binary.tool,
+            artifact=target.artifact_name,
+            server_version=server.version,
+            server_version_num=server.version_num,
+            client_tool=binary.tool,
+            client_version=binary.version,
+            started_at=started.isoformat(),
+            finished_at=finished.isoformat(),
+            duration_seconds=round((finished - started).total_seconds(), 3),
+            size_bytes=digest.size_bytes,
+            sha256=digest.sha256,
+            tool_version=__version__,
+            files=digest.files,
+            **fields,
+        )
+        self._write_manifest_or_undo(target, manifest)
+        self.log.info(
+            "Backup finished: %s (%s, sha256 %s), manifest %s",
+            target.uri,
+            format_bytes(manifest.size_bytes),
+            manifest.sha256,
+            target.manifest_uri,
+        )
         return manifest
 
     @staticmethod

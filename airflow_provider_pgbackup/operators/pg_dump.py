@@ -61,7 +61,32 @@ def xcom_result(manifest: Manifest, artifact_path: str) -> dict[str, Any]:
     return result
 
 
-class PgDumpOperator(BaseOperator):
+class _BackupOperator(BaseOperator):
+    """What both dump operators share: the hook, validation errors as non-retryable failures, on_kill."""
+
+    postgres_conn_id: str
+    pg_bin_dir: str | None
+    output_path: str
+
+    @cached_property
+    def hook(self) -> PgDumpHook:
+        return PgDumpHook(postgres_conn_id=self.postgres_conn_id, pg_bin_dir=self.pg_bin_dir)
+
+    def _backup(self) -> Manifest:
+        raise NotImplementedError
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        try:
+            manifest = self._backup()
+        except InvalidOptionError as err:
+            raise AirflowFailException(str(err)) from err  # bad input: retrying cannot help
+        return xcom_result(manifest, self.output_path)
+
+    def on_kill(self) -> None:
+        self.hook.kill()
+
+
+class PgDumpOperator(_BackupOperator):
     """Dump one PostgreSQL database with ``pg_dump`` into an atomic artifact with a JSON manifest beside it.
 
     The artifact is written under a temporary name and renamed when complete; the manifest
@@ -176,30 +201,19 @@ class PgDumpOperator(BaseOperator):
             extra_args=self.extra_args,
         )
 
-    @cached_property
-    def hook(self) -> PgDumpHook:
-        return PgDumpHook(postgres_conn_id=self.postgres_conn_id, pg_bin_dir=self.pg_bin_dir)
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        try:
-            options = self._options()
-            check_output_path(self.output_path, directory=options.format == "directory")
-            manifest = self.hook.dump(
-                options,
-                self.output_path,
-                database=self.database,
-                overwrite=self.overwrite,
-                gcs_settings=_gcs_settings(self.gcp_conn_id, self.gcs_chunk_size),
-            )
-        except InvalidOptionError as err:
-            raise AirflowFailException(str(err)) from err
-        return xcom_result(manifest, self.output_path)
-
-    def on_kill(self) -> None:
-        self.hook.kill()
+    def _backup(self) -> Manifest:
+        options = self._options()
+        check_output_path(self.output_path, directory=options.format == "directory")
+        return self.hook.dump(
+            options,
+            self.output_path,
+            database=self.database,
+            overwrite=self.overwrite,
+            gcs_settings=_gcs_settings(self.gcp_conn_id, self.gcs_chunk_size),
+        )
 
 
-class PgDumpAllOperator(BaseOperator):
+class PgDumpAllOperator(_BackupOperator):
     """Dump a whole server (or only its roles and tablespaces) with ``pg_dumpall`` into a plain SQL artifact.
 
     As with :class:`PgDumpOperator`, a ``gs://bucket/name`` output_path streams the (optionally
@@ -278,23 +292,12 @@ class PgDumpAllOperator(BaseOperator):
             extra_args=self.extra_args,
         )
 
-    @cached_property
-    def hook(self) -> PgDumpHook:
-        return PgDumpHook(postgres_conn_id=self.postgres_conn_id, pg_bin_dir=self.pg_bin_dir)
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        try:
-            options = self._options()
-            check_output_path(self.output_path)
-            manifest = self.hook.dumpall(
-                options,
-                self.output_path,
-                overwrite=self.overwrite,
-                gcs_settings=_gcs_settings(self.gcp_conn_id, self.gcs_chunk_size),
-            )
-        except InvalidOptionError as err:
-            raise AirflowFailException(str(err)) from err
-        return xcom_result(manifest, self.output_path)
-
-    def on_kill(self) -> None:
-        self.hook.kill()
+    def _backup(self) -> Manifest:
+        options = self._options()
+        check_output_path(self.output_path)
+        return self.hook.dumpall(
+            options,
+            self.output_path,
+            overwrite=self.overwrite,
+            gcs_settings=_gcs_settings(self.gcp_conn_id, self.gcs_chunk_size),
+        )
