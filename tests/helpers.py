@@ -55,19 +55,21 @@ def restore(hook: PgDumpHook, artifact: Path, manifest: Manifest, target_db: str
             assert result.returncode == 0, result.stderr
 
 
-def _children_of(pid: int) -> list[int]:
-    found = []
+def _children() -> Iterator[tuple[int, str, bytes, bytes]]:
+    """(pid, executable name, cmdline, environ) of this process's direct children, read from /proc."""
+    me = os.getpid()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
+            if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) != me:
+                continue
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
         except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid:
-            found.append(int(entry))
-    return found
+            continue  # gone in between
+        exe = os.path.basename(cmdline.split(b"\0", 1)[0].decode(errors="replace"))
+        yield int(entry), exe, cmdline, environ
 
 
 @contextmanager
@@ -79,17 +81,10 @@ def watch_children(
     stop = threading.Event()
 
     def sample() -> None:
-        me = os.getpid()
         while not stop.is_set():
-            for child in _children_of(me):
-                try:
-                    cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-                    environ = Path(f"/proc/{child}/environ").read_bytes()
-                except OSError:
-                    continue
-                exe = os.path.basename(cmdline.split(b"\0", 1)[0].decode(errors="replace"))
-                if exe in names and child not in seen and environ:
-                    seen[child] = (cmdline, environ)
+            for pid, exe, cmdline, environ in _children():
+                if exe in names and pid not in seen and environ:
+                    seen[pid] = (cmdline, environ)
             time.sleep(0.005)
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -106,15 +101,9 @@ def wait_for_child(name: str, timeout: float = 30.0) -> int:
     (``PGPASSFILE``: a real run, not a ``--version`` probe); waits for it to appear."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for child in _children_of(os.getpid()):
-            try:
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-                environ = Path(f"/proc/{child}/environ").read_bytes()
-            except OSError:
-                continue
-            exe = os.path.basename(cmdline.split(b"\0", 1)[0].decode(errors="replace"))
+        for pid, exe, _cmdline, environ in _children():
             if exe == name and b"PGPASSFILE=" in environ:
-                return child
+                return pid
         time.sleep(0.01)
     raise TimeoutError(f"no {name} child appeared within {timeout} s")
 
