@@ -324,6 +324,7 @@ class LibpqSession:
     env: dict[str, str]
     secrets_dir: Path
     hook: PgDumpHook = field(repr=False)
+    pg_bin_dir: str | None = None  # the hook's argument, else the connection's extra
 
     def connect(self, dbname: str | None = None, **kwargs: Any) -> psycopg.Connection[Any]:
         params: dict[str, Any] = dict(self.params)
@@ -343,6 +344,13 @@ class LibpqSession:
 
 def _passfile_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def _exact_count(conn: psycopg.Connection[Any], schema: str, table: str) -> int:
+    """``count(*)`` of one table, names quoted by psycopg (the manifest's and the drill's row counts)."""
+    query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    row = conn.execute(query).fetchone()
+    return int(row[0]) if row else 0
 
 
 @dataclass(frozen=True)
@@ -433,7 +441,8 @@ class PgDumpHook(BaseHook):
                 f"*:*:*:*:{_passfile_escape(conn.password)}\n" if conn.password else "",
             )
             env["PGPASSFILE"] = str(passfile)
-            yield LibpqSession(params, conn.password or None, env, secrets_dir, self)
+            pg_bin_dir = self.pg_bin_dir or (str(extras["pg_bin_dir"]) if extras.get("pg_bin_dir") else None)
+            yield LibpqSession(params, conn.password or None, env, secrets_dir, self, pg_bin_dir)
         finally:
             shutil.rmtree(secrets_dir, ignore_errors=True)
 
@@ -448,12 +457,6 @@ class PgDumpHook(BaseHook):
         """A psycopg connection to the connection's database (the caller closes it)."""
         with self.session() as session:
             return session.connect(autocommit=True)
-
-    def _connection_pg_bin_dir(self) -> str | None:
-        if self.pg_bin_dir:
-            return self.pg_bin_dir
-        value = self.get_connection(self.postgres_conn_id).extra_dejson.get("pg_bin_dir")
-        return str(value) if value else None
 
     # ------------------------------------------------------------------------------------ catalogue
     @staticmethod
@@ -474,8 +477,15 @@ class PgDumpHook(BaseHook):
             ).fetchall()
         return [r[0] for r in rows]
 
-    def find_binary(self, tool: str, server: ServerInfo) -> PgBinary:
-        binary = choose_binary(tool, server.major, server.version, self._connection_pg_bin_dir())
+    def find_binary(self, tool: str, server: ServerInfo, session: LibpqSession | None = None) -> PgBinary:
+        """The ``tool`` for ``server`` (see :func:`~airflow_provider_pgbackup.binaries.choose_binary`).
+
+        Pass the open ``session``: it already holds ``pg_bin_dir``, so the connection is not read again.
+        """
+        if session is None:
+            with self.session() as own:
+                return self.find_binary(tool, server, own)
+        binary = choose_binary(tool, server.major, server.version, session.pg_bin_dir)
         self.log.info("Using %s for PostgreSQL server %s", binary, server.version)
         return binary
 
@@ -569,7 +579,7 @@ class PgDumpHook(BaseHook):
         try:
             with self.session(database) as session, session.connect() as conn:
                 server = self._server_info(conn)
-                binary = self.find_binary("pg_dump", server)
+                binary = self.find_binary("pg_dump", server, session)
                 self._check_compression(binary, options)
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 if options.lock_wait_timeout:
@@ -646,7 +656,7 @@ class PgDumpHook(BaseHook):
             with self.session() as session:
                 with session.connect(autocommit=True) as conn:
                     server = self._server_info(conn)
-                binary = self.find_binary("pg_dumpall", server)
+                binary = self.find_binary("pg_dumpall", server, session)
                 writer: Callable[[bytes], None] = target.write
                 compressor = None
                 if options.compression.enabled:
@@ -763,13 +773,8 @@ class PgDumpHook(BaseHook):
         ).fetchall()
         counts = []
         for schema, table, unlogged, visible in candidates:
-            if not selection.dumps_data_of(schema, table, unlogged=unlogged, visible=visible):
-                continue
-            query = sql.SQL("SELECT count(*) FROM {}.{}").format(
-                sql.Identifier(schema), sql.Identifier(table)
-            )
-            row = conn.execute(query).fetchone()
-            counts.append(TableRowCount(schema, table, int(row[0]) if row else 0))
+            if selection.dumps_data_of(schema, table, unlogged=unlogged, visible=visible):
+                counts.append(TableRowCount(schema, table, _exact_count(conn, schema, table)))
         self.log.info("Counted rows of %d tables in the dump's snapshot", len(counts))
         return tuple(counts)
 
@@ -834,14 +839,7 @@ class PgDumpHook(BaseHook):
                 found = conn.execute(
                     "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL", (schema, table)
                 ).fetchone()
-                if not (found and found[0]):
-                    counts[(schema, table)] = None
-                    continue
-                query = sql.SQL("SELECT count(*) FROM {}.{}").format(
-                    sql.Identifier(schema), sql.Identifier(table)
-                )
-                row = conn.execute(query).fetchone()
-                counts[(schema, table)] = int(row[0]) if row else 0
+                counts[(schema, table)] = _exact_count(conn, schema, table) if found and found[0] else None
         return counts
 
     def pg_restore_argv(
@@ -910,10 +908,9 @@ class PgDumpHook(BaseHook):
 
         if isinstance(source, (str, os.PathLike)):
             source = open_source(source, what="artifact_path")
-        pg_bin_dir = self._connection_pg_bin_dir()
         with self.session(database) as session:
             if manifest.format == "plain":
-                psql = restore_binary("psql", manifest, pg_bin_dir)
+                psql = restore_binary("psql", manifest, session.pg_bin_dir)
                 self.log.info("Restoring %s into %s with %s", source.uri, database, psql)
                 argv = [
                     str(psql.path),
@@ -931,7 +928,7 @@ class PgDumpHook(BaseHook):
                     return self.runner.run(argv, session.env, stdin=chunks)
                 finally:
                     chunks.close()  # psql stopped early (error, kill): stop a zstd/lz4 decompressor too
-            pg_restore = restore_binary("pg_restore", manifest, pg_bin_dir)
+            pg_restore = restore_binary("pg_restore", manifest, session.pg_bin_dir)
             parallel = bool(jobs and jobs > 1 and manifest.format == "custom")
             if source.local_path is None and manifest.format != "directory" and not parallel:
                 self.log.info(
