@@ -10,7 +10,7 @@ import datetime
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 DumpFormat = Literal["custom", "directory", "tar", "plain"]
 DUMP_FORMATS: tuple[DumpFormat, ...] = ("custom", "directory", "tar", "plain")
@@ -81,6 +81,22 @@ PG_DUMPALL_VALUED = frozenset({"--exclude-database", "--rows-per-insert", "--enc
 
 _LOCK_WAIT_TIMEOUT = re.compile(r"^(\d+)\s*(ms|s|min|h|d)?$")
 _CONNECTION_STRING_HINT = re.compile(r"(postgres(ql)?://|\b(password|passfile|host|user|dbname)\s*=)", re.I)
+
+
+def is_templated(*values: Any) -> bool:
+    """True when a value is only known at run time: Jinja, or an XComArg / MappedArgument (``.expand``).
+
+    Such values are validated at the start of ``execute``, once rendered or resolved.
+    """
+
+    def has_jinja(value: Any) -> bool:
+        if isinstance(value, str):
+            return "{{" in value or "{%" in value
+        if isinstance(value, (list, tuple)):
+            return any(has_jinja(v) for v in value)
+        return value is not None and not isinstance(value, (int, float, datetime.timedelta))
+
+    return any(has_jinja(v) for v in values)
 
 
 class InvalidOptionError(ValueError):

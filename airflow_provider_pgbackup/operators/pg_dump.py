@@ -13,7 +13,12 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_pgbackup.gcs import DEFAULT_GCP_CONN_ID
 from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
 from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX, Manifest, manifest_path_for
-from airflow_provider_pgbackup.options import InvalidOptionError, PgDumpAllOptions, PgDumpOptions
+from airflow_provider_pgbackup.options import (
+    InvalidOptionError,
+    PgDumpAllOptions,
+    PgDumpOptions,
+    is_templated,
+)
 from airflow_provider_pgbackup.storage import (
     DEFAULT_GCS_CHUNK_SIZE,
     GCSSettings,
@@ -22,22 +27,6 @@ from airflow_provider_pgbackup.storage import (
 )
 
 TimeoutValue = str | int | float | datetime.timedelta | None
-
-
-def _is_templated(*values: Any) -> bool:
-    """True when a value is only known at run time: Jinja, or an XComArg / MappedArgument (``.expand``).
-
-    Such values are validated at the start of ``execute``, once rendered or resolved.
-    """
-
-    def has_jinja(value: Any) -> bool:
-        if isinstance(value, str):
-            return "{{" in value or "{%" in value
-        if isinstance(value, (list, tuple)):
-            return any(has_jinja(v) for v in value)
-        return value is not None and not isinstance(value, (int, float, datetime.timedelta))
-
-    return any(has_jinja(v) for v in values)
 
 
 def _gcs_settings(gcp_conn_id: str | None, gcs_chunk_size: int) -> GCSSettings:
@@ -182,9 +171,9 @@ class PgDumpOperator(_BackupOperator):
         self.pg_bin_dir = pg_bin_dir
         self.overwrite = overwrite
         _gcs_settings(gcp_conn_id, gcs_chunk_size)  # gcs_chunk_size is not templated
-        if not _is_templated(format, compression, schemas, exclude_schemas, tables, exclude_tables):
+        if not is_templated(format, compression, schemas, exclude_schemas, tables, exclude_tables):
             self._options()
-        if not _is_templated(output_path):
+        if not is_templated(output_path):
             check_output_path(output_path, directory=format == "directory")
 
     def _options(self) -> PgDumpOptions:
@@ -278,9 +267,9 @@ class PgDumpAllOperator(_BackupOperator):
         self.pg_bin_dir = pg_bin_dir
         self.overwrite = overwrite
         _gcs_settings(gcp_conn_id, gcs_chunk_size)  # gcs_chunk_size is not templated
-        if not _is_templated(mode, compression, no_role_passwords):
+        if not is_templated(mode, compression, no_role_passwords):
             self._options()
-        if not _is_templated(output_path):
+        if not is_templated(output_path):
             check_output_path(output_path)
 
     def _options(self) -> PgDumpAllOptions:

@@ -15,7 +15,7 @@ from airflow_provider_pgbackup.binaries import PgBinaryNotFound
 from airflow_provider_pgbackup.gcs import DEFAULT_GCP_CONN_ID
 from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError
-from airflow_provider_pgbackup.options import InvalidOptionError, check_name
+from airflow_provider_pgbackup.options import InvalidOptionError, check_name, is_templated
 from airflow_provider_pgbackup.storage import (
     BucketNotFound,
     GCSSettings,
@@ -46,16 +46,6 @@ def check_database_name(database: str) -> str:
             "silently truncate it"
         )
     return database
-
-
-def _is_templated(value: Any) -> bool:
-    """True when a value is only known at run time: Jinja, or an XComArg / MappedArgument (``.expand``).
-
-    Such values are validated at the start of ``execute``, once rendered or resolved.
-    """
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    return value is not None and not isinstance(value, (int, float))
 
 
 def mismatch_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -166,9 +156,9 @@ class PgRestoreOperator(BaseOperator):
         self.verify_contents = verify_contents
         self.pg_bin_dir = pg_bin_dir
         self.gcp_conn_id = gcp_conn_id
-        if not _is_templated(artifact_path):
+        if not is_templated(artifact_path):
             self._check_artifact_path()
-        if database is not None and not _is_templated(database):
+        if database is not None and not is_templated(database):
             check_database_name(database)
 
     def _check_artifact_path(self) -> str:

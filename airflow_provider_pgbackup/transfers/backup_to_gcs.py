@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_pgbackup.gcs import DEFAULT_GCP_CONN_ID
 from airflow_provider_pgbackup.manifest import ManifestError
-from airflow_provider_pgbackup.options import InvalidOptionError
+from airflow_provider_pgbackup.options import InvalidOptionError, is_templated
 from airflow_provider_pgbackup.storage import (
     DEFAULT_GCS_CHUNK_SIZE,
     DEFAULT_GCS_RETRY_TIMEOUT,
@@ -30,16 +30,6 @@ if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
 
 XCOM_CONSOLE_URL = "gcs_console_url"
-
-
-def _is_templated(value: Any) -> bool:
-    """True when a value is only known at run time: Jinja, or an XComArg / MappedArgument (``.expand``).
-
-    Such values are validated at the start of ``execute``, once rendered or resolved.
-    """
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    return value is not None and not isinstance(value, (int, float))
 
 
 class GCSBackupLink(BaseOperatorLink):
@@ -60,7 +50,7 @@ def static_asset_uri(bucket: str, prefix: str) -> str | None:
     None when the bucket itself is templated, or the prefix is only known at run time (an XComArg or
     a mapped argument): the caller then declares its own outlets.
     """
-    if _is_templated(bucket) or not isinstance(prefix, str):
+    if is_templated(bucket) or not isinstance(prefix, str):
         return None
     static = prefix
     for marker in ("{{", "{%"):
@@ -134,9 +124,9 @@ class PgBackupToGCSOperator(BaseOperator):
         self.progress_interval = progress_interval
         self.delete_local_copy = delete_local_copy
         self._settings()  # chunk_size, storage_class and retry_timeout are not templated
-        if not _is_templated(source_path):
+        if not is_templated(source_path):
             check_local_output_path(source_path)
-        if not _is_templated(bucket) and not _is_templated(prefix):
+        if not is_templated(bucket) and not is_templated(prefix):
             GCSLocation.build(bucket, prefix, what="destination", prefix=True)
 
     @cached_property
