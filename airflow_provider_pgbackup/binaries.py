@@ -35,7 +35,11 @@ _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 
 class PgBinaryNotFound(AirflowException):
-    """No installed binary can serve this server version."""
+    """No installed binary can serve this version; ``found`` lists every binary the search saw."""
+
+    def __init__(self, message: str, found: tuple[PgBinary, ...] = ()) -> None:
+        super().__init__(message)
+        self.found = found
 
 
 @dataclass(frozen=True)
@@ -145,7 +149,8 @@ def choose_binary(
     raise PgBinaryNotFound(
         f"no {tool} can handle PostgreSQL server {server_version}: {tool} must be major version "
         f">= {server_major}. Found: {listing}. Install the PostgreSQL {server_major} client tools "
-        f"(e.g. postgresql-client-{server_major}) or point pg_bin_dir at them."
+        f"(e.g. postgresql-client-{server_major}) or point pg_bin_dir at them.",
+        tuple(found),
     )
 
 

@@ -56,8 +56,6 @@ from airflow_provider_pgbackup.binaries import (
     PgBinary,
     PgBinaryNotFound,
     choose_binary,
-    find_binaries,
-    search_dirs,
 )
 from airflow_provider_pgbackup.hooks.pg_dump import INHERITED_ENV, PgCommandError, PgProcessRunner
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError, manifest_path_for
@@ -532,11 +530,12 @@ def restore_binary(
     try:
         return choose_binary(tool, major, version, pg_bin_dir)
     except PgBinaryNotFound as err:
-        found = "; ".join(str(b) for b in find_binaries(tool, search_dirs(pg_bin_dir))) or "none"
+        found = "; ".join(str(b) for b in err.found) or "none"
         raise PgBinaryNotFound(
             f"the archive was written by {manifest.client_tool} {version}; reading it needs {tool} "
             f"major version >= {major}, found: {found}. Install the PostgreSQL {major} client tools "
-            f"(e.g. postgresql-client-{major}) or point pg_bin_dir at them."
+            f"(e.g. postgresql-client-{major}) or point pg_bin_dir at them.",
+            err.found,
         ) from err
 
 
