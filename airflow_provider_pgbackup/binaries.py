@@ -183,3 +183,26 @@ def supports_compression(pg_dump_path: str, method: str) -> bool:
         check=False,
     )
     return "does not support compression" not in out.stderr and "invalid compression" not in out.stderr
+
+
+def restore_binary(
+    tool: str, client_tool: str, client_version: str, pg_bin_dir: str | os.PathLike[str] | None = None
+) -> PgBinary:
+    """``pg_restore`` or ``psql`` able to read what ``client_tool`` ``client_version`` wrote (major >= its
+    major). Raises :class:`PgBinaryNotFound` naming the archive's version and every binary found."""
+    try:
+        major = int(str(client_version).split(".")[0])
+    except ValueError as err:
+        raise PgBinaryNotFound(
+            f"manifest client_version {client_version!r} is not a PostgreSQL version"
+        ) from err
+    try:
+        return choose_binary(tool, major, client_version, pg_bin_dir)
+    except PgBinaryNotFound as err:
+        found = "; ".join(str(b) for b in err.found) or "none"
+        raise PgBinaryNotFound(
+            f"the archive was written by {client_tool} {client_version}; reading it needs {tool} "
+            f"major version >= {major}, found: {found}. Install the PostgreSQL {major} client tools "
+            f"(e.g. postgresql-client-{major}) or point pg_bin_dir at them.",
+            err.found,
+        ) from err

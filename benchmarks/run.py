@@ -331,7 +331,7 @@ def part4_gcs(bench: Bench, db: Database, rounds: int, profiles: dict[str, Any])
             {"conn_type": "google_cloud_platform", "extra": {"project": "bench"}}
         )
         os.environ["STORAGE_EMULATOR_HOST"] = endpoint
-        from airflow_provider_pgbackup.gcs import emulator_client
+        from airflow_provider_pgbackup.storage.gcs.client import emulator_client
 
         client = emulator_client(endpoint, project="bench")
         client.create_bucket(bucket)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from google.cloud import storage
 
-from airflow_provider_pgbackup.gcs import emulator_client
+from airflow_provider_pgbackup.storage.gcs.client import emulator_client
 
 
 def emulator_binary() -> Path:

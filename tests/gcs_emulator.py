@@ -1,7 +1,7 @@
 """GCS emulator fixtures: a real fake-gcs-server (devtools.gcs_emulator) on 127.0.0.1 for the session.
 
 ``STORAGE_EMULATOR_HOST`` is set for the whole session,
-so :func:`airflow_provider_pgbackup.gcs.get_storage_client` talks to it with anonymous credentials.
+so :func:`~airflow_provider_pgbackup.storage.gcs.client.get_storage_client` talks to it anonymously.
 """
 
 from __future__ import annotations
@@ -103,12 +103,13 @@ def upload_local_backup(gcs: GCSEmulator, bucket: str, artifact: Path, prefix: s
     """Upload a local backup (file or directory artifact, then its manifest); returns the artifact's URI."""
     import logging
 
-    from airflow_provider_pgbackup.storage import GCSLocation, GCSSettings, upload_backup
+    from airflow_provider_pgbackup.storage import StorageSettings, parse_location
+    from airflow_provider_pgbackup.storage.gcs import upload
 
-    result, _ = upload_backup(
-        artifact,
-        GCSLocation(bucket, prefix),
-        settings=GCSSettings(chunk_size=256 * 1024),
+    result, _ = upload(  # the backend itself: this test's client, whatever STORAGE_EMULATOR_HOST says
+        parse_location(artifact),
+        parse_location(f"gs://{bucket}/{prefix}", folder=True),
+        settings=StorageSettings(chunk_size=256 * 1024),
         client=gcs.client(),
         log=logging.getLogger(__name__),
     )

@@ -18,12 +18,14 @@ from google.auth.credentials import AnonymousCredentials
 from google.oauth2 import service_account
 
 from airflow_provider_pgbackup import storage
-from airflow_provider_pgbackup.gcs import GCSCredentialsError, get_storage_client
 from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator, PgDumpOperator
 from airflow_provider_pgbackup.options import InvalidOptionError, PgDumpOptions
-from airflow_provider_pgbackup.storage import GCSArtifactTarget, GCSLocation, GCSSettings, upload_backup
+from airflow_provider_pgbackup.storage import StorageSettings, check_output_path, open_source, upload_backup
+from airflow_provider_pgbackup.storage.gcs import GCSArtifactTarget
+from airflow_provider_pgbackup.storage.gcs import write as gcs_write
+from airflow_provider_pgbackup.storage.gcs.client import GCSCredentialsError, get_storage_client
 from devtools.pgcluster import PgCluster
 from tests.conftest import row_counts
 from tests.gcs_emulator import GCSEmulator, synthetic_backup
@@ -135,12 +137,12 @@ def test_bad_key_is_refused_without_showing_key_material(gcp_conn, service_accou
 )
 def test_bad_gs_output_paths_are_refused_naming_the_value(uri: str, message: str) -> None:
     with pytest.raises(InvalidOptionError, match=message) as err:
-        GCSLocation.parse(uri)
+        check_output_path(uri)
     assert repr(uri) in str(err.value)
 
 
 def test_directory_format_to_gs_is_refused_at_construction() -> None:
-    with pytest.raises(ValueError, match="gs:// URI, which cannot take format 'directory'"):
+    with pytest.raises(ValueError, match="object-store URI, which cannot take format 'directory'"):
         PgDumpOperator(task_id="dump", output_path="gs://bucket/x", format="directory")
     PgDumpOperator(task_id="dump", output_path="gs://bucket/x.tar", format="tar")  # accepted
 
@@ -150,7 +152,7 @@ def test_directory_format_to_gs_is_refused_at_construction() -> None:
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
     """Streamed dumps use 256 KiB chunks, so a few-MiB database spans many chunks."""
     monkeypatch.setattr(
-        storage, "default_gcs_settings", lambda: GCSSettings(chunk_size=CHUNK, retry_timeout=2.0)
+        storage, "default_settings", lambda: StorageSettings(chunk_size=CHUNK, retry_timeout=2.0)
     )
     return CHUNK
 
@@ -170,7 +172,7 @@ def big_db(pg18: PgCluster) -> str:
 
 
 def _object_chunks(gcs: GCSEmulator, uri: str) -> Iterator[bytes]:
-    location = GCSLocation.parse(uri)
+    location = check_output_path(uri)
     with gcs.client().bucket(location.bucket).blob(location.name).open("rb", chunk_size=CHUNK) as reader:
         while chunk := reader.read(CHUNK):
             yield chunk
@@ -211,10 +213,9 @@ def test_streamed_dump_larger_than_chunk_restores_from_gs_with_matching_row_coun
     assert digest.hexdigest() == manifest.sha256
 
     # Remote verification: size, sha256 and pg_restore --list, all read from the object.
-    from airflow_provider_pgbackup.storage import GCSArtifactSource
     from airflow_provider_pgbackup.verify import verify_backup
 
-    report = verify_backup(GCSArtifactSource(uri, settings=GCSSettings(chunk_size=CHUNK)))
+    report = verify_backup(open_source(uri, settings=StorageSettings(chunk_size=CHUNK)))
     assert report.ok, report.to_dict()
     assert report.sha256 == manifest.sha256
 
@@ -292,7 +293,7 @@ def test_manifest_write_failure_removes_the_streamed_object(
     def refuse(*args, **kwargs):
         raise ConnectionError("network gone while writing the manifest")
 
-    monkeypatch.setattr(storage, "put_small_object", refuse)
+    monkeypatch.setattr(gcs_write, "put_small_object", refuse)
     with pytest.raises(ConnectionError):
         PgDumpHook(airflow_conn(pg18, big_db)).dump(
             PgDumpOptions.build(record_row_counts=False), f"gs://{gcs_bucket}/m.dump"
@@ -319,11 +320,10 @@ def test_existing_backup_at_gs_output_path_is_refused_before_dumping(
 def test_streamed_dump_verifies_remotely_and_a_changed_object_is_caught(
     pg18: PgCluster, big_db: str, airflow_conn, gcs: GCSEmulator, gcs_bucket: str, small_chunks: int
 ) -> None:
-    from airflow_provider_pgbackup.storage import GCSArtifactSource
     from airflow_provider_pgbackup.verify import ArtifactCorrupt, ArtifactMissing, verify_backup
 
     uri = f"gs://{gcs_bucket}/v/plain.sql.gz"
-    source = GCSArtifactSource(uri, settings=GCSSettings(chunk_size=CHUNK))
+    source = open_source(uri, settings=StorageSettings(chunk_size=CHUNK))
     with pytest.raises(ArtifactMissing):
         verify_backup(source)
     PgDumpHook(airflow_conn(pg18, big_db)).dump(
@@ -362,9 +362,8 @@ def test_dump_verify_upload_verify_remote_retention_in_dag_test(
     synthetic_backup(old, "20260201T000000.dump", size=64, finished_at=pendulum.now("UTC").subtract(days=30))
     upload_backup(
         old / "20260201T000000.dump",
-        GCSLocation(gcs_bucket, "pg/pgbackup_test_gcs"),
-        settings=GCSSettings(),
-        client=gcs.client(),
+        f"gs://{gcs_bucket}/pg/pgbackup_test_gcs",
+        settings=StorageSettings(),
         log=logging.getLogger(__name__),
     )
     out = tmp_path / "out"
@@ -396,11 +395,11 @@ def test_streamed_dumps_use_the_explicit_gcp_connection_and_chunk_size(
     from airflow_provider_pgbackup.hooks import pg_dump as hook_module
     from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
 
-    seen: list[GCSSettings | None] = []
+    seen: list[StorageSettings | None] = []
     original_open_target = hook_module.open_target
 
     def spy(output_path: str, **kwargs):
-        seen.append(kwargs.get("gcs_settings"))
+        seen.append(kwargs.get("settings"))
         return original_open_target(output_path, **kwargs)
 
     monkeypatch.setattr(hook_module, "open_target", spy)
@@ -462,7 +461,7 @@ def test_emulator_stopped_mid_stream_fails_leaving_nothing_and_a_retry_succeeds(
 ) -> None:
     bucket = gcs_persistent.new_bucket()
     hook = PgDumpHook(airflow_conn(pg18, big_db))
-    settings = GCSSettings(chunk_size=CHUNK, retry_timeout=1.0)
+    settings = StorageSettings(chunk_size=CHUNK, retry_timeout=1.0)
     original_write = GCSArtifactTarget.write
 
     def write_then_crash(self: GCSArtifactTarget, chunk: bytes) -> None:
@@ -473,13 +472,13 @@ def test_emulator_stopped_mid_stream_fails_leaving_nothing_and_a_retry_succeeds(
     monkeypatch.setattr(GCSArtifactTarget, "write", write_then_crash)
     uri = f"gs://{bucket}/s/stream.sql"
     with pytest.raises(Exception, match="Connection refused") as err:
-        hook.dump(PgDumpOptions.build(format="plain"), uri, gcs_settings=settings)
+        hook.dump(PgDumpOptions.build(format="plain"), uri, storage_settings=settings)
     assert not isinstance(err.value, InvalidOptionError)  # transient: Airflow's retries apply
     monkeypatch.setattr(GCSArtifactTarget, "write", original_write)
 
     gcs_persistent.start()
     assert list(gcs_persistent.client().list_blobs(bucket)) == []  # nothing looks finished
-    manifest = hook.dump(PgDumpOptions.build(format="plain"), uri, gcs_settings=settings)
+    manifest = hook.dump(PgDumpOptions.build(format="plain"), uri, storage_settings=settings)
     names = sorted(b.name for b in gcs_persistent.client().list_blobs(bucket))
     assert names == ["s/stream.sql", "s/stream.sql.manifest.json"]
     assert manifest.row_count_map == row_counts(pg18, big_db)

@@ -16,13 +16,13 @@ import pytest
 
 from airflow_provider_pgbackup import binaries
 from airflow_provider_pgbackup.manifest import Manifest, TableRowCount, manifest_path_for, read_manifest
-from airflow_provider_pgbackup.storage import ArtifactDigest, digest_directory, sha256_file
+from airflow_provider_pgbackup.pipeline import decompressed_chunks
+from airflow_provider_pgbackup.storage import ArtifactDigest, Location, open_source
+from airflow_provider_pgbackup.storage.local import digest_directory, sha256_file
 from airflow_provider_pgbackup.verify import (
     ArtifactCorrupt,
     ArtifactMissing,
-    LocalArtifactSource,
     check_sql_stream,
-    decompressed_chunks,
     parse_toc,
     verify_artifact,
     verify_backup,
@@ -329,12 +329,11 @@ class MemorySource:
         self.name, self.data, self.manifest = name, data, manifest
 
     @property
-    def uri(self) -> str:
-        return f"mem://bucket/{self.name}"
+    def location(self) -> Location:
+        return Location("mem", "bucket", self.name)
 
-    @property
-    def manifest_uri(self) -> str:
-        return f"{self.uri}.manifest.json"
+    def present(self) -> bool:
+        return True
 
     def manifest_bytes(self) -> bytes:
         return self.manifest
@@ -413,7 +412,7 @@ def test_plain_zstd_without_a_decompressor_skips_the_contents_check(
 def test_sql_trailer_may_be_followed_only_by_blank_comment_and_unrestrict_lines() -> None:
     good = b"SET x;\n--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict abc\n\n"
     assert check_sql_stream(iter([good[:10], good[10:]]), "pg_dump") == len(good)
-    from airflow_provider_pgbackup.verify import StreamCorrupt
+    from airflow_provider_pgbackup.pipeline import StreamCorrupt
 
     with pytest.raises(StreamCorrupt, match="last line is 'SELECT 1;'"):
         check_sql_stream(iter([good + b"SELECT 1;\n"]), "pg_dump")
@@ -446,7 +445,7 @@ def test_toc_parser_counts_multi_word_entry_types() -> None:
 def test_local_source_reports_directory_files(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "a").write_bytes(b"12")
-    assert LocalArtifactSource(tmp_path / "d").artifact_sizes() == {"a": 2}
+    assert open_source(tmp_path / "d").artifact_sizes() == {"a": 2}
 
 
 def test_closing_an_external_decompression_early_stops_the_decompressor() -> None:

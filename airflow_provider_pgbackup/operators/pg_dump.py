@@ -10,9 +10,8 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_pgbackup.gcs import DEFAULT_GCP_CONN_ID
 from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
-from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX, Manifest, manifest_path_for
+from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.options import (
     InvalidOptionError,
     PgDumpAllOptions,
@@ -20,33 +19,29 @@ from airflow_provider_pgbackup.options import (
     is_templated,
 )
 from airflow_provider_pgbackup.storage import (
-    DEFAULT_GCS_CHUNK_SIZE,
-    GCSSettings,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_GCP_CONN_ID,
+    StorageSettings,
     check_output_path,
-    is_gcs_uri,
 )
 
 TimeoutValue = str | int | float | datetime.timedelta | None
 
 
-def _gcs_settings(gcp_conn_id: str | None, gcs_chunk_size: int) -> GCSSettings:
-    """Settings for a ``gs://`` output_path; raises InvalidOptionError naming a bad gcs_chunk_size."""
+def _storage_settings(gcp_conn_id: str | None, gcs_chunk_size: int) -> StorageSettings:
+    """Settings for an object-store output_path; raises InvalidOptionError naming a bad gcs_chunk_size."""
     try:
-        return GCSSettings(gcp_conn_id=gcp_conn_id or None, chunk_size=gcs_chunk_size)
+        return StorageSettings(gcp_conn_id=gcp_conn_id or None, chunk_size=gcs_chunk_size)
     except InvalidOptionError as err:
         raise InvalidOptionError(str(err).replace("chunk_size", "gcs_chunk_size", 1)) from err
 
 
-def xcom_result(manifest: Manifest, artifact_path: str) -> dict[str, Any]:
+def xcom_result(manifest: Manifest, output_path: str) -> dict[str, Any]:
     """The dump operators' XCom: the manifest plus where the artifact and manifest are. No secret."""
+    location = check_output_path(output_path, directory=manifest.format == "directory")
     result = manifest.to_dict()
-    result["artifact_path"] = artifact_path
-    # pathlib would turn "gs://" into "gs:/": a gs:// manifest is named by plain string concatenation.
-    result["manifest_path"] = (
-        artifact_path + MANIFEST_SUFFIX
-        if is_gcs_uri(artifact_path)
-        else str(manifest_path_for(artifact_path))
-    )
+    result["artifact_path"] = location.uri
+    result["manifest_path"] = location.manifest_uri
     return result
 
 
@@ -83,7 +78,8 @@ class PgDumpOperator(_BackupOperator):
     ``artifact_path`` and ``manifest_path``.
 
     With a ``gs://bucket/name`` output_path, pg_dump's output streams straight into a resumable
-    Google Cloud Storage upload (one ``gcs_chunk_size`` chunk buffered in memory, no local file): the
+    Google Cloud Storage upload that runs beside pg_dump (about three ``gcs_chunk_size`` chunks in
+    memory, no local file): the
     object appears only when the dump succeeded, and ``<name>.manifest.json`` is written after it. Only
     the single-file formats (``custom``, ``tar``, ``plain``) can be streamed; ``format="directory"``
     with a ``gs://`` path is refused with an error (dump to a local folder and upload it with
@@ -149,7 +145,7 @@ class PgDumpOperator(_BackupOperator):
         pg_bin_dir: str | None = None,
         overwrite: bool = False,
         gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
-        gcs_chunk_size: int = DEFAULT_GCS_CHUNK_SIZE,
+        gcs_chunk_size: int = DEFAULT_CHUNK_SIZE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -170,7 +166,7 @@ class PgDumpOperator(_BackupOperator):
         self.extra_args = extra_args
         self.pg_bin_dir = pg_bin_dir
         self.overwrite = overwrite
-        _gcs_settings(gcp_conn_id, gcs_chunk_size)  # gcs_chunk_size is not templated
+        _storage_settings(gcp_conn_id, gcs_chunk_size)  # gcs_chunk_size is not templated
         if not is_templated(format, compression, schemas, exclude_schemas, tables, exclude_tables):
             self._options()
         if not is_templated(output_path):
@@ -198,7 +194,7 @@ class PgDumpOperator(_BackupOperator):
             self.output_path,
             database=self.database,
             overwrite=self.overwrite,
-            gcs_settings=_gcs_settings(self.gcp_conn_id, self.gcs_chunk_size),
+            storage_settings=_storage_settings(self.gcp_conn_id, self.gcs_chunk_size),
         )
 
 
@@ -251,7 +247,7 @@ class PgDumpAllOperator(_BackupOperator):
         pg_bin_dir: str | None = None,
         overwrite: bool = False,
         gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
-        gcs_chunk_size: int = DEFAULT_GCS_CHUNK_SIZE,
+        gcs_chunk_size: int = DEFAULT_CHUNK_SIZE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -266,7 +262,7 @@ class PgDumpAllOperator(_BackupOperator):
         self.extra_args = extra_args
         self.pg_bin_dir = pg_bin_dir
         self.overwrite = overwrite
-        _gcs_settings(gcp_conn_id, gcs_chunk_size)  # gcs_chunk_size is not templated
+        _storage_settings(gcp_conn_id, gcs_chunk_size)  # gcs_chunk_size is not templated
         if not is_templated(mode, compression, no_role_passwords):
             self._options()
         if not is_templated(output_path):
@@ -288,5 +284,5 @@ class PgDumpAllOperator(_BackupOperator):
             options,
             self.output_path,
             overwrite=self.overwrite,
-            gcs_settings=_gcs_settings(self.gcp_conn_id, self.gcs_chunk_size),
+            storage_settings=_storage_settings(self.gcp_conn_id, self.gcs_chunk_size),
         )

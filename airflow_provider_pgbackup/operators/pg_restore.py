@@ -12,23 +12,21 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_pgbackup.binaries import PgBinaryNotFound
-from airflow_provider_pgbackup.gcs import DEFAULT_GCP_CONN_ID
 from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError
 from airflow_provider_pgbackup.options import InvalidOptionError, check_name, is_templated
 from airflow_provider_pgbackup.storage import (
-    BucketNotFound,
-    GCSSettings,
-    check_local_output_path,
-    is_gcs_uri,
+    DEFAULT_GCP_CONN_ID,
+    ArtifactSource,
+    StorageSettings,
+    StoreNotFound,
+    open_source,
+    parse_location,
 )
 from airflow_provider_pgbackup.verify import (
     ArtifactCorrupt,
     ArtifactMissing,
-    ArtifactSource,
     VerificationReport,
-    check_artifact_path,
-    open_source,
     verify_backup,
 )
 
@@ -162,11 +160,7 @@ class PgRestoreOperator(BaseOperator):
             check_database_name(database)
 
     def _check_artifact_path(self) -> str:
-        path = str(self.artifact_path)
-        if is_gcs_uri(path):
-            return check_artifact_path(path, what="artifact_path")
-        check_local_output_path(path)
-        return path
+        return parse_location(self.artifact_path, what="artifact_path").uri
 
     @cached_property
     def hook(self) -> PgDumpHook:
@@ -180,7 +174,7 @@ class PgRestoreOperator(BaseOperator):
         except InvalidOptionError as err:
             raise AirflowFailException(str(err)) from err
         source = open_source(
-            path, what="artifact_path", gcs_settings=GCSSettings(gcp_conn_id=self.gcp_conn_id or None)
+            path, what="artifact_path", settings=StorageSettings(gcp_conn_id=self.gcp_conn_id or None)
         )
         report = self._verify(source)
         try:
@@ -225,7 +219,7 @@ class PgRestoreOperator(BaseOperator):
         }
 
     def _verify(self, source: ArtifactSource) -> VerificationReport:
-        path = source.uri
+        path = source.location.uri
         try:
             report = verify_backup(
                 source,
@@ -240,7 +234,7 @@ class PgRestoreOperator(BaseOperator):
             raise AirflowFailException(
                 f"refusing to restore {path}: check {err.check!r} failed: {err.reason}"
             ) from err
-        except BucketNotFound as err:
+        except StoreNotFound as err:
             raise AirflowFailException(f"nothing to restore: {err}") from err
         self.log.info(
             "Backup %s verified: %s", path, ", ".join(f"{c.name} {c.status}" for c in report.checks)
@@ -286,7 +280,9 @@ class PgRestoreOperator(BaseOperator):
         except PgBinaryNotFound as err:
             raise AirflowFailException(str(err)) from err
         except PgCommandError as err:
-            raise AirflowFailException(f"restoring {source.uri} into {database!r} failed: {err}") from err
+            raise AirflowFailException(
+                f"restoring {source.location.uri} into {database!r} failed: {err}"
+            ) from err
 
     def _compare(self, manifest: Manifest, database: str) -> list[dict[str, Any]] | None:
         if not self.compare_row_counts:

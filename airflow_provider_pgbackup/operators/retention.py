@@ -27,13 +27,13 @@ import pendulum
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_pgbackup.gcs import DEFAULT_GCP_CONN_ID
 from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX, Manifest, ManifestError
 from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.storage import (
-    DEFAULT_GCS_RETRY_TIMEOUT,
+    DEFAULT_GCP_CONN_ID,
+    DEFAULT_RETRY_TIMEOUT,
     BackupStore,
-    GCSSettings,
+    StorageSettings,
     StoredEntry,
     open_store,
 )
@@ -115,6 +115,10 @@ def _check_duration(name: str, value: Any, *, allow_none: bool) -> datetime.time
     return value
 
 
+def uri_of(store: BackupStore, entry: StoredEntry) -> str:
+    return store.location_of(entry).uri
+
+
 def find_backups(
     store: BackupStore, entries: list[StoredEntry], log: logging.Logger | Any = None
 ) -> tuple[list[StoredBackup], list[StoredEntry], set[str]]:
@@ -140,7 +144,9 @@ def find_backups(
             if finished.tzinfo is None:
                 finished = finished.replace(tzinfo=datetime.timezone.utc)
         except (ManifestError, ValueError) as err:
-            log.warning("Leaving %s alone: its manifest cannot be read (%s)", store.uri_of(entry), err)
+            log.warning(
+                "Leaving %s alone: its manifest cannot be read (%s)", store.location_of(entry).uri, err
+            )
             protected.update({entry.name, artifact_name})
             continue
         backups.append(StoredBackup(artifact_name, manifest, finished, entry, by_name.get(artifact_name)))
@@ -175,11 +181,11 @@ def newest_complete_backup(location: str, *, gcp_conn_id: str | None = DEFAULT_G
     :param location: a local folder or ``gs://bucket/prefix``.
     :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for gs:// locations.
     """
-    store = open_store(location, settings=GCSSettings(gcp_conn_id=gcp_conn_id))
+    store = open_store(location, settings=StorageSettings(gcp_conn_id=gcp_conn_id))
     backups, _incomplete, _protected = find_backups(store, store.entries())
     for backup in sorted(backups, key=lambda b: b.finished_at, reverse=True):
         if artifact_problem(backup) is None and backup.artifact_entry is not None:
-            return store.uri_of(backup.artifact_entry)
+            return store.location_of(backup.artifact_entry).uri
     return None
 
 
@@ -224,7 +230,7 @@ class PgBackupRetentionOperator(BaseOperator):
         verify_newest: bool = True,
         timezone: str = "UTC",
         gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
-        retry_timeout: float = DEFAULT_GCS_RETRY_TIMEOUT,
+        retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -249,7 +255,7 @@ class PgBackupRetentionOperator(BaseOperator):
         self.retry_timeout = retry_timeout
 
     def _store(self) -> BackupStore:
-        settings = GCSSettings(gcp_conn_id=self.gcp_conn_id, retry_timeout=self.retry_timeout)
+        settings = StorageSettings(gcp_conn_id=self.gcp_conn_id, retry_timeout=self.retry_timeout)
         return open_store(self.location, settings=settings)
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -261,18 +267,21 @@ class PgBackupRetentionOperator(BaseOperator):
         now = datetime.datetime.now(datetime.timezone.utc)
         backups, incomplete, protected = find_backups(store, entries, self.log)
         self.log.info(
-            "%s holds %d complete backups and %d incomplete entries", store.uri, len(backups), len(incomplete)
+            "%s holds %d complete backups and %d incomplete entries",
+            store.location.uri,
+            len(backups),
+            len(incomplete),
         )
         if not backups:
             if entries and self.max_newest_age is not None:
-                raise AirflowFailException(f"{store.uri} holds no complete backup; deleting nothing")
-            self.log.info("No complete backup in %s; nothing to do", store.uri)
+                raise AirflowFailException(f"{store.location.uri} holds no complete backup; deleting nothing")
+            self.log.info("No complete backup in %s; nothing to do", store.location.uri)
             return {"kept": [], "deleted": [], "incomplete_deleted": [], "dry_run": self.is_dry_run}
         newest = max(backups, key=lambda b: b.finished_at)
         age = now - newest.finished_at
         if self.max_newest_age is not None and age > self.max_newest_age:
             raise AirflowFailException(
-                f"the newest complete backup in {store.uri} ({newest.name}, finished "
+                f"the newest complete backup in {store.location.uri} ({newest.name}, finished "
                 f"{newest.manifest.finished_at}) is {age} old, more than "
                 f"max_newest_age={self.max_newest_age}; deleting nothing"
             )
@@ -280,7 +289,7 @@ class PgBackupRetentionOperator(BaseOperator):
             problem = artifact_problem(newest)
             if problem is not None:
                 raise AirflowFailException(
-                    f"the newest backup in {store.uri} ({newest.name}) is not verified: {problem}; "
+                    f"the newest backup in {store.location.uri} ({newest.name}) is not verified: {problem}; "
                     "deleting nothing"
                 )
         kept_reasons = select_kept(
@@ -300,7 +309,7 @@ class PgBackupRetentionOperator(BaseOperator):
             self.log.info(
                 "%s backup %s (finished %s, %d bytes)",
                 verb,
-                store.uri_of(backup.manifest_entry)[: -len(MANIFEST_SUFFIX)],
+                uri_of(store, backup.manifest_entry)[: -len(MANIFEST_SUFFIX)],
                 backup.manifest.finished_at,
                 backup.manifest.size_bytes,
             )
@@ -309,22 +318,22 @@ class PgBackupRetentionOperator(BaseOperator):
                     continue
                 if not self.is_dry_run:
                     store.delete(entry)
-                deleted.append(store.uri_of(entry))
+                deleted.append(uri_of(store, entry))
         incomplete_deleted: list[str] = []
         for entry in incomplete:
             if entry.name in protected:
                 continue
             if now - entry.updated < self.incomplete_grace:
                 self.log.info(
-                    "Keeping incomplete %s: younger than %s", store.uri_of(entry), self.incomplete_grace
+                    "Keeping incomplete %s: younger than %s", uri_of(store, entry), self.incomplete_grace
                 )
                 continue
             self.log.info(
-                "%s incomplete %s (last modified %s)", verb, store.uri_of(entry), entry.updated.isoformat()
+                "%s incomplete %s (last modified %s)", verb, uri_of(store, entry), entry.updated.isoformat()
             )
             if not self.is_dry_run:
                 store.delete(entry)
-            incomplete_deleted.append(store.uri_of(entry))
+            incomplete_deleted.append(uri_of(store, entry))
         kept = [
             {"name": backups[i].name, "finished_at": backups[i].manifest.finished_at, "rules": reasons}
             for i, reasons in sorted(
@@ -333,7 +342,7 @@ class PgBackupRetentionOperator(BaseOperator):
         ]
         self.log.info(
             "Retention of %s: kept %d backups, %s %d backups and %d incomplete entries",
-            store.uri,
+            store.location.uri,
             len(kept),
             "would delete" if self.is_dry_run else "deleted",
             len(backups) - len(kept),

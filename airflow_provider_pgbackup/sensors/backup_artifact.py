@@ -10,18 +10,23 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_provider_pgbackup.gcs import DEFAULT_GCP_CONN_ID
-from airflow_provider_pgbackup.hooks.pg_dump import PgProcessRunner
 from airflow_provider_pgbackup.options import InvalidOptionError
-from airflow_provider_pgbackup.storage import BucketNotFound, GCSSettings
+from airflow_provider_pgbackup.process import PgProcessRunner
+from airflow_provider_pgbackup.storage import (
+    DEFAULT_GCP_CONN_ID,
+    ArtifactSource,
+    StorageSettings,
+    StoreNotFound,
+    open_source,
+    parse_location,
+)
 from airflow_provider_pgbackup.triggers.backup_artifact import PgBackupArtifactTrigger
 from airflow_provider_pgbackup.verify import (
+    SWITCHES,
     ArtifactCorrupt,
     ArtifactMissing,
-    ArtifactSource,
     VerificationReport,
-    check_artifact_path,
-    open_source,
+    check_min_size,
     parse_max_age,
     verify_backup,
 )
@@ -83,8 +88,7 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(min_size_bytes, bool) or not isinstance(min_size_bytes, int) or min_size_bytes < 1:
-            raise InvalidOptionError(f"min_size_bytes {min_size_bytes!r} must be a whole number >= 1")
+        check_min_size(min_size_bytes)
         parse_max_age(max_age)
         self.path = path
         self.gcp_conn_id = gcp_conn_id
@@ -106,16 +110,14 @@ class PgBackupArtifactSensor(BaseSensorOperator):
 
     def _check_path(self) -> str:
         """The rendered path, checked (absolute local path or gs:// URI) without touching storage."""
-        path = str(self.path) if self.path is not None else ""
         try:
-            check_artifact_path(path)
+            return parse_location(self.path if self.path is not None else "").uri
         except InvalidOptionError as err:
             raise AirflowFailException(str(err)) from err
-        return path
 
     def _source(self) -> ArtifactSource:
         path = self._check_path()
-        return open_source(path, gcs_settings=GCSSettings(gcp_conn_id=self.gcp_conn_id or None))
+        return open_source(path, settings=StorageSettings(gcp_conn_id=self.gcp_conn_id or None))
 
     def _verify(self) -> VerificationReport:
         """Run the checks; ArtifactMissing propagates, ArtifactCorrupt becomes AirflowFailException."""
@@ -123,9 +125,7 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         try:
             report = verify_backup(
                 source,
-                verify_checksum=self.verify_checksum,
-                verify_contents=self.verify_contents,
-                verify_tables=self.verify_tables,
+                switches={name: bool(getattr(self, name)) for name in SWITCHES},
                 min_size_bytes=self.min_size_bytes,
                 max_age=self.max_age,
                 pg_bin_dir=self.pg_bin_dir,
@@ -133,9 +133,9 @@ class PgBackupArtifactSensor(BaseSensorOperator):
             )
         except ArtifactCorrupt as err:
             raise AirflowFailException(
-                f"backup {source.uri} is corrupt: check {err.check!r} failed: {err.reason}"
+                f"backup {source.location.uri} is corrupt: check {err.check!r} failed: {err.reason}"
             ) from err
-        except BucketNotFound as err:  # waiting will not create it
+        except StoreNotFound as err:  # waiting will not create it
             raise AirflowFailException(str(err)) from err
         for check in report.checks:
             self.log.info(

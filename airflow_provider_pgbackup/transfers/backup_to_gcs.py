@@ -10,19 +10,19 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_pgbackup.gcs import DEFAULT_GCP_CONN_ID
 from airflow_provider_pgbackup.manifest import ManifestError
 from airflow_provider_pgbackup.options import InvalidOptionError, is_templated
 from airflow_provider_pgbackup.storage import (
-    DEFAULT_GCS_CHUNK_SIZE,
-    DEFAULT_GCS_RETRY_TIMEOUT,
-    GCS_SCHEME,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_GCP_CONN_ID,
+    DEFAULT_RETRY_TIMEOUT,
     ArtifactMismatchError,
-    GCSLocation,
-    GCSSettings,
+    Location,
     ObjectConflictError,
-    check_local_output_path,
-    remove_local_backup,
+    StorageSettings,
+    check_settings,
+    parse_location,
+    remove_backup,
     upload_backup,
 )
 
@@ -44,6 +44,15 @@ class GCSBackupLink(BaseOperatorLink):
         return str(url) if url else ""
 
 
+def gcs_destination(bucket: str, prefix: str) -> Location:
+    """``gs://<bucket>/<prefix>`` as a folder location, validated (raises naming ``destination``)."""
+    if not isinstance(bucket, str) or not isinstance(prefix, str) or "/" in bucket:
+        raise InvalidOptionError(
+            f"destination bucket {bucket!r} / prefix {prefix!r} must be a bucket name and a path"
+        )
+    return parse_location(f"gs://{bucket}/{prefix.strip('/')}", what="destination", folder=True)
+
+
 def static_asset_uri(bucket: str, prefix: str) -> str | None:
     """The ``gs://`` folder an upload lands in, up to the first template marker.
 
@@ -57,8 +66,7 @@ def static_asset_uri(bucket: str, prefix: str) -> str | None:
         static = static.split(marker, 1)[0]
     if static != prefix:
         static = static.rsplit("/", 1)[0] if "/" in static else ""
-    static = static.strip("/")
-    return f"{GCS_SCHEME}{bucket}/{static}" if static else f"{GCS_SCHEME}{bucket}"
+    return gcs_destination(bucket, static).uri
 
 
 class PgBackupToGCSOperator(BaseOperator):
@@ -98,10 +106,10 @@ class PgBackupToGCSOperator(BaseOperator):
         bucket: str,
         prefix: str = "",
         gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
-        chunk_size: int = DEFAULT_GCS_CHUNK_SIZE,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
         storage_class: str | None = None,
         kms_key_name: str | None = None,
-        retry_timeout: float = DEFAULT_GCS_RETRY_TIMEOUT,
+        retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
         progress_interval: float = 5.0,
         delete_local_copy: bool = False,
         **kwargs: Any,
@@ -125,17 +133,26 @@ class PgBackupToGCSOperator(BaseOperator):
         self.delete_local_copy = delete_local_copy
         self._settings()  # chunk_size, storage_class and retry_timeout are not templated
         if not is_templated(source_path):
-            check_local_output_path(source_path)
+            self._local_source()
         if not is_templated(bucket) and not is_templated(prefix):
-            GCSLocation.build(bucket, prefix, what="destination", prefix=True)
+            gcs_destination(bucket, prefix)
 
     @cached_property
     def _cancel(self) -> threading.Event:
         # Created on first use, not in __init__: operators are deep-copied and an Event cannot be.
         return threading.Event()
 
-    def _settings(self) -> GCSSettings:
-        return GCSSettings(
+    def _local_source(self) -> Location:
+        location = parse_location(self.source_path, what="source_path")
+        if not location.is_local:
+            raise InvalidOptionError(f"source_path {self.source_path!r} must be a local path")
+        return location
+
+    def _settings(self) -> StorageSettings:
+        return check_settings("gs", self._storage_settings())
+
+    def _storage_settings(self) -> StorageSettings:
+        return StorageSettings(
             gcp_conn_id=self.gcp_conn_id,
             chunk_size=self.chunk_size,
             retry_timeout=self.retry_timeout,
@@ -147,24 +164,25 @@ class PgBackupToGCSOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         try:
             settings = self._settings()
-            check_local_output_path(self.source_path)
-            destination = GCSLocation.build(self.bucket, self.prefix or "", what="destination", prefix=True)
+            source = self._local_source()
+            destination = gcs_destination(self.bucket, self.prefix or "")
             result, manifest = upload_backup(
-                self.source_path, destination, settings=settings, log=self.log, cancel=self._cancel
+                source, destination, settings=settings, log=self.log, cancel=self._cancel
             )
         except (InvalidOptionError, ManifestError, ArtifactMismatchError, ObjectConflictError) as err:
             raise AirflowFailException(str(err)) from err
         rate = result.rate_bytes_per_second / (1024 * 1024)
+        uploaded_bytes = result.transferred_bytes
         self.log.info(
             "Backup uploaded to %s (%d bytes sent in %.1f s, %.1f MiB/s; %d objects already present)",
             result.artifact_uri,
-            result.uploaded_bytes,
+            uploaded_bytes,
             result.duration_seconds,
             rate,
             result.skipped_objects,
         )
         if self.delete_local_copy:
-            remove_local_backup(self.source_path)
+            remove_backup(source)
             self.log.info(
                 "Deleted the local copy %s and its manifest after the verified upload", self.source_path
             )
@@ -176,7 +194,7 @@ class PgBackupToGCSOperator(BaseOperator):
             "artifact_uri": result.artifact_uri,
             "manifest_uri": result.manifest_uri,
             "object_uris": list(result.object_uris),
-            "uploaded_bytes": result.uploaded_bytes,
+            "uploaded_bytes": uploaded_bytes,
             "skipped_objects": result.skipped_objects,
             "console_url": result.console_url,
             "manifest": manifest.to_dict(),

@@ -13,18 +13,17 @@ the trigger with an ``error`` event, which the sensor turns into a retryable fai
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_pgbackup.gcs import DEFAULT_GCP_CONN_ID
-from airflow_provider_pgbackup.manifest import manifest_path_for
-from airflow_provider_pgbackup.storage import GCSSettings, is_gcs_uri
-
-if TYPE_CHECKING:
-    from airflow_provider_pgbackup.storage import GCSArtifactSource
+from airflow_provider_pgbackup.storage import (
+    DEFAULT_GCP_CONN_ID,
+    ArtifactSource,
+    StorageSettings,
+    open_source,
+)
 
 
 class PgBackupArtifactTrigger(BaseTrigger):
@@ -42,7 +41,7 @@ class PgBackupArtifactTrigger(BaseTrigger):
         self.path = path
         self.poll_interval = poll_interval
         self.gcp_conn_id = gcp_conn_id
-        self._gcs_source: GCSArtifactSource | None = None
+        self._source: ArtifactSource | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -52,14 +51,10 @@ class PgBackupArtifactTrigger(BaseTrigger):
 
     def _present(self) -> bool:
         """One blocking look (run in a thread)."""
-        if not is_gcs_uri(self.path):
-            return os.path.exists(self.path) and manifest_path_for(self.path).exists()
-        if self._gcs_source is None:
-            from airflow_provider_pgbackup.storage import GCSArtifactSource
-
-            settings = GCSSettings(gcp_conn_id=self.gcp_conn_id or None)
-            self._gcs_source = GCSArtifactSource(self.path, settings=settings)
-        return self._gcs_source.present()
+        if self._source is None:
+            settings = StorageSettings(gcp_conn_id=self.gcp_conn_id or None)
+            self._source = open_source(self.path, settings=settings)
+        return self._source.present()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:

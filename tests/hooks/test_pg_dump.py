@@ -17,7 +17,7 @@ from airflow_provider_pgbackup.binaries import PgBinaryNotFound, supports_compre
 from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook, PgLockTimeout
 from airflow_provider_pgbackup.manifest import read_manifest
 from airflow_provider_pgbackup.options import PgDumpOptions
-from airflow_provider_pgbackup.storage import digest_directory, sha256_file
+from airflow_provider_pgbackup.storage.local import digest_directory, sha256_file
 from devtools import sample_db
 from devtools.pgcluster import PgCluster, system_bin_dirs
 from tests.conftest import PASSWORD, log_text, row_counts
@@ -291,7 +291,7 @@ def test_connection_of_the_wrong_type_is_refused_before_connecting(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_NOT_PG", json.dumps({"conn_type": "mysql", "host": "127.0.0.1"}))
-    with pytest.raises(ValueError, match="has type 'mysql'; PgDumpHook needs a 'postgres' connection"):
+    with pytest.raises(ValueError, match="has type 'mysql'; a 'postgres' connection is needed"):
         PgDumpHook("not_pg").dump(PgDumpOptions.build(), str(tmp_path / "x.dump"))
     assert leftovers(tmp_path) == []
 

@@ -12,7 +12,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_pgbackup.manifest import FileDigest, Manifest, manifest_path_for
 from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOperator, select_kept
-from airflow_provider_pgbackup.storage import GCSLocation, GCSSettings, digest_directory, upload_backup
+from airflow_provider_pgbackup.storage import StorageSettings, upload_backup
+from airflow_provider_pgbackup.storage.local import digest_directory
 from tests.gcs_emulator import GCSEmulator, synthetic_backup
 
 UTC = datetime.timezone.utc
@@ -187,13 +188,13 @@ def test_gcs_prefix_history_keeps_the_gfs_set_with_directory_backups_and_dry_run
     )
     assert isinstance(manifest.files[0], FileDigest)
     manifest_path_for(oldest).write_text(manifest.to_json())
-    destination = GCSLocation(gcs_bucket, "pg/prod")
-    settings = GCSSettings(chunk_size=256 * 1024, retry_timeout=2.0)
+    destination = f"gs://{gcs_bucket}/pg/prod"
+    settings = StorageSettings(chunk_size=256 * 1024, retry_timeout=2.0)
     client = gcs.client()
     quiet = logging.getLogger("retention-test-upload")
     quiet.setLevel(logging.WARNING)
     for t in times:
-        upload_backup(local / _name(t), destination, settings=settings, client=client, log=quiet)
+        upload_backup(local / _name(t), destination, settings=settings, log=quiet)
     client.bucket(gcs_bucket).blob("pg/prod/failed.dump").upload_from_string(b"orphan")
     client.bucket(gcs_bucket).blob("pg/other/keep-me.dump").upload_from_string(b"not under the prefix")
     expected = {_name(t) for t in _expected_gfs(times, POLICY)}

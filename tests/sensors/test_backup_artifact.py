@@ -210,7 +210,7 @@ def test_bad_arguments_fail_at_construction(kwargs: dict[str, Any], message: str
 
 def test_relative_path_fails_naming_it(tmp_path: Path) -> None:
     sensor = PgBackupArtifactSensor(task_id="wait", path="backups/x.dump", timeout=5)
-    with pytest.raises(AirflowFailException, match=r"path 'backups/x\.dump' must be an absolute local path"):
+    with pytest.raises(AirflowFailException, match=r"path 'backups/x\.dump' must be an absolute path"):
         sensor.execute(context={})
 
 
@@ -367,7 +367,7 @@ def test_sensor_reads_gcs_through_an_explicit_gcp_connection(
     [
         ("gs://b/x.dump", "no valid bucket name"),
         ("gs://bucket/folder/", "must name an object"),
-        ("s3://bucket/x.dump", "must be an absolute local path or a gs://bucket/object URI"),
+        ("ftp://bucket/x.dump", "uses the scheme ftp://, which is not supported"),
     ],
 )
 def test_bad_gs_path_fails_naming_it(path: str, message: str) -> None:

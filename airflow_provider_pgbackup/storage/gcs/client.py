@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
 
+from airflow_provider_pgbackup.storage.base import DEFAULT_GCP_CONN_ID
+
 if TYPE_CHECKING:  # the Google libraries cost ~20 MiB and ~1 s to import: only GCS work pays for them
     from google.auth.credentials import Credentials
     from google.cloud import storage
 
-DEFAULT_GCP_CONN_ID = "google_cloud_default"
 EXTRA_PREFIX = "extra__google_cloud_platform__"
 DEFAULT_SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"

@@ -1,0 +1,100 @@
+"""Command lines of the pg tools, built from validated options: no connection setting is ever on argv.
+
+Connection settings travel in the environment (:mod:`~airflow_provider_pgbackup.libpq`); these functions
+only translate options into flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from airflow_provider_pgbackup.binaries import PgBinary
+from airflow_provider_pgbackup.manifest import Manifest
+from airflow_provider_pgbackup.options import FORMAT_FLAGS, PgDumpAllOptions, PgDumpOptions
+
+
+def pg_dump_argv(
+    binary: PgBinary, options: PgDumpOptions, snapshot: str | None, file: Path | None
+) -> list[str]:
+    """Translate validated options into pg_dump's argv (no connection settings: those are in env)."""
+    argv = [str(binary.path), f"--format={FORMAT_FLAGS[options.format]}"]
+    if file is not None:
+        argv.append(f"--file={file}")
+    if options.compression.enabled:
+        if binary.major >= 16:
+            argv.append(f"--compress={options.compression}")
+        else:
+            argv.append(f"--compress={options.compression.effective_level}")
+    elif options.format in ("custom", "directory"):
+        argv.append("--compress=0")
+    if options.jobs:
+        argv.append(f"--jobs={options.jobs}")
+    if snapshot:
+        argv.append(f"--snapshot={snapshot}")
+    if options.lock_wait_timeout:
+        argv.append(f"--lock-wait-timeout={options.lock_wait_timeout}")
+    argv += [f"--schema={p}" for p in options.schemas]
+    argv += [f"--exclude-schema={p}" for p in options.exclude_schemas]
+    argv += [f"--table={p}" for p in options.tables]
+    argv += [f"--exclude-table={p}" for p in options.exclude_tables]
+    argv += list(options.extra_args)
+    return argv
+
+
+def pg_dumpall_argv(binary: PgBinary, options: PgDumpAllOptions) -> list[str]:
+    argv = [str(binary.path)]
+    if options.mode == "globals":
+        argv.append("--globals-only")
+    elif options.mode == "roles":
+        argv.append("--roles-only")
+    if options.no_role_passwords:
+        argv.append("--no-role-passwords")
+    if options.lock_wait_timeout and options.mode == "full":
+        argv.append(f"--lock-wait-timeout={options.lock_wait_timeout}")
+    argv += list(options.extra_args)
+    return argv
+
+
+def pg_restore_argv(
+    binary: PgBinary,
+    manifest: Manifest,
+    artifact: Path | None,
+    *,
+    jobs: int | None = None,
+    no_owner: bool = True,
+    no_acl: bool = True,
+) -> list[str]:
+    """pg_restore's argv. ``--dbname=`` is empty on purpose: libpq then takes the database from
+    ``PGDATABASE`` (the session's), so no name (and never a conninfo string) is parsed from argv.
+    ``artifact`` None: pg_restore reads the archive from its stdin (custom and tar only)."""
+    argv = [
+        str(binary.path),
+        "--dbname=",
+        "--exit-on-error",
+        "--no-password",
+        f"--format={FORMAT_FLAGS[manifest.format]}",  # type: ignore[index]
+    ]
+    if jobs and manifest.format in ("custom", "directory"):
+        argv.append(f"--jobs={jobs}")
+    if no_owner:
+        argv.append("--no-owner")
+    if no_acl:
+        argv.append("--no-acl")
+    if artifact is not None:
+        argv.append(str(artifact))
+    return argv
+
+
+def psql_restore_argv(psql: PgBinary, manifest: Manifest) -> list[str]:
+    """psql's argv for plain SQL on stdin: stop at the first error; pg_dump's SQL in one transaction."""
+    argv = [
+        str(psql.path),
+        "--no-psqlrc",
+        "--no-password",
+        "--quiet",
+        "--output=/dev/null",
+        "--set=ON_ERROR_STOP=1",
+    ]
+    if manifest.kind == "pg_dump":
+        argv.append("--single-transaction")
+    return argv

@@ -1,0 +1,178 @@
+"""An Airflow ``postgres`` connection -> a libpq session: plain ``PG*`` variables plus a private passfile.
+
+The password never reaches argv or a ``PGPASSWORD`` variable: it is written to a private passfile
+(mode 0600, in a 0700 temporary folder that is removed when the session ends) named by ``PGPASSFILE``.
+Every other connection setting travels as a plain ``PG*`` variable, mapped declaratively below. Children
+get a minimal environment, so secrets held in the worker's own environment (``AIRFLOW_CONN_*``...) never
+reach them either. This module reads no connection itself: the hook hands it the Connection object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_provider_pgbackup.options import InvalidOptionError
+from airflow_provider_pgbackup.process import inherited_env
+
+# Airflow connection field -> libpq keyword. The password is not here: it takes the passfile road.
+CONNECTION_FIELDS: dict[str, str] = {"host": "host", "port": "port", "login": "user", "schema": "dbname"}
+
+# libpq keyword -> environment variable, for every keyword accepted from the connection's extras.
+LIBPQ_ENV: dict[str, str] = {
+    "host": "PGHOST",
+    "port": "PGPORT",
+    "user": "PGUSER",
+    "dbname": "PGDATABASE",
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslcrl": "PGSSLCRL",
+    "sslcrldir": "PGSSLCRLDIR",
+    "sslsni": "PGSSLSNI",
+    "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION",
+    "requirepeer": "PGREQUIREPEER",
+    "require_auth": "PGREQUIREAUTH",
+    "channel_binding": "PGCHANNELBINDING",
+    "gssencmode": "PGGSSENCMODE",
+    "krbsrvname": "PGKRBSRVNAME",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "application_name": "PGAPPNAME",
+    "options": "PGOPTIONS",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "load_balance_hosts": "PGLOADBALANCEHOSTS",
+    "client_encoding": "PGCLIENTENCODING",
+    "service": "PGSERVICE",
+}
+# Extras that may hold a file's PEM content instead of a path; such content is written to a private file.
+PEM_EXTRAS = ("sslrootcert", "sslcert", "sslkey", "sslcrl")
+# Extras that are secret in themselves and can only travel through files.
+SECRET_EXTRAS = ("sslkey",)
+# Extras the provider cannot pass without a secret on argv or in the environment.
+UNSUPPORTED_EXTRAS = {
+    "sslpassword": "encrypted client keys are not supported; use an unencrypted key in 'sslkey'",
+    "passfile": "the provider writes its own passfile from the connection's password",
+}
+# Extras the provider reads itself (not libpq settings).
+PROVIDER_EXTRAS = ("pg_bin_dir",)
+POSTGRES_CONN_TYPES = ("postgres", "postgresql")
+
+
+@dataclass
+class LibpqSession:
+    """Connection settings for one use: ``env`` for child processes, ``connect()`` for SQL.
+
+    Lives inside a private 0700 temporary folder holding the passfile and inline PEM files; the folder
+    is removed when the session's ``with`` block ends, whatever happened inside.
+    """
+
+    params: dict[str, str]
+    password: str | None
+    env: dict[str, str]
+    secrets_dir: Path
+    conn_id: str
+    pg_bin_dir: str | None = None  # the hook's argument, else the connection's extra
+
+    def connect(self, dbname: str | None = None, **kwargs: Any) -> psycopg.Connection[Any]:
+        params: dict[str, Any] = dict(self.params)
+        if dbname is not None:
+            params["dbname"] = dbname
+        if self.password is not None:
+            params["password"] = self.password
+        try:
+            return psycopg.connect(**params, **kwargs)
+        except psycopg.OperationalError as err:
+            # libpq messages name host, port and user, never the password; keep the cause.
+            raise AirflowException(
+                f"could not connect to PostgreSQL (connection {self.conn_id!r}): {str(err).strip()}"
+            ) from err
+
+
+def passfile_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def write_private(path: Path, content: str) -> Path:
+    """Create ``path`` (it must not exist) with mode 0600 and ``content``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)
+    return path
+
+
+@contextlib.contextmanager
+def open_session(
+    conn: Any,
+    conn_id: str,
+    *,
+    database: str | None = None,
+    pg_bin_dir: str | None = None,
+    log: Any = None,
+) -> Iterator[LibpqSession]:
+    """Map an Airflow ``postgres`` Connection to a :class:`LibpqSession`; its secret files go on exit.
+
+    :param conn: the Connection (``conn_type``, ``host``, ``port``, ``login``, ``password``, ``schema``,
+        ``extra_dejson``).
+    :param conn_id: its id, for messages.
+    :param database: overrides the connection's schema; None or "" keeps it.
+    :param pg_bin_dir: the caller's folder for pg tools (else the connection's ``pg_bin_dir`` extra).
+    :param log: where to say which extras are ignored.
+    """
+    from airflow.sdk.log import mask_secret
+
+    if conn.conn_type not in POSTGRES_CONN_TYPES:
+        raise InvalidOptionError(
+            f"connection {conn_id!r} has type {conn.conn_type!r}; a 'postgres' connection is needed"
+        )
+    extras = dict(conn.extra_dejson)
+    for key, reason in UNSUPPORTED_EXTRAS.items():
+        if extras.get(key):
+            raise InvalidOptionError(f"connection extra {key!r} is not supported: {reason}")
+    if conn.password:
+        mask_secret(conn.password)
+    params: dict[str, str] = {}
+    for attr, keyword in CONNECTION_FIELDS.items():
+        value = getattr(conn, attr, None)
+        if value not in (None, ""):
+            params[keyword] = str(value)
+    if database:  # None or "" (an empty rendered template) keeps the connection's schema
+        params["dbname"] = database
+    params.setdefault("application_name", "airflow-provider-pgbackup")
+    ignored = sorted(k for k in extras if k not in LIBPQ_ENV and k not in PROVIDER_EXTRAS)
+    if ignored and log is not None:
+        log.info("Ignoring connection extras that are not libpq settings: %s", ", ".join(ignored))
+    secrets_dir = Path(tempfile.mkdtemp(prefix="pgbackup-"))
+    try:
+        os.chmod(secrets_dir, 0o700)
+        for keyword in LIBPQ_ENV:
+            value = extras.get(keyword)
+            if value in (None, "") or (keyword in CONNECTION_FIELDS.values() and keyword in params):
+                continue
+            text = str(value)
+            if keyword in PEM_EXTRAS and text.lstrip().startswith("-----BEGIN"):
+                if keyword in SECRET_EXTRAS:
+                    mask_secret(text)
+                text = str(write_private(secrets_dir / f"{keyword}.pem", text))
+            params[keyword] = text
+        env = inherited_env()
+        env.update({LIBPQ_ENV[k]: v for k, v in params.items()})
+        passfile = write_private(
+            secrets_dir / "pgpass",
+            f"*:*:*:*:{passfile_escape(conn.password)}\n" if conn.password else "",
+        )
+        env["PGPASSFILE"] = str(passfile)
+        bin_dir = pg_bin_dir or (str(extras["pg_bin_dir"]) if extras.get("pg_bin_dir") else None)
+        yield LibpqSession(params, conn.password or None, env, secrets_dir, conn_id, bin_dir)
+    finally:
+        shutil.rmtree(secrets_dir, ignore_errors=True)

@@ -1,0 +1,290 @@
+"""The one streamed runner for pg_dump, pg_dumpall, pg_restore, psql (and decompressors), and its errors.
+
+Knows nothing of Airflow connections: it runs an argv with the environment it is given. Every child
+runs in its own session (process group), so :meth:`PgProcessRunner.kill` stops it and all its workers,
+and gets a parent-death signal (Linux ``PR_SET_PDEATHSIG``), so a child never outlives the task process,
+even when that process is killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException
+
+# Variables a child may inherit from the worker. Everything else (AIRFLOW_CONN_*, PG*, cloud keys) is dropped.
+INHERITED_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "TZ",
+    "TMPDIR",
+    "LD_LIBRARY_PATH",
+)
+
+STDERR_TAIL_LINES = 20
+READ_CHUNK_BYTES = 1024 * 1024
+PIPE_BYTES = 1024 * 1024
+_PR_SET_PDEATHSIG = 1
+
+
+def inherited_env() -> dict[str, str]:
+    """The worker's variables a child may see (``INHERITED_ENV``), and nothing else."""
+    return {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+
+
+def tool_env() -> dict[str, str]:
+    """A minimal environment for pg_restore --list, probes and decompressors: no connection, no secrets."""
+    env = inherited_env()
+    env["LC_MESSAGES"] = "C"
+    return env
+
+
+def _parent_death_signal(parent_pid: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that asks Linux to SIGTERM the child when the task process dies.
+
+    SIGTERM (not SIGKILL) lets pg_dump/pg_restore stop their own parallel workers. If the parent died
+    between ``fork`` and ``prctl``, the child exits at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+
+    def set_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return set_signal
+
+
+class PgCommandError(AirflowException):
+    """A pg tool exited non-zero; the message carries its exit code and the tail of its stderr.
+
+    ``killed`` is True when the provider stopped it (``on_kill``): a kill is never a verdict on the bytes.
+    """
+
+    def __init__(self, tool: str, returncode: int, stderr_tail: Sequence[str], killed: bool = False):
+        self.tool = tool
+        self.returncode = returncode
+        self.stderr_tail = tuple(stderr_tail)
+        self.killed = killed
+        how = "was stopped" if killed else f"failed with exit code {returncode}"
+        tail = "\n".join(self.stderr_tail) or "(no output on stderr)"
+        super().__init__(f"{tool} {how}:\n{tail}")
+
+
+class PgLockTimeout(PgCommandError):
+    """pg_dump gave up waiting for a table lock (``lock_wait_timeout``); retryable."""
+
+    @classmethod
+    def from_error(cls, err: PgCommandError, lock_wait_timeout: str | None) -> PgLockTimeout | None:
+        """pg_dump reports its lock wait as a statement timeout on ``LOCK TABLE``; say what it means."""
+        text = "\n".join(err.stderr_tail)
+        if not lock_wait_timeout or "statement timeout" not in text or "LOCK TABLE" not in text:
+            return None
+        detail = next((line for line in err.stderr_tail if "LOCK TABLE" in line), "")
+        lock = cls(err.tool, err.returncode, err.stderr_tail)
+        lock.args = (
+            f"{err.tool} could not lock a table within lock_wait_timeout={lock_wait_timeout}: another "
+            f"session holds a conflicting lock ({detail.strip()}). The task may be retried.",
+        )
+        return lock
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a finished command left behind: exit code and the last lines of stderr, not its output."""
+
+    tool: str
+    returncode: int
+    stderr_tail: tuple[str, ...]
+    duration_seconds: float
+
+
+class PgProcessRunner:
+    """The one streamed runner for pg_dump, pg_dumpall, pg_restore and psql.
+
+    The child runs in its own session (process group) so :meth:`kill` stops it and all its workers.
+    stderr (and stdout, unless a consumer takes it) goes to the log line by line; a ``progress``
+    callable is polled every ``progress_interval`` seconds and its line logged.
+    """
+
+    def __init__(self, log: Any, progress_interval: float = 5.0):
+        self.log = log
+        self.progress_interval = progress_interval
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._killed = threading.Event()
+        self._lock = threading.RLock()  # on_kill runs in a signal handler on the same thread
+
+    @property
+    def killed(self) -> bool:
+        """True once :meth:`kill` was called: the runner starts nothing more."""
+        return self._killed.is_set()
+
+    def run(
+        self,
+        argv: Sequence[str],
+        env: dict[str, str],
+        *,
+        stdout: Callable[[bytes], None] | None = None,
+        stdin: Iterable[bytes] | None = None,
+        progress: Callable[[float], str] | None = None,
+        check: bool = True,
+    ) -> CommandResult:
+        """Run ``argv`` (no shell) with ``env``; raise :class:`PgCommandError` on a non-zero exit.
+
+        :param stdout: called with each chunk of the child's stdout (e.g. an artifact writer); when
+            None, stdout lines are logged.
+        :param stdin: chunks fed to the child's stdin from a thread.
+        :param progress: called with the elapsed seconds; returns a line to log.
+        """
+        tool = Path(argv[0]).name
+        tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        errors: list[BaseException] = []
+        started = time.monotonic()
+        with self._lock:
+            if self._killed.is_set():
+                # on_kill can arrive between two commands, or before the first: start nothing more.
+                raise PgCommandError(tool, -signal.SIGTERM, ["stopped before it started"], killed=True)
+            self._proc = subprocess.Popen(
+                list(argv),
+                env=env,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                restore_signals=True,
+                close_fds=True,
+                preexec_fn=_parent_death_signal(os.getpid()),
+            )
+        proc = self._proc
+        if self._killed.is_set():
+            # on_kill ran (in a signal handler) while Popen was starting: it saw no process to stop.
+            self._terminate(proc)
+        self.log.info("Started %s (pid %s)", tool, proc.pid)
+
+        def guarded(target: Callable[[], None]) -> Callable[[], None]:
+            def body() -> None:
+                try:
+                    target()
+                except BaseException as err:
+                    errors.append(err)
+                    self._terminate(proc)
+
+            return body
+
+        def pump_stderr() -> None:
+            assert proc.stderr is not None
+            for raw in proc.stderr:
+                line = raw.decode("utf-8", errors="backslashreplace").rstrip("\n")
+                tail.append(line)
+                self.log.info("%s: %s", tool, line)
+
+        def pump_stdout() -> None:
+            assert proc.stdout is not None
+            if stdout is None:
+                for raw in proc.stdout:
+                    self.log.info("%s: %s", tool, raw.decode("utf-8", errors="backslashreplace").rstrip("\n"))
+                return
+            fd = proc.stdout.fileno()
+            with contextlib.suppress(AttributeError, OSError):  # Linux: 64 KiB pipes mean 20x more reads
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)  # type: ignore[attr-defined]
+            while chunk := os.read(fd, READ_CHUNK_BYTES):
+                stdout(chunk)
+
+        def feed_stdin() -> None:
+            assert proc.stdin is not None
+            assert stdin is not None
+            try:
+                for chunk in stdin:
+                    proc.stdin.write(chunk)
+            except BrokenPipeError:
+                pass  # the child exited early; its exit code tells why
+            finally:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
+
+        threads = [threading.Thread(target=guarded(pump_stderr), daemon=True, name=f"{tool}-stderr")]
+        threads.append(threading.Thread(target=guarded(pump_stdout), daemon=True, name=f"{tool}-stdout"))
+        if stdin is not None:
+            threads.append(threading.Thread(target=guarded(feed_stdin), daemon=True, name=f"{tool}-stdin"))
+        for thread in threads:
+            thread.start()
+
+        def report_progress() -> None:
+            if progress is not None:
+                self.log.info("%s", progress(time.monotonic() - started))
+
+        try:
+            # The end of stdout wakes this thread at once (Popen.wait(timeout) polls every 50 ms).
+            stdout_thread = threads[1]
+            while stdout_thread.is_alive():
+                stdout_thread.join(timeout=self.progress_interval)
+                if stdout_thread.is_alive():
+                    report_progress()
+            while True:  # a child may close stdout before it exits
+                try:
+                    proc.wait(timeout=self.progress_interval)
+                    break
+                except subprocess.TimeoutExpired:
+                    report_progress()
+        except BaseException:
+            self._terminate(proc)
+            raise
+        finally:
+            for thread in threads:
+                thread.join()
+        duration = time.monotonic() - started
+        if self._killed.is_set() and proc.returncode != 0:
+            # A kill also breaks the consumer (its sink was aborted); the kill is the cause to report.
+            cause = errors[0] if errors else None
+            raise PgCommandError(tool, proc.returncode, tail, killed=True) from cause
+        if errors:
+            raise errors[0]
+        result = CommandResult(tool, proc.returncode, tuple(tail), duration)
+        if check and proc.returncode != 0:
+            raise PgCommandError(tool, proc.returncode, tail, killed=self._killed.is_set())
+        self.log.info("%s finished in %.1f s", tool, duration)
+        return result
+
+    def kill(self) -> None:
+        """Stop the running command and every process in its group (SIGTERM, then SIGKILL).
+
+        The runner stays stopped: a command it is asked to run afterwards fails without starting.
+        """
+        with self._lock:
+            self._killed.set()
+            proc = self._proc
+        if proc is not None and proc.poll() is None:
+            self._terminate(proc)
+
+    @staticmethod
+    def _terminate(proc: subprocess.Popen[bytes], grace_seconds: float = 5.0) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if proc.poll() is not None:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=grace_seconds)

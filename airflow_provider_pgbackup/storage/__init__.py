@@ -1,0 +1,256 @@
+"""Where bytes go and come from: the scheme registry, the only place a URI's scheme is looked at.
+
+``BACKENDS`` maps a scheme to the module that serves it (imported on first use, so the Google libraries
+load only when ``gs://`` is used). Every backend module provides the same functions:
+
+- ``parse(text, *, what, folder) -> Location``: validate without any I/O;
+- ``open_target(location, *, directory, overwrite, settings) -> ArtifactTarget``;
+- ``open_source(location, *, settings) -> ArtifactSource``;
+- ``open_store(location, *, settings) -> BackupStore``;
+- ``upload(local_location, destination, *, settings, log, cancel) -> (TransferResult, Manifest)``;
+- ``promote(source, destination, *, settings, log, cancel) -> (TransferResult, Manifest)``: a copy
+  within the store (server-side where the store has it), artifact first, manifest last.
+
+Adding a backend is one module with those functions plus one line in ``BACKENDS``
+(see docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from types import ModuleType
+from typing import Any
+
+from airflow_provider_pgbackup.manifest import Manifest
+from airflow_provider_pgbackup.options import InvalidOptionError
+from airflow_provider_pgbackup.storage.base import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_GCP_CONN_ID,
+    DEFAULT_RETRY_TIMEOUT,
+    ArtifactDigest,
+    ArtifactInUse,
+    ArtifactMismatchError,
+    ArtifactRefused,
+    ArtifactSource,
+    ArtifactTarget,
+    BackupStore,
+    Location,
+    ObjectConflictError,
+    StorageError,
+    StorageSettings,
+    StoredEntry,
+    StoreNotFound,
+    TransferResult,
+    UploadCancelled,
+)
+
+#: scheme -> backend module ("" is a local absolute path).
+BACKENDS: dict[str, str] = {
+    "": "airflow_provider_pgbackup.storage.local",
+    "gs": "airflow_provider_pgbackup.storage.gcs",
+}
+
+LocationLike = str | os.PathLike[str] | Location
+
+
+def default_settings() -> StorageSettings:
+    """What a dump, verification or store uses when the caller passes no settings."""
+    return StorageSettings()
+
+
+def _scheme(text: str) -> str:
+    scheme, sep, _rest = text.partition("://")
+    if not sep:
+        return ""
+    if scheme not in BACKENDS:
+        supported = ", ".join(f"{s}://" for s in BACKENDS if s)
+        raise InvalidOptionError(
+            f"{text!r} uses the scheme {scheme}://, which is not supported; use an absolute local path or "
+            f"one of: {supported}"
+        )
+    return scheme
+
+
+def _backend(scheme: str) -> ModuleType:
+    return importlib.import_module(BACKENDS[scheme])
+
+
+def parse_location(value: LocationLike, *, what: str = "path", folder: bool = False) -> Location:
+    """The :class:`Location` of ``value``, validated without touching storage.
+
+    :param value: an absolute local path, a URI of a supported scheme, or a Location.
+    :param what: the argument's name, for error messages.
+    :param folder: a folder (prefix) of backups rather than an artifact.
+    :raises InvalidOptionError: naming the value and what is allowed.
+    """
+    if isinstance(value, Location):
+        return value
+    if not isinstance(value, (str, os.PathLike)):
+        raise InvalidOptionError(
+            f"{what} {value!r} must be a string: an absolute local path or a URI such as gs://bucket/name"
+        )
+    text = os.fspath(value)
+    if not isinstance(text, str):
+        raise InvalidOptionError(f"{what} {text!r} must be a text path")
+    location: Location = _backend(_scheme(text)).parse(text, what=what, folder=folder)
+    return location
+
+
+def is_local(value: LocationLike) -> bool:
+    """True for a local path (decided here, like every other scheme question)."""
+    return parse_location(value).is_local
+
+
+def check_output_path(value: LocationLike, *, directory: bool = False, what: str = "output_path") -> Location:
+    """Validate a dump's output location: directory-format artifacts need a backend that can stage a
+    folder (local paths today). Raises :class:`InvalidOptionError` naming the value."""
+    location = parse_location(value, what=what)
+    if isinstance(value, str) and value.endswith("/") and not location.is_local and not directory:
+        raise InvalidOptionError(f"{what} {value!r} must name an object, not a folder")
+    if directory and not location.is_local:
+        raise InvalidOptionError(
+            f"{what} {location.uri!r} is an object-store URI, which cannot take format 'directory' (pg_dump "
+            "writes a directory itself); dump to a local folder and upload it with PgBackupUploadOperator "
+            "or PgBackupToGCSOperator, or use format 'custom', 'tar' or 'plain'"
+        )
+    return location
+
+
+def check_settings(scheme: str, settings: StorageSettings) -> StorageSettings:
+    """Check ``settings`` against what the backend of ``scheme`` (``"gs"``...) accepts (storage classes...),
+    without touching storage; raises :class:`InvalidOptionError` naming the value."""
+    if scheme not in BACKENDS:
+        raise InvalidOptionError(f"scheme {scheme!r} is not one of {', '.join(repr(s) for s in BACKENDS)}")
+    check = getattr(_backend(scheme), "check_settings", None)
+    if check is not None:
+        check(settings)
+    return settings
+
+
+def open_target(
+    value: LocationLike,
+    *,
+    directory: bool = False,
+    overwrite: bool = False,
+    settings: StorageSettings | None = None,
+) -> ArtifactTarget:
+    """The target a dump writes into (nothing with the final name exists before its commit)."""
+    location = check_output_path(value, directory=directory)
+    target: ArtifactTarget = _backend(location.scheme).open_target(
+        location, directory=directory, overwrite=overwrite, settings=settings or default_settings()
+    )
+    return target
+
+
+def open_source(
+    value: LocationLike, *, what: str = "path", settings: StorageSettings | None = None
+) -> ArtifactSource:
+    """The source a verification or a restore reads a backup from."""
+    location = parse_location(value, what=what)
+    source: ArtifactSource = _backend(location.scheme).open_source(
+        location, settings=settings or default_settings()
+    )
+    return source
+
+
+def open_store(value: LocationLike, *, settings: StorageSettings | None = None) -> BackupStore:
+    """A folder (prefix) of backups, for retention and for finding the newest backup."""
+    location = parse_location(value, what="location", folder=True)
+    store: BackupStore = _backend(location.scheme).open_store(
+        location, settings=settings or default_settings()
+    )
+    return store
+
+
+def upload_backup(
+    source: LocationLike,
+    destination: LocationLike,
+    *,
+    settings: StorageSettings | None = None,
+    log: Any,
+    cancel: threading.Event | None = None,
+) -> tuple[TransferResult, Manifest]:
+    """Copy a finished local backup (artifact, then manifest) into the folder ``destination``."""
+    local = parse_location(source, what="source_path")
+    if not local.is_local:
+        raise InvalidOptionError(
+            f"source_path {local.uri!r} must be a local path; use promote_backup within a store"
+        )
+    folder = parse_location(destination, what="destination", folder=True)
+    result: tuple[TransferResult, Manifest] = _backend(folder.scheme).upload(
+        local, folder, settings=settings or default_settings(), log=log, cancel=cancel
+    )
+    return result
+
+
+def promote_backup(
+    source: ArtifactSource | LocationLike,
+    destination: LocationLike,
+    *,
+    settings: StorageSettings | None = None,
+    log: Any,
+    cancel: threading.Event | None = None,
+) -> tuple[TransferResult, Manifest]:
+    """Copy a (verified) backup to the folder ``destination`` in the same store: the artifact first,
+    the manifest last; server-side where the store can (no bytes through the worker)."""
+    settings = settings or default_settings()
+    if isinstance(source, (str, os.PathLike, Location)):
+        source = open_source(source, what="source", settings=settings)
+    folder = parse_location(destination, what="destination", folder=True)
+    if folder.scheme != source.location.scheme:
+        raise InvalidOptionError(
+            f"cannot promote {source.location.uri} to {folder.uri}: a promotion copies within one kind of "
+            "store (gs:// to gs://, local to local); use upload_backup from a local folder"
+        )
+    result: tuple[TransferResult, Manifest] = _backend(folder.scheme).promote(
+        source, folder, settings=settings, log=log, cancel=cancel
+    )
+    return result
+
+
+def remove_backup(value: LocationLike) -> None:
+    """Delete a backup the provider wrote: the manifest first, so a half-deleted backup never looks
+    finished. Local paths only (object stores are cleaned by retention, with generation preconditions)."""
+    location = parse_location(value)
+    if not location.is_local:
+        raise InvalidOptionError(f"remove_backup takes a local path, not {location.uri!r}")
+    from airflow_provider_pgbackup.storage.local import remove_backup as remove_local
+
+    remove_local(location)
+
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_GCP_CONN_ID",
+    "DEFAULT_RETRY_TIMEOUT",
+    "ArtifactDigest",
+    "ArtifactInUse",
+    "ArtifactMismatchError",
+    "ArtifactRefused",
+    "ArtifactSource",
+    "ArtifactTarget",
+    "BackupStore",
+    "Location",
+    "LocationLike",
+    "ObjectConflictError",
+    "StorageError",
+    "StorageSettings",
+    "StoreNotFound",
+    "StoredEntry",
+    "TransferResult",
+    "UploadCancelled",
+    "check_output_path",
+    "check_settings",
+    "default_settings",
+    "is_local",
+    "open_source",
+    "open_store",
+    "open_target",
+    "parse_location",
+    "promote_backup",
+    "remove_backup",
+    "upload_backup",
+]

@@ -1,0 +1,376 @@
+"""What every storage backend provides: the location value, the settings, the errors and the protocols.
+
+A backup is an *artifact* (one file or object, or a folder of them for pg_dump's directory format) and
+its *manifest* (``<artifact>.manifest.json``), written last: its presence marks a finished backup.
+
+- :class:`ArtifactTarget` (write): bytes stream in; nothing with the final name exists before
+  :meth:`~ArtifactTarget.commit`; :meth:`~ArtifactTarget.abort` leaves nothing.
+- :class:`ArtifactSource` (read): the manifest, sizes, digests and a stream of the bytes.
+- :class:`BackupStore` (list/delete): a folder of backups, for retention.
+- promote (server-side copy) and upload are module functions of each backend; see ``__init__``.
+
+Backends import only this module (and the leaves below it), never verify or the hook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX, FileDigest, Manifest
+from airflow_provider_pgbackup.options import InvalidOptionError
+
+HASH_CHUNK_BYTES = 1024 * 1024
+#: Object stores take upload chunks in multiples of 256 KiB (GCS resumable uploads require it).
+CHUNK_MULTIPLE = 256 * 1024
+DEFAULT_CHUNK_SIZE = 32 * 1024 * 1024
+DEFAULT_RETRY_TIMEOUT = 300.0
+DEFAULT_GCP_CONN_ID = "google_cloud_default"
+
+
+# ------------------------------------------------------------------------------------------- errors
+class StorageError(Exception):
+    """Base class of the storage errors."""
+
+
+class ArtifactMismatchError(StorageError):
+    """Bytes read do not match the manifest (sha256 or size): the artifact is corrupt or was changed."""
+
+
+class ObjectConflictError(StorageError):
+    """A different object already exists at the name; the provider never overwrites it."""
+
+
+class StoreNotFound(StorageError):
+    """The bucket (or container) of a URI does not exist: a configuration error, not "not there yet"."""
+
+
+#: The GCS name of :class:`StoreNotFound`.
+BucketNotFound = StoreNotFound
+
+
+class UploadCancelled(StorageError):
+    """The upload was stopped (task killed); the object being written was not finalized."""
+
+
+class ArtifactInUse(StorageError):
+    """Another run is writing a backup to the same output path right now (retryable)."""
+
+
+class ArtifactRefused(StorageError):
+    """A source refuses to read what is at a path (a symbolic link instead of the artifact itself)."""
+
+
+# ------------------------------------------------------------------------------------------ location
+_L = TypeVar("_L", bound="Location")
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where an artifact (or a folder of backups) is: the one value every layer passes around.
+
+    ``scheme`` is ``""`` for a local path, else the URI scheme (``"gs"``...); ``container`` is the bucket
+    (``""`` locally); ``name`` the object name or absolute path, without a trailing ``/`` (``""`` is a
+    bucket's root). Build one with :func:`airflow_provider_pgbackup.storage.parse_location`, the only
+    place a URI's scheme is looked at.
+    """
+
+    scheme: str
+    container: str
+    name: str
+
+    @property
+    def is_local(self) -> bool:
+        return not self.scheme
+
+    @property
+    def uri(self) -> str:
+        if self.is_local:
+            return self.name
+        return (
+            f"{self.scheme}://{self.container}/{self.name}"
+            if self.name
+            else f"{self.scheme}://{self.container}"
+        )
+
+    @property
+    def basename(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
+
+    @property
+    def manifest(self: _L) -> _L:
+        """The manifest beside this artifact."""
+        return self.sibling(self.basename + MANIFEST_SUFFIX)
+
+    @property
+    def manifest_uri(self) -> str:
+        return self.manifest.uri
+
+    @property
+    def parent(self: _L) -> _L:
+        parent = self.name.rsplit("/", 1)[0] if "/" in self.name else ""
+        if self.is_local and not parent:
+            parent = "/"
+        return type(self)(self.scheme, self.container, parent)
+
+    def child(self: _L, relative: str) -> _L:
+        if not self.name or self.name == "/":
+            name = (self.name + relative) if self.is_local else relative
+        else:
+            name = f"{self.name}/{relative}"
+        return type(self)(self.scheme, self.container, name)
+
+    def sibling(self: _L, name: str) -> _L:
+        return self.parent.child(name)
+
+    @property
+    def console_url(self) -> str | None:
+        """A web page showing the object (a cloud console); None where there is none."""
+        return None
+
+    @property
+    def console_folder_url(self) -> str | None:
+        return None
+
+    def __str__(self) -> str:
+        return self.uri
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """How the provider talks to object storage (ignored for local paths).
+
+    :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for ``gs://`` (else Application
+        Default Credentials; ``STORAGE_EMULATOR_HOST`` selects an emulator).
+    :param chunk_size: bytes per upload request (a multiple of 256 KiB). The upload runs in a thread
+        of its own beside the producer (pg_dump, or a file being read), with at most ``queue_chunks``
+        further chunks queued: memory is bounded by about ``(queue_chunks + 2) x chunk_size``.
+    :param retry_timeout: seconds a request (or chunk) is retried on transient errors, with backoff.
+    :param storage_class: storage class of new objects (``STANDARD``, ``NEARLINE``, ``COLDLINE``,
+        ``ARCHIVE`` on GCS); None keeps the bucket's default.
+    :param kms_key_name: Cloud KMS key for new objects; None keeps the bucket's default encryption.
+    :param progress_interval: seconds between progress log lines of an upload.
+    :param queue_chunks: chunks queued between the producer and the upload thread (>= 1).
+    """
+
+    gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    retry_timeout: float = DEFAULT_RETRY_TIMEOUT
+    storage_class: str | None = None
+    kms_key_name: str | None = None
+    progress_interval: float = 5.0
+    queue_chunks: int = 1
+
+    def __post_init__(self) -> None:
+        size = self.chunk_size
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0 or size % CHUNK_MULTIPLE:
+            raise InvalidOptionError(
+                f"chunk_size {size!r} must be a positive multiple of 256 KiB ({CHUNK_MULTIPLE} bytes)"
+            )
+        timeout = self.retry_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise InvalidOptionError(f"retry_timeout {timeout!r} must be a positive number of seconds")
+        if self.gcp_conn_id is not None and not isinstance(self.gcp_conn_id, str):
+            raise InvalidOptionError(f"gcp_conn_id {self.gcp_conn_id!r} must be a connection id (a string)")
+        queued = self.queue_chunks
+        if isinstance(queued, bool) or not isinstance(queued, int) or queued < 1:
+            raise InvalidOptionError(f"queue_chunks {queued!r} must be a whole number >= 1")
+
+
+# ------------------------------------------------------------------------------------------ digests
+@dataclass(frozen=True)
+class ArtifactDigest:
+    """Size and sha256 of a committed artifact; ``files`` is set for directory artifacts."""
+
+    size_bytes: int
+    sha256: str
+    files: tuple[FileDigest, ...] | None = None
+
+
+class Sha256Counter:
+    """The hashing stage: sha256 and size of the bytes that pass through (what a target stores)."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def update(self, data: bytes) -> None:
+        self._hash.update(data)
+        self.size += len(data)
+
+    def write(self, data: bytes) -> int:
+        """File-object form, so downloads can stream into it without a local copy."""
+        self.update(data)
+        return len(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def digest(self) -> ArtifactDigest:
+        return ArtifactDigest(self.size, self.sha256)
+
+
+def combine_file_digests(files: tuple[FileDigest, ...]) -> str:
+    """One digest over a directory: sha256 of ``"<sha256>  <path>\\n"`` lines sorted by path."""
+    lines = "".join(f"{f.sha256}  {f.path}\n" for f in sorted(files, key=lambda f: f.path))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def directory_digest(files: tuple[FileDigest, ...]) -> ArtifactDigest:
+    return ArtifactDigest(sum(f.size_bytes for f in files), combine_file_digests(files), files)
+
+
+# ---------------------------------------------------------------------------------------- protocols
+class ArtifactTarget(Protocol):
+    """What the hook writes a dump into (one per backend).
+
+    The hook streams bytes with :meth:`write` (or, for a directory artifact, lets pg_dump write into
+    :attr:`staging_directory`), calls :meth:`commit`, then :meth:`write_manifest`; when that fails it
+    calls :meth:`remove_committed`, and :meth:`abort` on any earlier failure or kill.
+    """
+
+    @property
+    def location(self) -> Location: ...
+
+    @property
+    def staging_directory(self) -> Path | None: ...
+
+    @property
+    def bytes_written(self) -> int: ...
+
+    def write(self, chunk: bytes) -> None: ...
+
+    def commit(self) -> ArtifactDigest: ...
+
+    def abort(self) -> None: ...
+
+    def write_manifest(self, manifest: Manifest) -> str: ...
+
+    def remove_committed(self) -> None: ...
+
+
+class ArtifactSource(Protocol):
+    """Where a backup's bytes are read from (one per backend).
+
+    ``FileNotFoundError`` from :meth:`manifest_bytes` or :meth:`artifact_sizes` means "not there yet".
+    """
+
+    @property
+    def location(self) -> Location: ...
+
+    @property
+    def local_path(self) -> Path | None:
+        """The artifact's own local path, or None when its bytes must be streamed or downloaded."""
+        ...
+
+    def present(self) -> bool:
+        """A cheap look, no download: True once the manifest and the artifact both exist."""
+        ...
+
+    def manifest_bytes(self) -> bytes:
+        """The manifest's JSON; raises ``FileNotFoundError`` when there is none."""
+        ...
+
+    def artifact_sizes(self) -> dict[str, int] | int:
+        """A file artifact's size, or a directory artifact's ``{relative '/' path: size}``."""
+        ...
+
+    def digest(self) -> ArtifactDigest:
+        """Size and sha256 (and per-file digests for a directory), computed from the bytes."""
+        ...
+
+    def chunks(self) -> Iterator[bytes]:
+        """A fresh stream of a file artifact's bytes."""
+        ...
+
+    def local_copy(self) -> contextlib.AbstractContextManager[Path]:
+        """The artifact (file or folder) as a local path for the duration of a ``with`` block.
+
+        pg_restore cannot read a directory-format artifact, or a custom archive with several jobs,
+        from a stream. A local source yields its own path; a remote one downloads into a private
+        temporary folder (0700) that is removed when the block ends.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """One top-level name in a backup folder: a manifest, a file artifact, or a folder (artifact or partial).
+
+    :param name: the name directly under the folder.
+    :param is_folder: a directory (local) or a ``name/`` prefix (object store).
+    :param size_bytes: total size of its files.
+    :param updated: newest modification time of anything in it (UTC).
+    :param files: a folder's ``(relative path, size)``.
+    :param objects: object stores: ``(object name, generation)`` of every object, deleted with that
+        precondition.
+    :param metadata: object stores: the single object's metadata.
+    """
+
+    name: str
+    is_folder: bool
+    size_bytes: int
+    updated: datetime.datetime
+    files: tuple[tuple[str, int], ...] = ()
+    objects: tuple[tuple[str, int], ...] = ()
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+class BackupStore(Protocol):
+    """A folder of backups that retention can list, read and delete from."""
+
+    @property
+    def location(self) -> Location: ...
+
+    def entries(self) -> list[StoredEntry]: ...
+
+    def read(self, entry: StoredEntry) -> bytes: ...
+
+    def delete(self, entry: StoredEntry) -> None: ...
+
+    def location_of(self, entry: StoredEntry) -> Location: ...
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """What an upload or a promotion did: where the backup is now, and how much it moved."""
+
+    artifact: Location
+    manifest: Location
+    object_uris: tuple[str, ...]
+    transferred_bytes: int
+    skipped_objects: int
+    duration_seconds: float
+    console_url: str | None
+
+    @property
+    def artifact_uri(self) -> str:
+        return self.artifact.uri
+
+    @property
+    def manifest_uri(self) -> str:
+        return self.manifest.uri
+
+    @property
+    def rate_bytes_per_second(self) -> float:
+        return self.transferred_bytes / self.duration_seconds if self.duration_seconds > 0 else 0.0
+
+
+def backup_metadata(manifest: Manifest) -> dict[str, str]:
+    """Object metadata describing a backup (strings only; never a secret)."""
+    values = {
+        "sha256": manifest.sha256,
+        "backup-kind": manifest.kind,
+        "format": manifest.format,
+        "compression": manifest.compression,
+        "database": manifest.database,
+        "server-version": manifest.server_version,
+        "finished-at": manifest.finished_at,
+    }
+    return {k: str(v) for k, v in values.items() if v not in (None, "")}
