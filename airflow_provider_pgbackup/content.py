@@ -14,8 +14,11 @@ Where to measure
     each query would see another snapshot.
 
 Tables: row count and checksum
-    The caller passes the tables whose data the dump holds (``(schema, table)``). pg_dump dumps data
-    per *leaf* table (``relkind 'r'``, a partition too), never for a partitioned parent: pass leaves.
+    The caller passes the tables whose data the dump holds (``(schema, table)``): :func:`user_tables`
+    filtered with ``TableSelection.dumps_data_of`` (which also drops unlogged tables for
+    ``--no-unlogged-table-data``; by default pg_dump dumps unlogged tables' rows and they are measured).
+    pg_dump dumps data per *leaf* table (``relkind 'r'``, a partition too), never for a partitioned
+    parent: pass leaves. Pass the same list when measuring the restored copy.
     Rows are read with ``FROM ONLY`` (inheritance children are counted in their own entry, as pg_dump
     copies them). A table that does not exist is recorded with ``rows = None``.
 
@@ -533,7 +536,8 @@ _INVENTORY_SQL: dict[str, str] = {
     "triggers": f"""
         SELECT {_RELATION} || '.' || pg_catalog.quote_ident(g.tgname),
                pg_catalog.pg_get_triggerdef(g.oid)
-               || CASE g.tgenabled WHEN 'O' THEN '' ELSE ' (enabled: ' || g.tgenabled::pg_catalog.text || ')' END
+               || CASE g.tgenabled WHEN 'O' THEN ''
+                  ELSE ' (enabled: ' || g.tgenabled::pg_catalog.text || ')' END
         FROM pg_catalog.pg_trigger g
         JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -749,8 +753,7 @@ def _inventory_kind(kind: str, pairs: Sequence[tuple[str, str]]) -> InventoryKin
     return InventoryKind(kind, len(ordered), digest.hexdigest(), items)
 
 
-def measure_inventory(conn: psycopg.Connection[Any]) -> tuple[InventoryKind, ...]:
-    """The schema inventory alone (runs in the current transaction; settings as the caller left them)."""
+def _measure_inventory(conn: psycopg.Connection[Any]) -> tuple[InventoryKind, ...]:
     kinds = []
     for kind, query in _INVENTORY_SQL.items():
         pairs = [(str(name), str(definition or "")) for name, definition in conn.execute(query).fetchall()]
@@ -786,7 +789,7 @@ def measure_content(
         measured_tables = tuple(_measure_table(conn, schema, table, checksums) for schema, table in tables)
         measured_sequences = _measure_sequences(conn, sequences)
         measured_large_objects = _measure_large_objects(conn, checksums) if large_objects else None
-        measured_inventory = measure_inventory(conn) if inventory else None
+        measured_inventory = _measure_inventory(conn) if inventory else None
     return ContentRecord(
         tables=measured_tables,
         sequences=measured_sequences,

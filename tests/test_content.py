@@ -3,6 +3,7 @@ of tampering with the copy is named."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from airflow_provider_pgbackup.binaries import choose_binary
 from airflow_provider_pgbackup.content import (
     DETERMINISTIC_SETTINGS,
+    INVENTORY_ITEMS_CAP,
     INVENTORY_KINDS,
     ContentDifference,
     ContentRecord,
@@ -30,6 +32,7 @@ from airflow_provider_pgbackup.content import (
     LargeObjectsContent,
     SequenceValue,
     TableContent,
+    _inventory_kind,
     compare_content,
     content_verdict,
     format_differences,
@@ -145,6 +148,13 @@ def test_measure_in_the_callers_snapshot_leaves_its_transaction_and_settings(
     assert record.tables[0].rows == 200
 
 
+def test_idle_connection_is_measured_in_a_transaction_of_its_own(pg: PgCluster, sample: str) -> None:
+    with pg.connect(sample, autocommit=False) as conn:
+        record = measure_content(conn, [("shop", "customers")], inventory=False)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert record.tables[0].rows == 200
+
+
 def test_read_committed_transaction_is_refused(pg: PgCluster, sample: str) -> None:
     with pg.connect(sample, autocommit=False) as conn:
         conn.execute("SELECT 1")  # an implicit READ COMMITTED transaction: every query another snapshot
@@ -171,6 +181,11 @@ TAMPERING = {
         "triggers",
         "shop.customers.customers_touch",
     ),
+    "table dropped": (
+        'DROP TABLE "Ünïcode schéma"."Tâble ☃ ""q"" x"',
+        "table",
+        '"Ünïcode schéma"."Tâble ☃ ""q"" x"',
+    ),
     "large object changed": (
         "SELECT lo_put(body_oid, 0, convert_to('L', 'UTF8')) FROM public.documents",
         "large_objects",
@@ -194,11 +209,15 @@ def test_tampered_copy_differs_naming_the_object(
 
     assert content_verdict(differences) == "DIFFERENT"
     assert (kind, name) in {(d.kind, d.object) for d in differences}, format_differences(differences)
-    if kind == "table":  # equal row counts: only the checksum tells
+    if change == "one value of one row":  # equal row counts: only the checksum tells
         (difference,) = differences
         assert difference.expected.startswith(
             f"{source.table_map[('shop', 'orders_2025')].rows} rows, checksum "
         )
+    if change == "table dropped":
+        shown = {(d.kind, d.object): (d.expected, d.found) for d in differences}
+        assert shown[(kind, name)] == ("3 rows", "missing")
+        assert ("tables", name) in shown
     if change == "trigger dropped":
         assert len(differences) == 1
         assert differences[0].found == "missing"
@@ -415,6 +434,28 @@ def test_error_names_the_field_and_its_type() -> None:
         ContentRecord.from_dict(data)
     with pytest.raises(ContentRecordError, match="schema_version is 2"):
         ContentRecord.from_dict({**_valid_record().to_dict(), "schema_version": 2})
+
+
+def _kind(names: list[str]) -> InventoryKind:
+    return _inventory_kind("indexes", [(name, f"CREATE INDEX {name}") for name in names])
+
+
+def test_inventory_differences_name_objects_even_when_the_lists_are_capped() -> None:
+    names = [f"shop.idx_{i:04d}" for i in range(INVENTORY_ITEMS_CAP + 50)]
+    full = _kind(names)
+    assert full.count == INVENTORY_ITEMS_CAP + 50
+    assert len(full.items) == INVENTORY_ITEMS_CAP
+
+    early = compare_content(_with_inventory(full), _with_inventory(_kind(names[:10] + names[11:])))
+    assert [(d.kind, d.object, d.found) for d in early] == [("indexes", "shop.idx_0010", "missing")]
+    # Beyond the listed items the digest still tells, without a name.
+    late = compare_content(_with_inventory(full), _with_inventory(_kind(names[:-1])))
+    assert [(d.kind, d.object) for d in late] == [("indexes", "(all)")]
+    assert late[0].expected.startswith(f"{INVENTORY_ITEMS_CAP + 50} objects, sha256 ")
+
+
+def _with_inventory(kind: InventoryKind) -> ContentRecord:
+    return dataclasses.replace(_valid_record(), inventory=(kind,))
 
 
 def test_format_differences_is_a_readable_table() -> None:
