@@ -60,15 +60,15 @@ def default_settings() -> StorageSettings:
     return StorageSettings()
 
 
-def _scheme(text: str) -> str:
+def _scheme(text: str, what: str = "path") -> str:
     scheme, sep, _rest = text.partition("://")
     if not sep:
         return ""
     if scheme not in BACKENDS:
         supported = ", ".join(f"{s}://" for s in BACKENDS if s)
         raise InvalidOptionError(
-            f"{text!r} uses the scheme {scheme}://, which is not supported; use an absolute local path or "
-            f"one of: {supported}"
+            f"{what} {text!r} uses the scheme {scheme}://, which is not supported; use an absolute local "
+            f"path or one of: {supported}"
         )
     return scheme
 
@@ -94,7 +94,7 @@ def parse_location(value: LocationLike, *, what: str = "path", folder: bool = Fa
     text = os.fspath(value)
     if not isinstance(text, str):
         raise InvalidOptionError(f"{what} {text!r} must be a text path")
-    location: Location = _backend(_scheme(text)).parse(text, what=what, folder=folder)
+    location: Location = _backend(_scheme(text, what)).parse(text, what=what, folder=folder)
     return location
 
 
