@@ -13,7 +13,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-MANIFEST_SCHEMA_VERSION = 1
+#: 2 added ``content`` (checksums, sequences, large objects, schema inventory); version 1 is still read.
+MANIFEST_SCHEMA_VERSION = 2
 MANIFEST_SUFFIX = ".manifest.json"
 TOOL_NAME = "airflow-provider-pgbackup"
 
@@ -63,6 +64,7 @@ class Manifest:
     mode: str | None = None  # pg_dumpall: full | globals | roles
     files: tuple[FileDigest, ...] | None = None  # directory format only
     row_counts: tuple[TableRowCount, ...] | None = None
+    content: dict[str, Any] | None = None  # airflow_provider_pgbackup.content.ContentRecord.to_dict()
     options: dict[str, Any] = field(default_factory=dict)
     schema_version: int = MANIFEST_SCHEMA_VERSION
 

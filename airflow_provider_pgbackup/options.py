@@ -258,6 +258,7 @@ class PgDumpOptions:
     exclude_tables: tuple[str, ...] = ()
     lock_wait_timeout: str | None = "5min"
     record_row_counts: bool = True
+    record_checksums: bool = True
     extra_args: tuple[str, ...] = ()
 
     @classmethod
@@ -272,7 +273,8 @@ class PgDumpOptions:
         tables: Iterable[str] | str = (),
         exclude_tables: Iterable[str] | str = (),
         lock_wait_timeout: str | int | float | datetime.timedelta | None = "5min",
-        record_row_counts: bool = True,
+        record_row_counts: bool | str = True,
+        record_checksums: bool | str = True,
         extra_args: Sequence[str] = (),
     ) -> PgDumpOptions:
         """Validate raw operator arguments; raises :class:`InvalidOptionError` on the first bad one."""
@@ -300,13 +302,46 @@ class PgDumpOptions:
             tables=check_names("table pattern", tables),
             exclude_tables=check_names("exclude_tables pattern", exclude_tables),
             lock_wait_timeout=parse_lock_wait_timeout(lock_wait_timeout),
-            record_row_counts=bool(record_row_counts),
+            record_row_counts=parse_flag("record_row_counts", record_row_counts),
+            record_checksums=parse_flag("record_checksums", record_checksums),
             extra_args=check_extra_args(extra_args, PG_DUMP_SWITCHES, PG_DUMP_VALUED, "pg_dump"),
         )
 
     @property
+    def sections(self) -> frozenset[str]:
+        """The sections pg_dump writes: ``pre-data``, ``data``, ``post-data`` (all by default)."""
+        chosen = {a.partition("=")[2] for a in self.extra_args if a.startswith("--section=")}
+        sections = set(chosen) if chosen else {"pre-data", "data", "post-data"}
+        if "--schema-only" in self.extra_args:
+            sections.discard("data")
+        if "--data-only" in self.extra_args:
+            sections &= {"data"}
+        return frozenset(sections)
+
+    @property
     def dumps_data(self) -> bool:
-        return "--schema-only" not in self.extra_args
+        """Whether the dump holds table rows (not with --schema-only, --section=pre-data/post-data)."""
+        return "data" in self.sections
+
+    @property
+    def dumps_whole_database(self) -> bool:
+        """Every schema object of the database, and its data: no pattern selects or leaves out objects.
+
+        Only then can a restore be compared object for object (schema inventory, sequences)."""
+        patterns = self.schemas or self.exclude_schemas or self.tables or self.exclude_tables
+        return (
+            not patterns
+            and self.sections == {"pre-data", "data", "post-data"}
+            and not any(a.startswith("--extension=") for a in self.extra_args)
+        )
+
+    @property
+    def dumps_large_objects(self) -> bool:
+        """pg_dump's rule: large objects come with the data of a whole-database dump, or on request."""
+        args = set(self.extra_args)
+        if not self.dumps_data or args & {"--no-large-objects", "--no-blobs"}:
+            return False
+        return bool(args & {"--large-objects", "--blobs"}) or not (self.schemas or self.tables)
 
     @property
     def exclude_table_data(self) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ from airflow_provider_pgbackup import __version__
 from airflow_provider_pgbackup.binaries import PgBinary, choose_binary, restore_binary, supports_compression
 from airflow_provider_pgbackup.catalog import (
     ServerInfo,
-    count_rows,
+    dumped_tables,
     exact_count,
     list_databases,
     server_info,
@@ -38,6 +38,7 @@ from airflow_provider_pgbackup.commands import (
     pg_restore_argv,
     psql_restore_argv,
 )
+from airflow_provider_pgbackup.content import ContentRecord, measure_content
 from airflow_provider_pgbackup.libpq import LIBPQ_ENV, LibpqSession, open_session
 from airflow_provider_pgbackup.manifest import Manifest, TableRowCount
 from airflow_provider_pgbackup.options import (
@@ -195,10 +196,11 @@ class PgDumpHook(BaseHook):
                 directory_file = target.staging_directory
                 argv = pg_dump_argv(binary, options, snapshot, directory_file)
                 started = pendulum.now("UTC")
-                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="row-counts") as pool:
-                    counts: Future[tuple[TableRowCount, ...]] | None = None
-                    if options.record_row_counts and options.dumps_data:
-                        counts = pool.submit(self._count_rows, conn, TableSelection.from_options(options))
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-facts") as pool:
+                    counts: Future[tuple[tuple[TableRowCount, ...] | None, ContentRecord | None]] | None
+                    counts = None
+                    if options.record_row_counts or options.record_checksums:
+                        counts = pool.submit(self._snapshot_facts, conn, options)
                     try:
                         self.runner.run(
                             argv,
@@ -217,7 +219,7 @@ class PgDumpHook(BaseHook):
                         if lock_timeout is not None:
                             raise lock_timeout from err
                         raise
-                    row_counts = counts.result() if counts is not None else None
+                    row_counts, content = counts.result() if counts is not None else (None, None)
                 conn.rollback()
             return self._finish_backup(
                 target,
@@ -228,6 +230,7 @@ class PgDumpHook(BaseHook):
                 compression=str(options.compression),
                 database=dumped_database,
                 row_counts=row_counts,
+                content=content.to_dict() if content is not None else None,
                 options=self._recorded_options(options),
             )
         except BaseException:
@@ -347,15 +350,41 @@ class PgDumpHook(BaseHook):
             "exclude_tables": list(options.exclude_tables),
             "lock_wait_timeout": options.lock_wait_timeout,
             "extra_args": list(options.extra_args),
+            "record_checksums": options.record_checksums,
         }
 
-    def _count_rows(
-        self, conn: psycopg.Connection[Any], selection: TableSelection
-    ) -> tuple[TableRowCount, ...]:
-        """Exact ``count(*)`` of every table pg_dump dumps data for, in the transaction's snapshot."""
-        counts = count_rows(conn, selection)
-        self.log.info("Counted rows of %d tables in the dump's snapshot", len(counts))
-        return counts
+    def _snapshot_facts(
+        self, conn: psycopg.Connection[Any], options: PgDumpOptions
+    ) -> tuple[tuple[TableRowCount, ...] | None, ContentRecord | None]:
+        """Row counts (and, with ``record_checksums``, the content record) of what pg_dump dumps, taken
+        in the transaction whose snapshot pg_dump dumps.
+
+        Only tables whose rows the dump holds are measured (none with ``--schema-only`` or
+        ``--section=pre-data``); the schema inventory and sequences only for a whole-database dump (no
+        patterns, every section), large objects only where pg_dump dumps them."""
+        selection = TableSelection.from_options(options)
+        tables = dumped_tables(conn, selection) if options.dumps_data else []
+        if not options.record_checksums:
+            counts = tuple(TableRowCount(s, t, exact_count(conn, s, t)) for s, t in tables)
+            self.log.info("Counted rows of %d tables in the dump's snapshot", len(counts))
+            return (counts if options.dumps_data else None), None
+        whole = options.dumps_whole_database
+        content = measure_content(
+            conn,
+            tables,
+            checksums=True,
+            sequences=None if whole else (),
+            large_objects=options.dumps_large_objects,
+            inventory=whole,
+        )
+        counts = tuple(TableRowCount(t.schema, t.table, t.rows or 0) for t in content.tables)
+        self.log.info(
+            "Measured %d tables%s in the dump's snapshot in %.1f s (row counts and checksums)",
+            len(content.tables),
+            ", sequences, large objects and the schema inventory" if whole else "",
+            content.duration_seconds,
+        )
+        return (counts if options.dumps_data else None), content
 
     # ----------------------------------------------------------------------------------------- kill
     def kill(self) -> None:
@@ -407,6 +436,20 @@ class PgDumpHook(BaseHook):
             force = sql.SQL(" WITH (FORCE)" if server_info(conn).major >= 13 else "")
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(database), force))
         self.log.info("Dropped database %s", database)
+
+    def measure_restored(self, database: str, expected: ContentRecord) -> ContentRecord:
+        """Measure ``database`` (a restored copy) the way ``expected`` was measured at the dump: the same
+        tables, and sequences, large objects and inventory only where the dump recorded them."""
+        with self.session(database) as session, session.connect(autocommit=True) as conn:
+            return measure_content(
+                conn,
+                [(t.schema, t.table) for t in expected.tables],
+                checksums=any(t.checksum is not None for t in expected.tables)
+                or (expected.large_objects is not None and expected.large_objects.checksum is not None),
+                sequences=None if expected.sequences is not None else (),
+                large_objects=expected.large_objects is not None,
+                inventory=expected.inventory is not None,
+            )
 
     def count_table_rows(
         self, database: str, tables: Iterable[tuple[str, str]]

@@ -12,6 +12,15 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_pgbackup.binaries import PgBinaryNotFound
+from airflow_provider_pgbackup.content import (
+    INVENTORY_KINDS,
+    ContentRecord,
+    ContentRecordError,
+    allow_sequences_ahead,
+    compare_content,
+    content_verdict,
+    format_differences,
+)
 from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError
 from airflow_provider_pgbackup.options import InvalidOptionError, check_name, is_templated
@@ -100,6 +109,13 @@ class PgRestoreOperator(BaseOperator):
     :param no_acl: restore without privileges (``--no-acl``; archives only).
     :param allow_non_empty_database: restore into an existing database that already holds relations.
     :param compare_row_counts: compare restored row counts with the manifest's and fail on a mismatch.
+    :param compare_content: when the manifest records checksums (``record_checksums``, the default),
+        compare every table's rows by checksum, the sequences, the large objects and the schema
+        inventory with the restored database, and fail (non-retryably) on any difference, naming each
+        table or object with expected vs found; the verdict (``IDENTICAL``) and the differences are in
+        the XCom and in the log as a table. A sequence restored *ahead* of its recorded value is
+        accepted (it advanced while pg_dump ran); the inventory is compared only when the target
+        server has the source's major version (definitions are deparsed per version).
     :param verify_contents: run the content checks (``pg_restore --list`` / SQL trailer) before restoring;
         size and sha256 are always checked.
     :param pg_bin_dir: folder searched first for ``pg_restore`` and ``psql``.
@@ -124,6 +140,7 @@ class PgRestoreOperator(BaseOperator):
         no_acl: bool = True,
         allow_non_empty_database: bool = False,
         compare_row_counts: bool = True,
+        compare_content: bool = True,
         verify_contents: bool = True,
         pg_bin_dir: str | None = None,
         gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
@@ -151,6 +168,7 @@ class PgRestoreOperator(BaseOperator):
         self.no_acl = no_acl
         self.allow_non_empty_database = allow_non_empty_database
         self.compare_row_counts = compare_row_counts
+        self.compare_content = compare_content
         self.verify_contents = verify_contents
         self.pg_bin_dir = pg_bin_dir
         self.gcp_conn_id = gcp_conn_id
@@ -196,7 +214,7 @@ class PgRestoreOperator(BaseOperator):
             started = time.monotonic()
             self._restore(source, manifest, database)
             restore_seconds = round(time.monotonic() - started, 3)
-            tables = self._compare(manifest, database)
+            tables, content = self._compare(manifest, database)
         except BaseException:
             if created and self.drop_after:
                 self._drop_after_failure(database)
@@ -215,6 +233,7 @@ class PgRestoreOperator(BaseOperator):
             "restore_seconds": restore_seconds,
             "row_counts_compared": tables is not None,
             "tables": tables or [],
+            "content": content,
             "verification": report.to_dict(),
         }
 
@@ -284,7 +303,16 @@ class PgRestoreOperator(BaseOperator):
                 f"restoring {source.location.uri} into {database!r} failed: {err}"
             ) from err
 
-    def _compare(self, manifest: Manifest, database: str) -> list[dict[str, Any]] | None:
+    def _compare(
+        self, manifest: Manifest, database: str
+    ) -> tuple[list[dict[str, Any]] | None, dict[str, Any] | None]:
+        """Row counts (always, when recorded), then the content record (when recorded and asked)."""
+        rows = self._compare_row_counts(manifest, database)
+        if not self.compare_content or manifest.content is None:
+            return rows, None
+        return rows, self._compare_content(manifest, database)
+
+    def _compare_row_counts(self, manifest: Manifest, database: str) -> list[dict[str, Any]] | None:
         if not self.compare_row_counts:
             return None
         if manifest.row_counts is None:
@@ -309,6 +337,46 @@ class PgRestoreOperator(BaseOperator):
             )
         self.log.info("Row counts of all %d tables match the manifest", len(rows))
         return rows
+
+    def _compare_content(self, manifest: Manifest, database: str) -> dict[str, Any]:
+        """Checksums, sequences, large objects and inventory of the restored database vs the manifest."""
+        try:
+            expected = ContentRecord.from_dict(manifest.content or {})
+        except ContentRecordError as err:  # verification parsed it already; this is belt and braces
+            raise AirflowFailException(f"the manifest's content record is unreadable: {err}") from err
+        found = self.hook.measure_restored(database, expected)
+        found, notes = allow_sequences_ahead(expected, found)
+        for note in notes:
+            self.log.info("%s", note)
+        differences = compare_content(expected, found)
+        skipped = []
+        source_major, target_major = expected.server_version_num // 10000, found.server_version_num // 10000
+        if source_major != target_major:
+            kinds = set(INVENTORY_KINDS)
+            differences = [d for d in differences if d.kind not in kinds]
+            skipped.append(
+                f"schema inventory not compared: dumped from PostgreSQL {source_major}, restored into "
+                f"{target_major} (definitions are deparsed per version)"
+            )
+            self.log.info("%s", skipped[-1])
+        verdict = content_verdict(differences)
+        table = format_differences(differences)
+        result = {
+            "verdict": verdict,
+            "differences": [d.to_dict() for d in differences],
+            "tables": len(found.tables),
+            "sequences": len(found.sequences) if found.sequences is not None else None,
+            "large_objects": found.large_objects.count if found.large_objects is not None else None,
+            "inventory_kinds": len(found.inventory) if found.inventory is not None else None,
+            "notes": [*notes, *skipped],
+            "seconds": found.duration_seconds,
+        }
+        if differences:
+            raise AirflowFailException(
+                f"the restored database {database!r} is not identical to the backup:\n{table}"
+            )
+        self.log.info("Restored database compared with the manifest's content record:\n%s", table)
+        return result
 
     def _drop_after_failure(self, database: str) -> None:
         """Drop the database this run created; a failure here is logged, the original error is kept."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from airflow_provider_pgbackup.binaries import PgBinaryNotFound, restore_binary
+from airflow_provider_pgbackup.content import ContentRecord, ContentRecordError
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError
 from airflow_provider_pgbackup.options import FORMAT_FLAGS, Compression, InvalidOptionError
 from airflow_provider_pgbackup.pipeline import DecompressorUnavailable, StreamCorrupt, decompressed_chunks
@@ -136,6 +137,11 @@ class ManifestCheck(Check):
             Compression.parse(manifest.compression)
         except InvalidOptionError as err:
             problems.append(str(err))
+        if manifest.content is not None:
+            try:
+                ContentRecord.from_dict(manifest.content)
+            except ContentRecordError as err:
+                problems.append(f"its content record is malformed: {err}")
         if problems:
             raise Fail(f"manifest {location.manifest_uri}: " + "; ".join(problems))
         run._manifest = manifest

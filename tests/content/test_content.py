@@ -32,13 +32,13 @@ from airflow_provider_pgbackup.content import (
     LargeObjectsContent,
     SequenceValue,
     TableContent,
-    _inventory_kind,
     compare_content,
     content_verdict,
     format_differences,
     measure_content,
     user_tables,
 )
+from airflow_provider_pgbackup.content.measure import _inventory_kind
 from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
 from airflow_provider_pgbackup.manifest import manifest_path_for, read_manifest
 from devtools import sample_db

@@ -1,0 +1,370 @@
+"""The content record: what :func:`~airflow_provider_pgbackup.content.measure.measure_content` returns,
+its JSON form in the manifest, and the strict reader that refuses anything malformed."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "CHECKSUM_METHOD",
+    "CONTENT_SCHEMA_VERSION",
+    "DEFINITION_MAX",
+    "DETERMINISTIC_SETTINGS",
+    "DIFFERENT",
+    "IDENTICAL",
+    "INVENTORY_ITEMS_CAP",
+    "INVENTORY_KINDS",
+    "MOD128",
+    "TWO64",
+    "ContentRecord",
+    "ContentRecordError",
+    "InventoryItem",
+    "InventoryKind",
+    "LargeObjectsContent",
+    "SequenceValue",
+    "TableContent",
+]
+
+CONTENT_SCHEMA_VERSION = 1
+CHECKSUM_METHOD = "md5-sum128"
+INVENTORY_ITEMS_CAP = 200
+IDENTICAL = "IDENTICAL"
+DIFFERENT = "DIFFERENT"
+
+# Settings that make row text and catalog deparsing the same in every session (transaction-local).
+DETERMINISTIC_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("DateStyle", "ISO, YMD"),
+    ("IntervalStyle", "postgres"),
+    ("TimeZone", "UTC"),
+    ("extra_float_digits", "1"),
+    ("bytea_output", "hex"),
+    ("lc_monetary", "C"),
+    ("search_path", "pg_catalog"),
+    ("quote_all_identifiers", "off"),
+    ("standard_conforming_strings", "on"),
+    ("row_security", "off"),
+)
+
+MOD128 = 1 << 128
+TWO64 = 1 << 64
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+#: The kinds of the schema inventory, in the order they are measured and reported.
+INVENTORY_KINDS: tuple[str, ...] = (
+    "schemas",
+    "tables",
+    "partitions",
+    "indexes",
+    "constraints",
+    "views",
+    "materialized_views",
+    "functions",
+    "triggers",
+    "sequences",
+    "types",
+    "extensions",
+    "policies",
+)
+DEFINITION_MAX = 160  # longer definitions are kept in a record as a digest (the kind's sha256 sees all)
+
+
+class ContentRecordError(ValueError):
+    """A content record (JSON) is malformed: names the field, what it must be and what it was."""
+
+
+# ------------------------------------------------------------------------------------------ the record
+@dataclass(frozen=True)
+class TableContent:
+    """Rows of one table: count and order-independent checksum (``None``: table missing / not computed)."""
+
+    schema: str
+    table: str
+    rows: int | None
+    checksum: str | None
+
+
+@dataclass(frozen=True)
+class SequenceValue:
+    """The state pg_dump restores with ``setval``."""
+
+    schema: str
+    sequence: str
+    last_value: int
+    is_called: bool
+
+
+@dataclass(frozen=True)
+class LargeObjectsContent:
+    """All large objects of the database: count and checksum over (oid, md5 of content)."""
+
+    count: int
+    checksum: str | None
+
+
+@dataclass(frozen=True)
+class InventoryItem:
+    """One object: schema-qualified name and a stable definition (or ``sha256:<16 hex>`` of a long one)."""
+
+    name: str
+    definition: str
+
+
+@dataclass(frozen=True)
+class InventoryKind:
+    """Objects of one kind: count, sha256 over all sorted (name, definition) pairs, the first items."""
+
+    kind: str
+    count: int
+    sha256: str
+    items: tuple[InventoryItem, ...]
+
+    @property
+    def complete(self) -> bool:
+        """Whether ``items`` lists every object (False when capped at :data:`INVENTORY_ITEMS_CAP`)."""
+        return len(self.items) == self.count
+
+
+@dataclass(frozen=True)
+class ContentRecord:
+    """What a database held: per-table rows and checksums, sequences, large objects, schema inventory.
+
+    ``sequences``, ``large_objects`` and ``inventory`` are ``None`` when not measured; a comparison
+    skips a part either record lacks.
+    """
+
+    tables: tuple[TableContent, ...]
+    sequences: tuple[SequenceValue, ...] | None
+    large_objects: LargeObjectsContent | None
+    inventory: tuple[InventoryKind, ...] | None
+    server_version_num: int
+    encoding: str
+    duration_seconds: float
+    checksum_method: str = CHECKSUM_METHOD
+    schema_version: int = CONTENT_SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (for a manifest or an XCom)."""
+        return {
+            "schema_version": self.schema_version,
+            "checksum_method": self.checksum_method,
+            "server_version_num": self.server_version_num,
+            "encoding": self.encoding,
+            "duration_seconds": self.duration_seconds,
+            "tables": [
+                {"schema": t.schema, "table": t.table, "rows": t.rows, "checksum": t.checksum}
+                for t in self.tables
+            ],
+            "sequences": None
+            if self.sequences is None
+            else [
+                {
+                    "schema": s.schema,
+                    "sequence": s.sequence,
+                    "last_value": s.last_value,
+                    "is_called": s.is_called,
+                }
+                for s in self.sequences
+            ],
+            "large_objects": None
+            if self.large_objects is None
+            else {"count": self.large_objects.count, "checksum": self.large_objects.checksum},
+            "inventory": None
+            if self.inventory is None
+            else {
+                k.kind: {
+                    "count": k.count,
+                    "sha256": k.sha256,
+                    "items": [{"name": i.name, "definition": i.definition} for i in k.items],
+                }
+                for k in self.inventory
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ContentRecord:
+        """Parse :meth:`to_dict` output; any malformed input raises :class:`ContentRecordError`."""
+        return _parse_record(data)
+
+    @property
+    def table_map(self) -> dict[tuple[str, str], TableContent]:
+        return {(t.schema, t.table): t for t in self.tables}
+
+    @property
+    def inventory_map(self) -> dict[str, InventoryKind]:
+        return {k.kind: k for k in self.inventory or ()}
+
+
+# ------------------------------------------------------------------------------------- strict parsing
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _need(data: Mapping[str, Any], key: str, where: str, expected: str, check: Callable[[Any], bool]) -> Any:
+    path = f"{where}.{key}" if where else key
+    if key not in data:
+        raise ContentRecordError(f"content record field {path} is missing (must be {expected})")
+    value = data[key]
+    if not check(value):
+        shown = repr(value) if isinstance(value, (int, float, str)) and len(repr(value)) <= 40 else ""
+        raise ContentRecordError(
+            f"content record field {path} must be {expected}, got {_type_name(value)}"
+            + (f" {shown}" if shown else "")
+        )
+    return value
+
+
+def _object(value: Any, where: str, keys: Sequence[str]) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise ContentRecordError(f"content record field {where} must be an object, got {_type_name(value)}")
+    unknown = sorted(str(k) for k in value if k not in keys)
+    if unknown:
+        raise ContentRecordError(f"content record field {where} has unknown keys: {', '.join(unknown)[:200]}")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ContentRecordError(f"content record field {where} must be a list, got {_type_name(value)}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return _is_int(value) and value >= 0
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_checksum(value: Any) -> bool:
+    return isinstance(value, str) and _HEX32.match(value) is not None
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+def _parse_record(data: Any) -> ContentRecord:
+    top = _object(
+        data,
+        "(record)",
+        (
+            "schema_version",
+            "checksum_method",
+            "server_version_num",
+            "encoding",
+            "duration_seconds",
+            "tables",
+            "sequences",
+            "large_objects",
+            "inventory",
+        ),
+    )
+    version = _need(top, "schema_version", "", "an integer", _is_int)
+    if version < 1 or version > CONTENT_SCHEMA_VERSION:
+        raise ContentRecordError(
+            f"content record field schema_version is {version}; this provider reads 1 to "
+            f"{CONTENT_SCHEMA_VERSION} (upgrade airflow-provider-pgbackup for newer records)"
+        )
+    tables: list[TableContent] = []
+    seen: set[tuple[str, str]] = set()
+    for index, entry in enumerate(_list(_need(top, "tables", "", "a list", lambda v: True), "tables")):
+        where = f"tables[{index}]"
+        item = _object(entry, where, ("schema", "table", "rows", "checksum"))
+        table = TableContent(
+            _need(item, "schema", where, "a string", _is_str),
+            _need(item, "table", where, "a string", _is_str),
+            _need(item, "rows", where, "a non-negative integer or null", _optional(_is_count)),
+            _need(item, "checksum", where, "32 lower-case hex digits or null", _optional(_is_checksum)),
+        )
+        if (table.schema, table.table) in seen:
+            raise ContentRecordError(
+                f"content record field {where} repeats table {table.schema}.{table.table}"
+            )
+        seen.add((table.schema, table.table))
+        tables.append(table)
+    sequences: list[SequenceValue] | None = None
+    raw_sequences = _need(top, "sequences", "", "a list or null", lambda v: True)
+    if raw_sequences is not None:
+        sequences = []
+        for index, entry in enumerate(_list(raw_sequences, "sequences")):
+            where = f"sequences[{index}]"
+            item = _object(entry, where, ("schema", "sequence", "last_value", "is_called"))
+            sequences.append(
+                SequenceValue(
+                    _need(item, "schema", where, "a string", _is_str),
+                    _need(item, "sequence", where, "a string", _is_str),
+                    _need(item, "last_value", where, "an integer", _is_int),
+                    _need(item, "is_called", where, "a boolean", lambda v: isinstance(v, bool)),
+                )
+            )
+    large_objects: LargeObjectsContent | None = None
+    raw_large_objects = _need(top, "large_objects", "", "an object or null", lambda v: True)
+    if raw_large_objects is not None:
+        item = _object(raw_large_objects, "large_objects", ("count", "checksum"))
+        large_objects = LargeObjectsContent(
+            _need(item, "count", "large_objects", "a non-negative integer", _is_count),
+            _need(
+                item, "checksum", "large_objects", "32 lower-case hex digits or null", _optional(_is_checksum)
+            ),
+        )
+    inventory: list[InventoryKind] | None = None
+    raw_inventory = _need(top, "inventory", "", "an object or null", lambda v: True)
+    if raw_inventory is not None:
+        inventory = []
+        for kind, entry in _object(raw_inventory, "inventory", INVENTORY_KINDS).items():
+            where = f"inventory.{kind}"
+            item = _object(entry, where, ("count", "sha256", "items"))
+            items = []
+            for index, raw in enumerate(_list(_need(item, "items", where, "a list", lambda v: True), where)):
+                at = f"{where}.items[{index}]"
+                pair = _object(raw, at, ("name", "definition"))
+                items.append(
+                    InventoryItem(
+                        _need(pair, "name", at, "a string", _is_str),
+                        _need(pair, "definition", at, "a string", _is_str),
+                    )
+                )
+            count = _need(item, "count", where, "a non-negative integer", _is_count)
+            if len(items) > count:
+                raise ContentRecordError(f"content record field {where}.items lists more objects than count")
+            inventory.append(
+                InventoryKind(
+                    kind,
+                    count,
+                    _need(
+                        item,
+                        "sha256",
+                        where,
+                        "64 lower-case hex digits",
+                        lambda v: _is_str(v) and bool(_HEX64.match(v)),
+                    ),
+                    tuple(items),
+                )
+            )
+    duration = _need(
+        top,
+        "duration_seconds",
+        "",
+        "a finite non-negative number",
+        lambda v: (_is_int(v) or isinstance(v, float)) and math.isfinite(v) and v >= 0,
+    )
+    return ContentRecord(
+        tables=tuple(tables),
+        sequences=None if sequences is None else tuple(sequences),
+        large_objects=large_objects,
+        inventory=None if inventory is None else tuple(inventory),
+        server_version_num=_need(top, "server_version_num", "", "a non-negative integer", _is_count),
+        encoding=_need(top, "encoding", "", "a string", _is_str),
+        duration_seconds=float(duration),
+        checksum_method=_need(top, "checksum_method", "", "a string", _is_str),
+        schema_version=version,
+    )
