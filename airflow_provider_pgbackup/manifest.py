@@ -93,13 +93,14 @@ class Manifest:
         if missing:
             raise ManifestError(f"manifest is missing required fields: {', '.join(missing)}")
         values = {k: v for k, v in data.items() if k in known}
-        try:
-            if values.get("files") is not None:
-                values["files"] = tuple(FileDigest(**f) for f in values["files"])
-            if values.get("row_counts") is not None:
-                values["row_counts"] = tuple(TableRowCount(**r) for r in values["row_counts"])
-        except TypeError as err:
-            raise ManifestError(f"manifest has malformed files or row_counts entries: {err}") from err
+        for name, value in values.items():
+            _check_field(name, value, FIELD_TYPES[name])
+        if values.get("files") is not None:
+            values["files"] = tuple(_entry(FileDigest, "files", f, FILE_FIELDS) for f in values["files"])
+        if values.get("row_counts") is not None:
+            values["row_counts"] = tuple(
+                _entry(TableRowCount, "row_counts", r, ROW_COUNT_FIELDS) for r in values["row_counts"]
+            )
         return cls(**values)
 
     def to_json(self) -> str:
@@ -118,13 +119,77 @@ class Manifest:
         return {(r.schema, r.table): r.rows for r in self.row_counts or ()}
 
 
+_TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", list: "a list", dict: "an object"}
+#: What each manifest field must hold (``None`` allowed where listed): a reader names any other value.
+FIELD_TYPES: dict[str, tuple[type | None, ...]] = {
+    "kind": (str,),
+    "artifact": (str,),
+    "format": (str,),
+    "compression": (str,),
+    "database": (str, None),
+    "server_version": (str,),
+    "server_version_num": (int,),
+    "client_tool": (str,),
+    "client_version": (str,),
+    "started_at": (str,),
+    "finished_at": (str,),
+    "duration_seconds": (int, float),
+    "size_bytes": (int,),
+    "sha256": (str,),
+    "tool": (str,),
+    "tool_version": (str,),
+    "mode": (str, None),
+    "files": (list, None),
+    "row_counts": (list, None),
+    "content": (dict, None),
+    "options": (dict,),
+    "schema_version": (int,),
+}
+FILE_FIELDS: dict[str, tuple[type | None, ...]] = {"path": (str,), "size_bytes": (int,), "sha256": (str,)}
+ROW_COUNT_FIELDS: dict[str, tuple[type | None, ...]] = {"schema": (str,), "table": (str,), "rows": (int,)}
+
+
+def _check_field(name: str, value: Any, allowed: tuple[type | None, ...]) -> None:
+    for kind in allowed:
+        if kind is None and value is None:
+            return
+        if kind is not None and isinstance(value, kind) and not isinstance(value, bool):
+            if kind in (int, float) and isinstance(value, float) and value != value:  # NaN
+                break
+            return
+    shown = " or ".join("null" if k is None else _TYPE_NAMES.get(k, k.__name__) for k in allowed)
+    raise ManifestError(f"manifest field {name!r} must be {shown}, not {value!r}"[:300])
+
+
+def _entry(kind: Any, field_name: str, value: Any, fields_: dict[str, tuple[type | None, ...]]) -> Any:
+    if not isinstance(value, dict):
+        raise ManifestError(f"manifest {field_name} entries must be objects, not {value!r}"[:300])
+    missing = sorted(set(fields_) - value.keys())
+    if missing:
+        raise ManifestError(f"a manifest {field_name} entry lacks {', '.join(missing)}: {value!r}"[:300])
+    for name, allowed in fields_.items():
+        _check_field(f"{field_name}[].{name}", value[name], allowed)
+    return kind(**{name: value[name] for name in fields_})
+
+
 def manifest_path_for(artifact_path: str | os.PathLike[str]) -> Path:
     """``/backups/db.dump`` -> ``/backups/db.dump.manifest.json`` (also for directory artifacts)."""
     path = Path(artifact_path)
     return path.with_name(path.name + MANIFEST_SUFFIX)
 
 
-def write_manifest(manifest: Manifest, path: str | os.PathLike[str]) -> Path:
+#: Finished backups are readable by their owner only (a pg_dumpall holds role password hashes).
+DEFAULT_FILE_MODE = 0o600
+
+
+def folder_mode(file_mode: int) -> int:
+    """The mode of a backup's folders for a given file mode: search permission wherever read is given."""
+    return file_mode | ((file_mode & 0o444) >> 2)
+
+
+def write_manifest(
+    manifest: Manifest, path: str | os.PathLike[str], *, mode: int = DEFAULT_FILE_MODE
+) -> Path:
     """Write atomically: a temporary file in the same folder, fsync, rename, fsync the folder."""
     target = Path(path)
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
@@ -133,7 +198,7 @@ def write_manifest(manifest: Manifest, path: str | os.PathLike[str]) -> Path:
             handle.write(manifest.to_json())
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temp_name, 0o644)
+        os.chmod(temp_name, mode)
         os.replace(temp_name, target)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

@@ -7,6 +7,7 @@ Nothing in this module touches the network, the disk or a subprocess, so operato
 from __future__ import annotations
 
 import datetime
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -153,6 +154,12 @@ class Compression:
         return {"none": "", "gzip": ".gz", "lz4": ".lz4", "zstd": ".zst"}[self.method]
 
 
+def default_compression(dump_format: DumpFormat) -> Compression:
+    """What ``pg_dump`` itself does when no ``--compress`` is given: custom and directory archives are
+    gzip-compressed at zlib's default level, tar and plain SQL are not."""
+    return Compression("gzip") if dump_format in ("custom", "directory") else Compression()
+
+
 def parse_format(value: str) -> DumpFormat:
     """Return the dump format, or raise naming the allowed ones."""
     if value not in DUMP_FORMATS:
@@ -175,8 +182,10 @@ def parse_lock_wait_timeout(value: str | int | float | datetime.timedelta | None
     if isinstance(value, bool):
         raise InvalidOptionError(f"lock_wait_timeout {value!r} is not a duration")
     if isinstance(value, (int, float)):
-        if value <= 0:
-            raise InvalidOptionError(f"lock_wait_timeout {value!r} must be positive (seconds)")
+        if not math.isfinite(value) or value <= 0:
+            raise InvalidOptionError(
+                f"lock_wait_timeout {value!r} must be a positive, finite number of seconds"
+            )
         return f"{max(1, round(value * 1000))}ms"
     match = _LOCK_WAIT_TIMEOUT.match(str(value).strip())
     if not match or int(match.group(1)) <= 0:
@@ -211,10 +220,48 @@ def check_name(kind: str, value: str) -> str:
     return value
 
 
-def check_names(kind: str, values: Iterable[str] | str) -> tuple[str, ...]:
+def check_names(kind: str, values: Iterable[str] | str | None) -> tuple[str, ...]:
+    """A list of names or patterns (one string is one name); None or anything else is refused."""
     if isinstance(values, str):
         values = (values,)
+    if not isinstance(values, (list, tuple)):
+        raise InvalidOptionError(f"{kind}s {values!r} must be a list of strings (or one string)")
     return tuple(check_name(kind, v) for v in values)
+
+
+def check_optional_name(kind: str, value: object) -> str | None:
+    """None or "" (use the default), else a name as :func:`check_name` accepts it."""
+    if value is None or value == "":
+        return None
+    return check_name(kind, value)  # type: ignore[arg-type]
+
+
+def check_conn_id(kind: str, value: object) -> str:
+    """An Airflow connection id: a non-empty string without whitespace control characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidOptionError(
+            f"{kind} {value!r} must be the id of an Airflow connection (a non-empty string)"
+        )
+    return check_name(kind, value)
+
+
+def check_bin_dir(value: object) -> str | None:
+    """``pg_bin_dir``: None, or the absolute path of a folder."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not value.startswith("/") or "\x00" in value or "\n" in value:
+        raise InvalidOptionError(f"pg_bin_dir {value!r} must be the absolute path of a folder (or None)")
+    return value
+
+
+def check_positive_number(kind: str, value: object, *, allow_zero: bool = False) -> float:
+    """A finite number > 0 (or >= 0 with ``allow_zero``): seconds, intervals."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidOptionError(f"{kind} {value!r} must be a finite number of seconds")
+    if value < 0 or (value == 0 and not allow_zero):
+        least = "a number >= 0" if allow_zero else "a positive number"
+        raise InvalidOptionError(f"{kind} {value!r} must be {least}")
+    return float(value)
 
 
 def check_extra_args(
@@ -223,6 +270,8 @@ def check_extra_args(
     """Allow only documented ``--long`` flags; refuse anything that could carry a connection string."""
     if isinstance(extra_args, str):
         raise InvalidOptionError(f"extra_args {extra_args!r} must be a list of flags, not one string")
+    if not isinstance(extra_args, (list, tuple)):
+        raise InvalidOptionError(f"extra_args {extra_args!r} must be a list of flags")
     allowed = ", ".join(sorted(switches | {f"{v}=..." for v in valued}))
     checked = []
     for arg in extra_args:
@@ -279,7 +328,9 @@ class PgDumpOptions:
     ) -> PgDumpOptions:
         """Validate raw operator arguments; raises :class:`InvalidOptionError` on the first bad one."""
         dump_format = parse_format(format)
-        parsed = Compression.parse(compression)
+        parsed = (
+            Compression.parse(compression) if compression is not None else default_compression(dump_format)
+        )
         if jobs is not None:
             if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
                 raise InvalidOptionError(f"jobs {jobs!r} must be a whole number >= 1")

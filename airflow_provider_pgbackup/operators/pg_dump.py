@@ -8,15 +8,19 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
-from airflow_provider_pgbackup.manifest import Manifest
+from airflow_provider_pgbackup.manifest import DEFAULT_FILE_MODE, Manifest
 from airflow_provider_pgbackup.options import (
     InvalidOptionError,
     PgDumpAllOptions,
     PgDumpOptions,
+    check_bin_dir,
+    check_conn_id,
+    check_optional_name,
     is_templated,
+    parse_flag,
 )
 from airflow_provider_pgbackup.storage import (
     DEFAULT_CHUNK_SIZE,
@@ -28,10 +32,12 @@ from airflow_provider_pgbackup.storage import (
 TimeoutValue = str | int | float | datetime.timedelta | None
 
 
-def _storage_settings(gcp_conn_id: str | None, gcs_chunk_size: int) -> StorageSettings:
-    """Settings for an object-store output_path; raises InvalidOptionError naming a bad gcs_chunk_size."""
+def _storage_settings(gcp_conn_id: str | None, gcs_chunk_size: int, file_mode: int) -> StorageSettings:
+    """Where the dump goes and how; raises InvalidOptionError naming a bad gcs_chunk_size or file_mode."""
     try:
-        return StorageSettings(gcp_conn_id=gcp_conn_id or None, chunk_size=gcs_chunk_size)
+        return StorageSettings(
+            gcp_conn_id=gcp_conn_id or None, chunk_size=gcs_chunk_size, file_mode=file_mode
+        )
     except InvalidOptionError as err:
         raise InvalidOptionError(str(err).replace("chunk_size", "gcs_chunk_size", 1)) from err
 
@@ -59,12 +65,27 @@ class _BackupOperator(BaseOperator):
     def _backup(self) -> Manifest:
         raise NotImplementedError
 
+    def _check_connection_arguments(self) -> None:
+        """postgres_conn_id, pg_bin_dir and overwrite (and database where there is one)."""
+        if not is_templated(self.postgres_conn_id):
+            check_conn_id("postgres_conn_id", self.postgres_conn_id)
+        if not is_templated(getattr(self, "database", None)):
+            check_optional_name("database", getattr(self, "database", None))
+        check_bin_dir(self.pg_bin_dir)
+        parse_flag("overwrite", self.overwrite)  # type: ignore[attr-defined]
+
+    def validate(self) -> None:
+        """Check every argument without touching a server or storage; raise :class:`InvalidOptionError`
+        naming the first bad value. Run at construction for literal values, and again at the start of
+        ``execute`` once templates are rendered."""
+        raise NotImplementedError
+
     def execute(self, context: Any) -> dict[str, Any]:
-        try:
-            manifest = self._backup()
-        except InvalidOptionError as err:
-            raise AirflowFailException(str(err)) from err  # bad input: retrying cannot help
-        return xcom_result(manifest, self.output_path)
+        with failure_policy():
+            return self._execute(context)
+
+    def _execute(self, context: Any) -> dict[str, Any]:
+        return xcom_result(self._backup(), self.output_path)
 
     def on_kill(self) -> None:
         self.hook.kill()
@@ -92,7 +113,8 @@ class PgDumpOperator(_BackupOperator):
     :param database: database to dump; None or empty uses the connection's schema. Templated.
     :param format: ``custom`` (default), ``directory``, ``tar`` or ``plain``. Templated.
     :param compression: ``none``, ``gzip[:1-9]``, ``lz4[:1-12]`` or ``zstd[:1-22]`` (lz4/zstd need a
-        pg_dump 16+ built with them; ``tar`` is never compressed). Templated.
+        pg_dump 16+ built with them; ``tar`` is never compressed). Default: what ``pg_dump`` does for
+        the format: ``gzip:6`` for custom and directory, ``none`` for tar and plain. Templated.
     :param jobs: parallel dump workers; only with ``format="directory"``.
     :param schemas: ``--schema`` patterns to include. Templated.
     :param exclude_schemas: ``--exclude-schema`` patterns. Templated.
@@ -116,6 +138,8 @@ class PgDumpOperator(_BackupOperator):
         ``STORAGE_EMULATOR_HOST`` selects an emulator). Unused for a local path. Templated.
     :param gcs_chunk_size: bytes per resumable-upload request for a ``gs://`` output_path, a multiple
         of 256 KiB (default 32 MiB); one chunk is held in memory. Unused for a local path.
+    :param file_mode: mode of a local backup's files (default ``0o600``, owner only; its folders get
+        ``0o700``). ``0o640`` lets the owner's group read it. Unused for object storage.
     """
 
     template_fields: Sequence[str] = (
@@ -153,6 +177,7 @@ class PgDumpOperator(_BackupOperator):
         overwrite: bool = False,
         gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
         gcs_chunk_size: int = DEFAULT_CHUNK_SIZE,
+        file_mode: int = DEFAULT_FILE_MODE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -160,6 +185,7 @@ class PgDumpOperator(_BackupOperator):
         self.output_path = output_path
         self.gcp_conn_id = gcp_conn_id
         self.gcs_chunk_size = gcs_chunk_size
+        self.file_mode = file_mode
         self.database = database
         self.format = format
         self.compression = compression
@@ -174,11 +200,18 @@ class PgDumpOperator(_BackupOperator):
         self.extra_args = extra_args
         self.pg_bin_dir = pg_bin_dir
         self.overwrite = overwrite
-        _storage_settings(gcp_conn_id, gcs_chunk_size)  # gcs_chunk_size is not templated
+        _storage_settings(gcp_conn_id, gcs_chunk_size, file_mode)  # neither is templated
+        self._check_connection_arguments()
         if not is_templated(format, compression, schemas, exclude_schemas, tables, exclude_tables):
             self._options()
-        if not is_templated(output_path):
+        if not is_templated(output_path, format):
             check_output_path(output_path, directory=format == "directory")
+
+    def validate(self) -> None:
+        self._check_connection_arguments()
+        options = self._options()
+        check_output_path(self.output_path, directory=options.format == "directory")
+        _storage_settings(self.gcp_conn_id, self.gcs_chunk_size, self.file_mode)
 
     def _options(self) -> PgDumpOptions:
         return PgDumpOptions.build(
@@ -196,14 +229,14 @@ class PgDumpOperator(_BackupOperator):
         )
 
     def _backup(self) -> Manifest:
+        self.validate()
         options = self._options()
-        check_output_path(self.output_path, directory=options.format == "directory")
         return self.hook.dump(
             options,
             self.output_path,
-            database=self.database,
-            overwrite=self.overwrite,
-            storage_settings=_storage_settings(self.gcp_conn_id, self.gcs_chunk_size),
+            database=check_optional_name("database", self.database),
+            overwrite=parse_flag("overwrite", self.overwrite),
+            storage_settings=_storage_settings(self.gcp_conn_id, self.gcs_chunk_size, self.file_mode),
         )
 
 
@@ -231,6 +264,8 @@ class PgDumpAllOperator(_BackupOperator):
         for :class:`PgDumpOperator`. Unused for a local path. Templated.
     :param gcs_chunk_size: bytes per resumable-upload request for a ``gs://`` output_path, a multiple
         of 256 KiB (default 32 MiB). Unused for a local path.
+    :param file_mode: as for :class:`PgDumpOperator` (default ``0o600``: a pg_dumpall holds role
+        password hashes).
     """
 
     template_fields: Sequence[str] = (
@@ -257,6 +292,7 @@ class PgDumpAllOperator(_BackupOperator):
         overwrite: bool = False,
         gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
         gcs_chunk_size: int = DEFAULT_CHUNK_SIZE,
+        file_mode: int = DEFAULT_FILE_MODE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -264,6 +300,7 @@ class PgDumpAllOperator(_BackupOperator):
         self.output_path = output_path
         self.gcp_conn_id = gcp_conn_id
         self.gcs_chunk_size = gcs_chunk_size
+        self.file_mode = file_mode
         self.mode = mode
         self.no_role_passwords = no_role_passwords
         self.compression = compression
@@ -271,11 +308,18 @@ class PgDumpAllOperator(_BackupOperator):
         self.extra_args = extra_args
         self.pg_bin_dir = pg_bin_dir
         self.overwrite = overwrite
-        _storage_settings(gcp_conn_id, gcs_chunk_size)  # gcs_chunk_size is not templated
+        _storage_settings(gcp_conn_id, gcs_chunk_size, file_mode)  # neither is templated
+        self._check_connection_arguments()
         if not is_templated(mode, compression, no_role_passwords):
             self._options()
         if not is_templated(output_path):
             check_output_path(output_path)
+
+    def validate(self) -> None:
+        self._check_connection_arguments()
+        self._options()
+        check_output_path(self.output_path)
+        _storage_settings(self.gcp_conn_id, self.gcs_chunk_size, self.file_mode)
 
     def _options(self) -> PgDumpAllOptions:
         return PgDumpAllOptions.build(
@@ -287,11 +331,11 @@ class PgDumpAllOperator(_BackupOperator):
         )
 
     def _backup(self) -> Manifest:
+        self.validate()
         options = self._options()
-        check_output_path(self.output_path)
         return self.hook.dumpall(
             options,
             self.output_path,
-            overwrite=self.overwrite,
-            storage_settings=_storage_settings(self.gcp_conn_id, self.gcs_chunk_size),
+            overwrite=parse_flag("overwrite", self.overwrite),
+            storage_settings=_storage_settings(self.gcp_conn_id, self.gcs_chunk_size, self.file_mode),
         )

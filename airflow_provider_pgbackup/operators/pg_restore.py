@@ -11,7 +11,6 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_provider_pgbackup.binaries import PgBinaryNotFound
 from airflow_provider_pgbackup.content import (
     INVENTORY_KINDS,
     ContentRecord,
@@ -21,9 +20,18 @@ from airflow_provider_pgbackup.content import (
     content_verdict,
     format_differences,
 )
+from airflow_provider_pgbackup.failures import failure_policy, restore_failure
 from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError
-from airflow_provider_pgbackup.options import InvalidOptionError, check_name, is_templated
+from airflow_provider_pgbackup.options import (
+    InvalidOptionError,
+    check_bin_dir,
+    check_conn_id,
+    check_name,
+    check_optional_name,
+    is_templated,
+    parse_flag,
+)
 from airflow_provider_pgbackup.storage import (
     DEFAULT_GCP_CONN_ID,
     ArtifactSource,
@@ -147,22 +155,11 @@ class PgRestoreOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if drop_after is None:
-            drop_after = create_database
-        if drop_after and not create_database:
-            raise InvalidOptionError(
-                "drop_after=True needs create_database=True: the operator never drops a database it did "
-                "not create"
-            )
-        if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-            raise InvalidOptionError(f"jobs {jobs!r} must be a whole number >= 1")
-        if database is None and not create_database:
-            raise InvalidOptionError("database is required with create_database=False")
         self.artifact_path = artifact_path
         self.postgres_conn_id = postgres_conn_id
         self.database = database
         self.create_database = create_database
-        self.drop_after = drop_after
+        self.drop_after = create_database if drop_after is None else drop_after
         self.jobs = jobs
         self.no_owner = no_owner
         self.no_acl = no_acl
@@ -172,10 +169,52 @@ class PgRestoreOperator(BaseOperator):
         self.verify_contents = verify_contents
         self.pg_bin_dir = pg_bin_dir
         self.gcp_conn_id = gcp_conn_id
+        self._check_flags()
         if not is_templated(artifact_path):
             self._check_artifact_path()
-        if database is not None and not is_templated(database):
-            check_database_name(database)
+        if not is_templated(database):
+            check_optional_name("database", database)
+            if database:
+                check_database_name(database)
+        if not is_templated(postgres_conn_id):
+            check_conn_id("postgres_conn_id", postgres_conn_id)
+
+    #: The on/off arguments (a rendered "true"/"false" is accepted).
+    FLAGS = (
+        "create_database",
+        "drop_after",
+        "no_owner",
+        "no_acl",
+        "allow_non_empty_database",
+        "compare_row_counts",
+        "compare_content",
+        "verify_contents",
+    )
+
+    def _check_flags(self) -> None:
+        for name in self.FLAGS:
+            setattr(self, name, parse_flag(name, getattr(self, name)))
+        if self.drop_after and not self.create_database:
+            raise InvalidOptionError(
+                "drop_after=True needs create_database=True: the operator never drops a database it did "
+                "not create"
+            )
+        jobs = self.jobs
+        if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+            raise InvalidOptionError(f"jobs {jobs!r} must be a whole number >= 1")
+        if self.database is None and not self.create_database:
+            raise InvalidOptionError("database is required with create_database=False")
+        check_bin_dir(self.pg_bin_dir)
+        StorageSettings(gcp_conn_id=self.gcp_conn_id or None)
+
+    def validate(self) -> None:
+        """Check every argument without touching a server or storage (at construction for literal
+        values, again at the start of ``execute``); raise :class:`InvalidOptionError` naming the value."""
+        self._check_flags()
+        self._check_artifact_path()
+        check_conn_id("postgres_conn_id", self.postgres_conn_id)
+        if check_optional_name("database", self.database):
+            check_database_name(self.database)  # type: ignore[arg-type]
 
     def _check_artifact_path(self) -> str:
         return parse_location(self.artifact_path, what="artifact_path").uri
@@ -185,12 +224,14 @@ class PgRestoreOperator(BaseOperator):
         return PgDumpHook(postgres_conn_id=self.postgres_conn_id, pg_bin_dir=self.pg_bin_dir)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        try:
-            path = self._check_artifact_path()
-            database = self.database or f"pgbackup_restore_{secrets.token_hex(4)}"
-            check_database_name(database)
-        except InvalidOptionError as err:
-            raise AirflowFailException(str(err)) from err
+        with failure_policy():
+            return self._execute(context)
+
+    def _execute(self, context: Any) -> dict[str, Any]:
+        self.validate()
+        path = self._check_artifact_path()
+        database = self.database or f"pgbackup_restore_{secrets.token_hex(4)}"
+        check_database_name(database)
         source = open_source(
             path, what="artifact_path", settings=StorageSettings(gcp_conn_id=self.gcp_conn_id or None)
         )
@@ -296,12 +337,8 @@ class PgRestoreOperator(BaseOperator):
             self.hook.restore(
                 source, manifest, database, jobs=jobs, no_owner=self.no_owner, no_acl=self.no_acl
             )
-        except PgBinaryNotFound as err:
-            raise AirflowFailException(str(err)) from err
         except PgCommandError as err:
-            raise AirflowFailException(
-                f"restoring {source.location.uri} into {database!r} failed: {err}"
-            ) from err
+            raise restore_failure(err, f"restoring {source.location.uri} into {database!r}") from err
 
     def _compare(
         self, manifest: Manifest, database: str

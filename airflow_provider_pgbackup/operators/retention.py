@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +28,9 @@ import pendulum
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX, Manifest, ManifestError
-from airflow_provider_pgbackup.options import InvalidOptionError
+from airflow_provider_pgbackup.options import InvalidOptionError, is_templated, parse_flag
 from airflow_provider_pgbackup.storage import (
     DEFAULT_GCP_CONN_ID,
     DEFAULT_RETRY_TIMEOUT,
@@ -36,6 +38,7 @@ from airflow_provider_pgbackup.storage import (
     StorageSettings,
     StoredEntry,
     open_store,
+    parse_location,
 )
 
 
@@ -109,7 +112,10 @@ def _check_duration(name: str, value: Any, *, allow_none: bool) -> datetime.time
     if value is None and allow_none:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = datetime.timedelta(seconds=value)
+        try:
+            value = datetime.timedelta(seconds=value)
+        except (OverflowError, ValueError) as err:  # NaN, infinity, beyond timedelta's range
+            raise InvalidOptionError(f"{name} {value!r} must be a finite duration") from err
     if not isinstance(value, datetime.timedelta) or value < datetime.timedelta(0):
         raise InvalidOptionError(f"{name} {value!r} must be a timedelta (or seconds) >= 0")
     return value
@@ -119,10 +125,39 @@ def uri_of(store: BackupStore, entry: StoredEntry) -> str:
     return store.location_of(entry).uri
 
 
+#: The provider's own leftovers, by its own naming: a staging file or folder (``.<name>.partial-<hex>``),
+#: a manifest being written (``.<name>.manifest.json.<random>.partial``) and a writer's lock file.
+_STAGING = re.compile(r"^\.(?P<name>.+)\.partial-[0-9a-f]{12}$")
+_MANIFEST_TEMP = re.compile(r"^\.(?P<name>.+\.manifest\.json)\.[a-z0-9_]{8}\.partial$")
+_LOCK = re.compile(r"^\.(?P<name>.+)\.lock$")
+
+
+def provider_leftover(entry: StoredEntry, names: set[str]) -> str | None:
+    """Why ``entry`` is a leftover of this provider (to delete after the grace), or None: not ours.
+
+    Ours: a staging file or folder, a manifest being written, a lock file, and an artifact whose
+    manifest never came, recognised by the lock file its crashed writer left beside it (local) or by
+    the provider's upload id on every object (object stores). Anything else was written by someone
+    else and is never deleted.
+    """
+    if _STAGING.match(entry.name):
+        return "a partial artifact of a run that did not finish"
+    if _MANIFEST_TEMP.match(entry.name):
+        return "a manifest that was being written"
+    if _LOCK.match(entry.name):
+        return "the lock file of a run that did not finish"
+    if entry.name.endswith(MANIFEST_SUFFIX) or entry.name + MANIFEST_SUFFIX in names:
+        return None
+    if entry.provider_written or f".{entry.name}.lock" in names:
+        return "an artifact whose manifest never came"
+    return None
+
+
 def find_backups(
     store: BackupStore, entries: list[StoredEntry], log: logging.Logger | Any = None
 ) -> tuple[list[StoredBackup], list[StoredEntry], set[str]]:
-    """Complete backups (readable manifest), incomplete entries, and names left alone (unreadable manifest).
+    """Complete backups (readable manifest), the provider's own leftovers, and names left alone
+    (an unreadable manifest and its artifact). Entries the provider did not write are in none of them.
 
     :param store: the folder or gs:// prefix.
     :param entries: ``store.entries()``.
@@ -151,8 +186,18 @@ def find_backups(
             continue
         backups.append(StoredBackup(artifact_name, manifest, finished, entry, by_name.get(artifact_name)))
     referenced = {b.name for b in backups} | {b.manifest_entry.name for b in backups} | protected
-    incomplete = [e for e in entries if e.name not in referenced]
+    names = set(by_name)
+    incomplete = [e for e in entries if e.name not in referenced and provider_leftover(e, names)]
     return backups, incomplete, protected
+
+
+def foreign_entries(
+    entries: list[StoredEntry], backups: list[StoredBackup], protected: set[str]
+) -> list[str]:
+    """Names in the folder that no backup names and that are no leftover of this provider."""
+    names = {e.name for e in entries}
+    referenced = {b.name for b in backups} | {b.manifest_entry.name for b in backups} | protected
+    return sorted(e.name for e in entries if e.name not in referenced and provider_leftover(e, names) is None)
 
 
 def artifact_problem(backup: StoredBackup) -> str | None:
@@ -202,8 +247,10 @@ class PgBackupRetentionOperator(BaseOperator):
     :param keep_weekly: the same for ISO weeks.
     :param keep_monthly: the same for calendar months.
     :param dry_run: log what would be deleted and delete nothing.
-    :param incomplete_grace: entries no manifest describes are removed once older than this (longer than
-        your longest dump); ``timedelta`` or seconds.
+    :param incomplete_grace: the provider's own leftovers (partial artifacts, manifests being written,
+        stale lock files, an artifact whose manifest never came) are removed once older than this
+        (longer than your longest dump); ``timedelta`` or seconds. Anything else in the folder (a
+        README, another tool's files, a sub-folder of other backups) is never deleted, only listed.
     :param max_newest_age: delete nothing (and fail) when the newest complete backup finished longer ago
         than this; None disables the check.
     :param verify_newest: delete nothing (and fail) unless the newest backup's artifact is present with
@@ -240,12 +287,12 @@ class PgBackupRetentionOperator(BaseOperator):
         self.keep_weekly = _check_count("keep_weekly", keep_weekly)
         self.keep_monthly = _check_count("keep_monthly", keep_monthly)
         # BaseOperator has a dry_run() method: the flag gets its own attribute name.
-        self.is_dry_run = bool(dry_run)
+        self.is_dry_run = parse_flag("dry_run", dry_run)
         grace = _check_duration("incomplete_grace", incomplete_grace, allow_none=False)
         assert grace is not None
         self.incomplete_grace = grace
         self.max_newest_age = _check_duration("max_newest_age", max_newest_age, allow_none=True)
-        self.verify_newest = bool(verify_newest)
+        self.verify_newest = parse_flag("verify_newest", verify_newest)
         try:
             pendulum.timezone(timezone)
         except Exception as err:
@@ -253,25 +300,44 @@ class PgBackupRetentionOperator(BaseOperator):
         self.timezone = timezone
         self.gcp_conn_id = gcp_conn_id
         self.retry_timeout = retry_timeout
+        self._settings()
+        if not is_templated(location):
+            parse_location(location, what="location", folder=True)
+
+    def validate(self) -> None:
+        """Check every argument without touching storage; raise :class:`InvalidOptionError` naming it."""
+        self._settings()
+        parse_location(self.location, what="location", folder=True)
+
+    def _settings(self) -> StorageSettings:
+        return StorageSettings(gcp_conn_id=self.gcp_conn_id, retry_timeout=self.retry_timeout)
 
     def _store(self) -> BackupStore:
-        settings = StorageSettings(gcp_conn_id=self.gcp_conn_id, retry_timeout=self.retry_timeout)
-        return open_store(self.location, settings=settings)
+        self.validate()
+        return open_store(self.location, settings=self._settings())
 
     def execute(self, context: Any) -> dict[str, Any]:
-        try:
-            store = self._store()
-            entries = store.entries()
-        except InvalidOptionError as err:
-            raise AirflowFailException(str(err)) from err
+        with failure_policy():
+            return self._execute(context)
+
+    def _execute(self, context: Any) -> dict[str, Any]:
+        store = self._store()
+        entries = store.entries()
         now = datetime.datetime.now(datetime.timezone.utc)
         backups, incomplete, protected = find_backups(store, entries, self.log)
+        foreign = foreign_entries(entries, backups, protected)
         self.log.info(
             "%s holds %d complete backups and %d incomplete entries",
             store.location.uri,
             len(backups),
             len(incomplete),
         )
+        if foreign:
+            self.log.info(
+                "Leaving alone %d entries this provider did not write (never deleted): %s",
+                len(foreign),
+                ", ".join(foreign),
+            )
         if not backups:
             if entries and self.max_newest_age is not None:
                 raise AirflowFailException(f"{store.location.uri} holds no complete backup; deleting nothing")
@@ -329,7 +395,11 @@ class PgBackupRetentionOperator(BaseOperator):
                 )
                 continue
             self.log.info(
-                "%s incomplete %s (last modified %s)", verb, uri_of(store, entry), entry.updated.isoformat()
+                "%s incomplete %s, %s (last modified %s)",
+                verb,
+                uri_of(store, entry),
+                provider_leftover(entry, {e.name for e in entries}),
+                entry.updated.isoformat(),
             )
             if not self.is_dry_run:
                 store.delete(entry)
@@ -352,5 +422,6 @@ class PgBackupRetentionOperator(BaseOperator):
             "kept": kept,
             "deleted": deleted,
             "incomplete_deleted": incomplete_deleted,
+            "left_alone": foreign,
             "dry_run": self.is_dry_run,
         }

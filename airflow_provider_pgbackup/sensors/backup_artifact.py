@@ -10,7 +10,8 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_provider_pgbackup.options import InvalidOptionError
+from airflow_provider_pgbackup.failures import failure_policy
+from airflow_provider_pgbackup.options import InvalidOptionError, check_bin_dir, is_templated, parse_flag
 from airflow_provider_pgbackup.process import PgProcessRunner
 from airflow_provider_pgbackup.storage import (
     DEFAULT_GCP_CONN_ID,
@@ -26,6 +27,7 @@ from airflow_provider_pgbackup.verify import (
     ArtifactCorrupt,
     ArtifactMissing,
     VerificationReport,
+    VerificationUnavailable,
     check_min_size,
     parse_max_age,
     verify_backup,
@@ -99,6 +101,22 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         self.max_age = max_age
         self.pg_bin_dir = pg_bin_dir
         self.deferrable = deferrable
+        self._check_switches()
+        if not is_templated(path):
+            parse_location(path)
+
+    def _check_switches(self) -> None:
+        for name in SWITCHES:
+            setattr(self, name, parse_flag(name, getattr(self, name)))
+        check_bin_dir(self.pg_bin_dir)
+        StorageSettings(gcp_conn_id=self.gcp_conn_id or None)
+
+    def validate(self) -> None:
+        """Check every argument without touching storage; raise :class:`InvalidOptionError` naming it."""
+        self._check_switches()
+        check_min_size(self.min_size_bytes)
+        parse_max_age(self.max_age)
+        parse_location(self.path, what="path")
 
     @cached_property
     def runner(self) -> PgProcessRunner:
@@ -135,6 +153,8 @@ class PgBackupArtifactSensor(BaseSensorOperator):
             raise AirflowFailException(
                 f"backup {source.location.uri} is corrupt: check {err.check!r} failed: {err.reason}"
             ) from err
+        except VerificationUnavailable as err:  # a missing tool: no verdict on the bytes, fail now
+            raise AirflowFailException(f"cannot verify backup {source.location.uri}: {err}") from err
         except StoreNotFound as err:  # waiting will not create it
             raise AirflowFailException(str(err)) from err
         for check in report.checks:
@@ -145,7 +165,8 @@ class PgBackupArtifactSensor(BaseSensorOperator):
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
         try:
-            report = self._verify()
+            with failure_policy():
+                report = self._verify()
         except ArtifactMissing as err:
             self.log.info("%s", err)
             return False
@@ -176,7 +197,8 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         if not event or event.get("status") != "present":
             raise AirflowFailException(f"backup trigger for {self.path} ended without the backup: {event!r}")
         try:
-            report = self._verify()
+            with failure_policy():
+                report = self._verify()
         except ArtifactMissing as err:
             # Seen by the trigger, gone now (removed by retention or being replaced): wait again.
             self.log.info("%s; waiting again", err)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX, FileDigest, Manifest
+from airflow_provider_pgbackup.manifest import DEFAULT_FILE_MODE, MANIFEST_SUFFIX, FileDigest, Manifest
 from airflow_provider_pgbackup.options import InvalidOptionError
 
 HASH_CHUNK_BYTES = 1024 * 1024
@@ -44,6 +44,10 @@ class ArtifactMismatchError(StorageError):
 
 class ObjectConflictError(StorageError):
     """A different object already exists at the name; the provider never overwrites it."""
+
+
+class CredentialsError(StorageError):
+    """The credentials for a store cannot be used; the message never contains key material."""
 
 
 class StoreNotFound(StorageError):
@@ -156,6 +160,8 @@ class StorageSettings:
     :param kms_key_name: Cloud KMS key for new objects; None keeps the bucket's default encryption.
     :param progress_interval: seconds between progress log lines of an upload.
     :param queue_chunks: chunks queued between the producer and the upload thread (>= 1).
+    :param file_mode: mode of a finished local backup's files (artifact, manifest); its folders get
+        the matching search bits (0o600 -> 0o700). Default owner-only; 0o640 shares with the group.
     """
 
     gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID
@@ -165,6 +171,7 @@ class StorageSettings:
     kms_key_name: str | None = None
     progress_interval: float = 5.0
     queue_chunks: int = 1
+    file_mode: int = DEFAULT_FILE_MODE
 
     def __post_init__(self) -> None:
         size = self.chunk_size
@@ -177,6 +184,12 @@ class StorageSettings:
             raise InvalidOptionError(f"retry_timeout {timeout!r} must be a positive number of seconds")
         if self.gcp_conn_id is not None and not isinstance(self.gcp_conn_id, str):
             raise InvalidOptionError(f"gcp_conn_id {self.gcp_conn_id!r} must be a connection id (a string)")
+        mode = self.file_mode
+        if isinstance(mode, bool) or not isinstance(mode, int) or mode & ~0o666 or mode & 0o600 != 0o600:
+            raise InvalidOptionError(
+                f"file_mode {mode!r} must be a file mode that lets the owner read and write (0o600) and "
+                "grants nothing more than read/write (at most 0o666), e.g. 0o600 or 0o640"
+            )
         queued = self.queue_chunks
         if isinstance(queued, bool) or not isinstance(queued, int) or queued < 1:
             raise InvalidOptionError(f"queue_chunks {queued!r} must be a whole number >= 1")
@@ -311,6 +324,8 @@ class StoredEntry:
     :param objects: object stores: ``(object name, generation)`` of every object, deleted with that
         precondition.
     :param metadata: object stores: the single object's metadata.
+    :param provider_written: the store can tell that this provider wrote every object of the entry
+        (object stores: each carries the provider's upload id); False where it cannot tell.
     """
 
     name: str
@@ -320,6 +335,7 @@ class StoredEntry:
     files: tuple[tuple[str, int], ...] = ()
     objects: tuple[tuple[str, int], ...] = ()
     metadata: tuple[tuple[str, str], ...] = ()
+    provider_written: bool = False
 
 
 class BackupStore(Protocol):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import logging
 import os
 import secrets
 import shutil
@@ -21,9 +22,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from airflow_provider_pgbackup.manifest import (
+    DEFAULT_FILE_MODE,
     MANIFEST_SUFFIX,
     FileDigest,
     Manifest,
+    folder_mode,
     fsync_directory,
     write_manifest,
 )
@@ -44,6 +47,7 @@ from airflow_provider_pgbackup.storage.base import (
 )
 
 SCHEME = ""
+log = logging.getLogger(__name__)
 
 
 def parse(text: str, *, what: str, folder: bool) -> Location:
@@ -60,6 +64,29 @@ def parse(text: str, *, what: str, folder: bool) -> Location:
     if not folder and name.endswith(MANIFEST_SUFFIX):
         raise InvalidOptionError(f"{what} {text!r} must not be a manifest file name (*{MANIFEST_SUFFIX})")
     return Location(SCHEME, "", os.path.normpath(name))
+
+
+def make_folders(folder: Path, mode: int) -> None:
+    """Create ``folder`` and its missing parents with ``mode`` (``mkdir -p`` gives parents 0o777 - umask)."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    for candidate in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            candidate.mkdir(mode=mode)
+            os.chmod(candidate, mode)  # mkdir's mode is masked by the umask
+
+
+def restrict_tree(root: Path, file_mode: int, dir_mode: int) -> None:
+    """chmod every folder of ``root`` (itself included) to ``dir_mode`` and every file to ``file_mode``."""
+    os.chmod(root, dir_mode)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), dir_mode)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), file_mode)
 
 
 def walk_files(root: Path) -> Iterator[Path]:
@@ -116,12 +143,22 @@ class LocalArtifactTarget:
     :param location: final artifact path.
     :param directory: the artifact is a folder (pg_dump ``--format=directory`` writes it itself).
     :param overwrite: replace a finished backup at the path; otherwise its presence is an error.
+    :param file_mode: mode of the finished files (folders get the matching search bits).
     """
 
-    def __init__(self, location: Location, *, directory: bool = False, overwrite: bool = False):
+    def __init__(
+        self,
+        location: Location,
+        *,
+        directory: bool = False,
+        overwrite: bool = False,
+        file_mode: int = DEFAULT_FILE_MODE,
+    ):
         self._location = location
         self.path = Path(location.name)
         self.directory = directory
+        self.file_mode = file_mode
+        self.dir_mode = folder_mode(file_mode)
         self.manifest_path = Path(location.manifest.name)
         self.staging_path = self.path.with_name(f".{self.path.name}.partial-{secrets.token_hex(6)}")
         self._lock = threading.RLock()  # on_kill runs in a signal handler on the same thread
@@ -134,9 +171,20 @@ class LocalArtifactTarget:
                     f"output_path {str(self.path)!r} is inside the backup {str(parent)!r} (it has a "
                     "manifest); choose a folder that is not part of another backup"
                 )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(self.path.parent, self.dir_mode)
+        crashed_writer = self.path.with_name(f".{self.path.name}.lock").exists()
         self._writer_lock = self._take_writer_lock()
         try:
+            unfinished = self.path.exists() and not self.manifest_path.exists() and not self.path.is_symlink()
+            if unfinished and crashed_writer and not overwrite:
+                # Our own artifact without its manifest (the lock file of the run that wrote it is still
+                # there): by the provider's definition not a finished backup. A retry replaces it.
+                log.warning(
+                    "Replacing %s: an artifact without a manifest, left by a run that stopped before "
+                    "writing it (its lock file was still there)",
+                    self.path,
+                )
+                overwrite = True
             for existing in (self.path, self.manifest_path):
                 if (existing.exists() or existing.is_symlink()) and not overwrite:
                     raise InvalidOptionError(
@@ -217,12 +265,13 @@ class LocalArtifactTarget:
             if self._finished:
                 raise RuntimeError(f"artifact {self.path} was already committed or aborted")
             if self.directory:
+                restrict_tree(self.staging_path, self.file_mode, self.dir_mode)
                 digest = digest_directory(self.staging_path, sync=True)
             else:
                 assert self._handle is not None
                 os.fsync(self._handle.fileno())
                 self._handle.close()
-                os.chmod(self.staging_path, 0o644)
+                os.chmod(self.staging_path, self.file_mode)
                 digest = self._hash.digest()
             # The old manifest goes first so an old manifest never describes new bytes.
             self.manifest_path.unlink(missing_ok=True)
@@ -251,7 +300,7 @@ class LocalArtifactTarget:
 
     def write_manifest(self, manifest: Manifest) -> str:
         """Write the manifest beside the committed artifact (atomically); returns its path."""
-        write_manifest(manifest, self.manifest_path)
+        write_manifest(manifest, self.manifest_path, mode=self.file_mode)
         self._release_writer_lock()  # on failure the lock stays until remove_committed undoes the commit
         return str(self.manifest_path)
 
@@ -376,7 +425,9 @@ class LocalBackupStore:
 def open_target(
     location: Location, *, directory: bool, overwrite: bool, settings: StorageSettings
 ) -> LocalArtifactTarget:
-    return LocalArtifactTarget(location, directory=directory, overwrite=overwrite)
+    return LocalArtifactTarget(
+        location, directory=directory, overwrite=overwrite, file_mode=settings.file_mode
+    )
 
 
 def open_source(location: Location, *, settings: StorageSettings) -> LocalArtifactSource:
@@ -413,7 +464,9 @@ def promote(
     raw_manifest = source.manifest_bytes()
     manifest = Manifest.from_json(raw_manifest)
     artifact = destination.child(src.name)
-    target = LocalArtifactTarget(artifact, directory=src.is_dir(), overwrite=False)
+    target = LocalArtifactTarget(
+        artifact, directory=src.is_dir(), overwrite=False, file_mode=settings.file_mode
+    )
     try:
         if src.is_dir():
             assert target.staging_directory is not None

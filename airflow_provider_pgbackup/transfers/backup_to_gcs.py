@@ -8,17 +8,19 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
-from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_pgbackup.manifest import ManifestError
-from airflow_provider_pgbackup.options import InvalidOptionError, is_templated
+from airflow_provider_pgbackup.failures import failure_policy
+from airflow_provider_pgbackup.options import (
+    InvalidOptionError,
+    check_positive_number,
+    is_templated,
+    parse_flag,
+)
 from airflow_provider_pgbackup.storage import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_GCP_CONN_ID,
     DEFAULT_RETRY_TIMEOUT,
-    ArtifactMismatchError,
     Location,
-    ObjectConflictError,
     StorageSettings,
     check_settings,
     parse_location,
@@ -151,7 +153,19 @@ class PgBackupToGCSOperator(BaseOperator):
     def _settings(self) -> StorageSettings:
         return check_settings("gs", self._storage_settings())
 
+    def validate(self) -> None:
+        """Check every argument without touching storage; raise :class:`InvalidOptionError` naming it."""
+        self._settings()
+        self._local_source()
+        gcs_destination(self.bucket, self.prefix or "")
+        parse_flag("delete_local_copy", self.delete_local_copy)
+        if self.kms_key_name is not None and not isinstance(self.kms_key_name, str):
+            raise InvalidOptionError(
+                f"kms_key_name {self.kms_key_name!r} must be a Cloud KMS key name or None"
+            )
+
     def _storage_settings(self) -> StorageSettings:
+        check_positive_number("progress_interval", self.progress_interval, allow_zero=True)
         return StorageSettings(
             gcp_conn_id=self.gcp_conn_id,
             chunk_size=self.chunk_size,
@@ -162,15 +176,17 @@ class PgBackupToGCSOperator(BaseOperator):
         )
 
     def execute(self, context: Any) -> dict[str, Any]:
-        try:
-            settings = self._settings()
-            source = self._local_source()
-            destination = gcs_destination(self.bucket, self.prefix or "")
-            result, manifest = upload_backup(
-                source, destination, settings=settings, log=self.log, cancel=self._cancel
-            )
-        except (InvalidOptionError, ManifestError, ArtifactMismatchError, ObjectConflictError) as err:
-            raise AirflowFailException(str(err)) from err
+        with failure_policy():
+            return self._execute(context)
+
+    def _execute(self, context: Any) -> dict[str, Any]:
+        self.validate()
+        settings = self._settings()
+        source = self._local_source()
+        destination = gcs_destination(self.bucket, self.prefix or "")
+        result, manifest = upload_backup(
+            source, destination, settings=settings, log=self.log, cancel=self._cancel
+        )
         rate = result.rate_bytes_per_second / (1024 * 1024)
         uploaded_bytes = result.transferred_bytes
         self.log.info(

@@ -54,6 +54,7 @@ from airflow_provider_pgbackup.verify.report import (
     CheckResult,
     VerificationError,
     VerificationReport,
+    VerificationUnavailable,
 )
 
 #: The names of the checks, in the order they run.
@@ -65,7 +66,10 @@ def parse_max_age(max_age: datetime.timedelta | float | None) -> datetime.timede
         return None
     if isinstance(max_age, bool) or not isinstance(max_age, (datetime.timedelta, int, float)):
         raise InvalidOptionError(f"max_age {max_age!r} must be a timedelta or a number of seconds")
-    age = max_age if isinstance(max_age, datetime.timedelta) else datetime.timedelta(seconds=max_age)
+    try:
+        age = max_age if isinstance(max_age, datetime.timedelta) else datetime.timedelta(seconds=max_age)
+    except (OverflowError, ValueError) as err:  # NaN, infinity, beyond timedelta's range
+        raise InvalidOptionError(f"max_age {max_age!r} must be a finite duration") from err
     if age.total_seconds() <= 0:
         raise InvalidOptionError(f"max_age {max_age!r} must be positive")
     return age
@@ -141,6 +145,7 @@ __all__ = [
     "TocSummary",
     "VerificationError",
     "VerificationReport",
+    "VerificationUnavailable",
     "check_min_size",
     "check_sql_stream",
     "list_archive",

@@ -28,6 +28,7 @@ from airflow_provider_pgbackup.verify.report import (
     ArtifactMissing,
     CheckResult,
     VerificationReport,
+    VerificationUnavailable,
 )
 
 
@@ -41,6 +42,14 @@ class Fail(Exception):
 
 class Skip(Exception):
     """A check does not apply to this backup (its reason is recorded)."""
+
+
+class Unavailable(Exception):
+    """A check cannot run here (a missing tool): no verdict on the bytes."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass
@@ -275,7 +284,7 @@ class Contents(Check):
                 "pg_restore", manifest.client_tool, manifest.client_version, run.pg_bin_dir
             )
         except PgBinaryNotFound as err:
-            raise Fail(str(err)) from err
+            raise Unavailable(str(err)) from err
         report.pg_restore = str(binary)
         try:
             if manifest.format == "directory":
@@ -284,7 +293,11 @@ class Contents(Check):
             else:
                 toc = list_archive(binary, manifest.format, chunks=source.chunks(), runner=run.runner)
         except PgCommandError as err:
+            if err.killed:
+                raise  # the task is being stopped: that says nothing about the archive
             tail = "; ".join(err.stderr_tail) or f"exit code {err.returncode}"
+            if err.returncode < 0:
+                raise Unavailable(f"{binary} was ended by signal {-err.returncode}: {tail}") from err
             raise Fail(f"{binary} cannot read the {manifest.format} archive: {tail}") from err
         except ArtifactMismatchError as err:  # a remote directory's download failed its crc32c check
             raise Fail(str(err)) from err
@@ -366,6 +379,9 @@ def run_checks(run: Run, switches: Mapping[str, bool]) -> None:
         except ArtifactMissing as missing:
             record("missing", str(missing))
             raise
+        except Unavailable as unavailable:
+            record("unavailable", unavailable.reason)
+            raise VerificationUnavailable(check.name, unavailable.reason, run.report) from unavailable
         except Fail as fail:
             record("failed", fail.reason)
             run.report.failed_check = check.name

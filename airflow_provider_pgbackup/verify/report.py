@@ -60,6 +60,16 @@ class ArtifactMissing(VerificationError):
     """The artifact or its manifest is not there (yet): a sensor keeps waiting."""
 
 
+class VerificationUnavailable(VerificationError):
+    """A check could not run (its tool is missing, or it was stopped): nothing was learnt about the
+    bytes, so the backup is neither good nor corrupt. ``check`` names it."""
+
+    def __init__(self, check: str, reason: str, report: VerificationReport | None = None) -> None:
+        super().__init__(f"backup verification could not run check {check!r}: {reason}", report)
+        self.check = check
+        self.reason = reason
+
+
 class ArtifactCorrupt(VerificationError):
     """The backup is there but bad; ``check`` names the check that failed and ``reason`` says why."""
 

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import tempfile
 import threading
 from pathlib import Path
 
@@ -418,9 +419,13 @@ def _secret_dirs() -> set[str]:
 
 
 def test_pg_dumpall_and_ssl_key_material_reach_no_argv_or_environ(
-    pg18: PgCluster, airflow_conn, tmp_path: Path, task_log: list
+    pg18: PgCluster, airflow_conn, tmp_path: Path, task_log: list, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from airflow_provider_pgbackup.options import PgDumpAllOptions
+
+    private_tmp = tmp_path / "tmp"  # this test's own temporary folder: other processes' files stay out
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
 
     # sslmode=disable: libpq never reads the key, but the provider must still keep its content private.
     hook = PgDumpHook(airflow_conn(pg18, "postgres", sslmode="disable", sslkey=FAKE_KEY))

@@ -72,7 +72,9 @@ def test_400_days_of_history_keep_exactly_the_gfs_set_and_incomplete_leftovers_g
     times = _history()
     _make_local_history(tmp_path, times)
     (tmp_path / "orphan.dump").write_bytes(b"no manifest: a failed run")
+    (tmp_path / ".orphan.dump.lock").write_bytes(b"")  # its writer crashed before the manifest
     _age(tmp_path / "orphan.dump", 3)
+    _age(tmp_path / ".orphan.dump.lock", 3)
     (tmp_path / "running.dump").write_bytes(b"no manifest yet: still being written")
     staging = tmp_path / ".old.dump.partial-0123456789ab"
     staging.mkdir()
@@ -95,7 +97,9 @@ def test_400_days_of_history_keep_exactly_the_gfs_set_and_incomplete_leftovers_g
     assert {k["name"] for k in result["kept"]} == expected
     assert result["kept"][0]["rules"][0] == "newest"
     assert len(result["deleted"]) == 2 * (len(times) - len(expected))
-    assert sorted(Path(u).name for u in result["incomplete_deleted"]) == [staging.name, "orphan.dump"]
+    assert sorted(Path(u).name for u in result["incomplete_deleted"]) == sorted(
+        [".orphan.dump.lock", staging.name, "orphan.dump"]
+    )
 
 
 def test_dry_run_deletes_nothing_and_plans_what_the_real_run_deletes(tmp_path: Path) -> None:
@@ -195,7 +199,9 @@ def test_gcs_prefix_history_keeps_the_gfs_set_with_directory_backups_and_dry_run
     quiet.setLevel(logging.WARNING)
     for t in times:
         upload_backup(local / _name(t), destination, settings=settings, log=quiet)
-    client.bucket(gcs_bucket).blob("pg/prod/failed.dump").upload_from_string(b"orphan")
+    failed = client.bucket(gcs_bucket).blob("pg/prod/failed.dump")
+    failed.metadata = {"pgbackup-upload-id": "0123456789abcdef"}  # a run of ours stopped before its manifest
+    failed.upload_from_string(b"orphan")
     client.bucket(gcs_bucket).blob("pg/other/keep-me.dump").upload_from_string(b"not under the prefix")
     expected = {_name(t) for t in _expected_gfs(times, POLICY)}
     assert _name(times[-1]) not in expected  # the directory backup is deleted: every object below it
@@ -229,3 +235,68 @@ def test_newest_complete_backup_skips_newer_incomplete_ones(tmp_path: Path) -> N
     synthetic_backup(tmp_path, "new.dump", finished_at=datetime.datetime(2026, 2, 1, tzinfo=utc))
     (tmp_path / "new.dump").write_bytes(b"cut")  # no longer what its manifest describes
     assert newest_complete_backup(str(tmp_path)) == str(old)
+
+
+def _foreign_things(root: Path) -> set[str]:
+    """What another tool or a person left beside the backups: none of it may ever be deleted."""
+    (root / "README.md").write_text("backups of the shop database; ask ops before touching")
+    (root / "other-tool.tar.gz").write_bytes(b"another tool's backup")
+    nested = root / "analytics"
+    synthetic_backup(
+        nested, "20200101T000000.dump", size=16, finished_at=datetime.datetime(2020, 1, 1, tzinfo=UTC)
+    )
+    (root / ".x.dump.partial-NOTHEX000000").write_bytes(b"looks like ours, is not")
+    (root / "y.dump.manifest.json.bak").write_text("{}")
+    (root / ".hidden").write_bytes(b"a dotfile")
+    for path in root.iterdir():
+        _age(path, 30)
+    return {
+        "README.md",
+        "other-tool.tar.gz",
+        "analytics",
+        ".x.dump.partial-NOTHEX000000",
+        "y.dump.manifest.json.bak",
+        ".hidden",
+    }
+
+
+def test_retention_never_deletes_what_the_provider_did_not_write(tmp_path: Path) -> None:
+    times = _history(days=60)
+    _make_local_history(tmp_path, times)
+    foreign = _foreign_things(tmp_path)
+    before = {p.name for p in (tmp_path / "analytics").iterdir()}
+
+    result = _retention(str(tmp_path), incomplete_grace=0).execute(context={})
+
+    assert foreign <= {p.name for p in tmp_path.iterdir()}
+    assert {p.name for p in (tmp_path / "analytics").iterdir()} == before  # a nested folder of backups
+    assert sorted(result["left_alone"]) == sorted(foreign)
+    assert result["incomplete_deleted"] == []
+    assert len(result["deleted"]) > 0  # it did delete its own old backups
+
+
+def test_gcs_retention_never_deletes_objects_the_provider_did_not_write(
+    tmp_path: Path, gcs: GCSEmulator, gcs_bucket: str
+) -> None:
+    times = _history(days=30, every=3, extra_same_day=())
+    local = tmp_path / "local"
+    _make_local_history(local, times)
+    quiet = logging.getLogger("retention-test-upload")
+    quiet.setLevel(logging.WARNING)
+    uri = f"gs://{gcs_bucket}/pg/prod"
+    for t in times:
+        upload_backup(local / _name(t), uri, settings=StorageSettings(chunk_size=256 * 1024), log=quiet)
+    bucket = gcs.client().bucket(gcs_bucket)
+    foreign = ["README.md", "other-tool.tar.gz", "analytics/20200101T000000.dump", "x.dump.manifest.json.bak"]
+    for name in foreign:
+        bucket.blob(f"pg/prod/{name}").upload_from_string(b"not ours")
+
+    result = _retention(uri, incomplete_grace=0).execute(context={})
+
+    names = {b.name for b in gcs.client().list_blobs(gcs_bucket)}
+    assert {f"pg/prod/{n}" for n in foreign} <= names
+    assert sorted(result["left_alone"]) == sorted(
+        ["README.md", "other-tool.tar.gz", "analytics", "x.dump.manifest.json.bak"]
+    )
+    assert result["incomplete_deleted"] == []
+    assert len(result["deleted"]) > 0

@@ -22,6 +22,7 @@ from airflow.sdk.exceptions import (
 )
 
 from airflow_provider_pgbackup.manifest import manifest_path_for
+from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
 from airflow_provider_pgbackup.triggers.backup_artifact import PgBackupArtifactTrigger
 from devtools.pgcluster import PgCluster
@@ -209,7 +210,11 @@ def test_bad_arguments_fail_at_construction(kwargs: dict[str, Any], message: str
 
 
 def test_relative_path_fails_naming_it(tmp_path: Path) -> None:
-    sensor = PgBackupArtifactSensor(task_id="wait", path="backups/x.dump", timeout=5)
+    # A literal path fails when the DAG is parsed; a templated one when the task runs.
+    with pytest.raises(InvalidOptionError, match=r"path 'backups/x\.dump' must be an absolute path"):
+        PgBackupArtifactSensor(task_id="wait", path="backups/x.dump", timeout=5)
+    sensor = PgBackupArtifactSensor(task_id="wait", path="{{ params.path }}", timeout=5)
+    sensor.path = "backups/x.dump"  # as rendered
     with pytest.raises(AirflowFailException, match=r"path 'backups/x\.dump' must be an absolute path"):
         sensor.execute(context={})
 
@@ -371,7 +376,10 @@ def test_sensor_reads_gcs_through_an_explicit_gcp_connection(
     ],
 )
 def test_bad_gs_path_fails_naming_it(path: str, message: str) -> None:
-    sensor = PgBackupArtifactSensor(task_id="wait", path=path, timeout=5)
+    with pytest.raises(InvalidOptionError, match=message):
+        PgBackupArtifactSensor(task_id="wait", path=path, timeout=5)
+    sensor = PgBackupArtifactSensor(task_id="wait", path="{{ params.path }}", timeout=5)
+    sensor.path = path  # as rendered
     with pytest.raises(AirflowFailException, match=message):
         sensor.execute(context={})
 

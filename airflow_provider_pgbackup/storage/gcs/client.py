@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
 
-from airflow_provider_pgbackup.storage.base import DEFAULT_GCP_CONN_ID
+from airflow_provider_pgbackup.storage.base import DEFAULT_GCP_CONN_ID, CredentialsError
 
 if TYPE_CHECKING:  # the Google libraries cost ~20 MiB and ~1 s to import: only GCS work pays for them
     from google.auth.credentials import Credentials
@@ -35,7 +35,7 @@ EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 CLIENT_INFO_USER_AGENT = "airflow-provider-pgbackup"
 
 
-class GCSCredentialsError(AirflowException):
+class GCSCredentialsError(CredentialsError, AirflowException):
     """The connection's credentials cannot be used; the message never contains key material."""
 
 

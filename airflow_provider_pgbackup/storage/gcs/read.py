@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airflow_provider_pgbackup.manifest import FileDigest
 from airflow_provider_pgbackup.storage.base import (
@@ -20,10 +21,15 @@ from airflow_provider_pgbackup.storage.base import (
     StoreNotFound,
     directory_digest,
 )
-from airflow_provider_pgbackup.storage.gcs.location import GCSLocation, make_client, retry
+from airflow_provider_pgbackup.storage.gcs.location import UPLOAD_ID_KEY, GCSLocation, make_client, retry
 
 if TYPE_CHECKING:
     from google.cloud import storage
+
+
+def _private_file(path: Path) -> BinaryIO:
+    """A new file only its owner can read (a downloaded copy of a backup)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
 class GCSArtifactSource:
@@ -202,11 +208,11 @@ class GCSArtifactSource:
                     if ".." in relative.parts or relative.is_absolute() or not relative.parts:
                         raise StorageError(f"object {name!r} has an unsafe relative name")
                     destination = artifact.joinpath(*relative.parts)
-                    destination.parent.mkdir(parents=True, exist_ok=True)
-                    with open(destination, "xb") as handle:
+                    destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    with _private_file(destination) as handle:
                         self._download(name, handle)
             else:
-                with open(artifact, "xb") as handle:
+                with _private_file(artifact) as handle:
                     self._download(self._location.name, handle)
             yield artifact
         finally:
@@ -263,6 +269,7 @@ class GCSBackupStore:
                     files=files,
                     objects=tuple((b.name, int(b.generation)) for b in blobs),
                     metadata=tuple(sorted((single.metadata or {}).items())) if single is not None else (),
+                    provider_written=all(UPLOAD_ID_KEY in (b.metadata or {}) for b in blobs),
                 )
             )
         return found

@@ -10,6 +10,7 @@ with the final name appears.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from pathlib import Path
@@ -32,6 +33,8 @@ from airflow_provider_pgbackup.units import format_bytes
 
 if TYPE_CHECKING:
     from google.cloud import storage
+
+log = logging.getLogger(__name__)
 
 
 class GCSObjectWriter:
@@ -291,6 +294,16 @@ class GCSArtifactTarget:
         policy = retry(self.settings)
         existing = bucket.get_blob(location.name, retry=policy)
         self._old_manifest = bucket.get_blob(self.manifest_location.name, retry=policy)
+        ours = existing is not None and UPLOAD_ID_KEY in (existing.metadata or {})
+        if ours and self._old_manifest is None and not overwrite:
+            # An object this provider wrote whose manifest never came: not a finished backup (a run
+            # stopped between the two). A retry replaces it, with a generation precondition.
+            log.warning(
+                "Replacing %s: an object this provider wrote without its manifest (a run stopped "
+                "between the two)",
+                location.uri,
+            )
+            overwrite = True
         for found in (existing, self._old_manifest):
             if found is not None and not overwrite:
                 raise InvalidOptionError(

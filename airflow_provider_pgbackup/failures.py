@@ -1,0 +1,89 @@
+"""Which failures Airflow retries: the one table (SECURITY.md, "Retry or fail now") as code.
+
+Fail now (``AirflowFailException``, no retry): bad input, a corrupt artifact (evidence about the
+bytes), a missing tool (pg_restore/psql/decompressor), bad credentials, a missing bucket, a different
+object in the way. Retry (the exception as it is): the network, a server restart or a dropped
+connection, a lock timeout, another run writing the same path. A kill is reported as a kill.
+
+Operators, the sensor and the transfers wrap their work in :func:`failure_policy`; nothing else
+decides retryability.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_pgbackup.binaries import PgBinaryNotFound
+from airflow_provider_pgbackup.content import ContentRecordError
+from airflow_provider_pgbackup.manifest import ManifestError
+from airflow_provider_pgbackup.options import InvalidOptionError
+from airflow_provider_pgbackup.pipeline import DecompressorUnavailable
+from airflow_provider_pgbackup.process import PgCommandError
+from airflow_provider_pgbackup.storage import (
+    ArtifactMismatchError,
+    CredentialsError,
+    ObjectConflictError,
+    StoreNotFound,
+)
+from airflow_provider_pgbackup.verify import ArtifactCorrupt, VerificationUnavailable
+
+#: Retrying cannot help: the same input, bytes, machine or credentials give the same answer.
+FAIL_NOW: tuple[type[BaseException], ...] = (
+    InvalidOptionError,
+    ManifestError,
+    ContentRecordError,
+    ArtifactCorrupt,
+    ArtifactMismatchError,
+    ObjectConflictError,
+    StoreNotFound,
+    CredentialsError,
+    PgBinaryNotFound,
+    DecompressorUnavailable,
+    VerificationUnavailable,
+)
+
+#: What libpq and the server say when the connection, not the request, failed: worth a retry.
+CONNECTION_LOST = (
+    "server closed the connection unexpectedly",
+    "connection to server",
+    "could not connect to server",
+    "terminating connection",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "the database system is in recovery mode",
+    "no connection to the server",
+    "could not receive data from server",
+    "could not send data to server",
+    "SSL SYSCALL error",
+    "Connection refused",
+    "Connection reset by peer",
+    "timeout expired",
+)
+
+
+def connection_lost(err: PgCommandError) -> bool:
+    """The tool failed because its connection to the server broke (a network fault, a restart)."""
+    text = "\n".join(err.stderr_tail)
+    return any(marker in text for marker in CONNECTION_LOST)
+
+
+@contextlib.contextmanager
+def failure_policy() -> Iterator[None]:
+    """Turn the fail-now errors into ``AirflowFailException`` (message kept, cause chained)."""
+    try:
+        yield
+    except AirflowFailException:
+        raise
+    except FAIL_NOW as err:
+        raise AirflowFailException(str(err)) from err
+
+
+def restore_failure(err: PgCommandError, what: str) -> BaseException:
+    """A pg_restore/psql failure: a dropped connection is retried, a kill stays a kill, anything else
+    (an SQL error replaying the backup) gives the same answer next time: fail now."""
+    if err.killed or connection_lost(err):
+        return err
+    return AirflowFailException(f"{what} failed: {err}")

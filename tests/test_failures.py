@@ -1,0 +1,236 @@
+"""Retry or fail now (SECURITY.md's table), one test per row, against real servers, tools and emulators.
+
+Fail now (``AirflowFailException``): bad input, a corrupt artifact, a missing tool, bad credentials.
+Retried (any other exception): the network, a server restart, a lock timeout. A kill or a missing
+tool is never reported as "corrupt": only evidence about the bytes is.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_pgbackup.manifest import Manifest, manifest_path_for, read_manifest
+from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
+from airflow_provider_pgbackup.operators.pg_restore import PgRestoreOperator
+from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOperator
+from airflow_provider_pgbackup.process import PgCommandError, PgProcessRunner
+from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
+from airflow_provider_pgbackup.storage import Location
+from airflow_provider_pgbackup.storage.local import LocalArtifactSource
+from airflow_provider_pgbackup.transfers.backup_to_gcs import PgBackupToGCSOperator
+from airflow_provider_pgbackup.verify import ArtifactCorrupt, verify_backup
+from devtools.pgcluster import PgCluster
+from tests.conftest import PASSWORD
+from tests.gcs_emulator import GCSEmulator, synthetic_backup
+from tests.helpers import wait_for_child
+
+ON_PG18 = pytest.mark.parametrize("pg", ["pg18"], indirect=True)
+
+
+def written_by_pg_dump_99(artifact: Path) -> None:
+    """Make the manifest name a pg_dump 99 (a version no pg_restore here can read)."""
+    fields = read_manifest(manifest_path_for(artifact)).to_dict()
+    fields.update(client_version="99.0")
+    manifest_path_for(artifact).write_text(Manifest.from_dict(fields).to_json())
+
+
+def test_bad_input_rendered_at_run_time_fails_now(tmp_path: Path) -> None:
+    operator = PgDumpOperator(task_id="dump", output_path="{{ params.path }}")
+    operator.output_path = "relative/x.dump"  # what the template rendered
+    with pytest.raises(AirflowFailException, match="must be an absolute path"):
+        operator.execute(context={})
+
+
+@ON_PG18
+def test_missing_pg_restore_fails_now_and_is_not_called_corrupt(
+    pg: PgCluster, pg_backup, airflow_conn
+) -> None:
+    artifact = pg_backup("custom")
+    written_by_pg_dump_99(artifact)
+    sensor = PgBackupArtifactSensor(task_id="verify", path=str(artifact), timeout=5)
+    with pytest.raises(AirflowFailException, match="cannot verify backup") as err:
+        sensor.execute(context={})
+    assert "pg_restore major version >= 99" in str(err.value)
+    assert "corrupt" not in str(err.value)
+    drill = PgRestoreOperator(
+        task_id="drill", postgres_conn_id=airflow_conn(pg, "postgres"), artifact_path=str(artifact)
+    )
+    with pytest.raises(AirflowFailException, match="pg_restore major version >= 99") as err:
+        drill.execute(context={})
+    assert "corrupt" not in str(err.value)
+
+
+@ON_PG18
+def test_missing_decompressor_fails_the_drill_now_and_is_not_called_corrupt(
+    pg: PgCluster, pg_backup, airflow_conn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("zstd") is None:
+        pytest.skip("no zstd command to make the zstd artifact")
+    plain = pg_backup("plain")
+    artifact = tmp_path / "db.sql.zst"
+    data = subprocess.run(["zstd", "-c"], input=plain.read_bytes(), capture_output=True, check=True).stdout
+    artifact.write_bytes(data)
+    fields = read_manifest(manifest_path_for(plain)).to_dict()
+    import hashlib
+
+    fields.update(
+        artifact=artifact.name,
+        compression="zstd:3",
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    manifest_path_for(artifact).write_text(Manifest.from_dict(fields).to_json())
+    monkeypatch.setenv("PATH", "/nonexistent")  # no zstd command on this worker
+    drill = PgRestoreOperator(
+        task_id="drill", postgres_conn_id=airflow_conn(pg, "postgres"), artifact_path=str(artifact)
+    )
+    with pytest.raises(AirflowFailException, match="no zstd decompressor") as err:
+        drill.execute(context={})
+    assert "corrupt" not in str(err.value)
+
+
+class SlowSource(LocalArtifactSource):
+    """A real archive read slowly (as from a slow network), so a kill lands while pg_restore reads it."""
+
+    def chunks(self) -> Iterator[bytes]:
+        import time
+
+        for chunk in super().chunks():
+            for at in range(0, len(chunk), 256):
+                time.sleep(0.01)
+                yield chunk[at : at + 256]
+
+
+@ON_PG18
+def test_a_kill_during_verification_is_reported_as_a_kill_not_as_corrupt(pg: PgCluster, pg_backup) -> None:
+    artifact = pg_backup("custom")
+    runner = PgProcessRunner(__import__("logging").getLogger(__name__))
+    errors: list[BaseException] = []
+
+    def verify() -> None:
+        try:
+            verify_backup(SlowSource(Location("", "", str(artifact))), runner=runner)
+        except BaseException as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=verify)
+    thread.start()
+    _wait_for_any_child("pg_restore")
+    runner.kill()
+    thread.join(30)
+    assert len(errors) == 1
+    assert isinstance(errors[0], PgCommandError)
+    assert errors[0].killed
+    assert not isinstance(errors[0], ArtifactCorrupt)
+
+
+def _wait_for_any_child(name: str, timeout: float = 30.0) -> None:
+    import time
+
+    from tests.helpers import _children
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(exe == name for _pid, exe, _cmd, _env in _children()):
+            return
+        time.sleep(0.01)
+    raise TimeoutError(f"no {name} child appeared")
+
+
+def test_bad_gcp_credentials_fail_now(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GCP_BROKEN",
+        json.dumps(
+            {"conn_type": "google_cloud_platform", "extra": {"key_path": str(tmp_path / "missing.json")}}
+        ),
+    )
+    retention = PgBackupRetentionOperator(
+        task_id="retention", location="gs://some-bucket/pg", gcp_conn_id="gcp_broken"
+    )
+    with pytest.raises(AirflowFailException, match=r"key_path .* is not a readable file"):
+        retention.execute(context={})
+
+
+def test_network_failure_is_retried(tmp_path: Path, gcs_persistent: GCSEmulator) -> None:
+    bucket = gcs_persistent.new_bucket()
+    artifact, _ = synthetic_backup(tmp_path, "db.dump", size=1024)
+    gcs_persistent.stop()
+    upload = PgBackupToGCSOperator(
+        task_id="upload", source_path=str(artifact), bucket=bucket, retry_timeout=1
+    )
+    with pytest.raises(Exception) as err:  # noqa: PT011 - the point is which class it is NOT
+        upload.execute(context={})
+    assert not isinstance(err.value, AirflowFailException), err.value
+
+
+def test_server_restart_mid_restore_is_retried_and_an_sql_error_is_not(airflow_conn, tmp_path: Path) -> None:
+    from devtools.pgcluster import embedded_bin_dir, running_cluster
+
+    bin_dir = embedded_bin_dir()
+    assert bin_dir is not None
+    with running_cluster(bin_dir, password=PASSWORD, name="pg-restart") as cluster:
+        cluster.execute("CREATE SCHEMA app; CREATE TABLE app.t AS SELECT 1 AS x")
+        artifact = tmp_path / "app.dump"
+        PgDumpOperator(
+            task_id="dump", postgres_conn_id=airflow_conn(cluster, "postgres"), output_path=str(artifact)
+        ).execute(context={})
+        cluster.create_database("target")
+        # An uncommitted CREATE SCHEMA app in the target: pg_restore's own CREATE SCHEMA waits on it.
+        blocker = psycopg.connect(**cluster.connect_kwargs("target"))
+        blocker.execute("CREATE SCHEMA app")
+        errors: list[BaseException] = []
+        drill = PgRestoreOperator(
+            task_id="drill",
+            postgres_conn_id=airflow_conn(cluster, "postgres"),
+            artifact_path=str(artifact),
+            database="target",
+            create_database=False,
+            compare_content=False,
+        )
+
+        def run() -> None:
+            try:
+                drill.execute(context={})
+            except BaseException as err:
+                errors.append(err)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        wait_for_child("pg_restore")
+        with cluster.connect() as watcher:
+            for _ in range(300):
+                row = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND datname = 'target'"
+                ).fetchone()
+                if row and row[0]:
+                    break
+                __import__("time").sleep(0.05)
+        cluster.stop("fast")
+        worker.join(60)
+        blocker.close()
+        assert len(errors) == 1
+        assert isinstance(errors[0], PgCommandError), errors[0]
+        assert not isinstance(errors[0], AirflowFailException)
+        cluster.start()
+        # The same restore on a database that already has the schema: an SQL error, the same next time.
+        cluster.execute("CREATE SCHEMA app", dbname="target")
+        with pytest.raises(AirflowFailException, match="failed"):
+            PgRestoreOperator(
+                task_id="drill",
+                postgres_conn_id=airflow_conn(cluster, "postgres"),
+                artifact_path=str(artifact),
+                database="target",
+                create_database=False,
+                allow_non_empty_database=True,
+            ).execute(context={})
