@@ -16,7 +16,12 @@ from benchmarks.stats import Summary, mib, verdict
 HERE = Path(__file__).resolve().parent
 TARGET_RATIO = 1.05
 TARGET_RSS_MIB = 150.0
-TARGET_STREAM_RATIO = 0.7
+#: streamed wall time / max(dump alone, upload alone): a pipelined stream takes about the slower side.
+TARGET_STREAM_RATIO = 1.1
+#: What the same benchmark measured before the upload ran in its own thread (commit 35c9b58).
+PART4_BEFORE = (
+    "23.0 s streamed vs 4.1 s dump alone + 17.7 s upload alone (pgbench_s70): 1.30 x the slower side"
+)
 FLAT_MIB = 10.0
 
 Raw = dict[str, list[dict[str, Any]]]
@@ -222,29 +227,98 @@ def _part3(data: dict[str, Any]) -> list[str]:
 def _part4(data: dict[str, Any]) -> list[str]:
     raw: Raw = data["raw"]
     lines = [
-        f"## 4. Dump-then-upload vs streamed dump to GCS (target streamed <= {TARGET_STREAM_RATIO} x)",
+        "## 4. Dump-then-upload vs streamed dump to GCS "
+        f"(target streamed <= {TARGET_STREAM_RATIO} x the slower half)",
         "",
     ]
     if data.get("gcs") != "ran":
         return [*lines, f"Not measured: {data.get('gcs', 'not run')}.", ""]
-    a, b = "p4 dump then upload", "p4 streamed to gs://"
-    pairs = Summary.of(pair_ratios(raw, a, b))
+    lines += [
+        "fake-gcs-server (memory backend) on 127.0.0.1; `-Fc`, compression none (so that there are bytes",
+        "to upload: gzip shrinks pgbench data ~40x), row counts off. The streamed dump is judged against",
+        "the slower of its two halves as measured in the same round (dump alone to a local file, upload",
+        "alone of that file): a pipelined stream can at best take that long.",
+        "",
+        "| Database | Side | Wall time s | Dump alone s | Upload alone s | Machine CPU busy s "
+        "| Peak RSS MiB | Streamed / max(dump, upload) | Streamed / CPU floor |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for db in data.get("databases", []):
+        a, b = f"p4 dump then upload {db['name']}", f"p4 streamed to gs:// {db['name']}"
+        if a not in raw:  # results from before part 4 ran at every size
+            a, b = "p4 dump then upload", "p4 streamed to gs://"
+            if a not in raw or db is not data["databases"][-1]:
+                continue
+        slower = {
+            r["round"]: max(r["dump_seconds"], r["upload_seconds"])
+            for r in raw.get(a, [])
+            if "dump_seconds" in r
+        }
+        ratios = Summary.of(
+            [r["seconds"] / slower[r["round"]] for r in raw.get(b, []) if r["round"] in slower]
+        )
+        # The CPU floor: the machine-wide CPU the streamed run itself needed, spread over every core. No
+        # pipeline can finish before the machine has done that work.
+        floors = Summary.of(
+            [
+                r["seconds"] / max(slower[r["round"]], r["machine_busy_seconds"] / r["cpu_count"])
+                for r in raw.get(b, [])
+                if "machine_busy_seconds" in r and r["round"] in slower
+            ]
+        )
+        verdicts.append(ratios.median <= TARGET_STREAM_RATIO)
+        busy_a, busy_b = series(raw, a, "machine_busy_seconds"), series(raw, b, "machine_busy_seconds")
+        lines += [
+            f"| {db['name']} | dump then upload | {Summary.of(series(raw, a)).fmt()} | "
+            f"{Summary.of(series(raw, a, 'dump_seconds')).fmt()} | "
+            f"{Summary.of(series(raw, a, 'upload_seconds')).fmt()} | "
+            f"{Summary.of(busy_a).fmt() if busy_a else ''} | {_peak(raw, a)} | | |",
+            f"| {db['name']} | streamed to gs:// | {Summary.of(series(raw, b)).fmt()} | | | "
+            f"{Summary.of(busy_b).fmt() if busy_b else ''} | {_peak(raw, b)} | "
+            f"{ratios.fmt(3)} ({verdict(ratios.median <= TARGET_STREAM_RATIO)}) | "
+            f"{floors.fmt(3) if busy_b else ''} |",
+        ]
     return [
         *lines,
-        "fake-gcs-server (memory backend) on 127.0.0.1; `-Fc`, compression none (so that there are bytes",
-        "to upload: gzip shrinks pgbench data ~40x), row counts off.",
         "",
-        "| Side | Wall time s | Dump s | Upload s | Peak RSS MiB |",
-        "|---|---|---|---|---|",
-        f"| dump then upload | {Summary.of(series(raw, a)).fmt()} | "
-        f"{Summary.of(series(raw, a, 'dump_seconds')).fmt()} | "
-        f"{Summary.of(series(raw, a, 'upload_seconds')).fmt()} | {_peak(raw, a)} |",
-        f"| streamed to gs:// | {Summary.of(series(raw, b)).fmt()} | | | {_peak(raw, b)} |",
+        "Machine CPU busy: CPU seconds of the whole machine (every core, every process: pg_dump, the",
+        "server, fake-gcs-server, the worker) during the measured call, from `/proc/stat`. The CPU",
+        "floor is that figure over the number of cores: when it exceeds both halves' wall times the run",
+        "is CPU-bound, and overlapping the two halves cannot make it faster than the floor.",
         "",
-        f"Streamed / (dump + upload), per round: {pairs.fmt(3)} "
-        f"({verdict(pairs.median <= TARGET_STREAM_RATIO)}).",
+        f"Before the upload had its own thread: {PART4_BEFORE}.",
         "",
     ]
+
+
+def _part5(data: dict[str, Any]) -> list[str]:
+    raw: Raw = data["raw"]
+    if not any(s.startswith("p5 ") for s in raw):
+        return ["## 5. Cost of `record_checksums`", "", "Not run.", ""]
+    big = data["databases"][-1]["name"]
+    lines = [
+        f"## 5. Cost of `record_checksums` ({big}, `-Fc` gzip:6)",
+        "",
+        "Dump side: row counts only vs row counts + checksums + schema inventory, both taken in the",
+        "dump's snapshot by a second session while pg_dump runs. Drill side: restore into a scratch",
+        "database, then compare row counts only vs the full content comparison. Machine CPU busy is the",
+        "whole machine's CPU (the server's share included) during the measured call.",
+        "",
+        "| Side | Wall time s | Machine CPU busy s | Compare s |",
+        "|---|---|---|---|",
+    ]
+    for side in ("dump counts only", "dump checksums", "drill counts only", "drill checksums"):
+        name = f"p5 {side}"
+        if name not in raw:
+            continue
+        compare = series(raw, name, "compare_seconds")
+        lines.append(
+            f"| {side} | {Summary.of(series(raw, name)).fmt()} | "
+            f"{Summary.of(series(raw, name, 'machine_busy_seconds')).fmt()} | "
+            f"{Summary.of(compare).fmt() if compare else ''} |"
+        )
+    return [*lines, ""]
 
 
 def _peak(raw: Raw, setting: str) -> str:
@@ -328,13 +402,14 @@ def render(data: dict[str, Any]) -> None:
         "![time and size per setting](results.png)",
         "",
         "Targets: provider/bare wall time <= 1.05; peak RSS of the driving Python process < 150 MiB and",
-        "flat as data grows; streamed upload <= 0.7 x (dump + upload).",
+        "flat as data grows; streamed dump to gs:// <= 1.1 x max(dump alone, upload alone).",
         "",
         *_machine(data),
         *_part1(data),
         *_part2(data),
         *_part3(data),
         *_part4(data),
+        *_part5(data),
         *_profiles(data),
         *_closing(data),
     ]

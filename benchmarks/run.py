@@ -166,6 +166,7 @@ def operator_spec(
     compression: str,
     jobs: int | None = None,
     row_counts: bool,
+    checksums: bool = False,
 ) -> dict[str, Any]:
     return {
         "kind": "operator",
@@ -176,6 +177,7 @@ def operator_spec(
             "compression": compression,
             "jobs": jobs,
             "record_row_counts": row_counts,
+            "record_checksums": checksums,
             "pg_bin_dir": str(bench.pg_bin),
         },
         "artifact": str(out) if not str(out).startswith("gs://") else "",
@@ -253,6 +255,45 @@ def part1_overhead(bench: Bench, db: Database, compressions: list[str], rounds: 
         interleaved(bench, sides, rounds)
 
 
+def part5_checksums(bench: Bench, db: Database, rounds: int) -> None:
+    """What ``record_checksums`` costs: the dump (counts only vs checksums) and the drill (row counts
+    compared vs the full content comparison), wall time and whole-machine CPU."""
+    bench.log(f"part 5: record_checksums on the dump side and the drill side, {db.name}")
+    sides: dict[str, tuple[SpecMaker, str]] = {
+        f"p5 dump {name}": (
+            lambda out, on=on: operator_spec(
+                bench, db, out, compression="gzip:6", row_counts=True, checksums=on
+            ),
+            ".dump",
+        )
+        for name, on in (("counts only", False), ("checksums", True))
+    }
+    interleaved(bench, sides, rounds)
+    artifacts = {}
+    for name, on in (("counts only", False), ("checksums", True)):
+        out = bench.output_path(f"p5 artifact {name}", ".dump")
+        bench.worker(operator_spec(bench, db, out, compression="gzip:6", row_counts=True, checksums=on))
+        artifacts[name] = out
+    drills: dict[str, tuple[SpecMaker, str]] = {
+        f"p5 drill {name}": (
+            lambda out, a=artifacts[name]: {
+                "kind": "drill",
+                "drill": {
+                    "postgres_conn_id": db.conn_id,
+                    "artifact_path": str(a),
+                    "pg_bin_dir": str(bench.pg_bin),
+                },
+            },
+            ".unused",
+        )
+        for name in artifacts
+    }
+    interleaved(bench, drills, rounds)
+    for out in artifacts.values():
+        cleanup(out)
+        cleanup(out.with_name(out.name + ".manifest.json"))
+
+
 def part2_memory(bench: Bench, dbs: list[Database], rounds: int) -> None:
     bench.log("part 2: peak RSS of the driving Python process per data size (compression none, counts on)")
     sides: dict[str, tuple[SpecMaker, str]] = {
@@ -317,8 +358,11 @@ def gcs_emulator(bench: Bench) -> Iterator[str]:
         emulator.stop()
 
 
-def part4_gcs(bench: Bench, db: Database, rounds: int, profiles: dict[str, Any]) -> str:
-    """Dump-then-upload vs streamed dump to gs:// (compression none, counts off). Returns a status."""
+def part4_gcs(bench: Bench, dbs: list[Database], rounds: int, profiles: dict[str, Any]) -> str:
+    """Dump-then-upload vs streamed dump to gs:// (compression none, counts off), at every data size.
+
+    Dump-then-upload times its two halves (dump alone, upload alone): the streamed dump is judged
+    against the slower of the two, which is what a pipelined stream can at best achieve."""
     import importlib.util
 
     if importlib.util.find_spec("airflow_provider_pgbackup.transfers.backup_to_gcs") is None:
@@ -340,32 +384,32 @@ def part4_gcs(bench: Bench, db: Database, rounds: int, profiles: dict[str, Any])
             for blob in client.list_blobs(bucket):
                 blob.delete()
 
-        bench.log(f"part 4: dump-then-upload vs streamed, emulator {endpoint}, {db.name}")
-
-        def then_upload(out: Path) -> dict[str, Any]:
-            spec = operator_spec(bench, db, out, compression="none", row_counts=False)
-            spec["kind"] = "dump_then_upload"
-            spec["upload"] = {"source_path": str(out), "bucket": bucket, "prefix": "staged"}
-            return spec
-
-        def streamed(out: Path) -> dict[str, Any]:
-            spec = operator_spec(
-                bench, db, f"gs://{bucket}/streamed/{out.name}", compression="none", row_counts=False
-            )
-            spec["kind"] = "streamed"
-            return spec
-
-        sides: dict[str, tuple[SpecMaker, str]] = {
-            "p4 dump then upload": (then_upload, ".dump"),
-            "p4 streamed to gs://": (streamed, ".dump"),
-        }
         try:
-            interleaved(bench, sides, rounds, after=empty_bucket)
-            for name, (make, suffix) in sides.items():
+            for db in dbs:
+                bench.log(f"part 4: dump-then-upload vs streamed, emulator {endpoint}, {db.name}")
+
+                def then_upload(out: Path, db: Database = db) -> dict[str, Any]:
+                    spec = operator_spec(bench, db, out, compression="none", row_counts=False)
+                    spec["kind"] = "dump_then_upload"
+                    spec["upload"] = {"source_path": str(out), "bucket": bucket, "prefix": "staged"}
+                    return spec
+
+                def streamed(out: Path, db: Database = db) -> dict[str, Any]:
+                    uri = f"gs://{bucket}/streamed/{out.name}"
+                    spec = operator_spec(bench, db, uri, compression="none", row_counts=False)
+                    spec["kind"] = "streamed"
+                    return spec
+
+                sides: dict[str, tuple[SpecMaker, str]] = {
+                    f"p4 dump then upload {db.name}": (then_upload, ".dump"),
+                    f"p4 streamed to gs:// {db.name}": (streamed, ".dump"),
+                }
+                interleaved(bench, sides, rounds, after=empty_bucket)
+            for name, (make, suffix) in sides.items():  # one profile each, at the largest size
                 out = bench.output_path(f"profile-{name}", suffix)
                 spec = make(out)
                 spec["profile"] = True
-                profiles[name.removeprefix("p4 ")] = bench.worker(spec)
+                profiles[name.removeprefix("p4 ").rsplit(" ", 1)[0]] = bench.worker(spec)
                 cleanup(out)
                 empty_bucket()
         except RuntimeError as err:
@@ -434,7 +478,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-part3-bare", action="store_true", help="skip bare pg_dump counterparts in part 3"
     )
-    parser.add_argument("--parts", default="1,2,3,4", help="which parts to run")
+    parser.add_argument("--parts", default="1,2,3,4,5", help="which parts to run")
     parser.add_argument("--scale-note", default="", help="a sentence for RESULTS.md on why this scale")
     parser.add_argument(
         "--merge",
@@ -571,8 +615,10 @@ def main(argv: list[str] | None = None) -> int:
             if 3 in args.parts:
                 data["methods"] = part3_settings(bench, big, args.rounds_other, not args.no_part3_bare)
             profiles = data.setdefault("profiles", {})
+            if 5 in args.parts:
+                part5_checksums(bench, big, args.rounds_other)
             data["gcs"] = (
-                part4_gcs(bench, big, args.rounds_gcs, profiles) if 4 in args.parts else "not selected"
+                part4_gcs(bench, dbs, args.rounds_gcs, profiles) if 4 in args.parts else "not selected"
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)

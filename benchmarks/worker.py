@@ -207,8 +207,33 @@ def sampling(result: dict[str, Any], interval: float = 0.005) -> Iterator[None]:
         }
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores, every process: pg_dump, the server, the
+    emulator, this worker), from ``/proc/stat``. Non-idle = total - idle - iowait."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _run_drill(spec: dict[str, Any]) -> dict[str, Any]:
+    """Part 5: the restore drill (verify, restore into a scratch database, compare, drop)."""
+    from airflow_provider_pgbackup.operators.pg_restore import PgRestoreOperator
+
+    drill = PgRestoreOperator(task_id="bench_drill", **spec["drill"])
+    started = time.perf_counter()
+    result = drill.execute(context={})
+    content = result.get("content") or {}
+    return {
+        "seconds": time.perf_counter() - started,
+        "restore_seconds": result["restore_seconds"],
+        "compare_seconds": content.get("seconds", 0.0),
+        "verdict": content.get("verdict", "row counts"),
+    }
+
+
 RUNNERS = {
     "bare": _run_bare,
+    "drill": _run_drill,
     "operator": _run_operator,
     "dump_then_upload": _run_dump_then_upload,
     "streamed": _run_streamed,
@@ -227,12 +252,15 @@ def main(argv: list[str]) -> int:
         _install_timers(phases)
     rss_before = _status_kib("VmRSS")
     cpu_self, cpu_children = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
+    busy_before = machine_busy_seconds()
     if spec.get("profile"):
         with sampling(profile):
             result = runner(spec)
         result.update(profile, phases=phases)
     else:
         result = runner(spec)
+    result["machine_busy_seconds"] = round(machine_busy_seconds() - busy_before, 3)
+    result["cpu_count"] = os.cpu_count() or 1
     result["self_cpu_seconds"] = _cpu(resource.RUSAGE_SELF) - cpu_self
     result["children_cpu_seconds"] = _cpu(resource.RUSAGE_CHILDREN) - cpu_children
     result["vm_rss_before_kib"] = rss_before
