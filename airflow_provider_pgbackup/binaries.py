@@ -206,3 +206,28 @@ def restore_binary(
             f"(e.g. postgresql-client-{major}) or point pg_bin_dir at them.",
             err.found,
         ) from err
+
+
+@functools.lru_cache(maxsize=256)
+def _help_text(path: str) -> str:
+    from airflow_provider_pgbackup.process import tool_env
+
+    try:
+        out = subprocess.run(
+            [path, "--help"],
+            capture_output=True,
+            text=True,
+            errors="backslashreplace",
+            timeout=30,
+            env=tool_env(),
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout
+
+
+def supports_option(binary: PgBinary, flag: str) -> bool:
+    """Whether this build of a pg tool lists ``flag`` (e.g. ``--transaction-size``) in its ``--help``:
+    PostgreSQL 17 and 18 features are probed, never assumed from the version number."""
+    return f" {flag}" in _help_text(str(binary.path)) or f"={flag}" in _help_text(str(binary.path))

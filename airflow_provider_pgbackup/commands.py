@@ -29,6 +29,8 @@ def pg_dump_argv(
         argv.append("--compress=0")
     if options.jobs:
         argv.append(f"--jobs={options.jobs}")
+    if options.statistics:
+        argv.append("--statistics")
     if snapshot:
         argv.append(f"--snapshot={snapshot}")
     if options.lock_wait_timeout:
@@ -63,6 +65,8 @@ def pg_restore_argv(
     jobs: int | None = None,
     no_owner: bool = True,
     no_acl: bool = True,
+    transaction_size: int | None = None,
+    statistics: bool = False,
 ) -> list[str]:
     """pg_restore's argv. ``--dbname=`` is empty on purpose: libpq then takes the database from
     ``PGDATABASE`` (the session's), so no name (and never a conninfo string) is parsed from argv.
@@ -80,6 +84,10 @@ def pg_restore_argv(
         argv.append("--no-owner")
     if no_acl:
         argv.append("--no-acl")
+    if transaction_size:
+        argv.append(f"--transaction-size={transaction_size}")
+    if statistics:
+        argv.append("--statistics")
     if artifact is not None:
         argv.append(str(artifact))
     return argv

@@ -308,6 +308,7 @@ class PgDumpOptions:
     lock_wait_timeout: str | None = "5min"
     record_row_counts: bool = True
     record_checksums: bool = True
+    statistics: bool = False
     extra_args: tuple[str, ...] = ()
 
     @classmethod
@@ -324,6 +325,7 @@ class PgDumpOptions:
         lock_wait_timeout: str | int | float | datetime.timedelta | None = "5min",
         record_row_counts: bool | str = True,
         record_checksums: bool | str = True,
+        statistics: bool | str = False,
         extra_args: Sequence[str] = (),
     ) -> PgDumpOptions:
         """Validate raw operator arguments; raises :class:`InvalidOptionError` on the first bad one."""
@@ -355,6 +357,7 @@ class PgDumpOptions:
             lock_wait_timeout=parse_lock_wait_timeout(lock_wait_timeout),
             record_row_counts=parse_flag("record_row_counts", record_row_counts),
             record_checksums=parse_flag("record_checksums", record_checksums),
+            statistics=parse_flag("statistics", statistics),
             extra_args=check_extra_args(extra_args, PG_DUMP_SWITCHES, PG_DUMP_VALUED, "pg_dump"),
         )
 

@@ -50,8 +50,8 @@ CASES: list[tuple[type, dict[str, Any], tuple[str, ...]]] = [
         {"output_path": "/backups/db.dump"},
         ("output_path", "postgres_conn_id", "database", "format", "compression", "jobs", "schemas",
          "exclude_schemas", "tables", "exclude_tables", "lock_wait_timeout", "record_row_counts",
-         "record_checksums", "extra_args", "pg_bin_dir", "overwrite", "gcp_conn_id", "gcs_chunk_size",
-         "file_mode"),
+         "record_checksums", "statistics", "extra_args", "pg_bin_dir", "overwrite", "gcp_conn_id",
+         "gcs_chunk_size", "file_mode"),
     ),
     (
         PgDumpAllOperator,
@@ -64,7 +64,7 @@ CASES: list[tuple[type, dict[str, Any], tuple[str, ...]]] = [
         {"artifact_path": "/backups/db.dump"},
         ("artifact_path", "postgres_conn_id", "database", "create_database", "drop_after", "jobs", "no_owner",
          "no_acl", "allow_non_empty_database", "compare_row_counts", "compare_content", "verify_contents",
-         "pg_bin_dir", "gcp_conn_id"),
+         "pg_bin_dir", "gcp_conn_id", "transaction_size", "restore_statistics"),
     ),
     (
         PgBackupArtifactSensor,

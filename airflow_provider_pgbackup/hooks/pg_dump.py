@@ -25,7 +25,13 @@ from airflow.sdk.exceptions import AirflowException
 from psycopg import sql
 
 from airflow_provider_pgbackup import __version__
-from airflow_provider_pgbackup.binaries import PgBinary, choose_binary, restore_binary, supports_compression
+from airflow_provider_pgbackup.binaries import (
+    PgBinary,
+    choose_binary,
+    restore_binary,
+    supports_compression,
+    supports_option,
+)
 from airflow_provider_pgbackup.catalog import (
     ServerInfo,
     dumped_tables,
@@ -156,11 +162,17 @@ class PgDumpHook(BaseHook):
 
     # ---------------------------------------------------------------------------------------- dumps
     def _check_compression(self, binary: PgBinary, options: PgDumpOptions) -> None:
+        """What this pg_dump build cannot do is refused before it runs (probed, never assumed)."""
         method = options.compression.method
         if not supports_compression(str(binary.path), method):
             raise InvalidOptionError(
                 f"compression {str(options.compression)!r} is not supported by {binary}: "
                 f"{method} needs pg_dump 16+ built with {method}; use gzip or none, or a pg_dump that has it"
+            )
+        if options.statistics and not supports_option(binary, "--statistics"):
+            raise InvalidOptionError(
+                f"statistics=True needs a pg_dump that can dump planner statistics (PostgreSQL 18+); "
+                f"{binary} cannot"
             )
 
     def _progress(self, tool: str, target: ArtifactTarget) -> Callable[[float], str]:
@@ -373,6 +385,7 @@ class PgDumpHook(BaseHook):
             "lock_wait_timeout": options.lock_wait_timeout,
             "extra_args": list(options.extra_args),
             "record_checksums": options.record_checksums,
+            "statistics": options.statistics,
         }
 
     def _snapshot_facts(
@@ -486,6 +499,23 @@ class PgDumpHook(BaseHook):
                 counts[(schema, table)] = exact_count(conn, schema, table) if exists else None
         return counts
 
+    def _restore_features(
+        self, pg_restore: PgBinary, transaction_size: int | None, statistics: bool
+    ) -> dict[str, Any]:
+        """The PostgreSQL 17/18 pg_restore options asked for that this binary has (probed)."""
+        features: dict[str, Any] = {}
+        for flag, key, value in (
+            ("--transaction-size", "transaction_size", transaction_size),
+            ("--statistics", "statistics", statistics),
+        ):
+            if not value:
+                continue
+            if supports_option(pg_restore, flag):
+                features[key] = value
+            else:
+                self.log.info("%s has no %s: restoring without it", pg_restore, flag)
+        return features
+
     def restore(
         self,
         source: ArtifactSource | LocationLike,
@@ -495,6 +525,8 @@ class PgDumpHook(BaseHook):
         jobs: int | None = None,
         no_owner: bool = True,
         no_acl: bool = True,
+        transaction_size: int | None = None,
+        statistics: bool = False,
     ) -> CommandResult:
         """Restore a (verified) backup into the existing database ``database``.
 
@@ -516,6 +548,10 @@ class PgDumpHook(BaseHook):
         :param jobs: parallel pg_restore workers (custom and directory archives only).
         :param no_owner: ``--no-owner`` (archives only; plain SQL keeps what pg_dump wrote).
         :param no_acl: ``--no-acl`` (archives only).
+        :param transaction_size: ``pg_restore --transaction-size`` (PostgreSQL 17+: commit every N
+            objects, much faster for large schemas); ignored, with a log line, by a pg_restore without it.
+        :param statistics: ``pg_restore --statistics`` (PostgreSQL 18+): restore the planner statistics
+            the archive holds (dumped with ``statistics=True``); ignored, logged, where unsupported.
         """
         if isinstance(source, (str, os.PathLike, Location)):
             source = open_source(source, what="artifact_path")
@@ -535,6 +571,7 @@ class PgDumpHook(BaseHook):
             pg_restore = restore_binary(
                 "pg_restore", manifest.client_tool, manifest.client_version, session.pg_bin_dir
             )
+            features = self._restore_features(pg_restore, transaction_size, statistics)
             parallel = bool(jobs and jobs > 1 and manifest.format == "custom")
             if source.local_path is None and manifest.format != "directory" and not parallel:
                 self.log.info(
@@ -544,7 +581,7 @@ class PgDumpHook(BaseHook):
                     pg_restore,
                 )
                 argv = pg_restore_argv(
-                    pg_restore, manifest, None, jobs=None, no_owner=no_owner, no_acl=no_acl
+                    pg_restore, manifest, None, jobs=None, no_owner=no_owner, no_acl=no_acl, **features
                 )
                 return self.runner.run(argv, session.env, stdin=source.chunks())
             if source.local_path is None:
@@ -559,6 +596,6 @@ class PgDumpHook(BaseHook):
             with source.local_copy() as artifact:
                 self.log.info("Restoring %s into %s with %s", source.location.uri, database, pg_restore)
                 argv = pg_restore_argv(
-                    pg_restore, manifest, artifact, jobs=jobs, no_owner=no_owner, no_acl=no_acl
+                    pg_restore, manifest, artifact, jobs=jobs, no_owner=no_owner, no_acl=no_acl, **features
                 )
                 return self.runner.run(argv, session.env)

@@ -130,6 +130,9 @@ class PgDumpOperator(_BackupOperator):
         restore drill then proves the restored database IDENTICAL, not just equal in row counts.
         Default on; it costs one extra read of every table by the server (md5 of each row's text), run
         beside pg_dump: see ``make bench``. Turn it off for the cheapest dump.
+    :param statistics: also dump the planner statistics (``pg_dump --statistics``, PostgreSQL 18+;
+        refused before dumping by a pg_dump without it), so a restore with ``restore_statistics``
+        needs no ANALYZE.
     :param extra_args: additional pg_dump flags from a documented allow-list (see README).
     :param pg_bin_dir: folder searched first for ``pg_dump``.
     :param overwrite: replace a finished backup already at ``output_path`` (default: fail).
@@ -172,6 +175,7 @@ class PgDumpOperator(_BackupOperator):
         lock_wait_timeout: TimeoutValue = "5min",
         record_row_counts: bool = True,
         record_checksums: bool = True,
+        statistics: bool = False,
         extra_args: Sequence[str] = (),
         pg_bin_dir: str | None = None,
         overwrite: bool = False,
@@ -197,6 +201,7 @@ class PgDumpOperator(_BackupOperator):
         self.lock_wait_timeout = lock_wait_timeout
         self.record_row_counts = record_row_counts
         self.record_checksums = record_checksums
+        self.statistics = statistics
         self.extra_args = extra_args
         self.pg_bin_dir = pg_bin_dir
         self.overwrite = overwrite
@@ -225,6 +230,7 @@ class PgDumpOperator(_BackupOperator):
             lock_wait_timeout=self.lock_wait_timeout,
             record_row_counts=self.record_row_counts,
             record_checksums=self.record_checksums,
+            statistics=self.statistics,
             extra_args=self.extra_args,
         )
 

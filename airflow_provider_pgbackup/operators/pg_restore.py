@@ -130,6 +130,12 @@ class PgRestoreOperator(BaseOperator):
     :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for a ``gs://`` artifact_path
         (Application Default Credentials when the default connection does not exist;
         ``STORAGE_EMULATOR_HOST`` selects an emulator). Unused for a local path. Templated.
+    :param transaction_size: ``pg_restore --transaction-size=N`` (PostgreSQL 17+): commit every N
+        objects, much faster for schemas with many objects; a pg_restore without it restores as
+        before (logged).
+    :param restore_statistics: ``pg_restore --statistics`` (PostgreSQL 18+): restore the planner
+        statistics the archive holds (dump with ``statistics=True``); logged and skipped where
+        unsupported.
     """
 
     template_fields: Sequence[str] = ("artifact_path", "postgres_conn_id", "database", "gcp_conn_id")
@@ -152,6 +158,8 @@ class PgRestoreOperator(BaseOperator):
         verify_contents: bool = True,
         pg_bin_dir: str | None = None,
         gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
+        transaction_size: int | None = None,
+        restore_statistics: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -169,6 +177,8 @@ class PgRestoreOperator(BaseOperator):
         self.verify_contents = verify_contents
         self.pg_bin_dir = pg_bin_dir
         self.gcp_conn_id = gcp_conn_id
+        self.transaction_size = transaction_size
+        self.restore_statistics = restore_statistics
         self._check_flags()
         if not is_templated(artifact_path):
             self._check_artifact_path()
@@ -189,6 +199,7 @@ class PgRestoreOperator(BaseOperator):
         "compare_row_counts",
         "compare_content",
         "verify_contents",
+        "restore_statistics",
     )
 
     def _check_flags(self) -> None:
@@ -199,9 +210,10 @@ class PgRestoreOperator(BaseOperator):
                 "drop_after=True needs create_database=True: the operator never drops a database it did "
                 "not create"
             )
-        jobs = self.jobs
-        if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-            raise InvalidOptionError(f"jobs {jobs!r} must be a whole number >= 1")
+        for name in ("jobs", "transaction_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InvalidOptionError(f"{name} {value!r} must be a whole number >= 1")
         if self.database is None and not self.create_database:
             raise InvalidOptionError("database is required with create_database=False")
         check_bin_dir(self.pg_bin_dir)
@@ -335,7 +347,14 @@ class PgRestoreOperator(BaseOperator):
             self.log.info("no_owner / no_acl do not apply to plain SQL: it restores as pg_dump wrote it")
         try:
             self.hook.restore(
-                source, manifest, database, jobs=jobs, no_owner=self.no_owner, no_acl=self.no_acl
+                source,
+                manifest,
+                database,
+                jobs=jobs,
+                no_owner=self.no_owner,
+                no_acl=self.no_acl,
+                transaction_size=self.transaction_size,
+                statistics=self.restore_statistics,
             )
         except PgCommandError as err:
             raise restore_failure(err, f"restoring {source.location.uri} into {database!r}") from err

@@ -130,3 +130,50 @@ def test_a_manifest_of_schema_version_1_is_still_read(pg_backup, pg: PgCluster, 
     xcom = drill(airflow_conn(pg, "postgres"), artifact).execute(context={})
     assert xcom["content"] is None
     assert all(t["ok"] for t in xcom["tables"])
+
+
+# ------------------------------------------------------------ PostgreSQL 17/18 features, probed not assumed
+def test_statistics_and_transaction_size_are_used_where_the_binaries_have_them(
+    pg: PgCluster, sample: str, airflow_conn, tmp_path: Path
+) -> None:
+    from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
+    from airflow_provider_pgbackup.options import InvalidOptionError
+    from tests.helpers import watch_children
+
+    pg.execute("ANALYZE", dbname=sample)
+    artifact = tmp_path / "stats.dump"
+    dump = PgDumpOperator(
+        task_id="dump", postgres_conn_id=airflow_conn(pg, sample), output_path=str(artifact), statistics=True
+    )
+    if pg.major < 18:  # pg_dump 15 (chosen for a 15 server) cannot dump statistics: refused, nothing written
+        with pytest.raises(
+            Exception, match="statistics=True needs a pg_dump that can dump planner statistics"
+        ) as err:
+            dump.execute(context={})
+        assert isinstance(err.value.__cause__, InvalidOptionError)
+        assert not artifact.exists()
+        PgDumpOperator(
+            task_id="dump", postgres_conn_id=airflow_conn(pg, sample), output_path=str(artifact)
+        ).execute(context={})
+    else:
+        dump.execute(context={})
+    with watch_children(("pg_restore",)) as children:
+        xcom = drill(
+            airflow_conn(pg, "postgres"),
+            artifact,
+            transaction_size=100,
+            restore_statistics=True,
+            database="drill stats",
+            drop_after=False,
+        ).execute(context={})
+    argv = b" ".join(cmd for cmd, _env in children.values())
+    has_features = pg.major >= 18  # the pg_restore chosen for the archive: 18 for 18, 15 for 15
+    assert (b"--transaction-size=100" in argv) is has_features
+    assert (b"--statistics" in argv) is has_features
+    assert xcom["content"]["verdict"] == "IDENTICAL"
+    with pg.connect("drill stats") as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stats WHERE schemaname = 'shop' AND tablename = 'customers'"
+        ).fetchone()
+    assert (row is not None and row[0] > 0) is has_features  # planner statistics came with the restore
+    pg.drop_database("drill stats")
