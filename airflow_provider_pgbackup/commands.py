@@ -14,7 +14,11 @@ from airflow_provider_pgbackup.options import FORMAT_FLAGS, PgDumpAllOptions, Pg
 
 
 def pg_dump_argv(
-    binary: PgBinary, options: PgDumpOptions, snapshot: str | None, file: Path | None
+    binary: PgBinary,
+    options: PgDumpOptions,
+    snapshot: str | None,
+    file: Path | None,
+    filter_file: Path | None = None,
 ) -> list[str]:
     """Translate validated options into pg_dump's argv (no connection settings: those are in env)."""
     argv = [str(binary.path), f"--format={FORMAT_FLAGS[options.format]}"]
@@ -35,10 +39,13 @@ def pg_dump_argv(
         argv.append(f"--snapshot={snapshot}")
     if options.lock_wait_timeout:
         argv.append(f"--lock-wait-timeout={options.lock_wait_timeout}")
-    argv += [f"--schema={p}" for p in options.schemas]
-    argv += [f"--exclude-schema={p}" for p in options.exclude_schemas]
-    argv += [f"--table={p}" for p in options.tables]
-    argv += [f"--exclude-table={p}" for p in options.exclude_tables]
+    if filter_file is not None:
+        argv.append(f"--filter={filter_file}")
+    else:
+        argv += [f"--schema={p}" for p in options.schemas]
+        argv += [f"--exclude-schema={p}" for p in options.exclude_schemas]
+        argv += [f"--table={p}" for p in options.tables]
+        argv += [f"--exclude-table={p}" for p in options.exclude_tables]
     argv += list(options.extra_args)
     return argv
 
@@ -91,6 +98,26 @@ def pg_restore_argv(
     if artifact is not None:
         argv.append(str(artifact))
     return argv
+
+
+def filter_lines(options: PgDumpOptions) -> str | None:
+    """The pattern lists as a ``pg_dump --filter`` file (PostgreSQL 17+): one ``include|exclude
+    schema|table PATTERN`` line each, so long lists stay off the command line. None when there is no
+    pattern, or one the file format cannot carry as given (leading or trailing blanks)."""
+    lines = [
+        f"{verb} {kind} {pattern}"
+        for verb, kind, patterns in (
+            ("include", "schema", options.schemas),
+            ("exclude", "schema", options.exclude_schemas),
+            ("include", "table", options.tables),
+            ("exclude", "table", options.exclude_tables),
+        )
+        for pattern in patterns
+    ]
+    patterns = (*options.schemas, *options.exclude_schemas, *options.tables, *options.exclude_tables)
+    if not lines or any(p != p.strip() for p in patterns):
+        return None
+    return "".join(line + "\n" for line in lines)
 
 
 def psql_restore_argv(psql: PgBinary, manifest: Manifest) -> list[str]:

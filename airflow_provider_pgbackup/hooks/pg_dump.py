@@ -16,6 +16,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pendulum
@@ -41,13 +42,14 @@ from airflow_provider_pgbackup.catalog import (
     table_exists,
 )
 from airflow_provider_pgbackup.commands import (
+    filter_lines,
     pg_dump_argv,
     pg_dumpall_argv,
     pg_restore_argv,
     psql_restore_argv,
 )
 from airflow_provider_pgbackup.content import ContentRecord, measure_content
-from airflow_provider_pgbackup.libpq import LIBPQ_ENV, LibpqSession, open_session
+from airflow_provider_pgbackup.libpq import LIBPQ_ENV, LibpqSession, open_session, write_private
 from airflow_provider_pgbackup.manifest import Manifest, TableRowCount
 from airflow_provider_pgbackup.options import (
     Compression,
@@ -161,6 +163,15 @@ class PgDumpHook(BaseHook):
         return binary
 
     # ---------------------------------------------------------------------------------------- dumps
+    def _filter_file(self, binary: PgBinary, options: PgDumpOptions, session: LibpqSession) -> Path | None:
+        """The patterns in a ``--filter`` file in the session's private folder, where pg_dump has it."""
+        lines = filter_lines(options)
+        if lines is None or not supports_option(binary, "--filter"):
+            return None
+        path = write_private(session.secrets_dir / "filter.txt", lines)
+        self.log.info("Passing %d patterns to pg_dump in a --filter file", lines.count("\n"))
+        return path
+
     def _check_compression(self, binary: PgBinary, options: PgDumpOptions) -> None:
         """What this pg_dump build cannot do is refused before it runs (probed, never assumed)."""
         method = options.compression.method
@@ -228,7 +239,9 @@ class PgDumpHook(BaseHook):
                 snapshot = str(snapshot_row[0])
                 dumped_database = session.params.get("dbname") or session.params.get("user") or ""
                 directory_file = target.staging_directory
-                argv = pg_dump_argv(binary, options, snapshot, directory_file)
+                argv = pg_dump_argv(
+                    binary, options, snapshot, directory_file, self._filter_file(binary, options, session)
+                )
                 started = pendulum.now("UTC")
                 with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-facts") as pool:
                     counts: Future[tuple[tuple[TableRowCount, ...] | None, ContentRecord | None]] | None

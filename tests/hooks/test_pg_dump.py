@@ -88,6 +88,25 @@ def test_row_counts_follow_table_selection(pg: PgCluster, sample: str, airflow_c
     assert tables == {"shop.customers", "shop.orders_2026"}
 
 
+def test_patterns_travel_in_a_filter_file_where_pg_dump_has_one(
+    pg: PgCluster, sample: str, airflow_conn, tmp_path: Path
+) -> None:
+    hook = PgDumpHook(airflow_conn(pg, sample))
+    options = PgDumpOptions.build(
+        tables=["shop.customers", '"Ünïcode schéma".*'], exclude_tables=["shop.audit_log"]
+    )
+    with watch_children(("pg_dump",)) as children:
+        manifest = hook.dump(options, str(tmp_path / "selected.dump"))
+    argv = b" ".join(cmd for cmd, _env in children.values() if b"--snapshot" in cmd)
+    uses_filter = pg.major >= 17  # pg_dump 18 for an 18 server, 15 for a 15 server: probed from --help
+    assert (b"--filter=" in argv) is uses_filter
+    assert (b"--table=shop.customers" in argv) is not uses_filter
+    assert {f"{s}.{t}" for s, t in manifest.row_count_map} == {
+        "shop.customers",
+        'Ünïcode schéma.Tâble ☃ "q" x',
+    }
+
+
 def test_prefers_pg_dump_matching_server_over_older_one_first_on_path(
     pg18: PgCluster, airflow_conn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
