@@ -1,7 +1,9 @@
 """Where bytes go and come from: the scheme registry, the only place a URI's scheme is looked at.
 
-``BACKENDS`` maps a scheme to the module that serves it (imported on first use, so the Google libraries
-load only when ``gs://`` is used). Every backend module provides the same functions:
+``BACKENDS`` maps a scheme to the module that serves it (imported on first use, so the Google, AWS and
+Azure libraries load only when ``gs://``, ``s3://`` or ``az://`` is used). S3 and Azure share the
+object-store machinery of :mod:`~airflow_provider_pgbackup.storage.objects`. Every backend module
+provides the same functions:
 
 - ``parse(text, *, what, folder) -> Location``: validate without any I/O;
 - ``open_target(location, *, directory, overwrite, settings) -> ArtifactTarget``;
@@ -26,9 +28,11 @@ from typing import Any
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.storage.base import (
+    DEFAULT_AWS_CONN_ID,
     DEFAULT_CHUNK_SIZE,
     DEFAULT_GCP_CONN_ID,
     DEFAULT_RETRY_TIMEOUT,
+    DEFAULT_WASB_CONN_ID,
     ArtifactDigest,
     ArtifactInUse,
     ArtifactMismatchError,
@@ -51,6 +55,8 @@ from airflow_provider_pgbackup.storage.base import (
 BACKENDS: dict[str, str] = {
     "": "airflow_provider_pgbackup.storage.local",
     "gs": "airflow_provider_pgbackup.storage.gcs",
+    "s3": "airflow_provider_pgbackup.storage.s3",
+    "az": "airflow_provider_pgbackup.storage.azure",
 }
 
 LocationLike = str | os.PathLike[str] | Location
@@ -203,7 +209,7 @@ def promote_backup(
     if folder.scheme != source.location.scheme:
         raise InvalidOptionError(
             f"cannot promote {source.location.uri} to {folder.uri}: a promotion copies within one kind of "
-            "store (gs:// to gs://, local to local); use upload_backup from a local folder"
+            "store (gs:// to gs://, s3:// to s3://, local to local); use upload_backup from a local folder"
         )
     result: tuple[TransferResult, Manifest] = _backend(folder.scheme).promote(
         source, folder, settings=settings, log=log, cancel=cancel
@@ -224,9 +230,11 @@ def remove_backup(value: LocationLike) -> None:
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_AWS_CONN_ID",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_GCP_CONN_ID",
     "DEFAULT_RETRY_TIMEOUT",
+    "DEFAULT_WASB_CONN_ID",
     "ArtifactDigest",
     "ArtifactInUse",
     "ArtifactMismatchError",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ CHUNK_MULTIPLE = 256 * 1024
 DEFAULT_CHUNK_SIZE = 32 * 1024 * 1024
 DEFAULT_RETRY_TIMEOUT = 300.0
 DEFAULT_GCP_CONN_ID = "google_cloud_default"
+DEFAULT_AWS_CONN_ID = "aws_default"
+DEFAULT_WASB_CONN_ID = "wasb_default"
 
 
 # ------------------------------------------------------------------------------------------- errors
@@ -68,6 +71,13 @@ class ArtifactInUse(StorageError):
 
 class ArtifactRefused(StorageError):
     """A source refuses to read what is at a path (a symbolic link instead of the artifact itself)."""
+
+
+_ENCRYPTION_SCOPE = re.compile(r"^[A-Za-z0-9]{3,63}$")
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
 # ------------------------------------------------------------------------------------------ location
@@ -151,13 +161,25 @@ class StorageSettings:
 
     :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for ``gs://`` (else Application
         Default Credentials; ``STORAGE_EMULATOR_HOST`` selects an emulator).
+    :param aws_conn_id: Airflow ``aws`` connection for ``s3://``, resolved by the Amazon provider's
+        ``S3Hook`` (keys, assume-role, web identity, ``endpoint_url`` extra...); None, or the default id
+        when no such connection exists: boto3's default credential chain.
+    :param wasb_conn_id: Airflow ``wasb`` connection for ``az://``, resolved by the Microsoft Azure
+        provider's ``WasbHook`` (connection string, account key, SAS, service principal, managed
+        identity...); None, or the default id when no such connection exists:
+        ``AZURE_STORAGE_CONNECTION_STRING``, else ``AZURE_STORAGE_ACCOUNT_URL`` with
+        ``DefaultAzureCredential``.
     :param chunk_size: bytes per upload request (a multiple of 256 KiB). The upload runs in a thread
         of its own beside the producer (pg_dump, or a file being read), with at most ``queue_chunks``
         further chunks queued: memory is bounded by about ``(queue_chunks + 2) x chunk_size``.
     :param retry_timeout: seconds a request (or chunk) is retried on transient errors, with backoff.
     :param storage_class: storage class of new objects (``STANDARD``, ``NEARLINE``, ``COLDLINE``,
-        ``ARCHIVE`` on GCS); None keeps the bucket's default.
-    :param kms_key_name: Cloud KMS key for new objects; None keeps the bucket's default encryption.
+        ``ARCHIVE`` on GCS; ``STANDARD``, ``STANDARD_IA``, ``INTELLIGENT_TIERING``... on S3), or the
+        access tier of new blobs on Azure (``Hot``, ``Cool``, ``Cold``, ``Archive``); each backend checks
+        its own list. None keeps the bucket's (account's) default.
+    :param kms_key_name: KMS key for new objects: a Cloud KMS key name on GCS; a KMS key id, ARN or
+        alias on S3 (SSE-KMS). None keeps the bucket's default encryption. Unused on Azure.
+    :param encryption_scope: Azure encryption scope for new blobs (the account's default when None).
     :param progress_interval: seconds between progress log lines of an upload.
     :param queue_chunks: chunks queued between the producer and the upload thread (>= 1).
     :param file_mode: mode of a finished local backup's files (artifact, manifest); its folders get
@@ -172,6 +194,9 @@ class StorageSettings:
     progress_interval: float = 5.0
     queue_chunks: int = 1
     file_mode: int = DEFAULT_FILE_MODE
+    aws_conn_id: str | None = DEFAULT_AWS_CONN_ID
+    wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID
+    encryption_scope: str | None = None
 
     def __post_init__(self) -> None:
         size = self.chunk_size
@@ -182,8 +207,20 @@ class StorageSettings:
         timeout = self.retry_timeout
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise InvalidOptionError(f"retry_timeout {timeout!r} must be a positive number of seconds")
-        if self.gcp_conn_id is not None and not isinstance(self.gcp_conn_id, str):
-            raise InvalidOptionError(f"gcp_conn_id {self.gcp_conn_id!r} must be a connection id (a string)")
+        for field in ("gcp_conn_id", "aws_conn_id", "wasb_conn_id"):
+            conn_id = getattr(self, field)
+            if conn_id is not None and not isinstance(conn_id, str):
+                raise InvalidOptionError(f"{field} {conn_id!r} must be a connection id (a string)")
+        for field in ("storage_class", "kms_key_name"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, str) or not value or _has_control(value)):
+                raise InvalidOptionError(f"{field} {value!r} must be a non-empty string on one line")
+        scope = self.encryption_scope
+        if scope is not None and (not isinstance(scope, str) or not _ENCRYPTION_SCOPE.match(scope)):
+            raise InvalidOptionError(
+                f"encryption_scope {scope!r} must be an Azure encryption scope name (3 to 63 letters and "
+                "digits)"
+            )
         mode = self.file_mode
         if isinstance(mode, bool) or not isinstance(mode, int) or mode & ~0o666 or mode & 0o600 != 0o600:
             raise InvalidOptionError(
@@ -321,7 +358,7 @@ class StoredEntry:
     :param size_bytes: total size of its files.
     :param updated: newest modification time of anything in it (UTC).
     :param files: a folder's ``(relative path, size)``.
-    :param objects: object stores: ``(object name, generation)`` of every object, deleted with that
+    :param objects: object stores: ``(object name, generation or ETag)`` of every object, deleted with that
         precondition.
     :param metadata: object stores: the single object's metadata.
     :param provider_written: the store can tell that this provider wrote every object of the entry
@@ -333,7 +370,7 @@ class StoredEntry:
     size_bytes: int
     updated: datetime.datetime
     files: tuple[tuple[str, int], ...] = ()
-    objects: tuple[tuple[str, int], ...] = ()
+    objects: tuple[tuple[str, int | str], ...] = ()
     metadata: tuple[tuple[str, str], ...] = ()
     provider_written: bool = False
 
