@@ -6,6 +6,9 @@ VENV := .venv
 # Use uv from PATH when there is one; otherwise install the pinned uv into .tools/ (PyPI only).
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 PYTEST_ARGS ?=
+# Azurite (the Azure Blob Storage emulator of the tests, demo and benchmarks), from npm, pinned.
+AZURITE_VERSION := 3.35.0
+AZURITE := .tools/node/node_modules/.bin/azurite-blob
 
 .PHONY: venv lint format test demo ui clean bench
 
@@ -13,8 +16,11 @@ PYTEST_ARGS ?=
 	$(PYTHON) -m venv .tools
 	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
-venv: $(UV)
+venv: $(UV) $(AZURITE)
 	$(UV) sync --frozen --extra test --python $(PYTHON)
+
+$(AZURITE):
+	npm install --prefix .tools/node --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -11,7 +11,7 @@ def get_provider_info() -> dict[str, Any]:
     """Return the provider metadata Airflow's ProvidersManager reads."""
     return {
         "package-name": "airflow-provider-pgbackup",
-        "name": "PostgreSQL backups (pg_dump, pg_dumpall, verification, GCS)",
+        "name": "PostgreSQL backups (pg_dump, pg_dumpall, verification, GCS, S3, Azure)",
         "description": "Verifiable PostgreSQL backups as Airflow tasks: pg_dump / pg_dumpall "
         "artifacts written atomically with a JSON manifest.",
         "versions": [__version__],
@@ -43,9 +43,17 @@ def get_provider_info() -> dict[str, Any]:
                 "source-integration-name": "PostgreSQL backups",
                 "target-integration-name": "Google Cloud Storage (GCS)",
                 "python-module": "airflow_provider_pgbackup.transfers.backup_to_gcs",
-            }
+            },
+            {
+                "source-integration-name": "PostgreSQL backups",
+                "target-integration-name": "Object storage (GCS, Amazon S3, Azure Blob Storage)",
+                "python-module": "airflow_provider_pgbackup.transfers.backup_upload",
+            },
         ],
-        "extra-links": ["airflow_provider_pgbackup.transfers.backup_to_gcs.GCSBackupLink"],
+        "extra-links": [
+            "airflow_provider_pgbackup.transfers.backup_to_gcs.GCSBackupLink",
+            "airflow_provider_pgbackup.transfers.backup_upload.BackupConsoleLink",
+        ],
         "sensors": [
             {
                 "integration-name": "PostgreSQL backups",

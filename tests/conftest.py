@@ -151,8 +151,8 @@ def row_counts(cluster: PgCluster, dbname: str) -> dict[tuple[str, str], int]:
         return result
 
 
-# The GCS emulator fixtures (gcs_emulator, gcs, gcs_bucket).
-pytest_plugins = ["tests.gcs_emulator"]
+# The emulator fixtures: GCS (gcs, gcs_bucket...), S3 and Azure (s3, azurite, store...).
+pytest_plugins = ["tests.gcs_emulator", "tests.object_stores"]
 
 
 # --- Verification and restore tests: real backups, dumped once per cluster and copied per test. ---

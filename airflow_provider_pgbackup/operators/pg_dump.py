@@ -23,8 +23,10 @@ from airflow_provider_pgbackup.options import (
     parse_flag,
 )
 from airflow_provider_pgbackup.storage import (
+    DEFAULT_AWS_CONN_ID,
     DEFAULT_CHUNK_SIZE,
     DEFAULT_GCP_CONN_ID,
+    DEFAULT_WASB_CONN_ID,
     StorageSettings,
     check_output_path,
 )
@@ -32,11 +34,15 @@ from airflow_provider_pgbackup.storage import (
 TimeoutValue = str | int | float | datetime.timedelta | None
 
 
-def _storage_settings(gcp_conn_id: str | None, gcs_chunk_size: int, file_mode: int) -> StorageSettings:
+def _storage_settings(operator: Any) -> StorageSettings:
     """Where the dump goes and how; raises InvalidOptionError naming a bad gcs_chunk_size or file_mode."""
     try:
         return StorageSettings(
-            gcp_conn_id=gcp_conn_id or None, chunk_size=gcs_chunk_size, file_mode=file_mode
+            gcp_conn_id=operator.gcp_conn_id or None,
+            aws_conn_id=operator.aws_conn_id or None,
+            wasb_conn_id=operator.wasb_conn_id or None,
+            chunk_size=operator.gcs_chunk_size,
+            file_mode=operator.file_mode,
         )
     except InvalidOptionError as err:
         raise InvalidOptionError(str(err).replace("chunk_size", "gcs_chunk_size", 1)) from err
@@ -98,9 +104,9 @@ class PgDumpOperator(_BackupOperator):
     (``<output_path>.manifest.json``) is written last. Returns (XCom) the manifest plus
     ``artifact_path`` and ``manifest_path``.
 
-    With a ``gs://bucket/name`` output_path, pg_dump's output streams straight into a resumable
-    Google Cloud Storage upload that runs beside pg_dump (about three ``gcs_chunk_size`` chunks in
-    memory, no local file): the
+    With a ``gs://bucket/name``, ``s3://bucket/key`` or ``az://container/name`` output_path, pg_dump's
+    output streams straight into a resumable (GCS), multipart (S3) or block (Azure) upload that runs
+    beside pg_dump (a few ``gcs_chunk_size`` chunks in memory, no local file): the
     object appears only when the dump succeeded, and ``<name>.manifest.json`` is written after it. Only
     the single-file formats (``custom``, ``tar``, ``plain``) can be streamed; ``format="directory"``
     with a ``gs://`` path is refused with an error (dump to a local folder and upload it with
@@ -139,16 +145,25 @@ class PgDumpOperator(_BackupOperator):
     :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for a ``gs://`` output_path
         (Application Default Credentials when the default connection does not exist;
         ``STORAGE_EMULATOR_HOST`` selects an emulator). Unused for a local path. Templated.
-    :param gcs_chunk_size: bytes per resumable-upload request for a ``gs://`` output_path, a multiple
-        of 256 KiB (default 32 MiB); one chunk is held in memory. Unused for a local path.
+    :param gcs_chunk_size: bytes per upload request (resumable-upload chunk on GCS, first part size of an
+        S3 multipart upload (at least 5 MiB) or an Azure block (at least 1 MiB)), a multiple of 256 KiB
+        (default 32 MiB); a few are held in memory. Unused for a local path.
     :param file_mode: mode of a local backup's files (default ``0o600``, owner only; its folders get
         ``0o700``). ``0o640`` lets the owner's group read it. Unused for object storage.
+    :param aws_conn_id: Airflow ``aws`` connection for an ``s3://`` output_path, resolved by the Amazon
+        provider's ``S3Hook`` (boto3's default credential chain when the default connection does not
+        exist). Templated.
+    :param wasb_conn_id: Airflow ``wasb`` connection for an ``az://`` output_path, resolved by the Microsoft
+        Azure provider's ``WasbHook`` (``AZURE_STORAGE_CONNECTION_STRING`` or ``AZURE_STORAGE_ACCOUNT_URL``
+        when the default connection does not exist). Templated.
     """
 
     template_fields: Sequence[str] = (
         "postgres_conn_id",
         "output_path",
         "gcp_conn_id",
+        "aws_conn_id",
+        "wasb_conn_id",
         "database",
         "format",
         "compression",
@@ -182,12 +197,16 @@ class PgDumpOperator(_BackupOperator):
         gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
         gcs_chunk_size: int = DEFAULT_CHUNK_SIZE,
         file_mode: int = DEFAULT_FILE_MODE,
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
+        wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.postgres_conn_id = postgres_conn_id
         self.output_path = output_path
         self.gcp_conn_id = gcp_conn_id
+        self.aws_conn_id = aws_conn_id
+        self.wasb_conn_id = wasb_conn_id
         self.gcs_chunk_size = gcs_chunk_size
         self.file_mode = file_mode
         self.database = database
@@ -205,7 +224,7 @@ class PgDumpOperator(_BackupOperator):
         self.extra_args = extra_args
         self.pg_bin_dir = pg_bin_dir
         self.overwrite = overwrite
-        _storage_settings(gcp_conn_id, gcs_chunk_size, file_mode)  # neither is templated
+        _storage_settings(self)  # gcs_chunk_size and file_mode are not templated
         self._check_connection_arguments()
         if not is_templated(format, compression, schemas, exclude_schemas, tables, exclude_tables):
             self._options()
@@ -216,7 +235,7 @@ class PgDumpOperator(_BackupOperator):
         self._check_connection_arguments()
         options = self._options()
         check_output_path(self.output_path, directory=options.format == "directory")
-        _storage_settings(self.gcp_conn_id, self.gcs_chunk_size, self.file_mode)
+        _storage_settings(self)
 
     def _options(self) -> PgDumpOptions:
         return PgDumpOptions.build(
@@ -242,7 +261,7 @@ class PgDumpOperator(_BackupOperator):
             self.output_path,
             database=check_optional_name("database", self.database),
             overwrite=parse_flag("overwrite", self.overwrite),
-            storage_settings=_storage_settings(self.gcp_conn_id, self.gcs_chunk_size, self.file_mode),
+            storage_settings=_storage_settings(self),
         )
 
 
@@ -268,10 +287,16 @@ class PgDumpAllOperator(_BackupOperator):
     :param overwrite: replace a finished backup already at ``output_path`` (default: fail).
     :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for a ``gs://`` output_path, as
         for :class:`PgDumpOperator`. Unused for a local path. Templated.
-    :param gcs_chunk_size: bytes per resumable-upload request for a ``gs://`` output_path, a multiple
-        of 256 KiB (default 32 MiB). Unused for a local path.
+    :param gcs_chunk_size: bytes per upload request for an object-store output_path, as for
+        :class:`PgDumpOperator`. Unused for a local path.
     :param file_mode: as for :class:`PgDumpOperator` (default ``0o600``: a pg_dumpall holds role
         password hashes).
+    :param aws_conn_id: Airflow ``aws`` connection for an ``s3://`` output_path, resolved by the Amazon
+        provider's ``S3Hook`` (boto3's default credential chain when the default connection does not
+        exist). Templated.
+    :param wasb_conn_id: Airflow ``wasb`` connection for an ``az://`` output_path, resolved by the Microsoft
+        Azure provider's ``WasbHook`` (``AZURE_STORAGE_CONNECTION_STRING`` or ``AZURE_STORAGE_ACCOUNT_URL``
+        when the default connection does not exist). Templated.
     """
 
     template_fields: Sequence[str] = (
@@ -281,6 +306,8 @@ class PgDumpAllOperator(_BackupOperator):
         "no_role_passwords",
         "compression",
         "gcp_conn_id",
+        "aws_conn_id",
+        "wasb_conn_id",
     )
     ui_color = "#b0d4f1"
 
@@ -299,12 +326,16 @@ class PgDumpAllOperator(_BackupOperator):
         gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
         gcs_chunk_size: int = DEFAULT_CHUNK_SIZE,
         file_mode: int = DEFAULT_FILE_MODE,
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
+        wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.postgres_conn_id = postgres_conn_id
         self.output_path = output_path
         self.gcp_conn_id = gcp_conn_id
+        self.aws_conn_id = aws_conn_id
+        self.wasb_conn_id = wasb_conn_id
         self.gcs_chunk_size = gcs_chunk_size
         self.file_mode = file_mode
         self.mode = mode
@@ -314,7 +345,7 @@ class PgDumpAllOperator(_BackupOperator):
         self.extra_args = extra_args
         self.pg_bin_dir = pg_bin_dir
         self.overwrite = overwrite
-        _storage_settings(gcp_conn_id, gcs_chunk_size, file_mode)  # neither is templated
+        _storage_settings(self)  # gcs_chunk_size and file_mode are not templated
         self._check_connection_arguments()
         if not is_templated(mode, compression, no_role_passwords):
             self._options()
@@ -325,7 +356,7 @@ class PgDumpAllOperator(_BackupOperator):
         self._check_connection_arguments()
         self._options()
         check_output_path(self.output_path)
-        _storage_settings(self.gcp_conn_id, self.gcs_chunk_size, self.file_mode)
+        _storage_settings(self)
 
     def _options(self) -> PgDumpAllOptions:
         return PgDumpAllOptions.build(
@@ -343,5 +374,5 @@ class PgDumpAllOperator(_BackupOperator):
             options,
             self.output_path,
             overwrite=parse_flag("overwrite", self.overwrite),
-            storage_settings=_storage_settings(self.gcp_conn_id, self.gcs_chunk_size, self.file_mode),
+            storage_settings=_storage_settings(self),
         )

@@ -33,7 +33,9 @@ from airflow_provider_pgbackup.options import (
     parse_flag,
 )
 from airflow_provider_pgbackup.storage import (
+    DEFAULT_AWS_CONN_ID,
     DEFAULT_GCP_CONN_ID,
+    DEFAULT_WASB_CONN_ID,
     ArtifactSource,
     StorageSettings,
     StoreNotFound,
@@ -136,9 +138,22 @@ class PgRestoreOperator(BaseOperator):
     :param restore_statistics: ``pg_restore --statistics`` (PostgreSQL 18+): restore the planner
         statistics the archive holds (dump with ``statistics=True``); logged and skipped where
         unsupported.
+    :param aws_conn_id: Airflow ``aws`` connection for an ``s3://`` artifact_path, resolved by the Amazon
+        provider's ``S3Hook`` (boto3's default credential chain when the default connection does not
+        exist). Templated.
+    :param wasb_conn_id: Airflow ``wasb`` connection for an ``az://`` artifact_path, resolved by the Microsoft
+        Azure provider's ``WasbHook`` (``AZURE_STORAGE_CONNECTION_STRING`` or ``AZURE_STORAGE_ACCOUNT_URL``
+        when the default connection does not exist). Templated.
     """
 
-    template_fields: Sequence[str] = ("artifact_path", "postgres_conn_id", "database", "gcp_conn_id")
+    template_fields: Sequence[str] = (
+        "artifact_path",
+        "postgres_conn_id",
+        "database",
+        "gcp_conn_id",
+        "aws_conn_id",
+        "wasb_conn_id",
+    )
     ui_color = "#e8d5f5"
 
     def __init__(
@@ -160,6 +175,8 @@ class PgRestoreOperator(BaseOperator):
         gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
         transaction_size: int | None = None,
         restore_statistics: bool = False,
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
+        wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -180,6 +197,8 @@ class PgRestoreOperator(BaseOperator):
         self.transaction_size = transaction_size
         self.restore_statistics = restore_statistics
         self._check_flags()
+        self.aws_conn_id = aws_conn_id
+        self.wasb_conn_id = wasb_conn_id
         if not is_templated(artifact_path):
             self._check_artifact_path()
         if not is_templated(database):
@@ -244,9 +263,12 @@ class PgRestoreOperator(BaseOperator):
         path = self._check_artifact_path()
         database = self.database or f"pgbackup_restore_{secrets.token_hex(4)}"
         check_database_name(database)
-        source = open_source(
-            path, what="artifact_path", settings=StorageSettings(gcp_conn_id=self.gcp_conn_id or None)
+        settings = StorageSettings(
+            gcp_conn_id=self.gcp_conn_id or None,
+            aws_conn_id=self.aws_conn_id or None,
+            wasb_conn_id=self.wasb_conn_id or None,
         )
+        source = open_source(path, what="artifact_path", settings=settings)
         report = self._verify(source)
         try:
             manifest = Manifest.from_json(source.manifest_bytes())

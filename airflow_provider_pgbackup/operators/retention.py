@@ -32,8 +32,10 @@ from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX, Manifest, ManifestError
 from airflow_provider_pgbackup.options import InvalidOptionError, is_templated, parse_flag
 from airflow_provider_pgbackup.storage import (
+    DEFAULT_AWS_CONN_ID,
     DEFAULT_GCP_CONN_ID,
     DEFAULT_RETRY_TIMEOUT,
+    DEFAULT_WASB_CONN_ID,
     BackupStore,
     StorageSettings,
     StoredEntry,
@@ -218,15 +220,24 @@ def artifact_problem(backup: StoredBackup) -> str | None:
     return None
 
 
-def newest_complete_backup(location: str, *, gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID) -> str | None:
-    """URI of the newest backup in a folder or gs:// prefix whose manifest and artifact are both there.
+def newest_complete_backup(
+    location: str,
+    *,
+    gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
+    aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
+    wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
+) -> str | None:
+    """URI of the newest backup in a folder or object-store prefix whose manifest and artifact are both there.
 
     What the restore drill restores; None when there is none.
 
-    :param location: a local folder or ``gs://bucket/prefix``.
+    :param location: a local folder, ``gs://bucket/prefix``, ``s3://bucket/prefix`` or ``az://container/prefix``.
     :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for gs:// locations.
+    :param aws_conn_id: Airflow ``aws`` connection for s3:// locations.
+    :param wasb_conn_id: Airflow ``wasb`` connection for az:// locations.
     """
-    store = open_store(location, settings=StorageSettings(gcp_conn_id=gcp_conn_id))
+    settings = StorageSettings(gcp_conn_id=gcp_conn_id, aws_conn_id=aws_conn_id, wasb_conn_id=wasb_conn_id)
+    store = open_store(location, settings=settings)
     backups, _incomplete, _protected = find_backups(store, store.entries())
     for backup in sorted(backups, key=lambda b: b.finished_at, reverse=True):
         if artifact_problem(backup) is None and backup.artifact_entry is not None:
@@ -235,13 +246,14 @@ def newest_complete_backup(location: str, *, gcp_conn_id: str | None = DEFAULT_G
 
 
 class PgBackupRetentionOperator(BaseOperator):
-    """Delete old backups from a folder or ``gs://`` prefix by a grandfather-father-son policy.
+    """Delete old backups from a folder or object-store prefix by a grandfather-father-son policy.
 
     Deletes a backup's manifest first, then its artifact, so a half-deleted backup is never taken for
     a complete one. Every deletion is logged; ``dry_run=True`` only logs what would be deleted. Returns
     (XCom) the kept backups with the rules that keep them, and the deleted URIs.
 
-    :param location: local folder (absolute) or ``gs://bucket/prefix`` holding the backups. Templated.
+    :param location: local folder (absolute), ``gs://bucket/prefix``, ``s3://bucket/prefix`` or
+        ``az://container/prefix`` holding the backups. Templated.
     :param keep_last: keep the N most recent backups.
     :param keep_daily: keep the newest backup of each of the N most recent days having one.
     :param keep_weekly: the same for ISO weeks.
@@ -257,10 +269,12 @@ class PgBackupRetentionOperator(BaseOperator):
         the size(s) its manifest records (and, on GCS, the same sha256 in its metadata).
     :param timezone: time zone in which days, weeks and months are counted.
     :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for ``gs://`` locations.
-    :param retry_timeout: seconds each GCS request is retried on transient errors.
+    :param aws_conn_id: Airflow ``aws`` connection for ``s3://`` locations.
+    :param wasb_conn_id: Airflow ``wasb`` connection for ``az://`` locations.
+    :param retry_timeout: seconds each object-store request is retried on transient errors.
     """
 
-    template_fields: Sequence[str] = ("location", "gcp_conn_id")
+    template_fields: Sequence[str] = ("location", "gcp_conn_id", "aws_conn_id", "wasb_conn_id")
     ui_color = "#f4d6cc"
 
     def __init__(
@@ -278,6 +292,8 @@ class PgBackupRetentionOperator(BaseOperator):
         timezone: str = "UTC",
         gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
         retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
+        wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -299,6 +315,8 @@ class PgBackupRetentionOperator(BaseOperator):
             raise InvalidOptionError(f"timezone {timezone!r} is not a known time zone") from err
         self.timezone = timezone
         self.gcp_conn_id = gcp_conn_id
+        self.aws_conn_id = aws_conn_id
+        self.wasb_conn_id = wasb_conn_id
         self.retry_timeout = retry_timeout
         self._settings()
         if not is_templated(location):
@@ -310,7 +328,12 @@ class PgBackupRetentionOperator(BaseOperator):
         parse_location(self.location, what="location", folder=True)
 
     def _settings(self) -> StorageSettings:
-        return StorageSettings(gcp_conn_id=self.gcp_conn_id, retry_timeout=self.retry_timeout)
+        return StorageSettings(
+            gcp_conn_id=self.gcp_conn_id,
+            aws_conn_id=self.aws_conn_id or None,
+            wasb_conn_id=self.wasb_conn_id or None,
+            retry_timeout=self.retry_timeout,
+        )
 
     def _store(self) -> BackupStore:
         self.validate()

@@ -14,7 +14,9 @@ from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.options import InvalidOptionError, check_bin_dir, is_templated, parse_flag
 from airflow_provider_pgbackup.process import PgProcessRunner
 from airflow_provider_pgbackup.storage import (
+    DEFAULT_AWS_CONN_ID,
     DEFAULT_GCP_CONN_ID,
+    DEFAULT_WASB_CONN_ID,
     ArtifactSource,
     StorageSettings,
     StoreNotFound,
@@ -44,8 +46,8 @@ class PgBackupArtifactSensor(BaseSensorOperator):
     when one fails: no retry and no waiting for the timeout. Returns (XCom) the verification report:
     checks run with their timings, the archive's TOC entry counts and the tables found in it.
 
-    A ``gs://bucket/path/name`` path is verified in Google Cloud Storage, without a local copy of a
-    file artifact: the object and ``name.manifest.json`` must exist; the size is the object's; the
+    A ``gs://bucket/path/name`` (or ``s3://``, ``az://``) path is verified in the store, without a local
+    copy of a file artifact: the object and ``name.manifest.json`` must exist; the size is the object's; the
     sha256 is computed while the object streams through memory (the download is crc32c-checked by the
     client); ``pg_restore --list`` reads a custom or tar archive on its stdin, and plain SQL is
     decompressed on the fly up to its completion trailer. A directory-format artifact (a ``name/``
@@ -59,6 +61,12 @@ class PgBackupArtifactSensor(BaseSensorOperator):
     :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for a ``gs://`` path (Application
         Default Credentials when the default connection does not exist; ``STORAGE_EMULATOR_HOST``
         selects an emulator). Unused for a local path. Templated.
+    :param aws_conn_id: Airflow ``aws`` connection for an ``s3://`` path, resolved by the Amazon
+        provider's ``S3Hook`` (boto3's default credential chain when the default connection does not
+        exist). Templated.
+    :param wasb_conn_id: Airflow ``wasb`` connection for an ``az://`` path, resolved by the Microsoft
+        Azure provider's ``WasbHook`` (``AZURE_STORAGE_CONNECTION_STRING`` or ``AZURE_STORAGE_ACCOUNT_URL``
+        when the default connection does not exist). Templated.
     :param verify_checksum: compare the artifact's sha256 with the manifest's (reads every byte).
     :param verify_contents: parse the content: ``pg_restore --list`` for archives; for plain SQL,
         decompress the stream and check pg_dump's completion trailer.
@@ -72,7 +80,7 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         same ``gcp_conn_id``.
     """
 
-    template_fields: Sequence[str] = ("path", "gcp_conn_id")
+    template_fields: Sequence[str] = ("path", "gcp_conn_id", "aws_conn_id", "wasb_conn_id")
     ui_color = "#d5f5e3"
 
     def __init__(
@@ -87,6 +95,8 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         max_age: datetime.timedelta | float | None = None,
         pg_bin_dir: str | None = None,
         deferrable: bool = False,
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
+        wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -94,6 +104,8 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         parse_max_age(max_age)
         self.path = path
         self.gcp_conn_id = gcp_conn_id
+        self.aws_conn_id = aws_conn_id
+        self.wasb_conn_id = wasb_conn_id
         self.verify_checksum = verify_checksum
         self.verify_contents = verify_contents
         self.verify_tables = verify_tables
@@ -135,7 +147,12 @@ class PgBackupArtifactSensor(BaseSensorOperator):
 
     def _source(self) -> ArtifactSource:
         path = self._check_path()
-        return open_source(path, settings=StorageSettings(gcp_conn_id=self.gcp_conn_id or None))
+        settings = StorageSettings(
+            gcp_conn_id=self.gcp_conn_id or None,
+            aws_conn_id=self.aws_conn_id or None,
+            wasb_conn_id=self.wasb_conn_id or None,
+        )
+        return open_source(path, settings=settings)
 
     def _verify(self) -> VerificationReport:
         """Run the checks; ArtifactMissing propagates, ArtifactCorrupt becomes AirflowFailException."""
@@ -174,7 +191,11 @@ class PgBackupArtifactSensor(BaseSensorOperator):
 
     def _trigger(self) -> PgBackupArtifactTrigger:
         return PgBackupArtifactTrigger(
-            path=self._check_path(), poll_interval=self.poke_interval, gcp_conn_id=self.gcp_conn_id
+            path=self._check_path(),
+            poll_interval=self.poke_interval,
+            gcp_conn_id=self.gcp_conn_id,
+            aws_conn_id=self.aws_conn_id,
+            wasb_conn_id=self.wasb_conn_id,
         )
 
     def execute(self, context: Any) -> Any:

@@ -19,7 +19,9 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_pgbackup.storage import (
+    DEFAULT_AWS_CONN_ID,
     DEFAULT_GCP_CONN_ID,
+    DEFAULT_WASB_CONN_ID,
     ArtifactSource,
     StorageSettings,
     open_source,
@@ -27,32 +29,51 @@ from airflow_provider_pgbackup.storage import (
 
 
 class PgBackupArtifactTrigger(BaseTrigger):
-    """Fire once both ``path`` and ``path.manifest.json`` exist (local path or ``gs://`` URI).
+    """Fire once both ``path`` and ``path.manifest.json`` exist (local path, ``gs://``, ``s3://`` or ``az://``).
 
     :param path: the artifact (file or folder), local or ``gs://bucket/path/name``.
     :param poll_interval: seconds between two looks.
     :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for a ``gs://`` path.
+    :param aws_conn_id: Airflow ``aws`` connection for an ``s3://`` path.
+    :param wasb_conn_id: Airflow ``wasb`` connection for an ``az://`` path.
     """
 
     def __init__(
-        self, path: str, poll_interval: float = 60.0, gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID
+        self,
+        path: str,
+        poll_interval: float = 60.0,
+        gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
+        wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.path = path
         self.poll_interval = poll_interval
         self.gcp_conn_id = gcp_conn_id
+        self.aws_conn_id = aws_conn_id
+        self.wasb_conn_id = wasb_conn_id
         self._source: ArtifactSource | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {"path": self.path, "poll_interval": self.poll_interval, "gcp_conn_id": self.gcp_conn_id},
+            {
+                "path": self.path,
+                "poll_interval": self.poll_interval,
+                "gcp_conn_id": self.gcp_conn_id,
+                "aws_conn_id": self.aws_conn_id,
+                "wasb_conn_id": self.wasb_conn_id,
+            },
         )
 
     def _present(self) -> bool:
         """One blocking look (run in a thread)."""
         if self._source is None:
-            settings = StorageSettings(gcp_conn_id=self.gcp_conn_id or None)
+            settings = StorageSettings(
+                gcp_conn_id=self.gcp_conn_id or None,
+                aws_conn_id=self.aws_conn_id or None,
+                wasb_conn_id=self.wasb_conn_id or None,
+            )
             self._source = open_source(self.path, settings=settings)
         return self._source.present()
 

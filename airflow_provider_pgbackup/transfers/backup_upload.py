@@ -1,0 +1,237 @@
+"""PgBackupUploadOperator: upload a finished local backup (artifact, then manifest) to any object store."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, BaseOperatorLink
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_pgbackup.manifest import ManifestError
+from airflow_provider_pgbackup.options import InvalidOptionError, is_templated
+from airflow_provider_pgbackup.storage import (
+    DEFAULT_AWS_CONN_ID,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_GCP_CONN_ID,
+    DEFAULT_RETRY_TIMEOUT,
+    DEFAULT_WASB_CONN_ID,
+    ArtifactMismatchError,
+    Location,
+    ObjectConflictError,
+    StorageSettings,
+    check_settings,
+    parse_location,
+    remove_backup,
+    upload_backup,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk.types import TaskInstanceKey
+
+XCOM_CONSOLE_URL = "backup_console_url"
+
+
+class BackupConsoleLink(BaseOperatorLink):
+    """Operator extra link: the uploaded backup in its cloud console (GCS and S3; none for Azure)."""
+
+    name = "Backup in the cloud console"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        url = XCom.get_value(ti_key=ti_key, key=XCOM_CONSOLE_URL)
+        return str(url) if url else ""
+
+
+def static_destination(destination: Any) -> str | None:
+    """The folder URI up to the first template marker (for the Asset outlet); None when the store or
+    its bucket is only known at run time."""
+    if not isinstance(destination, str):
+        return None
+    static = destination
+    for marker in ("{{", "{%"):
+        static = static.split(marker, 1)[0]
+    if static != destination:
+        static = static.rsplit("/", 1)[0]
+    try:
+        location = parse_location(static, what="destination", folder=True)
+    except InvalidOptionError:
+        return None
+    return None if location.is_local else location.uri
+
+
+class PgBackupUploadOperator(BaseOperator):
+    """Upload a finished backup (artifact file or directory-format folder, then its manifest) to an
+    object store: ``gs://bucket/prefix``, ``s3://bucket/prefix`` or ``az://container/prefix``.
+
+    The artifact keeps its name under the destination; the manifest object is written last, so its
+    presence marks a complete backup. Bytes stream through a resumable (GCS), multipart (S3) or block
+    (Azure) upload that runs beside the file being read, every part with a checksum the store verifies,
+    and the whole is checked against the manifest's sha256 before the object is completed: nothing
+    appears on failure or kill. Objects are created only if the name is free (``If-None-Match: *``); one
+    that already holds the same bytes is left alone (a retried task is a no-op), a different one is never
+    overwritten. Returns (XCom) the URIs and the manifest.
+
+    :param source_path: absolute local path of the artifact (its manifest must be beside it), e.g.
+        ``{{ ti.xcom_pull(task_ids='dump')['artifact_path'] }}``. Templated.
+    :param destination: the folder URI the backup goes into. Templated.
+    :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for ``gs://``. Templated.
+    :param aws_conn_id: Airflow ``aws`` connection for ``s3://``, resolved by the Amazon provider's
+        ``S3Hook`` (boto3's default chain when the default connection does not exist). Templated.
+    :param wasb_conn_id: Airflow ``wasb`` connection for ``az://``, resolved by the Microsoft Azure
+        provider's ``WasbHook`` (``AZURE_STORAGE_CONNECTION_STRING`` / ``AZURE_STORAGE_ACCOUNT_URL`` when
+        the default connection does not exist). Templated.
+    :param chunk_size: bytes per upload request / first part, a multiple of 256 KiB (default 32 MiB);
+        parts grow with large files so S3's 10,000-part limit is never reached.
+    :param storage_class: GCS storage class, S3 storage class (``STANDARD_IA``...) or Azure access tier
+        (``Hot``, ``Cool``, ``Cold``, ``Archive``); default: the bucket's.
+    :param kms_key_name: GCS Cloud KMS key name, or S3 KMS key id/ARN/alias (SSE-KMS). Templated.
+    :param encryption_scope: Azure encryption scope. Templated.
+    :param retry_timeout: seconds each request is retried on transient errors, with backoff.
+    :param progress_interval: seconds between progress log lines (bytes, rate, parts).
+    :param delete_local_copy: delete the local artifact and manifest after a verified upload.
+    """
+
+    template_fields: Sequence[str] = (
+        "source_path",
+        "destination",
+        "gcp_conn_id",
+        "aws_conn_id",
+        "wasb_conn_id",
+        "kms_key_name",
+        "encryption_scope",
+    )
+    ui_color = "#a8dadc"
+    operator_extra_links = (BackupConsoleLink(),)
+
+    def __init__(
+        self,
+        *,
+        source_path: str,
+        destination: str,
+        gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
+        wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        storage_class: str | None = None,
+        kms_key_name: str | None = None,
+        encryption_scope: str | None = None,
+        retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+        progress_interval: float = 5.0,
+        delete_local_copy: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if "outlets" not in kwargs:
+            asset_uri = static_destination(destination)
+            if asset_uri is not None:
+                from airflow.sdk import Asset
+
+                kwargs["outlets"] = [Asset(uri=asset_uri, name=asset_uri)]
+        super().__init__(**kwargs)
+        self.source_path = source_path
+        self.destination = destination
+        self.gcp_conn_id = gcp_conn_id
+        self.aws_conn_id = aws_conn_id
+        self.wasb_conn_id = wasb_conn_id
+        self.chunk_size = chunk_size
+        self.storage_class = storage_class
+        self.kms_key_name = kms_key_name
+        self.encryption_scope = encryption_scope
+        self.retry_timeout = retry_timeout
+        self.progress_interval = progress_interval
+        self.delete_local_copy = delete_local_copy
+        if not is_templated(source_path):
+            self._local_source()
+        if not is_templated(destination, kms_key_name, encryption_scope):
+            self._settings(self._destination())
+        else:
+            self._storage_settings()  # chunk_size, storage_class and retry_timeout are not templated
+
+    @cached_property
+    def _cancel(self) -> threading.Event:
+        # Created on first use, not in __init__: operators are deep-copied and an Event cannot be.
+        return threading.Event()
+
+    def _local_source(self) -> Location:
+        location = parse_location(self.source_path, what="source_path")
+        if not location.is_local:
+            raise InvalidOptionError(f"source_path {self.source_path!r} must be a local path")
+        return location
+
+    def _destination(self) -> Location:
+        location = parse_location(self.destination, what="destination", folder=True)
+        if location.is_local:
+            raise InvalidOptionError(
+                f"destination {self.destination!r} must be an object-store folder URI: gs://bucket/prefix, "
+                "s3://bucket/prefix or az://container/prefix"
+            )
+        return location
+
+    def _storage_settings(self) -> StorageSettings:
+        return StorageSettings(
+            gcp_conn_id=self.gcp_conn_id or None,
+            aws_conn_id=self.aws_conn_id or None,
+            wasb_conn_id=self.wasb_conn_id or None,
+            chunk_size=self.chunk_size,
+            retry_timeout=self.retry_timeout,
+            storage_class=self.storage_class,
+            kms_key_name=self.kms_key_name or None,
+            encryption_scope=self.encryption_scope or None,
+            progress_interval=self.progress_interval,
+        )
+
+    def _settings(self, destination: Location) -> StorageSettings:
+        return check_settings(destination.scheme, self._storage_settings())
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        try:
+            source = self._local_source()
+            destination = self._destination()
+            settings = self._settings(destination)
+            result, manifest = upload_backup(
+                source, destination, settings=settings, log=self.log, cancel=self._cancel
+            )
+        except (InvalidOptionError, ManifestError, ArtifactMismatchError, ObjectConflictError) as err:
+            raise AirflowFailException(str(err)) from err
+        self.log.info(
+            "Backup uploaded to %s (%d bytes sent in %.1f s, %.1f MiB/s; %d objects already present)",
+            result.artifact_uri,
+            result.transferred_bytes,
+            result.duration_seconds,
+            result.rate_bytes_per_second / (1024 * 1024),
+            result.skipped_objects,
+        )
+        if self.delete_local_copy:
+            remove_backup(source)
+            self.log.info("Deleted the local copy %s and its manifest after the verified upload", source)
+        ti = context.get("ti") if hasattr(context, "get") else None
+        if ti is not None:
+            ti.xcom_push(key=XCOM_CONSOLE_URL, value=result.console_url)
+        events = context.get("outlet_events") if hasattr(context, "get") else None
+        for outlet in self.outlets or ():
+            if events is None:
+                break
+            try:
+                events[outlet].extra = {
+                    "artifact_uri": result.artifact_uri,
+                    "manifest_uri": result.manifest_uri,
+                    "sha256": manifest.sha256,
+                }
+            except (KeyError, TypeError, AttributeError):
+                continue
+        return {
+            "artifact_uri": result.artifact_uri,
+            "manifest_uri": result.manifest_uri,
+            "object_uris": list(result.object_uris),
+            "uploaded_bytes": result.transferred_bytes,
+            "skipped_objects": result.skipped_objects,
+            "console_url": result.console_url,
+            "manifest": manifest.to_dict(),
+        }
+
+    def on_kill(self) -> None:
+        """Stop before the next chunk: the object being written is never completed, no manifest appears."""
+        self._cancel.set()
