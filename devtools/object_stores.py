@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -30,7 +29,7 @@ AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 #: moto accepts any key pair; this one is distinctive so tests can look for it in logs and XCom.
 S3_ACCESS_KEY = "AKIAPGBACKUPTEST0001"
-S3_SECRET_KEY = "pgbackup/S3cr3t+Key/never-in-logs-0123456789"
+S3_SECRET_KEY = "pgbackup/S3cr3t+Key/never-in-logs-0123456789"  # noqa: S105 - a test key for moto
 
 
 def free_port() -> int:
@@ -150,9 +149,16 @@ class AzuriteEmulator:
             self._proc = subprocess.Popen(
                 [
                     str(azurite_binary()),
-                    "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
-                    "--location", str(self.data_dir), "--skipApiVersionCheck", "--loose", "--silent",
-                ],  # fmt: skip
+                    "--blobHost",
+                    "127.0.0.1",
+                    "--blobPort",
+                    str(self.port),
+                    "--location",
+                    str(self.data_dir),
+                    "--skipApiVersionCheck",
+                    "--loose",
+                    "--silent",
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

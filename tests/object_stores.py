@@ -121,7 +121,9 @@ class Store:
         if self.scheme == "s3":
             client = self.emulator.client()
             listing = client.list_objects_v2(Bucket=container).get("Contents", [])
-            return {o["Key"]: client.get_object(Bucket=container, Key=o["Key"])["Body"].read() for o in listing}
+            return {
+                o["Key"]: client.get_object(Bucket=container, Key=o["Key"])["Body"].read() for o in listing
+            }
         service = self.emulator.client().get_container_client(container)
         return {b.name: service.download_blob(b.name).readall() for b in service.list_blobs()}
 

@@ -175,7 +175,10 @@ class AzureObjectClient:
         return {**self._options, **({"encryption_scope": scope} if scope else {})}
 
     def tier(self) -> dict[str, Any]:
-        return {"standard_blob_tier": self.settings.storage_class} if self.settings.storage_class else {}
+        from azure.storage.blob import StandardBlobTier
+
+        tier = self.settings.storage_class
+        return {"standard_blob_tier": StandardBlobTier(tier)} if tier else {}
 
     def _no_container(self, err: Exception) -> StoreNotFound:
         return StoreNotFound(

@@ -1,0 +1,545 @@
+"""S3 (moto server) and Azure Blob Storage (Azurite) beside GCS (fake-gcs-server): the same scenarios run
+against every store through the scheme registry, each on its emulator, reached through real Airflow
+connections. Streamed dumps, uploads, kills, stopped servers, the sensor, the drill, retention, promote.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import time
+from pathlib import Path
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+
+from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook
+from airflow_provider_pgbackup.manifest import Manifest
+from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator, PgDumpOperator
+from airflow_provider_pgbackup.operators.pg_restore import PgRestoreOperator
+from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOperator, newest_complete_backup
+from airflow_provider_pgbackup.options import InvalidOptionError, PgDumpOptions
+from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
+from airflow_provider_pgbackup.storage import (
+    ObjectConflictError,
+    StorageSettings,
+    check_output_path,
+    check_settings,
+    open_source,
+    promote_backup,
+    upload_backup,
+)
+from airflow_provider_pgbackup.storage.gcs import GCSObjectWriter
+from airflow_provider_pgbackup.storage.objects import PartedObjectWriter, part_size
+from airflow_provider_pgbackup.transfers.backup_upload import PgBackupUploadOperator
+from devtools.object_stores import AZURITE_KEY, S3_SECRET_KEY, AzuriteEmulator, S3Emulator
+from devtools.pgcluster import PgCluster
+from tests.conftest import log_text, row_counts
+from tests.gcs_emulator import synthetic_backup
+from tests.object_stores import Store
+
+CHUNK = 256 * 1024
+MIB = 1024 * 1024
+LOG = logging.getLogger(__name__)
+
+
+@pytest.fixture(scope="module")
+def objects_db(pg18: PgCluster) -> str:
+    """~9 MB of plain SQL: more than one S3 part (5 MiB) and many Azure blocks (1 MiB)."""
+    name = "objects ü"
+    pg18.drop_database(name)
+    pg18.create_database(name)
+    pg18.execute(
+        "CREATE TABLE items AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload "
+        "FROM generate_series(1, 120000) g; CREATE TABLE tags (id int PRIMARY KEY, tag text); "
+        "INSERT INTO tags SELECT g, 'tag ' || g FROM generate_series(1, 500) g",
+        dbname=name,
+    )
+    return name
+
+
+def _upload(store: Store, source: Path, destination: str, **kwargs) -> PgBackupUploadOperator:
+    return PgBackupUploadOperator(
+        task_id="upload",
+        source_path=str(source),
+        destination=destination,
+        chunk_size=CHUNK,
+        **{"retry_timeout": 2.0, **store.conn_kwargs, **kwargs},
+    )
+
+
+# ------------------------------------------------------------------------------ validation, no I/O
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("s3://ab/x.dump", "no valid bucket name"),
+        ("s3://Bucket/x.dump", "no valid bucket name"),
+        ("s3://bucket/", "must name an object"),
+        ("s3://bucket/a/../x.dump", "must not contain empty, '.' or '..'"),
+        ("s3://bucket/x.dump.manifest.json", "must not be a manifest file name"),
+        ("az://a--b/x.dump", "no valid container name"),
+        ("az://container/", "must name a blob"),
+        ("az://container/a//b", "must not contain empty"),
+        ("az://container/a\\b", "backslash"),
+        ("abfs://container/x.dump", "scheme abfs://, which is not supported"),
+    ],
+)
+def test_bad_object_store_paths_are_refused_naming_the_value(uri: str, message: str) -> None:
+    with pytest.raises(InvalidOptionError, match=message.replace("(", r"\(")) as err:
+        check_output_path(uri)
+    assert repr(uri) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "settings", "message"),
+    [
+        ("s3", {"storage_class": "Hot"}, "storage_class 'Hot' is not supported on S3"),
+        ("s3", {"encryption_scope": "scope1"}, "encryption_scope 'scope1' is an Azure setting"),
+        ("az", {"storage_class": "GLACIER"}, "storage_class 'GLACIER' is not an Azure access tier"),
+        ("az", {"kms_key_name": "alias/k"}, "kms_key_name 'alias/k' is not used on Azure"),
+    ],
+)
+def test_settings_a_store_cannot_use_are_refused_naming_the_value(scheme, settings, message) -> None:
+    with pytest.raises(InvalidOptionError, match=message):
+        check_settings(scheme, StorageSettings(**settings))
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"aws_conn_id": 3}, "aws_conn_id 3 must be a connection id"),
+        ({"wasb_conn_id": ["x"]}, r"wasb_conn_id \['x'\] must be a connection id"),
+        (
+            {"encryption_scope": "no spaces!"},
+            "encryption_scope 'no spaces!' must be an Azure encryption scope",
+        ),
+        ({"kms_key_name": "a\nb"}, r"kms_key_name 'a\\nb' must be a non-empty string on one line"),
+    ],
+)
+def test_bad_storage_settings_are_refused_naming_the_value(settings, message) -> None:
+    with pytest.raises(InvalidOptionError, match=message):
+        StorageSettings(**settings)
+
+
+def test_upload_operator_refuses_bad_arguments_at_construction() -> None:
+    with pytest.raises(ValueError, match="must be an object-store folder URI"):
+        PgBackupUploadOperator(task_id="u", source_path="/b/x.dump", destination="/local/folder")
+    with pytest.raises(ValueError, match="storage_class 'Cool' is not supported on S3"):
+        PgBackupUploadOperator(
+            task_id="u", source_path="/b/x.dump", destination="s3://bkt/p", storage_class="Cool"
+        )
+    operator = PgBackupUploadOperator(
+        task_id="u", source_path="/b/x.dump", destination="az://cont/pg/{{ ds }}"
+    )
+    assert [a.uri for a in operator.outlets] == ["az://cont/pg"]
+    assert {"destination", "aws_conn_id", "wasb_conn_id"} <= set(operator.template_fields)
+
+
+def test_parts_grow_so_a_terabyte_stream_stays_under_the_s3_part_limit() -> None:
+    """Pure arithmetic of the part-size rule, with S3's smallest part (5 MiB) as the starting size."""
+    sent = parts = 0
+    largest = 0
+    while sent < 1024**4:
+        size = part_size(
+            sent, 256 * 1024, minimum=5 * MIB, maximum=5 * 1024 * MIB, expected=None, max_parts=10_000
+        )
+        largest = max(largest, size)
+        sent += size
+        parts += 1
+    assert parts < 10_000
+    assert largest <= 1100 * MIB  # memory: a part is about a thousandth of what was sent
+    known = part_size(
+        0, 32 * MIB, minimum=5 * MIB, maximum=5 * 1024 * MIB, expected=1024**4, max_parts=10_000
+    )
+    assert 1024**4 / known < 9_600  # a local file of known size: fixed parts sized to fit
+
+
+# ------------------------------------------------------------------------------ streamed dumps
+@pytest.mark.parametrize(
+    ("dump_format", "compression"), [("custom", None), ("tar", None), ("plain", "gzip:1")]
+)
+def test_streamed_dump_to_every_store_verifies_and_restores_in_a_drill(
+    pg18: PgCluster, objects_db: str, airflow_conn, store: Store, dump_format, compression
+) -> None:
+    container = store.new_container()
+    suffix = {"custom": ".dump", "tar": ".tar", "plain": ".sql.gz"}[dump_format]
+    uri = store.uri(container, f"pg/streamed{suffix}")
+    xcom = PgDumpOperator(
+        task_id="dump",
+        postgres_conn_id=airflow_conn(pg18, objects_db),
+        output_path=uri,
+        format=dump_format,
+        compression=compression,
+        gcs_chunk_size=CHUNK,
+        **store.conn_kwargs,
+    ).execute(context={})
+    assert xcom["artifact_path"] == uri
+    assert xcom["manifest_path"] == f"{uri}.manifest.json"
+    objects = store.objects(container)
+    assert sorted(objects) == [f"pg/streamed{suffix}", f"pg/streamed{suffix}.manifest.json"]
+    manifest = Manifest.from_json(objects[f"pg/streamed{suffix}.manifest.json"])
+    assert manifest.sha256 == xcom["sha256"]
+    assert len(objects[f"pg/streamed{suffix}"]) == manifest.size_bytes
+    assert store.pending_uploads(container) == []
+
+    report = PgBackupArtifactSensor(task_id="verify", path=uri, timeout=30, **store.conn_kwargs).execute(
+        context={}
+    )
+    assert report["ok"] is True
+    assert report["sha256"] == manifest.sha256
+
+    result = PgRestoreOperator(
+        task_id="drill",
+        postgres_conn_id=airflow_conn(pg18, "postgres"),
+        artifact_path=uri,
+        database=f"drill {store.scheme} {dump_format}",
+        **store.conn_kwargs,
+    ).execute(context={})
+    assert result["dropped_database"] is True
+    assert {(t["schema"], t["table"]): t["restored"] for t in result["tables"]} == row_counts(
+        pg18, objects_db
+    )
+
+
+def test_pg_dumpall_streams_to_every_store(pg18: PgCluster, airflow_conn, store: Store) -> None:
+    container = store.new_container()
+    uri = store.uri(container, "globals.sql.gz")
+    PgDumpAllOperator(
+        task_id="globals",
+        postgres_conn_id=airflow_conn(pg18, "postgres"),
+        output_path=uri,
+        mode="globals",
+        compression="gzip",
+        **store.conn_kwargs,
+    ).execute(context={})
+    import gzip
+
+    objects = store.objects(container)
+    assert b"CREATE ROLE" in gzip.decompress(objects["globals.sql.gz"])
+    assert Manifest.from_json(objects["globals.sql.gz.manifest.json"]).kind == "pg_dumpall"
+
+
+@pytest.mark.parametrize("store", ["s3", "az"], indirect=True)
+def test_streamed_dump_killed_mid_upload_leaves_no_object_and_no_multipart_upload(
+    pg18: PgCluster, objects_db: str, airflow_conn, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    container = store.new_container()
+    hook = PgDumpHook(airflow_conn(pg18, objects_db))
+    original = PartedObjectWriter.write
+    killed = threading.Event()
+
+    def write_then_kill(self: PartedObjectWriter, chunk: bytes) -> None:
+        original(self, chunk)
+        if self.bytes_written > 5 * MIB + CHUNK and not killed.is_set():
+            deadline = time.monotonic() + 20
+            while self.parts_sent < 1 and time.monotonic() < deadline:  # pg_dump waits on its pipe
+                time.sleep(0.01)
+            assert self.parts_sent >= 1  # a part is on the server: there is a multipart upload to abort
+            killed.set()
+            kill = threading.Thread(target=hook.kill)  # as on_kill does, from another thread
+            kill.start()
+            kill.join()
+
+    monkeypatch.setattr(PartedObjectWriter, "write", write_then_kill)
+    with pytest.raises(PgCommandError, match="pg_dump was stopped"):
+        hook.dump(
+            PgDumpOptions.build(format="plain", record_row_counts=False),
+            store.uri(container, "k.sql"),
+            storage_settings=store.settings(),
+        )
+    assert killed.is_set()
+    assert store.objects(container) == {}
+    assert store.pending_uploads(container) == []  # the multipart upload was aborted
+
+
+# ------------------------------------------------------------------------------ uploads
+@pytest.mark.parametrize("pg", ["pg18"], indirect=True)
+@pytest.mark.parametrize(("dump_format", "compression"), [("custom", None), ("directory", "gzip:1")])
+def test_upload_of_file_and_directory_backups_then_retry_is_a_no_op_and_drill_restores(
+    pg: PgCluster, sample: str, pg_backup, airflow_conn, store: Store, dump_format, compression
+) -> None:
+    artifact = pg_backup(dump_format, compression)
+    container = store.new_container()
+    destination = store.uri(container, "pg/nightly")
+    result = _upload(store, artifact, destination).execute(context={})
+    uri = f"{destination}/{artifact.name}"
+    assert result["artifact_uri"] == uri
+    assert result["manifest_uri"] == f"{uri}.manifest.json"
+    objects = store.objects(container)
+    local = (
+        {
+            f"pg/nightly/{artifact.name}/{p.relative_to(artifact).as_posix()}": p
+            for p in artifact.rglob("*")
+            if p.is_file()
+        }
+        if artifact.is_dir()
+        else {f"pg/nightly/{artifact.name}": artifact}
+    )
+    assert set(objects) == {*local, f"pg/nightly/{artifact.name}.manifest.json"}
+    for name, path in local.items():
+        assert objects[name] == path.read_bytes()
+    meta = store.metadata(container, next(iter(local)))
+    assert meta["database"] == sample  # non-ASCII metadata survives the stores' header encoding
+    assert meta["format"] == dump_format
+
+    again = _upload(store, artifact, destination).execute(context={})
+    assert again["uploaded_bytes"] == 0
+    assert again["skipped_objects"] == len(local) + 1
+    assert store.objects(container) == objects
+
+    xcom = PgRestoreOperator(
+        task_id="drill", postgres_conn_id=airflow_conn(pg, "postgres"), artifact_path=uri, **store.conn_kwargs
+    ).execute(context={})
+    assert {(t["schema"], t["table"]): t["restored"] for t in xcom["tables"]} == row_counts(pg, sample)
+
+
+@pytest.mark.parametrize("store", ["s3", "az"], indirect=True)
+def test_different_object_is_never_overwritten_and_identical_manifest_is_a_no_op(
+    tmp_path: Path, store: Store
+) -> None:
+    container = store.new_container()
+    artifact, _ = synthetic_backup(tmp_path, "db.dump", size=300_000)
+    store.put(container, "pg/db.dump", b"somebody else's bytes")
+    with pytest.raises(AirflowFailException, match=r"/pg/db.dump already exists with different content"):
+        _upload(store, artifact, store.uri(container, "pg")).execute(context={})
+    assert store.objects(container) == {"pg/db.dump": b"somebody else's bytes"}
+
+    # The create-only precondition itself (If-None-Match: *), not only the look before writing:
+    from airflow_provider_pgbackup.storage import parse_location
+    from airflow_provider_pgbackup.storage.objects import PartedObjectWriter as Writer
+
+    settings = store.settings()
+    source = open_source(store.uri(container, "pg/db.dump"), settings=settings)
+    writer = Writer(source.client, parse_location(store.uri(container, "pg/db.dump")))  # type: ignore[attr-defined]
+    writer.write(b"x" * (6 * MIB))
+    with pytest.raises(ObjectConflictError, match="created by someone else"):
+        writer.commit()
+    assert store.objects(container) == {"pg/db.dump": b"somebody else's bytes"}
+    assert store.pending_uploads(container) == []
+
+
+@pytest.mark.parametrize("store", ["s3", "az"], indirect=True)
+def test_kill_mid_upload_completes_nothing_and_aborts_the_multipart_upload(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_pgbackup.storage import UploadCancelled
+
+    container = store.new_container()
+    artifact, _ = synthetic_backup(tmp_path, "db.dump", size=16 * MIB)
+    operator = _upload(store, artifact, store.uri(container, "pg"))
+    original = PartedObjectWriter.write
+
+    def write_then_kill(self: PartedObjectWriter, chunk: bytes) -> None:
+        original(self, chunk)
+        if self.bytes_written >= 12 * MIB:
+            operator.on_kill()
+
+    monkeypatch.setattr(PartedObjectWriter, "write", write_then_kill)
+    with pytest.raises(UploadCancelled, match="was stopped; the object was not finalized"):
+        operator.execute(context={})
+    assert store.objects(container) == {}
+    assert store.pending_uploads(container) == []
+
+
+def test_emulator_stopped_mid_upload_leaves_nothing_and_a_retry_succeeds(
+    tmp_path: Path, persistent_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = persistent_store
+    container = store.new_container()
+    artifact, manifest = synthetic_backup(tmp_path, "big.dump", size=14 * MIB + 5)
+    writer_class = GCSObjectWriter if store.scheme == "gs" else PartedObjectWriter
+    original = writer_class.write
+
+    def write_then_crash(self, chunk: bytes) -> None:
+        original(self, chunk)
+        if self.bytes_written >= 6 * MIB and store.emulator.running:
+            store.emulator.stop()  # the store goes away while the file is still being sent
+
+    monkeypatch.setattr(writer_class, "write", write_then_crash)
+    with pytest.raises(Exception) as err:  # noqa: PT011 - each SDK has its own connection error
+        _upload(store, artifact, store.uri(container, "pg"), retry_timeout=1.0).execute(context={})
+    assert not isinstance(err.value, AirflowFailException)  # transient: Airflow's retries apply
+    monkeypatch.setattr(writer_class, "write", original)
+
+    store.emulator.start()
+    assert store.objects(container) == {}  # no object, no manifest: nothing looks finished
+    result = _upload(store, artifact, store.uri(container, "pg")).execute(context={})
+    objects = store.objects(container)
+    assert objects["pg/big.dump"] == artifact.read_bytes()
+    assert Manifest.from_json(objects["pg/big.dump.manifest.json"]) == manifest
+    assert result["uploaded_bytes"] == manifest.size_bytes
+
+
+# ------------------------------------------------------------------------------ sensor, promote, retention
+@pytest.mark.parametrize("store", ["s3", "az"], indirect=True)
+def test_sensor_fails_at_once_on_a_corrupt_object_naming_the_checksum(
+    pg18: PgCluster, objects_db: str, airflow_conn, store: Store
+) -> None:
+    container = store.new_container()
+    uri = store.uri(container, "v/db.dump")
+    PgDumpHook(airflow_conn(pg18, objects_db)).dump(
+        PgDumpOptions.build(record_row_counts=False), uri, storage_settings=store.settings()
+    )
+    data = bytearray(store.objects(container)["v/db.dump"])
+    data[len(data) // 2] ^= 0xFF  # same size, one flipped bit
+    store.put(container, "v/db.dump", bytes(data))
+    with pytest.raises(AirflowFailException, match=r"is corrupt: check 'checksum' failed: sha256 is"):
+        PgBackupArtifactSensor(task_id="verify", path=uri, timeout=30, **store.conn_kwargs).execute(
+            context={}
+        )
+    missing = PgBackupArtifactSensor(task_id="wait", path=store.uri(container, "v/none.dump"), timeout=30)
+    assert missing.poke(context={}) is False
+
+
+@pytest.mark.parametrize("store", ["s3", "az"], indirect=True)
+def test_promote_copies_server_side_manifest_last_and_a_retry_is_a_no_op(
+    tmp_path: Path, store: Store
+) -> None:
+    container = store.new_container()
+    artifact, manifest = synthetic_backup(tmp_path, "db.dump", size=7 * MIB)
+    settings = store.settings()
+    staged, _ = upload_backup(artifact, store.uri(container, "staging"), settings=settings, log=LOG)
+    source = open_source(staged.artifact_uri, settings=settings)
+    result, promoted = promote_backup(source, store.uri(container, "final"), settings=settings, log=LOG)
+    assert promoted == manifest
+    assert result.object_uris[-1] == store.uri(container, "final/db.dump.manifest.json")
+    objects = store.objects(container)
+    assert objects["final/db.dump"] == artifact.read_bytes()
+    assert store.metadata(container, "final/db.dump")["sha256"] == manifest.sha256
+    again, _ = promote_backup(source, store.uri(container, "final"), settings=settings, log=LOG)
+    assert again.transferred_bytes == 0
+    assert again.skipped_objects == 2
+    report = PgBackupArtifactSensor(
+        task_id="verify", path=result.artifact_uri, verify_contents=False, timeout=30, **store.conn_kwargs
+    ).execute(context={})
+    assert report["ok"] is True
+    with pytest.raises(InvalidOptionError, match="a promotion copies within one kind of store"):
+        promote_backup(source, f"/tmp/{container}", settings=settings, log=LOG)
+
+
+@pytest.mark.parametrize("store", ["s3", "az"], indirect=True)
+def test_retention_keeps_the_gfs_set_on_the_store_and_newest_complete_backup_skips_broken_ones(
+    tmp_path: Path, store: Store
+) -> None:
+    container = store.new_container()
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    times = [now - datetime.timedelta(hours=1, days=d) for d in range(0, 60, 3)]
+    local = tmp_path / "local"
+    quiet = logging.getLogger("objects-retention")
+    quiet.setLevel(logging.WARNING)
+    for t in times:
+        artifact, _ = synthetic_backup(local, t.strftime("%Y%m%dT%H%M%S.dump"), size=16, finished_at=t)
+        upload_backup(artifact, store.uri(container, "pg/prod"), settings=store.settings(), log=quiet)
+    store.put(container, "pg/prod/failed.dump", b"orphan")
+    store.put(container, "pg/other/keep.dump", b"not under the prefix")
+    uri = store.uri(container, "pg/prod")
+
+    result = PgBackupRetentionOperator(
+        task_id="retention", location=uri, keep_last=2, keep_daily=0, keep_weekly=2, keep_monthly=0,
+        incomplete_grace=0, **store.conn_kwargs,
+    ).execute(context={})  # fmt: skip
+    names = set(store.objects(container))
+    kept = {n.removeprefix("pg/prod/").removesuffix(".manifest.json") for n in names if n.endswith(".json")}
+    assert kept == {k["name"] for k in result["kept"]}
+    assert 2 <= len(kept) <= 4
+    assert result["incomplete_deleted"] == [f"{uri}/failed.dump"]
+    assert "pg/other/keep.dump" in names
+    newest = times[0].strftime("%Y%m%dT%H%M%S.dump")
+    assert newest_complete_backup(uri) == f"{uri}/{newest}"
+    store.put(container, f"pg/prod/{newest}", b"cut")  # no longer what its manifest describes
+    assert newest_complete_backup(uri) != f"{uri}/{newest}"
+
+
+# ------------------------------------------------------------------------------ options and connections
+def test_storage_class_and_sse_kms_reach_the_s3_objects(tmp_path: Path, s3: S3Emulator) -> None:
+    bucket = s3.new_bucket()
+    artifact, _ = synthetic_backup(tmp_path, "db.dump", size=6 * MIB)
+    PgBackupUploadOperator(
+        task_id="upload", source_path=str(artifact), destination=f"s3://{bucket}/pg", chunk_size=CHUNK,
+        storage_class="STANDARD_IA", kms_key_name="alias/pgbackup",
+    ).execute(context={})  # fmt: skip
+    for key in ("pg/db.dump", "pg/db.dump.manifest.json"):
+        head = s3.client().head_object(Bucket=bucket, Key=key)
+        assert head["StorageClass"] == "STANDARD_IA"
+        assert head["ServerSideEncryption"] == "aws:kms"
+        assert head["SSEKMSKeyId"].endswith("alias/pgbackup")
+    parts = s3.client().head_object(Bucket=bucket, Key="pg/db.dump")["ETag"]
+    assert parts.strip('"').endswith("-2")  # a multipart upload of 5 MiB parts, not one PUT
+
+
+def test_access_tier_reaches_the_azure_blobs(tmp_path: Path, azurite: AzuriteEmulator) -> None:
+    container = azurite.new_container()
+    artifact, _ = synthetic_backup(tmp_path, "db.dump", size=3 * MIB)
+    PgBackupUploadOperator(
+        task_id="upload", source_path=str(artifact), destination=f"az://{container}/pg", chunk_size=CHUNK,
+        storage_class="Cool",
+    ).execute(context={})  # fmt: skip
+    blob = azurite.client().get_blob_client(container, "pg/db.dump")
+    assert blob.get_blob_properties().blob_tier == "Cool"
+    assert len(blob.get_block_list()[0]) == 3  # committed as staged 1 MiB blocks
+
+
+def test_explicit_connections_are_used_and_an_undefined_one_fails_before_any_upload(
+    tmp_path: Path, s3: S3Emulator, azurite: AzuriteEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_BACKUP_AWS", s3.connection_json())
+    monkeypatch.setenv("AIRFLOW_CONN_BACKUP_WASB", azurite.connection_json())
+    monkeypatch.delenv("AIRFLOW_CONN_AWS_DEFAULT")
+    monkeypatch.delenv("AIRFLOW_CONN_WASB_DEFAULT")
+    bucket, container = s3.new_bucket(), azurite.new_container()
+    artifact, _ = synthetic_backup(tmp_path, "db.dump", size=1000)
+    for destination in (f"s3://{bucket}/pg", f"az://{container}/pg"):
+        PgBackupUploadOperator(
+            task_id="u", source_path=str(artifact), destination=destination,
+            aws_conn_id="backup_aws", wasb_conn_id="backup_wasb",
+        ).execute(context={})  # fmt: skip
+        with pytest.raises(AirflowNotFoundException, match="undefined"):
+            PgBackupUploadOperator(
+                task_id="u", source_path=str(artifact), destination=destination + "/x",
+                aws_conn_id="undefined", wasb_conn_id="undefined",
+            ).execute(context={})  # fmt: skip
+    assert set(s3.client().list_objects_v2(Bucket=bucket)["KeyCount"] for _ in [0]) == {2}
+    # Without any connection: the SDKs' own chains (here the environment) are used.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAENVIRONMENT00001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "environment-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    for destination in (f"s3://{bucket}/env", f"az://{container}/env"):
+        PgBackupUploadOperator(task_id="u", source_path=str(artifact), destination=destination).execute(
+            context={}
+        )
+    assert "env/db.dump.manifest.json" in {
+        o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]
+    }
+
+
+@pytest.mark.parametrize("store", ["s3", "az"], indirect=True)
+def test_no_secret_in_logs_xcom_metadata_or_exceptions(
+    tmp_path: Path, store: Store, task_log, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = S3_SECRET_KEY if store.scheme == "s3" else AZURITE_KEY
+    container = store.new_container()
+    artifact, _ = synthetic_backup(tmp_path, "db.dump", size=6 * MIB)
+    xcom = _upload(store, artifact, store.uri(container, "pg"), progress_interval=0.0).execute(context={})
+    report = PgBackupArtifactSensor(
+        task_id="verify", path=xcom["artifact_uri"], verify_contents=False, timeout=30
+    ).execute(context={})
+    with pytest.raises(Exception) as err:  # noqa: PT011 - a bucket / container that does not exist
+        _upload(store, artifact, store.uri("pgbackup-no-such-store", "pg")).execute(context={})
+    texts = [
+        log_text(task_log),
+        json.dumps(xcom),
+        json.dumps(report),
+        json.dumps(store.metadata(container, "pg/db.dump")),
+        *(v.decode("latin-1") for v in store.objects(container).values()),
+        str(err.value),
+        repr(err.value),
+        str(err.value.__cause__),
+    ]
+    assert "Uploading" in texts[0]  # the log was captured
+    for text in texts:
+        assert secret not in text
