@@ -134,7 +134,29 @@ def test_pg_backup_local_runs_green(
     assert len(list((tmp_path / "globals").glob("*.manifest.json"))) == 1
 
 
+@pytest.mark.parametrize("store", ["gs", "s3", "az"], indirect=True)
+def test_pg_backup_to_cloud_serves_every_store_from_the_destination_param(
+    pg18: PgCluster, shop: str, airflow_conn, airflow_db, store, tmp_path: Path
+) -> None:
+    container = store.new_container()
+    conf = {
+        "postgres_conn_id": airflow_conn(pg18, "postgres"),
+        "database": shop,
+        "destination": store.uri(container, "nightly"),
+        "staging_dir": str(tmp_path),
+    }
+    run("pg_backup_to_cloud", conf)
+    found = store.objects(container)
+    assert len(found) == 2, sorted(found)
+    artifact, manifest_name = sorted(found)
+    assert artifact.startswith("nightly/shop ü/")
+    assert manifest_name == artifact + ".manifest.json"
+    manifest = json.loads(found[manifest_name])
+    assert {(r["table"], r["rows"]) for r in manifest["row_counts"]} == {("orders", 3000), ("customers", 40)}
+    assert list((tmp_path / shop).iterdir()) == []  # the local copy went after the verified upload
+
+
 def test_every_example_dag_is_run_by_a_test() -> None:
     tested = {"pg_backup_to_gcs", "pg_restore_drill", "pg_backup_all_databases", "pg_dumpall_globals"}
-    tested.add("pg_backup_local")
+    tested |= {"pg_backup_local", "pg_backup_to_cloud"}
     assert {p.stem for p in EXAMPLE_DAGS.glob("*.py")} == tested
