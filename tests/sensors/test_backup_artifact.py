@@ -148,7 +148,13 @@ def test_deferrable_sensor_defers_to_the_trigger_and_verifies_on_completion(
     assert isinstance(trigger, PgBackupArtifactTrigger)
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_pgbackup.triggers.backup_artifact.PgBackupArtifactTrigger"
-    assert kwargs == {"path": str(target), "poll_interval": 0.1, "gcp_conn_id": "google_cloud_default"}
+    assert kwargs == {
+        "path": str(target),
+        "poll_interval": 0.1,
+        "gcp_conn_id": "google_cloud_default",
+        "aws_conn_id": "aws_default",
+        "wasb_conn_id": "wasb_default",
+    }
     assert deferred.value.method_name == "execute_complete"
 
     def publish() -> None:
@@ -301,7 +307,13 @@ def test_deferrable_sensor_on_gs_waits_in_the_trigger_without_blocking_the_event
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(context={})
     _, kwargs = deferred.value.trigger.serialize()
-    assert kwargs == {"path": uri, "poll_interval": 0.1, "gcp_conn_id": "google_cloud_default"}
+    assert kwargs == {
+        "path": uri,
+        "poll_interval": 0.1,
+        "gcp_conn_id": "google_cloud_default",
+        "aws_conn_id": "aws_default",
+        "wasb_conn_id": "wasb_default",
+    }
 
     async def first_event_while_ticking() -> tuple[Any, int]:
         ticks = 0
