@@ -127,14 +127,19 @@ class Store:
         service = self.emulator.client().get_container_client(container)
         return {b.name: service.download_blob(b.name).readall() for b in service.list_blobs()}
 
-    def put(self, container: str, name: str, data: bytes) -> None:
-        """Write an object behind the provider's back (overwriting)."""
+    def put(self, container: str, name: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
+        """Write an object behind the provider's back (overwriting), with optional metadata."""
+        metadata = metadata or {}
         if self.scheme == "gs":
-            self.emulator.client().bucket(container).blob(name).upload_from_string(data)
+            blob = self.emulator.client().bucket(container).blob(name)
+            blob.metadata = metadata or None
+            blob.upload_from_string(data)
         elif self.scheme == "s3":
-            self.emulator.client().put_object(Bucket=container, Key=name, Body=data)
+            self.emulator.client().put_object(Bucket=container, Key=name, Body=data, Metadata=metadata)
         else:
-            self.emulator.client().get_blob_client(container, name).upload_blob(data, overwrite=True)
+            azure_metadata = {k.replace("-", "_"): v for k, v in metadata.items()}  # C# identifiers
+            blob = self.emulator.client().get_blob_client(container, name)
+            blob.upload_blob(data, overwrite=True, metadata=azure_metadata)
 
     def metadata(self, container: str, name: str) -> dict[str, str]:
         from airflow_provider_pgbackup.storage.objects import decode_metadata

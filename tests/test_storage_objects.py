@@ -433,7 +433,11 @@ def test_retention_keeps_the_gfs_set_on_the_store_and_newest_complete_backup_ski
     for t in times:
         artifact, _ = synthetic_backup(local, t.strftime("%Y%m%dT%H%M%S.dump"), size=16, finished_at=t)
         upload_backup(artifact, store.uri(container, "pg/prod"), settings=store.settings(), log=quiet)
-    store.put(container, "pg/prod/failed.dump", b"orphan")
+    # A run of ours stopped before its manifest (its upload id marks it), and someone else's object.
+    store.put(
+        container, "pg/prod/failed.dump", b"orphan", metadata={"pgbackup-upload-id": "0123456789abcdef"}
+    )
+    store.put(container, "pg/prod/theirs.dump", b"written by someone else")
     store.put(container, "pg/other/keep.dump", b"not under the prefix")
     uri = store.uri(container, "pg/prod")
 
@@ -447,6 +451,7 @@ def test_retention_keeps_the_gfs_set_on_the_store_and_newest_complete_backup_ski
     assert 2 <= len(kept) <= 4
     assert result["incomplete_deleted"] == [f"{uri}/failed.dump"]
     assert "pg/other/keep.dump" in names
+    assert "pg/prod/theirs.dump" in names  # retention deletes only what the provider wrote
     newest = times[0].strftime("%Y%m%dT%H%M%S.dump")
     assert newest_complete_backup(uri) == f"{uri}/{newest}"
     store.put(container, f"pg/prod/{newest}", b"cut")  # no longer what its manifest describes

@@ -6,7 +6,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from airflow_provider_pgbackup.manifest import FileDigest
+from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX, FileDigest
 from airflow_provider_pgbackup.storage.base import (
     ArtifactDigest,
     Location,
@@ -15,7 +15,7 @@ from airflow_provider_pgbackup.storage.base import (
     StoredEntry,
     directory_digest,
 )
-from airflow_provider_pgbackup.storage.objects.client import ObjectClient, ObjectInfo
+from airflow_provider_pgbackup.storage.objects.client import UPLOAD_ID_KEY, ObjectClient, ObjectInfo
 
 
 # ------------------------------------------------------------------------------------------- source
@@ -157,6 +157,10 @@ class ObjectBackupStore:
                 groups.setdefault(relative.split("/", 1)[0], []).append(info)
         found = []
         for top, infos in sorted(groups.items()):
+            if self._orphan_candidate(top, groups) and any(o.metadata is None for o in infos):
+                # S3 listings carry no metadata: look at the objects no manifest names (rare), so
+                # retention can tell the provider's own leftovers by their upload id.
+                infos = [o if o.metadata is not None else (self.client.head(o.name) or o) for o in infos]
             single = next((o for o in infos if o.name == prefix + top), None)
             found.append(
                 StoredEntry(
@@ -169,9 +173,15 @@ class ObjectBackupStore:
                     ),
                     objects=tuple((o.name, o.etag) for o in infos),
                     metadata=tuple(sorted((single.metadata or {}).items())) if single is not None else (),
+                    provider_written=all(UPLOAD_ID_KEY in (o.metadata or {}) for o in infos),
                 )
             )
         return found
+
+    @staticmethod
+    def _orphan_candidate(top: str, groups: dict[str, list[ObjectInfo]]) -> bool:
+        """Neither a manifest nor an artifact a manifest names."""
+        return not top.endswith(MANIFEST_SUFFIX) and top + MANIFEST_SUFFIX not in groups
 
     def read(self, entry: StoredEntry) -> bytes:
         name, etag = entry.objects[0]
