@@ -25,6 +25,7 @@ from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOpera
 from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
 from airflow_provider_pgbackup.transfers.backup_to_gcs import PgBackupToGCSOperator
+from airflow_provider_pgbackup.transfers.backup_upload import PgBackupUploadOperator
 
 SCALARS = st.one_of(
     st.none(),
@@ -51,20 +52,22 @@ CASES: list[tuple[type, dict[str, Any], tuple[str, ...]]] = [
         ("output_path", "postgres_conn_id", "database", "format", "compression", "jobs", "schemas",
          "exclude_schemas", "tables", "exclude_tables", "lock_wait_timeout", "record_row_counts",
          "record_checksums", "statistics", "extra_args", "pg_bin_dir", "overwrite", "gcp_conn_id",
-         "gcs_chunk_size", "file_mode"),
+         "gcs_chunk_size", "file_mode", "aws_conn_id", "wasb_conn_id"),
     ),
     (
         PgDumpAllOperator,
         {"output_path": "/backups/all.sql"},
         ("output_path", "postgres_conn_id", "mode", "no_role_passwords", "compression", "lock_wait_timeout",
-         "extra_args", "pg_bin_dir", "overwrite", "gcp_conn_id", "gcs_chunk_size", "file_mode"),
+         "extra_args", "pg_bin_dir", "overwrite", "gcp_conn_id", "gcs_chunk_size", "file_mode", "aws_conn_id",
+         "wasb_conn_id"),
     ),
     (
         PgRestoreOperator,
         {"artifact_path": "/backups/db.dump"},
         ("artifact_path", "postgres_conn_id", "database", "create_database", "drop_after", "jobs", "no_owner",
          "no_acl", "allow_non_empty_database", "compare_row_counts", "compare_content", "verify_contents",
-         "pg_bin_dir", "gcp_conn_id", "transaction_size", "restore_statistics"),
+         "pg_bin_dir", "gcp_conn_id", "transaction_size", "restore_statistics", "aws_conn_id",
+         "wasb_conn_id"),
     ),
     (
         PgBackupArtifactSensor,
@@ -76,13 +79,21 @@ CASES: list[tuple[type, dict[str, Any], tuple[str, ...]]] = [
         PgBackupRetentionOperator,
         {"location": "/backups"},
         ("location", "keep_last", "keep_daily", "keep_weekly", "keep_monthly", "dry_run", "incomplete_grace",
-         "max_newest_age", "verify_newest", "timezone", "gcp_conn_id", "retry_timeout"),
+         "max_newest_age", "verify_newest", "timezone", "gcp_conn_id", "retry_timeout", "aws_conn_id",
+         "wasb_conn_id"),
     ),
     (
         PgBackupToGCSOperator,
         {"source_path": "/backups/db.dump", "bucket": "my-bucket"},
         ("source_path", "bucket", "prefix", "gcp_conn_id", "chunk_size", "storage_class", "kms_key_name",
          "retry_timeout", "progress_interval", "delete_local_copy"),
+    ),
+    (
+        PgBackupUploadOperator,
+        {"source_path": "/backups/db.dump", "destination": "s3://my-bucket/pg"},
+        ("source_path", "destination", "gcp_conn_id", "aws_conn_id", "wasb_conn_id", "chunk_size",
+         "storage_class", "kms_key_name", "encryption_scope", "retry_timeout", "progress_interval",
+         "delete_local_copy"),
     ),
 ]  # fmt: skip
 ARGUMENTS = [(cls, base, name) for cls, base, names in CASES for name in names]

@@ -548,3 +548,22 @@ def test_no_secret_in_logs_xcom_metadata_or_exceptions(
     assert "Uploading" in texts[0]  # the log was captured
     for text in texts:
         assert secret not in text
+
+
+@pytest.mark.parametrize("store", ["s3", "az"], indirect=True)
+def test_retry_replaces_its_own_object_left_without_manifest_but_never_a_foreign_one(
+    pg18: PgCluster, airflow_conn, store: Store
+) -> None:
+    container = store.new_container()
+    hook = PgDumpHook(airflow_conn(pg18, "postgres"))
+    # A run of ours stopped between the artifact and its manifest: the retry replaces the object.
+    store.put(container, "pg/ours.dump", b"half", metadata={"pgbackup-upload-id": "0123456789abcdef"})
+    manifest = hook.dump(PgDumpOptions.build(), store.uri(container, "pg/ours.dump"))
+    objects = store.objects(container)
+    assert len(objects["pg/ours.dump"]) == manifest.size_bytes
+    assert "pg/ours.dump.manifest.json" in objects
+    # Someone else's object at the output path is refused before anything runs.
+    store.put(container, "pg/theirs.dump", b"foreign")
+    with pytest.raises(InvalidOptionError, match=r"already holds a backup"):
+        hook.dump(PgDumpOptions.build(), store.uri(container, "pg/theirs.dump"))
+    assert store.objects(container)["pg/theirs.dump"] == b"foreign"

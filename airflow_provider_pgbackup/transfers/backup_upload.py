@@ -186,8 +186,14 @@ class PgBackupUploadOperator(BaseOperator):
     def _settings(self, destination: Location) -> StorageSettings:
         return check_settings(destination.scheme, self._storage_settings())
 
+    def validate(self) -> None:
+        """Check every argument without touching storage; raise :class:`InvalidOptionError` naming it."""
+        self._local_source()
+        self._settings(self._destination())
+
     def execute(self, context: Any) -> dict[str, Any]:
         try:
+            self.validate()
             source = self._local_source()
             destination = self._destination()
             settings = self._settings(destination)

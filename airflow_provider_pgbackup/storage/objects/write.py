@@ -1,6 +1,7 @@
 """Writing: the streamed :class:`PartedObjectWriter`, small create-only objects, and the dump target."""
 
 import contextlib
+import logging
 import secrets
 import threading
 import time
@@ -27,6 +28,8 @@ from airflow_provider_pgbackup.storage.objects.client import (
     part_size,
 )
 from airflow_provider_pgbackup.units import format_bytes
+
+log = logging.getLogger(__name__)
 
 
 class PartedObjectWriter:
@@ -275,6 +278,16 @@ class ObjectArtifactTarget:
         self.manifest_location = location.manifest
         existing = client.head(location.name)
         self._old_manifest = client.head(self.manifest_location.name)
+        ours = existing is not None and UPLOAD_ID_KEY in (existing.metadata or {})
+        if ours and self._old_manifest is None and not overwrite:
+            # An object this provider wrote whose manifest never came (a run stopped between the
+            # two): not a finished backup, so a retry replaces it, as on GCS.
+            log.warning(
+                "Replacing %s: an object this provider wrote without its manifest (a run stopped "
+                "between the two)",
+                location.uri,
+            )
+            overwrite = True
         for found in (existing, self._old_manifest):
             if found is not None and not overwrite:
                 raise InvalidOptionError(
