@@ -49,6 +49,11 @@ def get_provider_info() -> dict[str, Any]:
                 "target-integration-name": "Object storage (GCS, Amazon S3, Azure Blob Storage)",
                 "python-module": "airflow_provider_pgbackup.transfers.backup_upload",
             },
+            {
+                "source-integration-name": "Object storage (GCS, Amazon S3, Azure Blob Storage)",
+                "target-integration-name": "Object storage (GCS, Amazon S3, Azure Blob Storage)",
+                "python-module": "airflow_provider_pgbackup.transfers.backup_promote",
+            },
         ],
         "extra-links": [
             "airflow_provider_pgbackup.transfers.backup_to_gcs.GCSBackupLink",

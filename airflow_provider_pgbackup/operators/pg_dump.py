@@ -29,6 +29,7 @@ from airflow_provider_pgbackup.storage import (
     DEFAULT_WASB_CONN_ID,
     StorageSettings,
     check_output_path,
+    portable_uri,
 )
 
 TimeoutValue = str | int | float | datetime.timedelta | None
@@ -49,11 +50,16 @@ def _storage_settings(operator: Any) -> StorageSettings:
 
 
 def xcom_result(manifest: Manifest, output_path: str) -> dict[str, Any]:
-    """The dump operators' XCom: the manifest plus where the artifact and manifest are. No secret."""
+    """The dump operators' XCom: the manifest plus where the artifact and manifest are. No secret.
+
+    ``artifact_uri`` is what later tasks should read: the ``gs://`` URI, or for a local artifact
+    ``file://<worker>/<path>``, naming the worker that wrote it (``artifact_path`` stays the plain path).
+    """
     location = check_output_path(output_path, directory=manifest.format == "directory")
     result = manifest.to_dict()
     result["artifact_path"] = location.uri
     result["manifest_path"] = location.manifest_uri
+    result["artifact_uri"] = portable_uri(location)
     return result
 
 
@@ -102,7 +108,9 @@ class PgDumpOperator(_BackupOperator):
 
     The artifact is written under a temporary name and renamed when complete; the manifest
     (``<output_path>.manifest.json``) is written last. Returns (XCom) the manifest plus
-    ``artifact_path`` and ``manifest_path``.
+    ``artifact_path``, ``manifest_path`` and ``artifact_uri`` (``file://<worker>/<path>`` for a local
+    artifact: pass it to the sensor, the upload or the drill, so that one running on another worker
+    fails at once saying so, instead of waiting for a file that is not on its disk).
 
     With a ``gs://bucket/name``, ``s3://bucket/key`` or ``az://container/name`` output_path, pg_dump's
     output streams straight into a resumable (GCS), multipart (S3) or block (Azure) upload that runs

@@ -11,7 +11,13 @@ provides the same functions:
 - ``open_store(location, *, settings) -> BackupStore``;
 - ``upload(local_location, destination, *, settings, log, cancel) -> (TransferResult, Manifest)``;
 - ``promote(source, destination, *, settings, log, cancel) -> (TransferResult, Manifest)``: a copy
-  within the store (server-side where the store has it), artifact first, manifest last.
+  within the store (server-side where the store has it), artifact first, manifest last;
+- ``discard_promoted(staged, promoted, *, log) -> list[str]``: delete a staged backup once an identical
+  copy is promoted (manifest first; only what matches the promoted copy, never anything else).
+
+Local paths may be written ``file://<host>/<path>`` (the dump's XCom ``artifact_uri``): the same path,
+with the machine that wrote it, so a task on another worker says so at once
+(:class:`ArtifactNotOnThisWorker`) instead of waiting for a file that will never come.
 
 Adding a backend is one module with those functions plus one line in ``BACKENDS``
 (see docs/ARCHITECTURE.md).
@@ -36,6 +42,7 @@ from airflow_provider_pgbackup.storage.base import (
     ArtifactDigest,
     ArtifactInUse,
     ArtifactMismatchError,
+    ArtifactNotOnThisWorker,
     ArtifactRefused,
     ArtifactSource,
     ArtifactTarget,
@@ -51,9 +58,10 @@ from airflow_provider_pgbackup.storage.base import (
     UploadCancelled,
 )
 
-#: scheme -> backend module ("" is a local absolute path).
+#: scheme -> backend module ("" is a local absolute path; file://<host>/<path> names its writer too).
 BACKENDS: dict[str, str] = {
     "": "airflow_provider_pgbackup.storage.local",
+    "file": "airflow_provider_pgbackup.storage.local",
     "gs": "airflow_provider_pgbackup.storage.gcs",
     "s3": "airflow_provider_pgbackup.storage.s3",
     "az": "airflow_provider_pgbackup.storage.azure",
@@ -108,6 +116,16 @@ def parse_location(value: LocationLike, *, what: str = "path", folder: bool = Fa
 def is_local(value: LocationLike) -> bool:
     """True for a local path (decided here, like every other scheme question)."""
     return parse_location(value).is_local
+
+
+def portable_uri(value: LocationLike) -> str:
+    """``value`` as a URI another task can use: an object-store URI as it is; a local path as
+    ``file://<this host>/<path>``, so a task on another worker knows at once that it cannot read it."""
+    location = parse_location(value)
+    if not location.is_local:
+        return location.uri
+    uri: str = _backend(location.scheme).host_uri(location)
+    return uri
 
 
 def check_output_path(value: LocationLike, *, directory: bool = False, what: str = "output_path") -> Location:
@@ -185,6 +203,9 @@ def upload_backup(
         raise InvalidOptionError(
             f"source_path {local.uri!r} must be a local path; use promote_backup within a store"
         )
+    missing = _backend(local.scheme).not_on_this_worker(local, waiting=False)
+    if missing is not None:
+        raise missing
     folder = parse_location(destination, what="destination", folder=True)
     result: tuple[TransferResult, Manifest] = _backend(folder.scheme).upload(
         local, folder, settings=settings or default_settings(), log=log, cancel=cancel
@@ -217,6 +238,33 @@ def promote_backup(
     return result
 
 
+def discard_promoted(
+    staged: LocationLike,
+    promoted: LocationLike,
+    *,
+    settings: StorageSettings | None = None,
+    log: Any,
+) -> list[str]:
+    """Delete the staged backup ``staged`` once ``promoted`` holds an identical copy (same manifest, every
+    artifact object or file with the same size and checksum); returns the names deleted.
+
+    The manifest goes first, so a half-deleted staged backup never looks finished; on an object store
+    each delete carries the generation that was compared, so an object written since is never deleted.
+    A retry after a partial delete finishes it. Nothing is deleted when the two differ
+    (:class:`ArtifactMismatchError`) or when ``promoted`` has no manifest (``FileNotFoundError``).
+    """
+    settings = settings or default_settings()
+    source = open_source(staged, what="staged", settings=settings)
+    copy = open_source(promoted, what="promoted", settings=settings)
+    if source.location.scheme != copy.location.scheme:
+        raise InvalidOptionError(
+            f"{source.location.uri} and {copy.location.uri} are in different kinds of store; a staged "
+            "backup is discarded only against its promoted copy in the same store"
+        )
+    deleted: list[str] = _backend(source.location.scheme).discard_promoted(source, copy, log=log)
+    return deleted
+
+
 def remove_backup(value: LocationLike) -> None:
     """Delete a backup the provider wrote: the manifest first, so a half-deleted backup never looks
     finished. Local paths only (object stores are cleaned by retention, with generation preconditions)."""
@@ -238,6 +286,7 @@ __all__ = [
     "ArtifactDigest",
     "ArtifactInUse",
     "ArtifactMismatchError",
+    "ArtifactNotOnThisWorker",
     "ArtifactRefused",
     "ArtifactSource",
     "ArtifactTarget",
@@ -255,11 +304,13 @@ __all__ = [
     "check_output_path",
     "check_settings",
     "default_settings",
+    "discard_promoted",
     "is_local",
     "open_source",
     "open_store",
     "open_target",
     "parse_location",
+    "portable_uri",
     "promote_backup",
     "remove_backup",
     "upload_backup",

@@ -69,6 +69,12 @@ class ArtifactInUse(StorageError):
     """Another run is writing a backup to the same output path right now (retryable)."""
 
 
+class ArtifactNotOnThisWorker(StorageError):
+    """A local backup is not on this machine: the task that wrote it ran on another worker, and the two
+    share no disk. Waiting cannot help here; a retry may run on the worker that has it (Celery), or may
+    not (Kubernetes): object storage (a ``gs://`` staging location) is the fix."""
+
+
 class ArtifactRefused(StorageError):
     """A source refuses to read what is at a path (a symbolic link instead of the artifact itself)."""
 
@@ -88,10 +94,11 @@ _L = TypeVar("_L", bound="Location")
 class Location:
     """Where an artifact (or a folder of backups) is: the one value every layer passes around.
 
-    ``scheme`` is ``""`` for a local path, else the URI scheme (``"gs"``...); ``container`` is the bucket
-    (``""`` locally); ``name`` the object name or absolute path, without a trailing ``/`` (``""`` is a
-    bucket's root). Build one with :func:`airflow_provider_pgbackup.storage.parse_location`, the only
-    place a URI's scheme is looked at.
+    ``scheme`` is ``""`` for a local path, else the URI scheme (``"gs"``...); ``container`` is the bucket,
+    or for a local path the host that wrote it when known (``file://<host>/<path>``, else ``""``);
+    ``name`` the object name or absolute path, without a trailing ``/`` (``""`` is a bucket's root).
+    Build one with :func:`airflow_provider_pgbackup.storage.parse_location`, the only place a URI's
+    scheme is looked at.
     """
 
     scheme: str

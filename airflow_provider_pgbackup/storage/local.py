@@ -1,5 +1,11 @@
 """Local (or mounted) folders: staged targets renamed into place, sources read in place, a backup store.
 
+A local backup is named by its absolute path, or by ``file://<host>/<path>`` (the dump's XCom
+``artifact_uri``), which also says which machine wrote it. On a distributed executor (Celery, Kubernetes)
+the next task may run elsewhere: a source whose host is not this machine, and whose artifact and manifest
+are both absent here, raises :class:`ArtifactNotOnThisWorker` at once instead of "not there yet". A
+shared (mounted) folder still works: the check runs only when nothing is found.
+
 A target is written under a temporary name beside its final path (``.<name>.partial-<random>``), hashed
 while it is written, fsynced, and renamed into place by :meth:`LocalArtifactTarget.commit`. Until then
 nothing with the final name exists; :meth:`LocalArtifactTarget.abort` removes everything written. A
@@ -15,8 +21,10 @@ import logging
 import os
 import secrets
 import shutil
+import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -36,6 +44,7 @@ from airflow_provider_pgbackup.storage.base import (
     ArtifactDigest,
     ArtifactInUse,
     ArtifactMismatchError,
+    ArtifactNotOnThisWorker,
     ArtifactRefused,
     Location,
     Sha256Counter,
@@ -48,10 +57,47 @@ from airflow_provider_pgbackup.storage.base import (
 
 SCHEME = ""
 log = logging.getLogger(__name__)
+#: ``file://<host>/<absolute path>``: a local path and the machine that wrote it (RFC 8089, quoted).
+FILE_PREFIX = "file://"
+STAGING_HINT = (
+    "use a gs:// staging location (README: 'Running on Celery or Kubernetes'), or a folder every "
+    "worker mounts"
+)
+
+
+def this_host() -> str:
+    """This machine's name as Airflow records it on task instances (``[core] hostname_callable``)."""
+    try:
+        from airflow.sdk.api.client import get_hostname
+    except ImportError:  # pragma: no cover - outside an Airflow 3 installation
+        return socket.getfqdn()
+    return str(get_hostname())  # type: ignore[no-untyped-call]
+
+
+def host_uri(location: Location, host: str | None = None) -> str:
+    """``file://<host>/<path>`` of a local location (default host: this machine)."""
+    host = host if host is not None else (location.container or this_host())
+    return FILE_PREFIX + urllib.parse.quote(host, safe="") + urllib.parse.quote(location.name, safe="/")
+
+
+def _parse_file_uri(text: str, what: str) -> tuple[str, str]:
+    host, sep, rest = text[len(FILE_PREFIX) :].partition("/")
+    host = urllib.parse.unquote(host)
+    if not sep or any(c in host for c in "/\\ \t\n\r\x00"):
+        raise InvalidOptionError(
+            f"{what} {text!r} must be file://<host>/<absolute path> (or file:///<absolute path>)"
+        )
+    return host, "/" + urllib.parse.unquote(rest)
 
 
 def parse(text: str, *, what: str, folder: bool) -> Location:
-    """An absolute, normalised local path with no ``..``; an artifact path is no manifest name."""
+    """An absolute, normalised local path with no ``..``; an artifact path is no manifest name.
+
+    ``file://<host>/<path>`` is the same path, recorded with the host that wrote it (empty host: unknown).
+    """
+    host = ""
+    if text.startswith(FILE_PREFIX):
+        host, text = _parse_file_uri(text, what)
     if not text or "\x00" in text or "\n" in text or "\r" in text:
         raise InvalidOptionError(f"{what} {text!r} is empty or contains a NUL byte or newline")
     if not text.startswith("/"):
@@ -63,7 +109,36 @@ def parse(text: str, *, what: str, folder: bool) -> Location:
     name = text.rstrip("/") or "/"
     if not folder and name.endswith(MANIFEST_SUFFIX):
         raise InvalidOptionError(f"{what} {text!r} must not be a manifest file name (*{MANIFEST_SUFFIX})")
-    return Location(SCHEME, "", os.path.normpath(name))
+    return Location(SCHEME, host, os.path.normpath(name))
+
+
+def not_on_this_worker(location: Location, *, waiting: bool) -> ArtifactNotOnThisWorker | None:
+    """The error to raise when a local backup is missing *entirely* from this machine, else None.
+
+    Missing entirely: neither the artifact nor its manifest exists here. When the location names the
+    host that wrote it and that is another machine, the backup will never appear here. Without a host,
+    a task that does not wait (an upload, a restore) gets the same answer, since nothing it could wait
+    for exists; a sensor (``waiting``) keeps waiting then, as a dump may not have started yet.
+    """
+    path, manifest = Path(location.name), Path(location.manifest.name)
+    if path.exists() or path.is_symlink() or manifest.exists() or manifest.is_symlink():
+        return None
+    here = this_host()
+    writer = location.container
+    if writer and writer != here:
+        return ArtifactNotOnThisWorker(
+            f"backup {location.name} is not on this worker ({here}): the dump ran on another worker "
+            f"({writer}) without shared storage, so neither the artifact nor its manifest is here and "
+            f"waiting will not bring them; {STAGING_HINT}"
+        )
+    if writer or waiting:
+        return None
+    return ArtifactNotOnThisWorker(
+        f"backup {location.name} is not on this worker ({here}): neither the artifact nor its manifest "
+        "is here. If the dump ran on another worker without shared storage, it never will be; "
+        f"{STAGING_HINT}. (Pass the dump's XCom 'artifact_uri', file://<host>/<path>, to name the worker "
+        "that wrote it.)"
+    )
 
 
 def make_folders(folder: Path, mode: int) -> None:
@@ -340,18 +415,35 @@ class LocalArtifactSource:
                 "regular file or folder its manifest describes"
             )
 
+    def _elsewhere(self) -> None:
+        """Raise :class:`ArtifactNotOnThisWorker` when the backup was written on another machine."""
+        error = not_on_this_worker(self._location, waiting=True)
+        if error is not None:
+            raise error
+
     def present(self) -> bool:
-        return self.path.exists() and self.manifest_path.exists()
+        if self.path.exists() and self.manifest_path.exists():
+            return True
+        self._elsewhere()
+        return False
 
     def manifest_bytes(self) -> bytes:
         self._refuse_symlink(self.manifest_path)
-        return self.manifest_path.read_bytes()
+        try:
+            return self.manifest_path.read_bytes()
+        except FileNotFoundError:
+            self._elsewhere()
+            raise
 
     def artifact_sizes(self) -> dict[str, int] | int:
         self._refuse_symlink(self.path)
-        if self.path.is_dir():
-            return {f.relative_to(self.path).as_posix(): f.stat().st_size for f in walk_files(self.path)}
-        return self.path.stat().st_size
+        try:
+            if self.path.is_dir():
+                return {f.relative_to(self.path).as_posix(): f.stat().st_size for f in walk_files(self.path)}
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            self._elsewhere()
+            raise
 
     def digest(self) -> ArtifactDigest:
         if self.path.is_dir():
@@ -513,3 +605,22 @@ def upload(
 ) -> tuple[TransferResult, Manifest]:
     """A local backup into another local folder: a promotion by copy."""
     return promote(LocalArtifactSource(source), destination, settings=settings, log=log, cancel=cancel)
+
+
+def discard_promoted(staged: LocalArtifactSource, promoted: LocalArtifactSource, *, log: Any) -> list[str]:
+    """Delete a staged local backup whose promoted copy is identical (same manifest bytes, same sha256);
+    the manifest first. Returns the paths deleted (none when it is already gone)."""
+    promoted_manifest = promoted.manifest_bytes()  # FileNotFoundError: nothing was promoted
+    expected = Manifest.from_json(promoted_manifest).sha256
+    path, manifest_path = staged.path, staged.manifest_path
+    if manifest_path.exists() and manifest_path.read_bytes() != promoted_manifest:
+        raise ArtifactMismatchError(
+            f"{manifest_path} differs from {promoted.manifest_path}: the staged backup is not the one that "
+            "was promoted; nothing was deleted"
+        )
+    deleted = [str(p) for p in (manifest_path, path) if p.exists() or p.is_symlink()]
+    if path.exists() and not path.is_symlink() and staged.digest().sha256 != expected:
+        raise ArtifactMismatchError(f"{path} differs from its promoted copy; nothing was deleted")
+    remove_backup(staged.location)
+    log.info("Discarded the staged backup %s", path)
+    return deleted

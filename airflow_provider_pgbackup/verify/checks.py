@@ -109,7 +109,13 @@ class Exists(Check):
         except ArtifactRefused as err:
             raise Fail(str(err)) from err
         if missing:
-            raise ArtifactMissing(f"backup not there yet: no {' and no '.join(missing)}", run.report)
+            hint = ""
+            if len(missing) == 2 and run.source.location.is_local:
+                hint = (
+                    " (if the dump ran on another worker without shared storage it will never be here: "
+                    "use a gs:// staging location, or pass the dump's 'artifact_uri' so this fails at once)"
+                )
+            raise ArtifactMissing(f"backup not there yet: no {' and no '.join(missing)}{hint}", run.report)
         detail.append("artifact and manifest are there")
 
 

@@ -14,7 +14,7 @@ from airflow_provider_pgbackup.storage.gcs.read import (
     open_source,
     open_store,
 )
-from airflow_provider_pgbackup.storage.gcs.transfer import promote, upload
+from airflow_provider_pgbackup.storage.gcs.transfer import discard_promoted, promote, upload
 from airflow_provider_pgbackup.storage.gcs.write import GCSArtifactTarget, GCSObjectWriter, open_target
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "GCSLocation",
     "GCSObjectWriter",
     "check_settings",
+    "discard_promoted",
     "open_source",
     "open_store",
     "open_target",

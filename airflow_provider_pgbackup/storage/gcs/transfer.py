@@ -286,3 +286,60 @@ def promote(
         console_url=artifact.console_folder_url if folder else artifact.console_url,
     )
     return result, manifest
+
+
+def discard_promoted(staged: GCSArtifactSource, promoted: GCSArtifactSource, *, log: Any) -> list[str]:
+    """Delete a staged backup whose promoted copy is identical; returns the URIs deleted.
+
+    Identical: the promoted manifest has the same bytes as the staged one, and every staged artifact
+    object has a promoted counterpart (same relative name) with the same size and crc32c. The staged
+    manifest is deleted first, then the artifact objects, each with ``if_generation_match`` of the
+    generation that was compared: an object written since is never deleted. A retry after a partial
+    delete (manifest already gone) checks the remaining objects against the promoted copy the same way.
+    """
+    from google.api_core import exceptions
+
+    policy = retry(staged.settings)
+    promoted_manifest = promoted.manifest_bytes()  # FileNotFoundError: nothing was promoted
+    manifest_blob = staged.bucket.get_blob(staged.manifest_location.name, retry=policy)
+    if manifest_blob is not None and manifest_blob.download_as_bytes(retry=policy) != promoted_manifest:
+        raise ArtifactMismatchError(
+            f"{staged.manifest_location.uri} differs from {promoted.manifest_location.uri}: the staged "
+            "backup is not the one that was promoted; nothing was deleted"
+        )
+    try:
+        staged_objects = staged.pinned_objects
+    except FileNotFoundError:
+        staged_objects = {}
+    copies = promoted.pinned_objects
+    doomed: list[tuple[str, int]] = []
+    for name, generation in sorted(staged_objects.items()):
+        twin = promoted.location.name + name[len(staged.location.name) :]
+        original = staged.bucket.get_blob(name, generation=generation, retry=policy)
+        copy = (
+            promoted.bucket.get_blob(twin, generation=copies[twin], retry=policy) if twin in copies else None
+        )
+        if original is None:
+            continue
+        if copy is None or copy.crc32c != original.crc32c or copy.size != original.size:
+            raise ArtifactMismatchError(
+                f"gs://{staged.location.bucket}/{name} has no identical copy at "
+                f"gs://{promoted.location.bucket}/{twin}; nothing was deleted"
+            )
+        doomed.append((name, generation))
+    if manifest_blob is not None:
+        doomed.insert(0, (manifest_blob.name, int(manifest_blob.generation)))
+    deleted = []
+    for name, generation in doomed:
+        try:
+            staged.bucket.blob(name).delete(if_generation_match=generation, retry=policy)
+        except exceptions.NotFound:
+            continue
+        except exceptions.PreconditionFailed as err:
+            raise ObjectConflictError(
+                f"gs://{staged.location.bucket}/{name} was replaced while being discarded; the new object "
+                "is left alone"
+            ) from err
+        deleted.append(f"gs://{staged.location.bucket}/{name}")
+    log.info("Discarded the staged backup %s (%d objects deleted)", staged.location.uri, len(deleted))
+    return deleted

@@ -1,0 +1,243 @@
+"""Publish a verified backup: promote it from a staging prefix to its final place, within one store.
+
+On a distributed executor (Celery, Kubernetes) object storage is where tasks meet: the dump streams into
+a staging prefix, a sensor verifies it there, :class:`PgBackupPromoteOperator` copies it to the final
+prefix server-side (no bytes through the worker; the artifact first, the manifest last), and
+:class:`PgBackupDiscardStagedOperator` deletes the staged copy once the promoted one is verified. A
+backup is published only after it was verified.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_provider_pgbackup.manifest import Manifest, ManifestError
+from airflow_provider_pgbackup.options import InvalidOptionError, is_templated
+from airflow_provider_pgbackup.storage import (
+    DEFAULT_GCP_CONN_ID,
+    DEFAULT_RETRY_TIMEOUT,
+    ArtifactMismatchError,
+    ObjectConflictError,
+    StorageSettings,
+    StoreNotFound,
+    discard_promoted,
+    open_source,
+    parse_location,
+    promote_backup,
+)
+from airflow_provider_pgbackup.transfers.backup_to_gcs import XCOM_CONSOLE_URL, GCSBackupLink
+
+#: Failures no retry can fix: bad arguments, a changed or corrupt backup, a different object in the way.
+PERMANENT = (InvalidOptionError, ManifestError, ArtifactMismatchError, ObjectConflictError, StoreNotFound)
+
+
+def static_folder_uri(destination: Any) -> str | None:
+    """The folder a promotion lands in, up to the first template marker; None when the store or bucket
+    is only known at run time (then the caller declares its own outlets)."""
+    if not isinstance(destination, str):
+        return None
+    static = destination
+    for marker in ("{{", "{%"):
+        static = static.split(marker, 1)[0]
+    if static != destination:
+        static = static.rsplit("/", 1)[0]  # "gs://bucket/pre{{ x }}" -> "gs://bucket"
+    try:
+        return parse_location(static, what="destination", folder=True).uri
+    except InvalidOptionError:  # the bucket itself is templated ("gs://{{ params.bucket }}/...")
+        return None
+
+
+class PgBackupPromoteOperator(BaseOperator):
+    """Copy a verified backup to its final prefix in the same store: the artifact first, the manifest last.
+
+    On ``gs://`` the copy is server-side (objects are rewritten by GCS; no bytes pass through the
+    worker), with a create-only precondition per object and each copy's crc32c and size checked against
+    its source. The artifact keeps its name under ``destination``. An identical object already at a
+    destination name is kept, so a retried task is a no-op; a different one is never overwritten (the
+    task fails without a retry). Local paths are copied file by file and checked against the manifest's
+    sha256. Put a :class:`~airflow_provider_pgbackup.sensors.backup_artifact.PgBackupArtifactSensor`
+    on ``source`` before this task and one on the promoted copy after it: a backup is then published
+    only after it was verified (fail-closed publishing).
+
+    Returns (XCom) ``artifact_uri`` and ``manifest_uri`` of the promoted copy, ``source_uri``,
+    ``object_uris``, ``copied_bytes``, ``skipped_objects``, ``console_url`` and the manifest. An
+    :class:`~airflow.sdk.Asset` outlet for the destination folder is declared when ``destination`` is
+    known at parse time (up to its first template marker), unless ``outlets`` is given.
+
+    :param source: the verified artifact: ``gs://bucket/staging/name`` (or an absolute local path);
+        its manifest is beside it. Templated, e.g.
+        ``"{{ ti.xcom_pull(task_ids='dump')['artifact_uri'] }}"``.
+    :param destination: the folder (prefix) to promote into, in the same store, e.g.
+        ``gs://bucket/postgres/shop``. Templated.
+    :param expected_sha256: the sha256 the verification saw (the sensor's XCom ``sha256``); when set,
+        a source whose manifest now says otherwise is not promoted. Templated.
+    :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for ``gs://`` (Application Default
+        Credentials when the default connection does not exist; ``STORAGE_EMULATOR_HOST`` selects an
+        emulator). Templated.
+    :param kms_key_name: Cloud KMS key for the copies (default: the bucket's encryption). Templated.
+    :param retry_timeout: seconds each request is retried on transient errors, with backoff.
+    """
+
+    template_fields: Sequence[str] = (
+        "source",
+        "destination",
+        "expected_sha256",
+        "gcp_conn_id",
+        "kms_key_name",
+    )
+    ui_color = "#b7e4c7"
+    operator_extra_links = (GCSBackupLink(),)
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        destination: str,
+        expected_sha256: str | None = None,
+        gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
+        kms_key_name: str | None = None,
+        retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        if "outlets" not in kwargs:
+            asset_uri = static_folder_uri(destination)
+            if asset_uri is not None and not parse_location(asset_uri, folder=True).is_local:
+                from airflow.sdk import Asset
+
+                kwargs["outlets"] = [Asset(uri=asset_uri, name=asset_uri)]
+        super().__init__(**kwargs)
+        self.source = source
+        self.destination = destination
+        self.expected_sha256 = expected_sha256
+        self.gcp_conn_id = gcp_conn_id
+        self.kms_key_name = kms_key_name
+        self.retry_timeout = retry_timeout
+        self._settings()  # retry_timeout is not templated
+        if not is_templated(source):
+            parse_location(source, what="source")
+        if not is_templated(destination):
+            parse_location(destination, what="destination", folder=True)
+
+    @cached_property
+    def _cancel(self) -> threading.Event:
+        # Created on first use, not in __init__: operators are deep-copied and an Event cannot be.
+        return threading.Event()
+
+    def _settings(self) -> StorageSettings:
+        return StorageSettings(
+            gcp_conn_id=self.gcp_conn_id or None,
+            retry_timeout=self.retry_timeout,
+            kms_key_name=self.kms_key_name or None,
+        )
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        try:
+            settings = self._settings()
+            source = open_source(self.source, what="source", settings=settings)
+            if self.expected_sha256:
+                stated = Manifest.from_json(source.manifest_bytes()).sha256
+                if stated != self.expected_sha256:
+                    raise ArtifactMismatchError(
+                        f"the manifest of {source.location.uri} now says sha256 {stated}, but the "
+                        f"verification saw {self.expected_sha256}: the staged backup changed after it was "
+                        "verified; not promoted"
+                    )
+            result, manifest = promote_backup(
+                source, self.destination, settings=settings, log=self.log, cancel=self._cancel
+            )
+        except PERMANENT as err:
+            raise AirflowFailException(str(err)) from err
+        except FileNotFoundError as err:
+            raise AirflowException(f"nothing to promote at {self.source}: {err}") from err
+        self.log.info(
+            "Promoted %s to %s (%d bytes copied in %.1f s; %d objects already there)",
+            source.location.uri,
+            result.artifact_uri,
+            result.transferred_bytes,
+            result.duration_seconds,
+            result.skipped_objects,
+        )
+        ti = context.get("ti") if hasattr(context, "get") else None
+        if ti is not None:
+            ti.xcom_push(key=XCOM_CONSOLE_URL, value=result.console_url)
+        self._record_asset_event(context, result.artifact_uri, result.manifest_uri, manifest.sha256)
+        return {
+            "artifact_uri": result.artifact_uri,
+            "manifest_uri": result.manifest_uri,
+            "source_uri": source.location.uri,
+            "object_uris": list(result.object_uris),
+            "copied_bytes": result.transferred_bytes,
+            "skipped_objects": result.skipped_objects,
+            "console_url": result.console_url,
+            "manifest": manifest.to_dict(),
+        }
+
+    def on_kill(self) -> None:
+        """Stop before the next object: the manifest is never written, so nothing looks promoted."""
+        self._cancel.set()
+
+    def _record_asset_event(self, context: Any, artifact_uri: str, manifest_uri: str, sha256: str) -> None:
+        events = context.get("outlet_events") if hasattr(context, "get") else None
+        if events is None:
+            return
+        for outlet in self.outlets or ():
+            try:
+                events[outlet].extra = {
+                    "artifact_uri": artifact_uri,
+                    "manifest_uri": manifest_uri,
+                    "sha256": sha256,
+                }
+            except (KeyError, TypeError, AttributeError):
+                continue
+
+
+class PgBackupDiscardStagedOperator(BaseOperator):
+    """Delete a staged backup once its promoted copy is there and identical.
+
+    Identical: the same manifest bytes, and every staged artifact object (or file) with a promoted
+    counterpart of the same size and checksum; otherwise nothing is deleted and the task fails without a
+    retry. The staged manifest goes first (a half-deleted backup never looks finished) and, on an object
+    store, every delete carries the generation that was compared, so nothing written since (and nothing
+    the provider did not write) is ever deleted. A staged backup already gone is a no-op, so a retry
+    finishes a partial delete. Run it after the promoted copy was verified.
+
+    Returns (XCom) ``deleted``: the URIs deleted.
+
+    :param staged: the staged artifact, e.g. ``gs://bucket/staging/shop/20260101T000000Z.dump``. Templated.
+    :param promoted: the promoted artifact (the promote task's XCom ``artifact_uri``). Templated.
+    :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for ``gs://``. Templated.
+    """
+
+    template_fields: Sequence[str] = ("staged", "promoted", "gcp_conn_id")
+    ui_color = "#e9ecef"
+
+    def __init__(
+        self, *, staged: str, promoted: str, gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.staged = staged
+        self.promoted = promoted
+        self.gcp_conn_id = gcp_conn_id
+        if not is_templated(staged):
+            parse_location(staged, what="staged")
+        if not is_templated(promoted):
+            parse_location(promoted, what="promoted")
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        settings = StorageSettings(gcp_conn_id=self.gcp_conn_id or None)
+        try:
+            deleted = discard_promoted(self.staged, self.promoted, settings=settings, log=self.log)
+        except PERMANENT as err:
+            raise AirflowFailException(f"staged backup {self.staged} not discarded: {err}") from err
+        except FileNotFoundError as err:
+            raise AirflowFailException(
+                f"staged backup {self.staged} not discarded: its promoted copy {self.promoted} is not "
+                f"there ({err})"
+            ) from err
+        return {"deleted": deleted}
