@@ -18,6 +18,7 @@ import contextlib
 import datetime
 import hashlib
 import re
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,12 @@ class Location:
 
     @property
     def uri(self) -> str:
+        """What :func:`~airflow_provider_pgbackup.storage.parse_location` reads back: the URI, or a local
+        path (``file://<host>/<quoted path>`` when the host that wrote it is known)."""
         if self.is_local:
+            if self.container:
+                quote = urllib.parse.quote
+                return f"file://{quote(self.container, safe='')}{quote(self.name, safe='/')}"
             return self.name
         return (
             f"{self.scheme}://{self.container}/{self.name}"

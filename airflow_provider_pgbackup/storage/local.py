@@ -77,7 +77,7 @@ def this_host() -> str:
 def host_uri(location: Location, host: str | None = None) -> str:
     """``file://<host>/<path>`` of a local location (default host: this machine)."""
     host = host if host is not None else (location.container or this_host())
-    return FILE_PREFIX + urllib.parse.quote(host, safe="") + urllib.parse.quote(location.name, safe="/")
+    return Location(SCHEME, host, location.name).uri
 
 
 def _parse_file_uri(text: str, what: str) -> tuple[str, str]:
@@ -556,6 +556,14 @@ def promote(
     raw_manifest = source.manifest_bytes()
     manifest = Manifest.from_json(raw_manifest)
     artifact = destination.child(src.name)
+    promoted = LocalArtifactSource(artifact)
+    if (
+        promoted.manifest_path.is_file()
+        and promoted.manifest_path.read_bytes() == raw_manifest
+        and promoted.digest().sha256 == manifest.sha256  # a retried promotion: already done
+    ):
+        log.info("%s already holds this backup; not copied again", artifact.uri)
+        return _result(artifact, 0, 2, started), manifest
     target = LocalArtifactTarget(
         artifact, directory=src.is_dir(), overwrite=False, file_mode=settings.file_mode
     )
@@ -583,16 +591,19 @@ def promote(
         target.remove_committed()
         raise
     log.info("Copied %s to %s (%d bytes)", source.location.uri, artifact.uri, digest.size_bytes)
-    result = TransferResult(
+    return _result(artifact, digest.size_bytes, 0, started), manifest
+
+
+def _result(artifact: Location, copied: int, skipped: int, started: float) -> TransferResult:
+    return TransferResult(
         artifact=artifact,
         manifest=artifact.manifest,
         object_uris=(artifact.uri, artifact.manifest_uri),
-        transferred_bytes=digest.size_bytes,
-        skipped_objects=0,
+        transferred_bytes=copied,
+        skipped_objects=skipped,
         duration_seconds=time.monotonic() - started,
         console_url=None,
     )
-    return result, manifest
 
 
 def upload(
