@@ -238,6 +238,27 @@ def promote_backup(
     return result
 
 
+def publish_backup(
+    source: LocationLike,
+    destination: LocationLike,
+    *,
+    settings: StorageSettings | None = None,
+    log: Any,
+    cancel: threading.Event | None = None,
+) -> tuple[ArtifactSource, TransferResult, Manifest]:
+    """Put a verified backup into the folder ``destination``, the manifest last: a promotion (server-side
+    copy) within one store, or an upload from a local folder into an object store. Returns the source
+    that was read, what was done, and the manifest."""
+    settings = settings or default_settings()
+    location = parse_location(source, what="source")
+    folder = parse_location(destination, what="destination", folder=True)
+    if location.is_local and not folder.is_local:
+        result = upload_backup(location, folder, settings=settings, log=log, cancel=cancel)
+        return open_source(location, what="source", settings=settings), *result
+    opened = open_source(location, what="source", settings=settings)
+    return opened, *promote_backup(opened, folder, settings=settings, log=log, cancel=cancel)
+
+
 def discard_promoted(
     staged: LocationLike,
     promoted: LocationLike,
@@ -256,10 +277,10 @@ def discard_promoted(
     settings = settings or default_settings()
     source = open_source(staged, what="staged", settings=settings)
     copy = open_source(promoted, what="promoted", settings=settings)
-    if source.location.scheme != copy.location.scheme:
+    if source.location.scheme != copy.location.scheme and not source.location.is_local:
         raise InvalidOptionError(
             f"{source.location.uri} and {copy.location.uri} are in different kinds of store; a staged "
-            "backup is discarded only against its promoted copy in the same store"
+            "object-store backup is discarded only against its promoted copy in the same store"
         )
     deleted: list[str] = _backend(source.location.scheme).discard_promoted(source, copy, log=log)
     return deleted
@@ -312,6 +333,7 @@ __all__ = [
     "parse_location",
     "portable_uri",
     "promote_backup",
+    "publish_backup",
     "remove_backup",
     "upload_backup",
 ]

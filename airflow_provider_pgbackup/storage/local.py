@@ -46,6 +46,7 @@ from airflow_provider_pgbackup.storage.base import (
     ArtifactMismatchError,
     ArtifactNotOnThisWorker,
     ArtifactRefused,
+    ArtifactSource,
     Location,
     Sha256Counter,
     StorageSettings,
@@ -618,16 +619,17 @@ def upload(
     return promote(LocalArtifactSource(source), destination, settings=settings, log=log, cancel=cancel)
 
 
-def discard_promoted(staged: LocalArtifactSource, promoted: LocalArtifactSource, *, log: Any) -> list[str]:
-    """Delete a staged local backup whose promoted copy is identical (same manifest bytes, same sha256);
-    the manifest first. Returns the paths deleted (none when it is already gone)."""
+def discard_promoted(staged: LocalArtifactSource, promoted: ArtifactSource, *, log: Any) -> list[str]:
+    """Delete a staged local backup whose promoted copy (local, or uploaded to any store) has the same
+    manifest bytes, once the local bytes still match that manifest's sha256; the manifest first.
+    Returns the paths deleted (none when it is already gone)."""
     promoted_manifest = promoted.manifest_bytes()  # FileNotFoundError: nothing was promoted
     expected = Manifest.from_json(promoted_manifest).sha256
     path, manifest_path = staged.path, staged.manifest_path
     if manifest_path.exists() and manifest_path.read_bytes() != promoted_manifest:
         raise ArtifactMismatchError(
-            f"{manifest_path} differs from {promoted.manifest_path}: the staged backup is not the one that "
-            "was promoted; nothing was deleted"
+            f"{manifest_path} differs from {promoted.location.manifest_uri}: the staged backup is not "
+            "the one that was promoted; nothing was deleted"
         )
     deleted = [str(p) for p in (manifest_path, path) if p.exists() or p.is_symlink()]
     if path.exists() and not path.is_symlink() and staged.digest().sha256 != expected:

@@ -29,7 +29,7 @@ from airflow_provider_pgbackup.storage import (
     discard_promoted,
     open_source,
     parse_location,
-    promote_backup,
+    publish_backup,
 )
 from airflow_provider_pgbackup.transfers.backup_to_gcs import XCOM_CONSOLE_URL, GCSBackupLink
 
@@ -54,24 +54,28 @@ def static_folder_uri(destination: Any) -> str | None:
 
 
 class PgBackupPromoteOperator(BaseOperator):
-    """Copy a verified backup to its final prefix in the same store: the artifact first, the manifest last.
+    """Publish a verified backup to its final prefix: the artifact first, the manifest last.
 
     On ``gs://`` the copy is server-side (objects are rewritten by GCS; no bytes pass through the
     worker), with a create-only precondition per object and each copy's crc32c and size checked against
     its source. The artifact keeps its name under ``destination``. An identical object already at a
     destination name is kept, so a retried task is a no-op; a different one is never overwritten (the
     task fails without a retry). Local paths are copied file by file and checked against the manifest's
-    sha256. Put a :class:`~airflow_provider_pgbackup.sensors.backup_artifact.PgBackupArtifactSensor`
-    on ``source`` before this task and one on the promoted copy after it: a backup is then published
-    only after it was verified (fail-closed publishing).
+    sha256. A local source with a ``gs://`` destination is uploaded instead (as
+    :class:`~airflow_provider_pgbackup.transfers.backup_to_gcs.PgBackupToGCSOperator` does): the
+    single-machine variant of the same chain. Put a
+    :class:`~airflow_provider_pgbackup.sensors.backup_artifact.PgBackupArtifactSensor` on ``source``
+    before this task and one on the promoted copy after it: a backup is then published only after it
+    was verified (fail-closed publishing).
 
     Returns (XCom) ``artifact_uri`` and ``manifest_uri`` of the promoted copy, ``source_uri``,
     ``object_uris``, ``copied_bytes``, ``skipped_objects``, ``console_url`` and the manifest. An
     :class:`~airflow.sdk.Asset` outlet for the destination folder is declared when ``destination`` is
     known at parse time (up to its first template marker), unless ``outlets`` is given.
 
-    :param source: the verified artifact: ``gs://bucket/staging/name`` (or an absolute local path);
-        its manifest is beside it. Templated, e.g.
+    :param source: the verified artifact: ``gs://bucket/staging/name``, or a local path
+        (``file://<worker>/<path>`` from the dump's XCom ``artifact_uri`` fails at once, saying so, on
+        another worker); its manifest is beside it. Templated, e.g.
         ``"{{ ti.xcom_pull(task_ids='dump')['artifact_uri'] }}"``.
     :param destination: the folder (prefix) to promote into, in the same store, e.g.
         ``gs://bucket/postgres/shop``. Templated.
@@ -139,8 +143,8 @@ class PgBackupPromoteOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         try:
             settings = self._settings()
-            source = open_source(self.source, what="source", settings=settings)
             if self.expected_sha256:
+                source = open_source(self.source, what="source", settings=settings)
                 stated = Manifest.from_json(source.manifest_bytes()).sha256
                 if stated != self.expected_sha256:
                     raise ArtifactMismatchError(
@@ -148,8 +152,8 @@ class PgBackupPromoteOperator(BaseOperator):
                         f"verification saw {self.expected_sha256}: the staged backup changed after it was "
                         "verified; not promoted"
                     )
-            result, manifest = promote_backup(
-                source, self.destination, settings=settings, log=self.log, cancel=self._cancel
+            source, result, manifest = publish_backup(
+                self.source, self.destination, settings=settings, log=self.log, cancel=self._cancel
             )
         except PERMANENT as err:
             raise AirflowFailException(str(err)) from err

@@ -175,10 +175,27 @@ def test_local_to_local_promotion_copies_checks_and_reruns_as_a_no_op(tmp_path: 
     assert (final / "nightly.dump").exists()
 
 
-def test_promotion_across_stores_is_refused(tmp_path: Path, gcs_bucket: str) -> None:
+def test_a_local_staged_backup_is_uploaded_then_its_local_copy_discarded(
+    tmp_path: Path, gcs: GCSEmulator, gcs_bucket: str
+) -> None:
     artifact, _ = synthetic_backup(tmp_path, "nightly.dump")
+    result = _promote(str(artifact), f"gs://{gcs_bucket}/final").execute(context={})
+    assert result["artifact_uri"] == f"gs://{gcs_bucket}/final/nightly.dump"
+    assert _objects(gcs, gcs_bucket)["final/nightly.dump"] == artifact.read_bytes()
+    PgBackupDiscardStagedOperator(
+        task_id="discard", staged=str(artifact), promoted=result["artifact_uri"]
+    ).execute({})
+    assert not artifact.exists()
+    assert len(_objects(gcs, gcs_bucket, "final/")) == 2
+
+
+def test_promotion_from_an_object_store_to_a_local_folder_is_refused(
+    tmp_path: Path, gcs: GCSEmulator, gcs_bucket: str
+) -> None:
+    artifact, _ = synthetic_backup(tmp_path, "nightly.dump")
+    staged = upload_local_backup(gcs, gcs_bucket, artifact, prefix="staging")
     with pytest.raises(AirflowFailException, match="copies within one kind of store"):
-        _promote(str(artifact), f"gs://{gcs_bucket}/final").execute(context={})
+        _promote(staged, str(tmp_path / "final")).execute(context={})
 
 
 def test_asset_outlet_is_the_static_destination_folder() -> None:
