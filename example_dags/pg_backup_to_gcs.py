@@ -1,14 +1,26 @@
 """Daily backup of one PostgreSQL database to Google Cloud Storage, verified twice, with retention.
 
-``dump -> verify (local) -> upload -> verify (in GCS) -> retention``. The artifact path flows from
-task to task by XCom, never by recomputing a string.
+``dump -> verify_staged -> upload -> verify_uploaded -> discard_staging -> retention``, right on any
+executor (Local, Celery, Kubernetes): no task reads a local path another task wrote.
 
-Workers without a shared disk (Celery, Kubernetes) set **stream_to_gcs**: pg_dump's output then goes
-straight into a resumable GCS upload (``dump_to_gcs -> verify (in GCS) -> retention``) and never
-touches the worker's disk. Turning **upload** off keeps the local backup only.
+1. **dump** streams pg_dump's output into a *staging* prefix of the bucket
+   (``gs://<bucket>/<staging_prefix>/<prefix>/<database>/<run time>.<ext>``);
+2. **verify_staged** verifies it there with every check (size, sha256, ``pg_restore --list``, tables);
+3. **upload** publishes it: a server-side copy to ``gs://<bucket>/<prefix>/<database>/`` (no bytes
+   through the worker), the artifact first and the manifest last. Nothing unverified is ever published;
+4. **verify_uploaded** verifies the published copy; **discard_staging** then deletes the staged copy,
+   only if the published one is identical (a failed run keeps its staged copy for inspection; a
+   lifecycle rule on the staging prefix removes such leftovers); **retention** thins the final folder.
+
+**staging = local** is the single-machine variant (LocalExecutor, or a folder every worker mounts): the
+dump goes to ``staging_dir`` on the worker's disk and is uploaded from there. On workers that share no
+disk it cannot work, and the tasks after the dump say so at once ("not on this worker"). The directory
+format always stages locally (pg_dump writes a folder, which cannot be streamed); turning **upload**
+off keeps the local backup only. ``stream_to_gcs`` (from earlier versions) forces the bucket staging.
 
 Scheduled runs use the defaults below (override them per deployment with the environment variables
-``PGBACKUP_GCS_BUCKET`` and ``PGBACKUP_BACKUP_DIR``); the trigger form asks for each of them.
+``PGBACKUP_GCS_BUCKET``, ``PGBACKUP_STAGING`` and ``PGBACKUP_BACKUP_DIR``); the trigger form asks for
+each of them.
 """
 
 from __future__ import annotations
@@ -22,10 +34,14 @@ from airflow.sdk import DAG, Param, task
 from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
 from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOperator
 from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
-from airflow_provider_pgbackup.transfers.backup_to_gcs import PgBackupToGCSOperator
+from airflow_provider_pgbackup.transfers.backup_promote import (
+    PgBackupDiscardStagedOperator,
+    PgBackupPromoteOperator,
+)
 
 # Deployment-wide defaults for scheduled runs (read from the environment, never from a connection).
 BUCKET = os.environ.get("PGBACKUP_GCS_BUCKET", "my-postgres-backups")
+STAGING = os.environ.get("PGBACKUP_STAGING", "gcs")
 STAGING_DIR = os.environ.get("PGBACKUP_BACKUP_DIR", "/var/backups/postgres")
 
 # Every run has run_after; runs triggered without a logical date have no ts_nodash.
@@ -33,10 +49,21 @@ STAMP = "{{ dag_run.run_after.strftime('%Y%m%dT%H%M%SZ') }}"
 DATABASE = "{{ params.database or 'default' }}"
 EXTENSION = "{{ {'custom': 'dump', 'directory': 'dir', 'tar': 'tar', 'plain': 'sql'}[params.format] }}"
 GCS_FOLDER = "gs://{{ params.bucket }}/{{ params.prefix }}/" + DATABASE
+# Where the dump lands first: the bucket's staging prefix, or (single machine) the local folder.
+LOCAL_STAGING = (
+    "(params.staging == 'local' and not params.stream_to_gcs) or not params.upload "
+    "or params.format == 'directory'"
+)
+STAGING_FOLDER = (
+    "{% if " + LOCAL_STAGING + " %}{{ params.staging_dir }}"
+    "{% else %}gs://{{ params.bucket }}/{{ params.staging_prefix }}/{{ params.prefix }}{% endif %}"
+)
+DUMPED = "{{ ti.xcom_pull(task_ids='dump')['artifact_uri'] }}"
+UPLOADED = "{{ ti.xcom_pull(task_ids='upload')['artifact_uri'] }}"
 
 with DAG(
     dag_id="pg_backup_to_gcs",
-    description="pg_dump -> verify -> upload to GCS -> verify in GCS -> retention",
+    description="pg_dump to a staging prefix -> verify -> publish (server-side copy) -> verify -> retention",
     schedule="@daily",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -66,7 +93,7 @@ with DAG(
             type="string",
             enum=["custom", "directory", "tar", "plain"],
             title="Format",
-            description="pg_dump archive format (directory cannot be streamed to GCS)",
+            description="pg_dump archive format (directory always stages on the local disk)",
         ),
         "compression": Param(
             "gzip:6",
@@ -74,44 +101,58 @@ with DAG(
             title="Compression",
             description="none, gzip[:1-9], lz4[:1-12], zstd[:1-22]; tar is never compressed",
         ),
+        "staging": Param(
+            STAGING,
+            type="string",
+            enum=["gcs", "local"],
+            title="Staging",
+            description="gcs: dump into the bucket's staging prefix (any executor). local: dump to the "
+            "local folder, then upload (one machine, or a folder every worker mounts)",
+        ),
         "upload": Param(
-            True, type="boolean", title="Upload to GCS", description="Off: keep the local copy only"
+            True, type="boolean", title="Upload to GCS", description="Off: keep a local copy only"
         ),
         "stream_to_gcs": Param(
             False,
             type="boolean",
             title="Stream straight to GCS",
-            description="For workers without a shared disk: dump into GCS without a local file",
+            description="Kept from earlier versions: on forces the bucket staging",
         ),
         "gcp_conn_id": Param(
             "google_cloud_default", type="string", title="GCP connection", description="Airflow connection id"
         ),
         "bucket": Param(BUCKET, type="string", title="Bucket", minLength=3),
         "prefix": Param("postgres", type="string", title="Prefix", description="Folder inside the bucket"),
+        "staging_prefix": Param(
+            "_staging",
+            type="string",
+            title="Staging prefix",
+            description="Folder inside the bucket where dumps wait for verification",
+            minLength=1,
+        ),
         "staging_dir": Param(
-            STAGING_DIR, type="string", title="Local folder", description="Where the local dump is written"
+            STAGING_DIR,
+            type="string",
+            title="Local folder",
+            description="Where a local dump is written (staging = local, directory format, upload off)",
         ),
     },
 ) as dag:
-
-    @task.branch
-    def choose_path(params: dict | None = None) -> str:
-        """Local dump then upload, or a dump streamed straight into GCS."""
-        assert params is not None
-        return "dump_to_gcs" if params["stream_to_gcs"] else "dump"
-
     dump = PgDumpOperator(
         task_id="dump",
         postgres_conn_id="{{ params.postgres_conn_id }}",
         database="{{ params.database or '' }}",
-        output_path="{{ params.staging_dir }}/" + DATABASE + "/" + STAMP + "." + EXTENSION,
+        output_path=STAGING_FOLDER + "/" + DATABASE + "/" + STAMP + "." + EXTENSION,
         format="{{ params.format }}",
         compression="{{ 'none' if params.format == 'tar' else params.compression }}",
+        gcp_conn_id="{{ params.gcp_conn_id }}",
         execution_timeout=datetime.timedelta(hours=6),
     )
-    verify_local = PgBackupArtifactSensor(
-        task_id="verify_local",
-        path="{{ ti.xcom_pull(task_ids='dump')['artifact_path'] }}",
+    # artifact_uri is gs://... or file://<worker>/<path>: on another worker a local one fails at once.
+    verify_staged = PgBackupArtifactSensor(
+        task_id="verify_staged",
+        path=DUMPED,
+        gcp_conn_id="{{ params.gcp_conn_id }}",
         mode="reschedule",
         poke_interval=30,
         timeout=datetime.timedelta(hours=1).total_seconds(),
@@ -123,42 +164,25 @@ with DAG(
         assert params is not None
         return bool(params["upload"])
 
-    upload = PgBackupToGCSOperator(
+    upload = PgBackupPromoteOperator(
         task_id="upload",
-        source_path="{{ ti.xcom_pull(task_ids='dump')['artifact_path'] }}",
-        bucket="{{ params.bucket }}",
-        prefix="{{ params.prefix }}/" + DATABASE,
+        source=DUMPED,
+        destination=GCS_FOLDER,
+        expected_sha256="{{ ti.xcom_pull(task_ids='verify_staged')['sha256'] }}",
         gcp_conn_id="{{ params.gcp_conn_id }}",
         execution_timeout=datetime.timedelta(hours=6),
     )
     verify_uploaded = PgBackupArtifactSensor(
         task_id="verify_uploaded",
-        path="{{ ti.xcom_pull(task_ids='upload')['artifact_uri'] }}",
+        path=UPLOADED,
         gcp_conn_id="{{ params.gcp_conn_id }}",
         mode="reschedule",
         poke_interval=30,
         timeout=datetime.timedelta(hours=1).total_seconds(),
     )
-
-    dump_to_gcs = PgDumpOperator(
-        task_id="dump_to_gcs",
-        postgres_conn_id="{{ params.postgres_conn_id }}",
-        database="{{ params.database or '' }}",
-        output_path=GCS_FOLDER + "/" + STAMP + "." + EXTENSION,
-        format="{{ params.format }}",
-        compression="{{ 'none' if params.format == 'tar' else params.compression }}",
-        gcp_conn_id="{{ params.gcp_conn_id }}",
-        execution_timeout=datetime.timedelta(hours=6),
+    discard_staging = PgBackupDiscardStagedOperator(
+        task_id="discard_staging", staged=DUMPED, promoted=UPLOADED, gcp_conn_id="{{ params.gcp_conn_id }}"
     )
-    verify_streamed = PgBackupArtifactSensor(
-        task_id="verify_streamed",
-        path="{{ ti.xcom_pull(task_ids='dump_to_gcs')['artifact_path'] }}",
-        gcp_conn_id="{{ params.gcp_conn_id }}",
-        mode="reschedule",
-        poke_interval=30,
-        timeout=datetime.timedelta(hours=1).total_seconds(),
-    )
-
     retention = PgBackupRetentionOperator(
         task_id="retention",
         location=GCS_FOLDER,
@@ -167,10 +191,6 @@ with DAG(
         keep_daily=7,
         keep_weekly=4,
         keep_monthly=12,
-        trigger_rule="none_failed_min_one_success",
     )
 
-    branch = choose_path()
-    branch >> [dump, dump_to_gcs]
-    dump >> verify_local >> upload_enabled() >> upload >> verify_uploaded >> retention
-    dump_to_gcs >> verify_streamed >> retention
+    dump >> verify_staged >> upload_enabled() >> upload >> verify_uploaded >> discard_staging >> retention

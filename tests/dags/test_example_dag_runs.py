@@ -48,7 +48,11 @@ def shop(pg18: PgCluster) -> str:
     return name
 
 
-@pytest.mark.parametrize("stream_to_gcs", [False, True], ids=["dump-then-upload", "streamed"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"stream_to_gcs": True}, {"staging": "local"}],
+    ids=["bucket-staging", "stream_to_gcs-kept", "local-staging"],
+)
 def test_pg_backup_to_gcs_runs_green_and_leaves_a_verified_backup_in_gcs(
     pg18: PgCluster,
     shop: str,
@@ -57,18 +61,19 @@ def test_pg_backup_to_gcs_runs_green_and_leaves_a_verified_backup_in_gcs(
     gcs: GCSEmulator,
     gcs_bucket: str,
     tmp_path: Path,
-    stream_to_gcs: bool,
+    options: dict,
 ) -> None:
     conf = {
         "postgres_conn_id": airflow_conn(pg18, "postgres"),
         "database": shop,
-        "stream_to_gcs": stream_to_gcs,
         "bucket": gcs_bucket,
         "prefix": "nightly",
         "staging_dir": str(tmp_path),
+        **options,
     }
     run("pg_backup_to_gcs", conf)
-    names = objects(gcs, gcs_bucket)
+    assert not list(tmp_path.rglob("*.manifest.json"))  # a local staged copy is discarded once published
+    names = objects(gcs, gcs_bucket)  # and so is the staged copy in the bucket
     assert len(names) == 2, names
     artifact, manifest_name = names
     assert artifact.startswith("nightly/shop ü/")
@@ -91,8 +96,9 @@ def test_pg_restore_drill_restores_the_newest_backup_from_gcs(
     assert after == before  # the scratch database is gone
 
 
+@pytest.mark.parametrize("staging", ["gcs", "local"])
 def test_pg_backup_all_databases_fans_out_over_every_database(
-    airflow_conn, airflow_db, gcs: GCSEmulator, gcs_bucket: str, tmp_path: Path
+    airflow_conn, airflow_db, gcs: GCSEmulator, gcs_bucket: str, tmp_path: Path, staging: str
 ) -> None:
     from devtools.pgcluster import embedded_bin_dir, running_cluster
 
@@ -106,12 +112,14 @@ def test_pg_backup_all_databases_fans_out_over_every_database(
             "postgres_conn_id": airflow_conn(cluster, "postgres", conn_id="pg_fanout"),
             "bucket": gcs_bucket,
             "staging_dir": str(tmp_path),
+            "staging": staging,
         }
         run("pg_backup_all_databases", conf)
+    assert not list(tmp_path.rglob("*.manifest.json"))
     names = objects(gcs, gcs_bucket)
     folders = sorted({name.split("/")[1] for name in names})
     assert folders == ["alpha", "beta%20%C3%BC%2F2"]
-    assert len(names) == 4  # an artifact and its manifest per database
+    assert len(names) == 4  # an artifact and its manifest per database; no staged copy is left
 
 
 def test_pg_dumpall_globals_streams_roles_to_gcs(
