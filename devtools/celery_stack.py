@@ -151,12 +151,15 @@ class CeleryStack(AirflowStack):
             secret = db.password.replace("\\", "\\\\").replace(":", "\\:")  # .pgpass escapes
             passfile.write_text(f"{db.host}:{db.port}:airflow:{db.superuser}:{secret}\n")
             passfile.chmod(0o600)
+        address = f"{db.superuser}@{db.host}:{db.port}/airflow"  # the password is in the passfile
         return {
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(self.concurrency * len(self.workers)),
             # What Airflow records as a task instance's hostname: each worker's own (UTS namespace).
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "socket.gethostname",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg://{db.superuser}@{db.host}:{db.port}/airflow",
+            # psycopg 3 for both engines (Airflow would pick asyncpg for the async one).
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg://{address}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": f"postgresql+psycopg_async://{address}",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "3",
             "PGPASSFILE": str(passfile),
             "AIRFLOW__CELERY__BROKER_URL": f"{self.redis.url}/0",
@@ -164,6 +167,8 @@ class CeleryStack(AirflowStack):
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.concurrency),
             "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
+            # Only triggered runs: a scheduled run (defaults, no conf) would hold max_active_runs=1.
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "PYTHONPATH": str(REPO),
         }
 

@@ -64,6 +64,16 @@ def deployment(gcs_emulator: GCSEmulator) -> Iterator[Deployment]:
     backup_dir = Path(tempfile.mkdtemp(prefix="pgbackup-celery-backups-"))
     (home / "config").mkdir()
     (home / "config" / "airflow_local_settings.py").write_text(POLICY)
+    try:
+        yield from _deploy(gcs, bucket, home, backup_dir, redis, bin_dir)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(backup_dir, ignore_errors=True)
+
+
+def _deploy(
+    gcs: GCSEmulator, bucket: str, home: Path, backup_dir: Path, redis: Path, bin_dir: Path
+) -> Iterator[Deployment]:
     with running_cluster(bin_dir, password=PASSWORD, name="celery") as cluster:
         for name in DATABASES:
             cluster.create_database(name)
@@ -90,8 +100,6 @@ def deployment(gcs_emulator: GCSEmulator) -> Iterator[Deployment]:
         )
         with stack:
             yield Deployment(stack, cluster, backup_dir, bucket, gcs)
-    shutil.rmtree(home, ignore_errors=True)
-    shutil.rmtree(backup_dir, ignore_errors=True)
 
 
 def _wait_all(stack: CeleryStack, runs: list[tuple[str, str]], timeout: float) -> dict[str, str]:
