@@ -17,6 +17,7 @@ inside the new namespaces: set the hostname, mount the tmpfs, then exec the work
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -236,10 +237,8 @@ class CeleryStack(AirflowStack):
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
         body = self.api("GET", f"{path}?map_index={map_index}&full_content=true")
         content = body.get("content", "")
-        if isinstance(content, list):
-            return "\n".join(
-                str(line.get("event", line)) if isinstance(line, dict) else str(line) for line in content
-            )
+        if isinstance(content, list):  # structured lines: the event and its fields (the exception's text)
+            return "\n".join(json.dumps(line, default=str, ensure_ascii=False) for line in content)
         return str(content)
 
 
