@@ -68,7 +68,8 @@ def test_every_backend_module_provides_the_registry_functions() -> None:
 
     for scheme, module_name in storage.BACKENDS.items():
         module = importlib.import_module(module_name)
-        for name in ("parse", "open_target", "open_source", "open_store", "upload", "promote"):
+        names = ("parse", "open_target", "open_source", "open_store", "upload", "promote", "discard_promoted")
+        for name in names:
             assert callable(getattr(module, name, None)), f"{scheme or 'local'} backend lacks {name}"
 
 
@@ -82,7 +83,12 @@ def test_local_promote_copies_artifact_then_manifest_and_refuses_to_overwrite(tm
     assert promoted.sha256 == manifest.sha256
     assert Path(result.artifact_uri).read_bytes() == artifact.read_bytes()
     assert Path(result.manifest_uri).is_file()
+    # A retried promotion of the same backup is a no-op (as on GCS); a different one is never written over.
+    again, _ = storage.promote_backup(artifact, tmp_path / "final", log=logging.getLogger(__name__))
+    assert again.transferred_bytes == 0
+    other, _ = synthetic_backup(tmp_path / "other", "db.dump", size=4096)
     with pytest.raises(InvalidOptionError, match="already holds a backup"):
-        storage.promote_backup(artifact, tmp_path / "final", log=logging.getLogger(__name__))
+        storage.promote_backup(other, tmp_path / "final", log=logging.getLogger(__name__))
+    assert Path(result.artifact_uri).read_bytes() == artifact.read_bytes()
     with pytest.raises(InvalidOptionError, match="within one kind of store"):
         storage.promote_backup(artifact, "gs://bucket/final", log=logging.getLogger(__name__))
