@@ -3,7 +3,8 @@
 Fail now (``AirflowFailException``, no retry): bad input, a corrupt artifact (evidence about the
 bytes), a missing tool (pg_restore/psql/decompressor), bad credentials, a missing bucket, a different
 object in the way. Retry (the exception as it is): the network, a server restart or a dropped
-connection, a lock timeout, another run writing the same path. A kill is reported as a kill.
+connection, a lock timeout, another run writing the same path, a local backup that is on another
+worker (``ArtifactNotOnThisWorker``: a retry may run where it is). A kill is reported as a kill.
 
 Operators, the sensor and the transfers wrap their work in :func:`failure_policy`; nothing else
 decides retryability.

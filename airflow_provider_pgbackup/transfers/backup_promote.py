@@ -17,24 +17,20 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_provider_pgbackup.manifest import Manifest, ManifestError
+from airflow_provider_pgbackup.failures import failure_policy
+from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.options import InvalidOptionError, is_templated
 from airflow_provider_pgbackup.storage import (
     DEFAULT_GCP_CONN_ID,
     DEFAULT_RETRY_TIMEOUT,
     ArtifactMismatchError,
-    ObjectConflictError,
     StorageSettings,
-    StoreNotFound,
     discard_promoted,
     open_source,
     parse_location,
     publish_backup,
 )
 from airflow_provider_pgbackup.transfers.backup_to_gcs import XCOM_CONSOLE_URL, GCSBackupLink
-
-#: Failures no retry can fix: bad arguments, a changed or corrupt backup, a different object in the way.
-PERMANENT = (InvalidOptionError, ManifestError, ArtifactMismatchError, ObjectConflictError, StoreNotFound)
 
 
 def static_folder_uri(destination: Any) -> str | None:
@@ -142,23 +138,25 @@ class PgBackupPromoteOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         try:
-            settings = self._settings()
-            if self.expected_sha256:
-                source = open_source(self.source, what="source", settings=settings)
-                stated = Manifest.from_json(source.manifest_bytes()).sha256
-                if stated != self.expected_sha256:
-                    raise ArtifactMismatchError(
-                        f"the manifest of {source.location.uri} now says sha256 {stated}, but the "
-                        f"verification saw {self.expected_sha256}: the staged backup changed after it was "
-                        "verified; not promoted"
-                    )
-            source, result, manifest = publish_backup(
-                self.source, self.destination, settings=settings, log=self.log, cancel=self._cancel
-            )
-        except PERMANENT as err:
-            raise AirflowFailException(str(err)) from err
+            with failure_policy():  # bad input, a changed backup, an object in the way: no retry
+                return self._execute(context)
         except FileNotFoundError as err:
             raise AirflowException(f"nothing to promote at {self.source}: {err}") from err
+
+    def _execute(self, context: Any) -> dict[str, Any]:
+        settings = self._settings()
+        if self.expected_sha256:
+            source = open_source(self.source, what="source", settings=settings)
+            stated = Manifest.from_json(source.manifest_bytes()).sha256
+            if stated != self.expected_sha256:
+                raise ArtifactMismatchError(
+                    f"the manifest of {source.location.uri} now says sha256 {stated}, but the "
+                    f"verification saw {self.expected_sha256}: the staged backup changed after it was "
+                    "verified; not promoted"
+                )
+        source, result, manifest = publish_backup(
+            self.source, self.destination, settings=settings, log=self.log, cancel=self._cancel
+        )
         self.log.info(
             "Promoted %s to %s (%d bytes copied in %.1f s; %d objects already there)",
             source.location.uri,
@@ -236,8 +234,9 @@ class PgBackupDiscardStagedOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         settings = StorageSettings(gcp_conn_id=self.gcp_conn_id or None)
         try:
-            deleted = discard_promoted(self.staged, self.promoted, settings=settings, log=self.log)
-        except PERMANENT as err:
+            with failure_policy():
+                deleted = discard_promoted(self.staged, self.promoted, settings=settings, log=self.log)
+        except AirflowFailException as err:
             raise AirflowFailException(f"staged backup {self.staged} not discarded: {err}") from err
         except FileNotFoundError as err:
             raise AirflowFailException(
