@@ -21,8 +21,10 @@ from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.options import InvalidOptionError, is_templated
 from airflow_provider_pgbackup.storage import (
+    DEFAULT_AWS_CONN_ID,
     DEFAULT_GCP_CONN_ID,
     DEFAULT_RETRY_TIMEOUT,
+    DEFAULT_WASB_CONN_ID,
     ArtifactMismatchError,
     StorageSettings,
     discard_promoted,
@@ -80,6 +82,10 @@ class PgBackupPromoteOperator(BaseOperator):
     :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for ``gs://`` (Application Default
         Credentials when the default connection does not exist; ``STORAGE_EMULATOR_HOST`` selects an
         emulator). Templated.
+    :param aws_conn_id: Airflow ``aws`` connection for ``s3://`` (boto3's default chain when the default
+        connection does not exist). Templated.
+    :param wasb_conn_id: Airflow ``wasb`` connection for ``az://`` (``AZURE_STORAGE_CONNECTION_STRING`` /
+        ``AZURE_STORAGE_ACCOUNT_URL`` when the default connection does not exist). Templated.
     :param kms_key_name: Cloud KMS key for the copies (default: the bucket's encryption). Templated.
     :param retry_timeout: seconds each request is retried on transient errors, with backoff.
     """
@@ -89,6 +95,8 @@ class PgBackupPromoteOperator(BaseOperator):
         "destination",
         "expected_sha256",
         "gcp_conn_id",
+        "aws_conn_id",
+        "wasb_conn_id",
         "kms_key_name",
     )
     ui_color = "#b7e4c7"
@@ -101,6 +109,8 @@ class PgBackupPromoteOperator(BaseOperator):
         destination: str,
         expected_sha256: str | None = None,
         gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
+        wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
         kms_key_name: str | None = None,
         retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
         **kwargs: Any,
@@ -116,6 +126,8 @@ class PgBackupPromoteOperator(BaseOperator):
         self.destination = destination
         self.expected_sha256 = expected_sha256
         self.gcp_conn_id = gcp_conn_id
+        self.aws_conn_id = aws_conn_id
+        self.wasb_conn_id = wasb_conn_id
         self.kms_key_name = kms_key_name
         self.retry_timeout = retry_timeout
         self._settings()  # retry_timeout is not templated
@@ -132,6 +144,8 @@ class PgBackupPromoteOperator(BaseOperator):
     def _settings(self) -> StorageSettings:
         return StorageSettings(
             gcp_conn_id=self.gcp_conn_id or None,
+            aws_conn_id=self.aws_conn_id or None,
+            wasb_conn_id=self.wasb_conn_id or None,
             retry_timeout=self.retry_timeout,
             kms_key_name=self.kms_key_name or None,
         )
@@ -214,25 +228,42 @@ class PgBackupDiscardStagedOperator(BaseOperator):
     :param staged: the staged artifact, e.g. ``gs://bucket/staging/shop/20260101T000000Z.dump``. Templated.
     :param promoted: the promoted artifact (the promote task's XCom ``artifact_uri``). Templated.
     :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for ``gs://``. Templated.
+    :param aws_conn_id: Airflow ``aws`` connection for ``s3://`` (boto3's default chain when the default
+        connection does not exist). Templated.
+    :param wasb_conn_id: Airflow ``wasb`` connection for ``az://`` (``AZURE_STORAGE_CONNECTION_STRING`` /
+        ``AZURE_STORAGE_ACCOUNT_URL`` when the default connection does not exist). Templated.
     """
 
-    template_fields: Sequence[str] = ("staged", "promoted", "gcp_conn_id")
+    template_fields: Sequence[str] = ("staged", "promoted", "gcp_conn_id", "aws_conn_id", "wasb_conn_id")
     ui_color = "#e9ecef"
 
     def __init__(
-        self, *, staged: str, promoted: str, gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID, **kwargs: Any
+        self,
+        *,
+        staged: str,
+        promoted: str,
+        gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
+        wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.staged = staged
         self.promoted = promoted
         self.gcp_conn_id = gcp_conn_id
+        self.aws_conn_id = aws_conn_id
+        self.wasb_conn_id = wasb_conn_id
         if not is_templated(staged):
             parse_location(staged, what="staged")
         if not is_templated(promoted):
             parse_location(promoted, what="promoted")
 
     def execute(self, context: Any) -> dict[str, Any]:
-        settings = StorageSettings(gcp_conn_id=self.gcp_conn_id or None)
+        settings = StorageSettings(
+            gcp_conn_id=self.gcp_conn_id or None,
+            aws_conn_id=self.aws_conn_id or None,
+            wasb_conn_id=self.wasb_conn_id or None,
+        )
         try:
             with failure_policy():
                 deleted = discard_promoted(self.staged, self.promoted, settings=settings, log=self.log)

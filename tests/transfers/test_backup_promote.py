@@ -22,6 +22,7 @@ from airflow_provider_pgbackup.transfers.backup_promote import (
 from airflow_provider_pgbackup.verify import verify_backup
 from devtools.pgcluster import PgCluster
 from tests.gcs_emulator import GCSEmulator, synthetic_backup, upload_local_backup
+from tests.object_stores import Store
 
 
 def _objects(gcs: GCSEmulator, bucket: str, prefix: str = "") -> dict[str, bytes]:
@@ -203,3 +204,28 @@ def test_asset_outlet_is_the_static_destination_folder() -> None:
     assert static_folder_uri("gs://{{ params.bucket }}/pg") is None
     operator = _promote("gs://bkt/staging/{{ ds }}.dump", "gs://bkt/final")
     assert [outlet.uri for outlet in operator.outlets] == ["gs://bkt/final"]
+
+
+def test_promote_then_discard_on_every_object_store(store: Store, tmp_path: Path) -> None:
+    """GCS, S3 and Azure (each on its emulator): publish server-side, rerun as a no-op, discard staging."""
+    import logging
+
+    from airflow_provider_pgbackup.storage import upload_backup
+
+    container = store.new_container()
+    artifact, _ = synthetic_backup(tmp_path, "nightly.dump", size=300_000)
+    upload_backup(artifact, store.uri(container, "staging"), settings=store.settings(),
+                  log=logging.getLogger(__name__))  # fmt: skip
+    staged = store.uri(container, "staging/nightly.dump")
+    destination = store.uri(container, "final")
+
+    result = _promote(staged, destination, **store.conn_kwargs).execute(context={})
+    assert result["artifact_uri"] == store.uri(container, "final/nightly.dump")
+    assert store.objects(container)["final/nightly.dump"] == artifact.read_bytes()
+    assert _promote(staged, destination, **store.conn_kwargs).execute(context={})["copied_bytes"] == 0
+
+    discard = PgBackupDiscardStagedOperator(
+        task_id="discard", staged=staged, promoted=result["artifact_uri"], **store.conn_kwargs
+    )
+    assert discard.execute({})["deleted"] == [f"{staged}.manifest.json", staged]
+    assert sorted(store.objects(container)) == ["final/nightly.dump", "final/nightly.dump.manifest.json"]

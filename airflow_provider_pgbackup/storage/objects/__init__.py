@@ -22,7 +22,7 @@ from airflow_provider_pgbackup.storage.objects.client import (
     part_size,
 )
 from airflow_provider_pgbackup.storage.objects.read import ObjectArtifactSource, ObjectBackupStore
-from airflow_provider_pgbackup.storage.objects.transfer import promote_backup, upload_backup
+from airflow_provider_pgbackup.storage.objects.transfer import discard_promoted, promote_backup, upload_backup
 from airflow_provider_pgbackup.storage.objects.write import (
     ObjectArtifactTarget,
     PartedObjectWriter,
@@ -40,6 +40,7 @@ __all__ = [
     "PartUpload",
     "PartedObjectWriter",
     "decode_metadata",
+    "discard_promoted",
     "encode_metadata",
     "open_object_target",
     "part_size",

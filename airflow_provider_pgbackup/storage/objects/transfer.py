@@ -10,6 +10,7 @@ from airflow_provider_pgbackup.storage.base import (
     ArtifactMismatchError,
     Location,
     ObjectConflictError,
+    StorageError,
     TransferResult,
     UploadCancelled,
     backup_metadata,
@@ -212,3 +213,46 @@ def promote_backup(
         console_url=artifact.console_folder_url if source.is_folder else artifact.console_url,
     )
     return result, manifest
+
+
+def discard_promoted(staged: ObjectArtifactSource, promoted: ObjectArtifactSource, *, log: Any) -> list[str]:
+    """Delete a staged backup whose promoted copy is identical; returns the URIs deleted.
+
+    Identical: the same manifest bytes, and every staged artifact object with a promoted counterpart
+    (same relative name) of the same size. The staged manifest goes first, then the artifact objects,
+    each deleted only if it still has the ETag that was compared (an object written since is kept). A
+    retry after a partial delete checks what is left the same way.
+    """
+    promoted_manifest = promoted.manifest_bytes()  # FileNotFoundError: nothing was promoted
+    client = staged.client
+    manifest_info = client.head(staged.manifest_location.name)
+    if manifest_info is not None:
+        data = b"".join(client.stream(manifest_info.name, manifest_info.etag, max(manifest_info.size, 1)))
+        if data != promoted_manifest:
+            raise ArtifactMismatchError(
+                f"{staged.manifest_location.uri} differs from {promoted.manifest_location.uri}: the staged "
+                "backup is not the one that was promoted; nothing was deleted"
+            )
+    try:
+        staged_objects = staged.pinned_objects
+    except FileNotFoundError:
+        staged_objects = {}
+    copies = promoted.pinned_objects
+    doomed = [] if manifest_info is None else [manifest_info]
+    for name, info in sorted(staged_objects.items()):
+        twin = promoted.location.name + name[len(staged.location.name) :]
+        if twin not in copies or copies[twin].size != info.size:
+            raise ArtifactMismatchError(
+                f"{staged.location.uri}: {name} has no copy of the same size at {twin}; nothing was deleted"
+            )
+        doomed.append(info)
+    deleted = []
+    for info in doomed:
+        try:
+            client.delete(info.name, info.etag)
+        except StorageError as err:
+            raise ObjectConflictError(f"{err}: the new object is left alone") from err
+        where = staged.location
+        deleted.append(type(where)(where.scheme, where.container, info.name).uri)
+    log.info("Discarded the staged backup %s (%d objects deleted)", staged.location.uri, len(deleted))
+    return deleted

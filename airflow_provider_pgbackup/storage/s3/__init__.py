@@ -67,11 +67,18 @@ def promote(
     return objects.promote_backup(source, client, destination, log=log, cancel=cancel)
 
 
+def discard_promoted(
+    staged: objects.ObjectArtifactSource, promoted: objects.ObjectArtifactSource, *, log: Any
+) -> list[str]:
+    return objects.discard_promoted(staged, promoted, log=log)
+
+
 __all__ = [
     "SCHEME",
     "S3Location",
     "S3ObjectClient",
     "check_settings",
+    "discard_promoted",
     "get_s3_client",
     "open_source",
     "open_store",
