@@ -35,6 +35,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_pgbackup.operators.pg_dump",
                     "airflow_provider_pgbackup.operators.pg_restore",
                     "airflow_provider_pgbackup.operators.retention",
+                    "airflow_provider_pgbackup.operators.freshness",
                 ],
             }
         ],
