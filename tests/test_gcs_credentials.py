@@ -168,3 +168,38 @@ def test_without_the_google_provider_the_connection_subset_is_read_and_impersona
     assert "airflow-provider-pgbackup[google]" in result["impersonation"]
     assert result["hook_imported"] is False  # GoogleBaseHook was never used
     assert key["private_key"][40:80] not in out.stdout + out.stderr
+
+
+def test_every_gcs_surface_takes_a_templated_impersonation_chain() -> None:
+    from airflow_provider_pgbackup.operators.freshness import PgBackupFreshnessOperator
+    from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator, PgDumpOperator
+    from airflow_provider_pgbackup.operators.pg_restore import PgRestoreOperator
+    from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOperator
+    from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
+    from airflow_provider_pgbackup.transfers.backup_to_gcs import PgBackupToGCSOperator
+
+    chain = "{{ var.value.backup_sa }}"
+    operators = [
+        PgDumpOperator(task_id="a", output_path="gs://pgbackup-b/x.dump", impersonation_chain=chain),
+        PgDumpAllOperator(task_id="b", output_path="gs://pgbackup-b/x.sql", impersonation_chain=chain),
+        PgRestoreOperator(task_id="c", artifact_path="gs://pgbackup-b/x.dump", impersonation_chain=chain),
+        PgBackupRetentionOperator(task_id="d", location="gs://pgbackup-b/p", impersonation_chain=chain),
+        PgBackupArtifactSensor(task_id="e", path="gs://pgbackup-b/x.dump", impersonation_chain=chain),
+        PgBackupToGCSOperator(
+            task_id="f", source_path="/x.dump", bucket="pgbackup-b", impersonation_chain=chain
+        ),
+        PgBackupFreshnessOperator(
+            task_id="g", location="gs://pgbackup-b/p", max_age=60, impersonation_chain=chain
+        ),
+    ]
+    for operator in operators:
+        assert "impersonation_chain" in operator.template_fields, type(operator).__name__
+        assert operator.impersonation_chain == chain
+
+
+def test_the_deferred_sensor_hands_its_impersonation_chain_to_the_trigger() -> None:
+    from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
+
+    sensor = PgBackupArtifactSensor(task_id="e", path="gs://pgbackup-b/x.dump", impersonation_chain=CHAIN[-1])
+    _, kwargs = sensor._trigger().serialize()
+    assert kwargs["impersonation_chain"] == [CHAIN[-1]]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any, NoReturn
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk import BaseOperator, BaseOperatorLink, BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
@@ -35,6 +35,25 @@ from airflow_provider_pgbackup.verify import (
     parse_max_age,
     verify_backup,
 )
+
+
+class VerifiedBackupLink(BaseOperatorLink):
+    """Operator extra link: the verified backup in its store's web console (``gs://``: Cloud Console)."""
+
+    name = "Backup in console"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        report = XCom.get_value(ti_key=ti_key, key="return_value")
+        artifact = report.get("artifact") if isinstance(report, dict) else None
+        if not artifact:
+            return ""
+        try:
+            location = parse_location(str(artifact))
+        except InvalidOptionError:
+            return ""
+        return location.console_url or ""
 
 
 class PgBackupArtifactSensor(BaseSensorOperator):
@@ -82,9 +101,18 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         machine and cannot see it: the sensor then waits on its worker, in its ``mode``, and says so in
         the log. Re-deferring (the backup vanished between the trigger and the verification) keeps the
         sensor's ``timeout`` counted from the first start. Default: ``[operators] default_deferrable``.
+    :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
+        whose last account is impersonated; needs the ``google`` extra). Templated.
     """
 
-    template_fields: Sequence[str] = ("path", "gcp_conn_id", "aws_conn_id", "wasb_conn_id")
+    template_fields: Sequence[str] = (
+        "path",
+        "gcp_conn_id",
+        "aws_conn_id",
+        "wasb_conn_id",
+        "impersonation_chain",
+    )
+    operator_extra_links = (VerifiedBackupLink(),)
     ui_color = "#d5f5e3"
 
     def __init__(
@@ -101,6 +129,7 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -117,6 +146,7 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         self.max_age = max_age
         self.pg_bin_dir = pg_bin_dir
         self.deferrable = deferrable
+        self.impersonation_chain = impersonation_chain
         self._check_switches()
         if not is_templated(path):
             parse_location(path)
@@ -155,6 +185,7 @@ class PgBackupArtifactSensor(BaseSensorOperator):
             gcp_conn_id=self.gcp_conn_id or None,
             aws_conn_id=self.aws_conn_id or None,
             wasb_conn_id=self.wasb_conn_id or None,
+            impersonation_chain=self.impersonation_chain or None,
         )
         return open_source(path, settings=settings)
 
@@ -200,7 +231,15 @@ class PgBackupArtifactSensor(BaseSensorOperator):
             gcp_conn_id=self.gcp_conn_id,
             aws_conn_id=self.aws_conn_id,
             wasb_conn_id=self.wasb_conn_id,
+            impersonation_chain=self._chain(),
         )
+
+    def _chain(self) -> list[str] | None:
+        """The rendered impersonation_chain as a list (what a trigger can serialize), or None."""
+        chain = self.impersonation_chain
+        if not chain:
+            return None
+        return [chain] if isinstance(chain, str) else [str(c) for c in chain]
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:

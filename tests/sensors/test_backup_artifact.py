@@ -343,6 +343,7 @@ def test_deferrable_sensor_on_gs_waits_in_the_trigger_without_blocking_the_event
         "gcp_conn_id": "google_cloud_default",
         "aws_conn_id": "aws_default",
         "wasb_conn_id": "wasb_default",
+        "impersonation_chain": None,
     }
 
     async def first_event_while_ticking() -> tuple[Any, int]:
