@@ -186,6 +186,11 @@ def get_storage_client(
         return emulator_client(str(emulator), project=str(project) if project else None)
     from google.cloud import storage
 
+    key_file = _extra(extras, "key_path")
+    if key_file is not None and not os.path.isfile(str(key_file)):  # the same words on both paths
+        raise GCSCredentialsError(
+            f"connection {gcp_conn_id!r}: key_path {str(key_file)!r} is not a readable file"
+        )
     if google_provider_installed():
         try:
             from_provider, provider_project = _provider_credentials(
