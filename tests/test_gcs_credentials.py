@@ -177,6 +177,7 @@ def test_every_gcs_surface_takes_a_templated_impersonation_chain() -> None:
     from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOperator
     from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
     from airflow_provider_pgbackup.transfers.backup_to_gcs import PgBackupToGCSOperator
+    from airflow_provider_pgbackup.transfers.backup_upload import PgBackupUploadOperator
 
     chain = "{{ var.value.backup_sa }}"
     operators = [
