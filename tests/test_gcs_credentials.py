@@ -192,6 +192,9 @@ def test_every_gcs_surface_takes_a_templated_impersonation_chain() -> None:
         PgBackupFreshnessOperator(
             task_id="g", location="gs://pgbackup-b/p", max_age=60, impersonation_chain=chain
         ),
+        PgBackupUploadOperator(
+            task_id="h", source_path="/x.dump", destination="gs://pgbackup-b/p", impersonation_chain=chain
+        ),
     ]
     for operator in operators:
         assert "impersonation_chain" in operator.template_fields, type(operator).__name__
