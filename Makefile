@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 AZURITE_VERSION := 3.35.0
 AZURITE := .tools/node/node_modules/.bin/azurite-blob
 
-.PHONY: venv lint format test demo ui clean bench
+.PHONY: venv lint format test demo ui clean bench browser
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -32,7 +32,16 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: lint
+# The browser test (tests/ui) drives Debian's chromium through Playwright (browser downloads cannot work
+# here). Idempotent: nothing happens when chromium is there; `apt-get update` only when the install
+# cannot find the package (a fresh machine's empty package lists). CI runs as root.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y --no-install-recommends chromium \
+		|| { apt-get update && apt-get install -y --no-install-recommends chromium; }; }
+
+test: lint browser
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 demo: venv

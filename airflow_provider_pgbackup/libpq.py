@@ -54,7 +54,22 @@ LIBPQ_ENV: dict[str, str] = {
     "load_balance_hosts": "PGLOADBALANCEHOSTS",
     "client_encoding": "PGCLIENTENCODING",
     "service": "PGSERVICE",
+    "hostaddr": "PGHOSTADDR",
+    "sslcertmode": "PGSSLCERTMODE",
+    "sslnegotiation": "PGSSLNEGOTIATION",
+    "sslcompression": "PGSSLCOMPRESSION",
+    "gsslib": "PGGSSLIB",
+    "gssdelegation": "PGGSSDELEGATION",
 }
+# libpq keywords with no environment variable: the provider's own SQL connections (psycopg) use them;
+# the pg tools cannot get them without a connection string on argv, so they keep libpq's defaults.
+LIBPQ_CONNECT_ONLY = (
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+)
 # Extras that may hold a file's PEM content instead of a path; such content is written to a private file.
 PEM_EXTRAS = ("sslrootcert", "sslcert", "sslkey", "sslcrl")
 # Extras that are secret in themselves and can only travel through files.
@@ -66,6 +81,24 @@ UNSUPPORTED_EXTRAS = {
 }
 # Extras the provider reads itself (not libpq settings).
 PROVIDER_EXTRAS = ("pg_bin_dir",)
+# Extras the postgres provider's form and PostgresHook users set that only mean something to Python code
+# (cursor classes, SQLAlchemy URLs, log options): ignored without a word, the connection works unchanged.
+PYTHON_ONLY_EXTRAS = (
+    "cursor",
+    "sqlalchemy_scheme",
+    "sqlalchemy_query",
+    "enable_log_db_messages",
+    "log_level",
+    "aws_conn_id",
+    "azure_conn_id",
+    "redshift",
+    "redshift-serverless",
+    "cluster-identifier",
+    "workgroup-name",
+    "__extra__",
+)
+# Extras that change how PostgresHook logs in: a token instead of the connection's password.
+TOKEN_LOGIN_EXTRAS = ("iam",)
 POSTGRES_CONN_TYPES = ("postgres", "postgresql")
 
 
@@ -97,6 +130,29 @@ class LibpqSession:
             raise AirflowException(
                 f"could not connect to PostgreSQL (connection {self.conn_id!r}): {str(err).strip()}"
             ) from err
+
+
+def is_true(value: Any) -> bool:
+    """An extra's truth as the postgres provider's form stores it: a bool, or ``"true"``/``"1"``..."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def check_token_login(extras: dict[str, Any], conn_id: str) -> None:
+    """Refuse a connection that logs in with a cloud IAM token (``iam`` extra), naming the extra.
+
+    PostgresHook trades the ``iam`` extra (with ``aws_conn_id``, ``redshift``, ``azure_conn_id``) for a
+    short-lived token. Dumping with the connection's password instead would fail later with a confusing
+    authentication error, so the connection is refused before anything starts.
+    """
+    for key in TOKEN_LOGIN_EXTRAS:
+        if is_true(extras.get(key)):
+            raise InvalidOptionError(
+                f"connection {conn_id!r} has the extra {key!r} set (IAM token login for RDS, Aurora, "
+                "Redshift or Azure): airflow-provider-pgbackup does not fetch IAM tokens; give the "
+                "connection a password or a client certificate (sslcert/sslkey), or remove the extra"
+            )
 
 
 def passfile_escape(value: str) -> str:
@@ -139,6 +195,7 @@ def open_session(
     for key, reason in UNSUPPORTED_EXTRAS.items():
         if extras.get(key):
             raise InvalidOptionError(f"connection extra {key!r} is not supported: {reason}")
+    check_token_login(extras, conn_id)
     if conn.password:
         mask_secret(conn.password)
     params: dict[str, str] = {}
@@ -149,7 +206,8 @@ def open_session(
     if database:  # None or "" (an empty rendered template) keeps the connection's schema
         params["dbname"] = database
     params.setdefault("application_name", "airflow-provider-pgbackup")
-    ignored = sorted(k for k in extras if k not in LIBPQ_ENV and k not in PROVIDER_EXTRAS)
+    known = (*LIBPQ_ENV, *LIBPQ_CONNECT_ONLY, *PROVIDER_EXTRAS, *PYTHON_ONLY_EXTRAS, *TOKEN_LOGIN_EXTRAS)
+    ignored = sorted(k for k in extras if k not in known)
     if ignored and log is not None:
         log.info("Ignoring connection extras that are not libpq settings: %s", ", ".join(ignored))
     secrets_dir = Path(tempfile.mkdtemp(prefix="pgbackup-"))
@@ -167,6 +225,9 @@ def open_session(
             params[keyword] = text
         env = inherited_env()
         env.update({LIBPQ_ENV[k]: v for k, v in params.items()})
+        for keyword in LIBPQ_CONNECT_ONLY:  # after the env: psycopg takes them, the pg tools cannot
+            if extras.get(keyword) not in (None, ""):
+                params[keyword] = str(extras[keyword])
         passfile = write_private(
             secrets_dir / "pgpass",
             f"*:*:*:*:{passfile_escape(conn.password)}\n" if conn.password else "",

@@ -53,7 +53,24 @@ def service_account_key() -> dict[str, str]:
 
 
 @pytest.fixture
-def gcp_conn(monkeypatch: pytest.MonkeyPatch):
+def without_google_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if apache-airflow-providers-google were not installed: importlib cannot find it."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+
+    def hide(name: str, *args: object, **kwargs: object) -> object:
+        if name == "airflow.providers.google" or name.startswith("airflow.providers.google."):
+            return None
+        return find_spec(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib.util, "find_spec", hide)
+
+
+@pytest.fixture
+def gcp_conn(monkeypatch: pytest.MonkeyPatch, without_google_provider: None):
+    """A google_cloud_platform connection, read by the provider's own subset (the Google provider hidden;
+    tests/test_gcs_credentials.py covers the path through the Google provider)."""
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
 
     def define(conn_id: str = "gcp_test", conn_type: str = "google_cloud_platform", **extra) -> str:

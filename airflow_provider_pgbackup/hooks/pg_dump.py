@@ -118,6 +118,44 @@ class PgDumpHook(BaseHook):
         with self.session() as session:
             return session.connect(autocommit=True)
 
+    def test_connection(self) -> tuple[bool, str]:
+        """Whether the server answers, its version, and which pg_dump a dump would use.
+
+        What a connection form's *Test* button shows: ``(True, "...")`` or ``(False, reason)``. The
+        message names host, port, user and binaries, never the password (it is also cut out of any
+        error text, to be sure).
+        """
+        password: str | None = None
+        try:
+            conn = self.get_connection(self.postgres_conn_id)
+            password = conn.password or None
+            with open_session(
+                conn, self.postgres_conn_id, pg_bin_dir=self.pg_bin_dir, log=self.log
+            ) as session:
+                with session.connect(autocommit=True) as pg:
+                    server = server_info(pg)
+                    user = str(pg.info.user)
+                    where = f"{pg.info.host}:{pg.info.port}"
+                    database = str(pg.info.dbname)
+                try:
+                    binary = choose_binary("pg_dump", server.major, server.version, session.pg_bin_dir)
+                    dump_with = f"pg_dump {binary.version} ({binary.path}) would be used"
+                except Exception as err:  # the server answers; say why no dump could run yet
+                    return False, self._scrub(
+                        f"PostgreSQL {server.version} answers at {where}, but no usable pg_dump: {err}",
+                        password,
+                    )
+        except Exception as err:
+            return False, self._scrub(f"{type(err).__name__}: {err}", password)
+        return True, (
+            f"Connected to PostgreSQL {server.version} at {where} as {user!r}, database {database!r}; "
+            f"{dump_with}"
+        )
+
+    @staticmethod
+    def _scrub(message: str, secret: str | None) -> str:
+        return message.replace(secret, "***") if secret else message
+
     # ------------------------------------------------------------------------------------ catalogue
     _server_info = staticmethod(server_info)
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, BaseOperatorLink
 
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
@@ -29,6 +29,7 @@ from airflow_provider_pgbackup.storage import (
     DEFAULT_WASB_CONN_ID,
     StorageSettings,
     check_output_path,
+    parse_location,
     portable_uri,
 )
 
@@ -44,6 +45,9 @@ def _storage_settings(operator: Any) -> StorageSettings:
             wasb_conn_id=operator.wasb_conn_id or None,
             chunk_size=operator.gcs_chunk_size,
             file_mode=operator.file_mode,
+            impersonation_chain=None
+            if is_templated(operator.impersonation_chain)
+            else (operator.impersonation_chain or None),
         )
     except InvalidOptionError as err:
         raise InvalidOptionError(str(err).replace("chunk_size", "gcs_chunk_size", 1)) from err
@@ -63,12 +67,31 @@ def xcom_result(manifest: Manifest, output_path: str) -> dict[str, Any]:
     return result
 
 
+class StreamedBackupLink(BaseOperatorLink):
+    """Operator extra link: a dump streamed to an object store, in its web console (GCS: Cloud Console)."""
+
+    name = "Backup in console"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        result = XCom.get_value(ti_key=ti_key, key="return_value")
+        artifact = result.get("artifact_path") if isinstance(result, dict) else None
+        if not artifact:
+            return ""
+        try:
+            return parse_location(str(artifact)).console_url or ""
+        except InvalidOptionError:
+            return ""
+
+
 class _BackupOperator(BaseOperator):
     """What both dump operators share: the hook, validation errors as non-retryable failures, on_kill."""
 
     postgres_conn_id: str
     pg_bin_dir: str | None
     output_path: str
+    operator_extra_links = (StreamedBackupLink(),)
 
     @cached_property
     def hook(self) -> PgDumpHook:
@@ -164,6 +187,8 @@ class PgDumpOperator(_BackupOperator):
     :param wasb_conn_id: Airflow ``wasb`` connection for an ``az://`` output_path, resolved by the Microsoft
         Azure provider's ``WasbHook`` (``AZURE_STORAGE_CONNECTION_STRING`` or ``AZURE_STORAGE_ACCOUNT_URL``
         when the default connection does not exist). Templated.
+    :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
+        whose last account is impersonated; needs the ``google`` extra). Templated.
     """
 
     template_fields: Sequence[str] = (
@@ -172,6 +197,7 @@ class PgDumpOperator(_BackupOperator):
         "gcp_conn_id",
         "aws_conn_id",
         "wasb_conn_id",
+        "impersonation_chain",
         "database",
         "format",
         "compression",
@@ -207,6 +233,7 @@ class PgDumpOperator(_BackupOperator):
         file_mode: int = DEFAULT_FILE_MODE,
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -217,6 +244,7 @@ class PgDumpOperator(_BackupOperator):
         self.wasb_conn_id = wasb_conn_id
         self.gcs_chunk_size = gcs_chunk_size
         self.file_mode = file_mode
+        self.impersonation_chain = impersonation_chain
         self.database = database
         self.format = format
         self.compression = compression
@@ -305,6 +333,8 @@ class PgDumpAllOperator(_BackupOperator):
     :param wasb_conn_id: Airflow ``wasb`` connection for an ``az://`` output_path, resolved by the Microsoft
         Azure provider's ``WasbHook`` (``AZURE_STORAGE_CONNECTION_STRING`` or ``AZURE_STORAGE_ACCOUNT_URL``
         when the default connection does not exist). Templated.
+    :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
+        whose last account is impersonated; needs the ``google`` extra). Templated.
     """
 
     template_fields: Sequence[str] = (
@@ -316,6 +346,7 @@ class PgDumpAllOperator(_BackupOperator):
         "gcp_conn_id",
         "aws_conn_id",
         "wasb_conn_id",
+        "impersonation_chain",
     )
     ui_color = "#b0d4f1"
 
@@ -336,6 +367,7 @@ class PgDumpAllOperator(_BackupOperator):
         file_mode: int = DEFAULT_FILE_MODE,
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -346,6 +378,7 @@ class PgDumpAllOperator(_BackupOperator):
         self.wasb_conn_id = wasb_conn_id
         self.gcs_chunk_size = gcs_chunk_size
         self.file_mode = file_mode
+        self.impersonation_chain = impersonation_chain
         self.mode = mode
         self.no_role_passwords = no_role_passwords
         self.compression = compression

@@ -144,6 +144,8 @@ class PgRestoreOperator(BaseOperator):
     :param wasb_conn_id: Airflow ``wasb`` connection for an ``az://`` artifact_path, resolved by the Microsoft
         Azure provider's ``WasbHook`` (``AZURE_STORAGE_CONNECTION_STRING`` or ``AZURE_STORAGE_ACCOUNT_URL``
         when the default connection does not exist). Templated.
+    :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
+        whose last account is impersonated; needs the ``google`` extra). Templated.
     """
 
     template_fields: Sequence[str] = (
@@ -153,6 +155,7 @@ class PgRestoreOperator(BaseOperator):
         "gcp_conn_id",
         "aws_conn_id",
         "wasb_conn_id",
+        "impersonation_chain",
     )
     ui_color = "#e8d5f5"
 
@@ -177,6 +180,7 @@ class PgRestoreOperator(BaseOperator):
         restore_statistics: bool = False,
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -196,6 +200,7 @@ class PgRestoreOperator(BaseOperator):
         self.gcp_conn_id = gcp_conn_id
         self.transaction_size = transaction_size
         self.restore_statistics = restore_statistics
+        self.impersonation_chain = impersonation_chain
         self._check_flags()
         self.aws_conn_id = aws_conn_id
         self.wasb_conn_id = wasb_conn_id
@@ -267,6 +272,7 @@ class PgRestoreOperator(BaseOperator):
             gcp_conn_id=self.gcp_conn_id or None,
             aws_conn_id=self.aws_conn_id or None,
             wasb_conn_id=self.wasb_conn_id or None,
+            impersonation_chain=self.impersonation_chain or None,
         )
         source = open_source(path, what="artifact_path", settings=settings)
         report = self._verify(source)

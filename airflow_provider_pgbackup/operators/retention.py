@@ -226,6 +226,7 @@ def newest_complete_backup(
     gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
     aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
     wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
+    impersonation_chain: str | Sequence[str] | None = None,
 ) -> str | None:
     """URI of the newest backup in a folder or object-store prefix whose manifest and artifact are both there.
 
@@ -235,8 +236,14 @@ def newest_complete_backup(
     :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for gs:// locations.
     :param aws_conn_id: Airflow ``aws`` connection for s3:// locations.
     :param wasb_conn_id: Airflow ``wasb`` connection for az:// locations.
+    :param impersonation_chain: service account(s) to impersonate for gs:// locations.
     """
-    settings = StorageSettings(gcp_conn_id=gcp_conn_id, aws_conn_id=aws_conn_id, wasb_conn_id=wasb_conn_id)
+    settings = StorageSettings(
+        gcp_conn_id=gcp_conn_id,
+        aws_conn_id=aws_conn_id,
+        wasb_conn_id=wasb_conn_id,
+        impersonation_chain=impersonation_chain,
+    )
     store = open_store(location, settings=settings)
     backups, _incomplete, _protected = find_backups(store, store.entries())
     for backup in sorted(backups, key=lambda b: b.finished_at, reverse=True):
@@ -272,9 +279,17 @@ class PgBackupRetentionOperator(BaseOperator):
     :param aws_conn_id: Airflow ``aws`` connection for ``s3://`` locations.
     :param wasb_conn_id: Airflow ``wasb`` connection for ``az://`` locations.
     :param retry_timeout: seconds each object-store request is retried on transient errors.
+    :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
+        whose last account is impersonated; needs the ``google`` extra). Templated.
     """
 
-    template_fields: Sequence[str] = ("location", "gcp_conn_id", "aws_conn_id", "wasb_conn_id")
+    template_fields: Sequence[str] = (
+        "location",
+        "gcp_conn_id",
+        "aws_conn_id",
+        "wasb_conn_id",
+        "impersonation_chain",
+    )
     ui_color = "#f4d6cc"
 
     def __init__(
@@ -294,6 +309,7 @@ class PgBackupRetentionOperator(BaseOperator):
         retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -318,6 +334,7 @@ class PgBackupRetentionOperator(BaseOperator):
         self.aws_conn_id = aws_conn_id
         self.wasb_conn_id = wasb_conn_id
         self.retry_timeout = retry_timeout
+        self.impersonation_chain = impersonation_chain
         self._settings()
         if not is_templated(location):
             parse_location(location, what="location", folder=True)
@@ -333,6 +350,9 @@ class PgBackupRetentionOperator(BaseOperator):
             aws_conn_id=self.aws_conn_id or None,
             wasb_conn_id=self.wasb_conn_id or None,
             retry_timeout=self.retry_timeout,
+            impersonation_chain=None
+            if is_templated(self.impersonation_chain)
+            else (self.impersonation_chain or None),
         )
 
     def _store(self) -> BackupStore:

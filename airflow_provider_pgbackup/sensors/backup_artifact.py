@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk import BaseOperator, BaseOperatorLink, BaseSensorOperator, PokeReturnValue
+from airflow.sdk.configuration import conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.options import InvalidOptionError, check_bin_dir, is_templated, parse_flag
@@ -34,6 +35,25 @@ from airflow_provider_pgbackup.verify import (
     parse_max_age,
     verify_backup,
 )
+
+
+class VerifiedBackupLink(BaseOperatorLink):
+    """Operator extra link: the verified backup in its store's web console (``gs://``: Cloud Console)."""
+
+    name = "Backup in console"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        report = XCom.get_value(ti_key=ti_key, key="return_value")
+        artifact = report.get("artifact") if isinstance(report, dict) else None
+        if not artifact:
+            return ""
+        try:
+            location = parse_location(str(artifact))
+        except InvalidOptionError:
+            return ""
+        return location.console_url or ""
 
 
 class PgBackupArtifactSensor(BaseSensorOperator):
@@ -77,10 +97,22 @@ class PgBackupArtifactSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer instead of a worker slot; the verification itself runs on
         a worker when the trigger fires. For a ``gs://`` path the trigger looks for the two objects
         (metadata requests only, run in a thread so the triggerer's event loop never blocks), with the
-        same ``gcp_conn_id``.
+        same ``gcp_conn_id``. A local path is never handed to the triggerer, which may run on another
+        machine and cannot see it: the sensor then waits on its worker, in its ``mode``, and says so in
+        the log. Re-deferring (the backup vanished between the trigger and the verification) keeps the
+        sensor's ``timeout`` counted from the first start. Default: ``[operators] default_deferrable``.
+    :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
+        whose last account is impersonated; needs the ``google`` extra). Templated.
     """
 
-    template_fields: Sequence[str] = ("path", "gcp_conn_id", "aws_conn_id", "wasb_conn_id")
+    template_fields: Sequence[str] = (
+        "path",
+        "gcp_conn_id",
+        "aws_conn_id",
+        "wasb_conn_id",
+        "impersonation_chain",
+    )
+    operator_extra_links = (VerifiedBackupLink(),)
     ui_color = "#d5f5e3"
 
     def __init__(
@@ -94,9 +126,10 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         min_size_bytes: int = 1,
         max_age: datetime.timedelta | float | None = None,
         pg_bin_dir: str | None = None,
-        deferrable: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -113,6 +146,7 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         self.max_age = max_age
         self.pg_bin_dir = pg_bin_dir
         self.deferrable = deferrable
+        self.impersonation_chain = impersonation_chain
         self._check_switches()
         if not is_templated(path):
             parse_location(path)
@@ -151,6 +185,7 @@ class PgBackupArtifactSensor(BaseSensorOperator):
             gcp_conn_id=self.gcp_conn_id or None,
             aws_conn_id=self.aws_conn_id or None,
             wasb_conn_id=self.wasb_conn_id or None,
+            impersonation_chain=self.impersonation_chain or None,
         )
         return open_source(path, settings=settings)
 
@@ -196,22 +231,57 @@ class PgBackupArtifactSensor(BaseSensorOperator):
             gcp_conn_id=self.gcp_conn_id,
             aws_conn_id=self.aws_conn_id,
             wasb_conn_id=self.wasb_conn_id,
+            impersonation_chain=self._chain(),
         )
+
+    def _chain(self) -> list[str] | None:
+        """The rendered impersonation_chain as a list (what a trigger can serialize), or None."""
+        chain = self.impersonation_chain
+        if not chain:
+            return None
+        return [chain] if isinstance(chain, str) else [str(c) for c in chain]
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
             return super().execute(context)
+        if parse_location(self._check_path()).is_local:
+            self.log.info(
+                "%s is a local path: the triggerer may run on another machine and cannot see it, so this "
+                "sensor waits here on its worker (mode=%s) instead of deferring",
+                self.path,
+                self.mode,
+            )
+            return super().execute(context)
+        started_at = datetime.datetime.now(datetime.timezone.utc)
         result = self.poke(context)
         if isinstance(result, PokeReturnValue):
             return result.xcom_value
+        self._defer(started_at)
+
+    def _defer(self, started_at: datetime.datetime) -> NoReturn:
+        """Hand the wait to the triggerer for what is left of ``timeout`` since ``started_at``."""
+        elapsed = datetime.datetime.now(datetime.timezone.utc) - started_at
+        remaining = datetime.timedelta(seconds=self.timeout) - elapsed
+        if remaining <= datetime.timedelta(0):
+            raise AirflowSensorTimeout(
+                f"backup {self.path} was not there and verified within timeout={self.timeout} s "
+                f"(waiting since {started_at.isoformat()})"
+            )
         self.defer(
             trigger=self._trigger(),
             method_name="execute_complete",
-            timeout=datetime.timedelta(seconds=self.timeout),
+            kwargs={"started_at": started_at.isoformat()},
+            timeout=remaining,
         )
 
-    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
-        """Back on a worker after the trigger saw the backup: run the full verification."""
+    def execute_complete(
+        self, context: Any, event: dict[str, Any] | None = None, started_at: str | None = None
+    ) -> Any:
+        """Back on a worker after the trigger saw the backup: run the full verification.
+
+        :param started_at: when the sensor first deferred (ISO-8601), so waiting again does not reset
+            the timeout.
+        """
         if event and event.get("status") == "error":
             # The trigger could not look (GCS unreachable, credentials refused): retryable.
             raise AirflowException(f"backup trigger for {self.path} failed: {event.get('message')}")
@@ -223,9 +293,10 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         except ArtifactMissing as err:
             # Seen by the trigger, gone now (removed by retention or being replaced): wait again.
             self.log.info("%s; waiting again", err)
-            self.defer(
-                trigger=self._trigger(),
-                method_name="execute_complete",
-                timeout=datetime.timedelta(seconds=self.timeout),
+            first = (
+                datetime.datetime.fromisoformat(started_at)
+                if started_at
+                else datetime.datetime.now(datetime.timezone.utc)
             )
+            self._defer(first)
         return report.to_dict()

@@ -19,7 +19,7 @@ import datetime
 import hashlib
 import re
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -197,6 +197,10 @@ class StorageSettings:
     :param queue_chunks: chunks queued between the producer and the upload thread (>= 1).
     :param file_mode: mode of a finished local backup's files (artifact, manifest); its folders get
         the matching search bits (0o600 -> 0o700). Default owner-only; 0o640 shares with the group.
+    :param impersonation_chain: ``gs://``: service account(s) to impersonate with the connection's
+        credentials (the Google provider's ``impersonation_chain``: one account, or a chain whose last
+        account is impersonated, each granting the previous the Token Creator role). Needs
+        ``apache-airflow-providers-google``. Stored as a tuple.
     """
 
     gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID
@@ -210,6 +214,7 @@ class StorageSettings:
     aws_conn_id: str | None = DEFAULT_AWS_CONN_ID
     wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID
     encryption_scope: str | None = None
+    impersonation_chain: str | Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         size = self.chunk_size
@@ -243,6 +248,23 @@ class StorageSettings:
         queued = self.queue_chunks
         if isinstance(queued, bool) or not isinstance(queued, int) or queued < 1:
             raise InvalidOptionError(f"queue_chunks {queued!r} must be a whole number >= 1")
+        object.__setattr__(self, "impersonation_chain", check_impersonation_chain(self.impersonation_chain))
+
+
+def check_impersonation_chain(value: object) -> tuple[str, ...] | None:
+    """None, or a non-empty tuple of service-account e-mails; raises naming a bad value."""
+    if value is None or value == "" or value == ():
+        return None
+    accounts = [value] if isinstance(value, str) else value
+    if not isinstance(accounts, (list, tuple)) or not all(
+        isinstance(a, str) and a.strip() and "@" in a and not any(c in a for c in " \n\r\t,")
+        for a in accounts
+    ):
+        raise InvalidOptionError(
+            f"impersonation_chain {value!r} must be a service account e-mail "
+            "(name@project.iam.gserviceaccount.com) or a list of them"
+        )
+    return tuple(a.strip() for a in accounts)
 
 
 # ------------------------------------------------------------------------------------------ digests

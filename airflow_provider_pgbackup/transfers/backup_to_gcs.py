@@ -95,9 +95,18 @@ class PgBackupToGCSOperator(BaseOperator):
     :param retry_timeout: seconds each request is retried on transient errors, with backoff.
     :param progress_interval: seconds between progress log lines (bytes, rate).
     :param delete_local_copy: delete the local artifact and manifest after a verified upload.
+    :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
+        whose last account is impersonated; needs the ``google`` extra). Templated.
     """
 
-    template_fields: Sequence[str] = ("source_path", "bucket", "prefix", "gcp_conn_id", "kms_key_name")
+    template_fields: Sequence[str] = (
+        "source_path",
+        "bucket",
+        "prefix",
+        "gcp_conn_id",
+        "kms_key_name",
+        "impersonation_chain",
+    )
     ui_color = "#a8dadc"
     operator_extra_links = (GCSBackupLink(),)
 
@@ -114,6 +123,7 @@ class PgBackupToGCSOperator(BaseOperator):
         retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
         progress_interval: float = 5.0,
         delete_local_copy: bool = False,
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         if "outlets" not in kwargs:
@@ -133,6 +143,7 @@ class PgBackupToGCSOperator(BaseOperator):
         self.retry_timeout = retry_timeout
         self.progress_interval = progress_interval
         self.delete_local_copy = delete_local_copy
+        self.impersonation_chain = impersonation_chain
         self._settings()  # chunk_size, storage_class and retry_timeout are not templated
         if not is_templated(source_path):
             self._local_source()
@@ -173,6 +184,7 @@ class PgBackupToGCSOperator(BaseOperator):
             storage_class=self.storage_class,
             kms_key_name=self.kms_key_name or None,
             progress_interval=self.progress_interval,
+            impersonation_chain=None if is_templated(self.impersonation_chain) else self.impersonation_chain,
         )
 
     def execute(self, context: Any) -> dict[str, Any]:

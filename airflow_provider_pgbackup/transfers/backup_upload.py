@@ -93,11 +93,14 @@ class PgBackupUploadOperator(BaseOperator):
     :param retry_timeout: seconds each request is retried on transient errors, with backoff.
     :param progress_interval: seconds between progress log lines (bytes, rate, parts).
     :param delete_local_copy: delete the local artifact and manifest after a verified upload.
+    :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
+        whose last account is impersonated; needs the ``google`` extra). Templated.
     """
 
     template_fields: Sequence[str] = (
         "source_path",
         "destination",
+        "impersonation_chain",
         "gcp_conn_id",
         "aws_conn_id",
         "wasb_conn_id",
@@ -115,6 +118,7 @@ class PgBackupUploadOperator(BaseOperator):
         gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
+        impersonation_chain: str | Sequence[str] | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         storage_class: str | None = None,
         kms_key_name: str | None = None,
@@ -136,6 +140,7 @@ class PgBackupUploadOperator(BaseOperator):
         self.gcp_conn_id = gcp_conn_id
         self.aws_conn_id = aws_conn_id
         self.wasb_conn_id = wasb_conn_id
+        self.impersonation_chain = impersonation_chain
         self.chunk_size = chunk_size
         self.storage_class = storage_class
         self.kms_key_name = kms_key_name
@@ -181,6 +186,9 @@ class PgBackupUploadOperator(BaseOperator):
             kms_key_name=self.kms_key_name or None,
             encryption_scope=self.encryption_scope or None,
             progress_interval=self.progress_interval,
+            impersonation_chain=None
+            if is_templated(self.impersonation_chain)
+            else (self.impersonation_chain or None),
         )
 
     def _settings(self, destination: Location) -> StorageSettings:

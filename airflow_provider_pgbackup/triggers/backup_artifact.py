@@ -36,6 +36,7 @@ class PgBackupArtifactTrigger(BaseTrigger):
     :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for a ``gs://`` path.
     :param aws_conn_id: Airflow ``aws`` connection for an ``s3://`` path.
     :param wasb_conn_id: Airflow ``wasb`` connection for an ``az://`` path.
+    :param impersonation_chain: service account(s) to impersonate for a ``gs://`` path.
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class PgBackupArtifactTrigger(BaseTrigger):
         gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
+        impersonation_chain: list[str] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.path = path
@@ -52,6 +54,7 @@ class PgBackupArtifactTrigger(BaseTrigger):
         self.gcp_conn_id = gcp_conn_id
         self.aws_conn_id = aws_conn_id
         self.wasb_conn_id = wasb_conn_id
+        self.impersonation_chain = impersonation_chain
         self._source: ArtifactSource | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -63,6 +66,7 @@ class PgBackupArtifactTrigger(BaseTrigger):
                 "gcp_conn_id": self.gcp_conn_id,
                 "aws_conn_id": self.aws_conn_id,
                 "wasb_conn_id": self.wasb_conn_id,
+                "impersonation_chain": self.impersonation_chain,
             },
         )
 
@@ -73,6 +77,7 @@ class PgBackupArtifactTrigger(BaseTrigger):
                 gcp_conn_id=self.gcp_conn_id or None,
                 aws_conn_id=self.aws_conn_id or None,
                 wasb_conn_id=self.wasb_conn_id or None,
+                impersonation_chain=self.impersonation_chain or None,
             )
             self._source = open_source(self.path, settings=settings)
         return self._source.present()

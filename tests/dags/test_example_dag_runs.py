@@ -164,7 +164,31 @@ def test_pg_backup_to_cloud_serves_every_store_from_the_destination_param(
     assert list((tmp_path / shop).iterdir()) == []  # the local copy went after the verified upload
 
 
+def test_pg_backup_freshness_passes_after_a_backup_and_fails_with_an_alert_on_a_stale_folder(
+    pg18: PgCluster, shop: str, airflow_conn, airflow_db, gcs: GCSEmulator, gcs_bucket: str, tmp_path: Path
+) -> None:
+    import datetime
+
+    from tests.gcs_emulator import synthetic_backup, upload_local_backup
+
+    common = {"bucket": gcs_bucket, "prefix": "p"}
+    conn_id = airflow_conn(pg18, "postgres")
+    run("pg_backup_to_gcs", {**common, "postgres_conn_id": conn_id, "database": shop, "stream_to_gcs": True})
+    run("pg_backup_freshness", {**common, "databases": [shop]})
+
+    three_days_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=3)
+    old, _ = synthetic_backup(tmp_path / "old", "old.dump", size=32, finished_at=three_days_ago)
+    upload_local_backup(gcs, gcs_bucket, old, prefix="p/crm")
+    module = load("pg_backup_freshness")
+    watchdog = module.dag.get_task("newest_backups_are_fresh")
+    assert watchdog.on_failure_callback == [module.log_alert]  # the alert is wired to the failure
+    dag_run = module.dag.test(run_conf={**common, "databases": [shop, "crm"]})
+    assert dag_run.state == "failed"
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert states == {"backup_folders": "success", "newest_backups_are_fresh": "failed"}
+
+
 def test_every_example_dag_is_run_by_a_test() -> None:
     tested = {"pg_backup_to_gcs", "pg_restore_drill", "pg_backup_all_databases", "pg_dumpall_globals"}
-    tested |= {"pg_backup_local", "pg_backup_to_cloud"}
+    tested |= {"pg_backup_local", "pg_backup_to_cloud", "pg_backup_freshness"}
     assert {p.stem for p in EXAMPLE_DAGS.glob("*.py")} == tested

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +21,7 @@ from airflow.sdk.exceptions import (
     AirflowFailException,
     AirflowNotFoundException,
     AirflowRescheduleException,
+    AirflowSensorTimeout,
     TaskDeferred,
 )
 
@@ -26,6 +30,7 @@ from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
 from airflow_provider_pgbackup.triggers.backup_artifact import PgBackupArtifactTrigger
 from devtools.pgcluster import PgCluster
+from tests.conftest import log_text
 from tests.gcs_emulator import GCSEmulator, private_downloads, upload_local_backup
 
 
@@ -133,29 +138,17 @@ def test_reschedule_mode_frees_the_slot_while_the_backup_is_missing(tmp_path: Pa
         sensor.execute(context={"ti": _RescheduleTI()})
 
 
-def test_deferrable_sensor_defers_to_the_trigger_and_verifies_on_completion(
-    pg: PgCluster, pg_backup, tmp_path: Path
+def test_deferrable_sensor_on_a_local_path_waits_on_its_worker_instead_of_deferring(
+    pg: PgCluster, pg_backup, tmp_path: Path, task_log: list
 ) -> None:
+    """The triggerer may run on another machine: a local path is checked on the worker, and the log
+    says why."""
     source = pg_backup("directory", "gzip:1")
     target = tmp_path / "landing" / source.name
     target.parent.mkdir()
     sensor = PgBackupArtifactSensor(
         task_id="wait", path=str(target), deferrable=True, poke_interval=0.1, timeout=60
     )
-    with pytest.raises(TaskDeferred) as deferred:
-        sensor.execute(context={})
-    trigger = deferred.value.trigger
-    assert isinstance(trigger, PgBackupArtifactTrigger)
-    classpath, kwargs = trigger.serialize()
-    assert classpath == "airflow_provider_pgbackup.triggers.backup_artifact.PgBackupArtifactTrigger"
-    assert kwargs == {
-        "path": str(target),
-        "poll_interval": 0.1,
-        "gcp_conn_id": "google_cloud_default",
-        "aws_conn_id": "aws_default",
-        "wasb_conn_id": "wasb_default",
-    }
-    assert deferred.value.method_name == "execute_complete"
 
     def publish() -> None:
         time.sleep(0.5)
@@ -164,19 +157,56 @@ def test_deferrable_sensor_defers_to_the_trigger_and_verifies_on_completion(
 
     writer = threading.Thread(target=publish, daemon=True)
     writer.start()
-
-    async def first_event() -> Any:
-        rebuilt = PgBackupArtifactTrigger(**kwargs)
-        async for event in rebuilt.run():
-            return event.payload
-        return None
-
-    payload = asyncio.run(asyncio.wait_for(first_event(), timeout=30))
+    xcom = sensor.execute(context={})  # no TaskDeferred
     writer.join()
-    assert payload == {"status": "present", "path": str(target)}
-    xcom = sensor.execute_complete(context={}, event=payload)
     assert xcom["ok"] is True
     assert xcom["format"] == "directory"
+    assert "the triggerer may run on another machine" in log_text(task_log)
+
+
+def test_deferrable_defaults_to_the_operators_default_deferrable_setting(tmp_path: Path) -> None:
+    code = (
+        "from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor as S; "
+        "print(S(task_id='w', path='gs://pgbackup-x/a.dump').deferrable)"
+    )
+    for setting, expected in (("True", "True"), ("False", "False")):
+        env = {**os.environ, "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": setting}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=120
+        )
+        assert out.stdout.strip().splitlines()[-1] == expected
+
+
+def test_waiting_again_after_the_backup_vanished_keeps_the_first_start_for_the_timeout(
+    gcs: GCSEmulator, gcs_bucket: str
+) -> None:
+    uri = f"gs://{gcs_bucket}/vanished/a.dump"  # the trigger saw it; it is gone by verification time
+    sensor = PgBackupArtifactSensor(task_id="wait", path=uri, deferrable=True, poke_interval=1, timeout=60)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    first_start = (now - datetime.timedelta(seconds=50)).isoformat()
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute_complete(context={}, event={"status": "present", "path": uri}, started_at=first_start)
+    assert deferred.value.kwargs == {"started_at": first_start}  # carried on, never reset
+    assert deferred.value.timeout is not None
+    assert datetime.timedelta(seconds=5) < deferred.value.timeout <= datetime.timedelta(seconds=10)
+
+    long_ago = (now - datetime.timedelta(seconds=61)).isoformat()
+    with pytest.raises(AirflowSensorTimeout, match="timeout=60"):
+        sensor.execute_complete(context={}, event={"status": "present", "path": uri}, started_at=long_ago)
+
+
+def test_first_deferral_records_when_the_sensor_started(gcs: GCSEmulator, gcs_bucket: str) -> None:
+    uri = f"gs://{gcs_bucket}/not-yet/a.dump"
+    sensor = PgBackupArtifactSensor(task_id="wait", path=uri, deferrable=True, poke_interval=1, timeout=600)
+    before = datetime.datetime.now(datetime.timezone.utc)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context={})
+    assert deferred.value.method_name == "execute_complete"
+    assert deferred.value.kwargs is not None
+    started = datetime.datetime.fromisoformat(deferred.value.kwargs["started_at"])
+    assert before <= started <= datetime.datetime.now(datetime.timezone.utc)
+    assert deferred.value.timeout is not None
+    assert deferred.value.timeout <= datetime.timedelta(seconds=600)
 
 
 def test_deferrable_sensor_fails_fast_on_a_corrupt_backup_without_deferring(pg: PgCluster, pg_backup) -> None:
@@ -313,6 +343,7 @@ def test_deferrable_sensor_on_gs_waits_in_the_trigger_without_blocking_the_event
         "gcp_conn_id": "google_cloud_default",
         "aws_conn_id": "aws_default",
         "wasb_conn_id": "wasb_default",
+        "impersonation_chain": None,
     }
 
     async def first_event_while_ticking() -> tuple[Any, int]:

@@ -1,7 +1,18 @@
 """A ``google-cloud-storage`` client from an Airflow ``google_cloud_platform`` connection, ADC or an emulator.
 
-``apache-airflow-providers-google`` is not needed: the connection's extras are read here. Supported
-extras (each with or without the ``extra__google_cloud_platform__`` prefix):
+Two paths, chosen by what is installed:
+
+- **With** ``apache-airflow-providers-google`` (the ``[google]`` extra), credentials come from its
+  ``GoogleBaseHook``, exactly as Google's own operators get them: ``key_path``, ``keyfile_dict``,
+  ``key_secret_name`` (Secret Manager), ``credential_config_file`` (workload identity federation),
+  ``is_anonymous``, the connection's ``impersonation_chain`` extra or the task's
+  ``impersonation_chain`` argument, ``quota_project_id``, and ADC when the connection has no key.
+- **Without** it, the connection's extras are read here (a subset, no impersonation; an
+  ``impersonation_chain`` is refused with a message naming the extra to install).
+
+Either way an emulator (``STORAGE_EMULATOR_HOST`` or the ``emulator_host`` extra) wins, and a missing
+connection with the default id means ADC. The subset read without the provider (each extra with or
+without the ``extra__google_cloud_platform__`` prefix):
 
 - ``key_path``: path of a service-account JSON key file;
 - ``keyfile_dict``: the key's JSON (a string or an object);
@@ -105,14 +116,56 @@ def _service_account_credentials(
         ) from None
 
 
-def get_storage_client(gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID) -> storage.Client:
-    """Build a storage client: emulator, then the connection's key, then Application Default Credentials.
+GOOGLE_PROVIDER = "airflow.providers.google"
+
+
+def google_provider_installed() -> bool:
+    """Whether ``apache-airflow-providers-google`` can be imported (the ``[google]`` extra)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(GOOGLE_PROVIDER) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _provider_credentials(
+    gcp_conn_id: str | None, impersonation_chain: tuple[str, ...] | None, connection_exists: bool
+) -> tuple[Credentials, str | None]:
+    """Credentials and project the Google provider's way (GoogleBaseHook); builds, never exchanges tokens."""
+    if connection_exists and gcp_conn_id:
+        from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
+
+        hook = GoogleBaseHook(
+            gcp_conn_id=gcp_conn_id, impersonation_chain=list(impersonation_chain or ()) or None
+        )
+        return hook.get_credentials_and_project_id()
+    # No connection (default id, or None): ADC, impersonated when asked, as the provider does it.
+    from airflow.providers.google.cloud.utils.credentials_provider import (
+        _get_target_principal_and_delegates,
+        get_credentials_and_project_id,
+    )
+
+    target, delegates = _get_target_principal_and_delegates(list(impersonation_chain or ()) or None)
+    credentials, project = get_credentials_and_project_id(
+        scopes=list(DEFAULT_SCOPES), target_principal=target, delegates=delegates
+    )
+    return credentials, project
+
+
+def get_storage_client(
+    gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
+    impersonation_chain: tuple[str, ...] | None = None,
+) -> storage.Client:
+    """Build a storage client: emulator, then the connection's credentials, then ADC.
 
     :param gcp_conn_id: Airflow ``google_cloud_platform`` connection id; ``None`` uses ADC directly.
         A missing connection with the default id also falls back to ADC; any other missing id is an error.
+    :param impersonation_chain: service account(s) to impersonate (needs the Google provider).
     """
     env_emulator = os.environ.get(EMULATOR_ENV)
     extras: dict[str, Any] = {}
+    connection_exists = False
     if gcp_conn_id:
         try:
             conn = BaseHook.get_connection(gcp_conn_id)
@@ -126,10 +179,43 @@ def get_storage_client(gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID) -> storage
                     "a 'google_cloud_platform' connection is needed"
                 )
             extras = dict(conn.extra_dejson)
+            connection_exists = True
     project = _extra(extras, "project")
     emulator = env_emulator or _extra(extras, "emulator_host")
     if emulator:
         return emulator_client(str(emulator), project=str(project) if project else None)
+    from google.cloud import storage
+
+    key_file = _extra(extras, "key_path")
+    if key_file is not None and not os.path.isfile(str(key_file)):  # the same words on both paths
+        raise GCSCredentialsError(
+            f"connection {gcp_conn_id!r}: key_path {str(key_file)!r} is not a readable file"
+        )
+    if google_provider_installed():
+        try:
+            from_provider, provider_project = _provider_credentials(
+                gcp_conn_id, impersonation_chain, connection_exists
+            )
+        except Exception as err:
+            # The provider's messages can quote key fields: only the type is passed on.
+            raise GCSCredentialsError(
+                f"connection {gcp_conn_id!r}: the Google provider could not build credentials from it "
+                f"({type(err).__name__}); check key_path / keyfile_dict / key_secret_name / "
+                "credential_config_file"
+            ) from None
+        project = project or provider_project
+        return storage.Client(project=str(project) if project else None, credentials=from_provider)
+    if impersonation_chain or _extra(extras, "impersonation_chain"):
+        raise GCSCredentialsError(
+            f"impersonation_chain (connection {gcp_conn_id!r}) needs apache-airflow-providers-google: "
+            "pip install 'airflow-provider-pgbackup[google]'"
+        )
+    for name in ("key_secret_name", "credential_config_file"):
+        if _extra(extras, name) is not None:
+            raise GCSCredentialsError(
+                f"connection {gcp_conn_id!r}: extra {name!r} needs apache-airflow-providers-google: "
+                "pip install 'airflow-provider-pgbackup[google]'"
+            )
     scope_text = _extra(extras, "scope")
     scopes = (
         [s.strip() for s in str(scope_text).split(",") if s.strip()] if scope_text else list(DEFAULT_SCOPES)
@@ -151,6 +237,4 @@ def get_storage_client(gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID) -> storage
                 f"no key in connection {gcp_conn_id!r} and no Application Default Credentials: {err}"
             ) from err
         project = project or adc_project
-    from google.cloud import storage
-
     return storage.Client(project=str(project) if project else None, credentials=credentials)

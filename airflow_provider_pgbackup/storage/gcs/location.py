@@ -94,4 +94,5 @@ def make_client(settings: StorageSettings) -> storage.Client:
     from airflow_provider_pgbackup.storage.gcs.client import get_storage_client
 
     check_settings(settings)
-    return get_storage_client(settings.gcp_conn_id)
+    chain = settings.impersonation_chain
+    return get_storage_client(settings.gcp_conn_id, tuple(chain) if chain else None)

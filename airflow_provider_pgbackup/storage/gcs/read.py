@@ -246,7 +246,16 @@ class GCSBackupStore:
     def entries(self) -> list[StoredEntry]:
         prefix = f"{self._location.name}/" if self._location.name else ""
         groups: dict[str, list[Any]] = {}
-        listing = self.client.list_blobs(self._location.bucket, prefix=prefix, retry=retry(self.settings))
+        from google.api_core import exceptions
+
+        try:
+            listing = list(
+                self.client.list_blobs(self._location.bucket, prefix=prefix, retry=retry(self.settings))
+            )
+        except exceptions.NotFound as err:  # the bucket: waiting or retrying will not create it
+            raise StoreNotFound(
+                f"bucket {self._location.bucket!r} of {self._location.uri} does not exist"
+            ) from err
         for blob in listing:
             relative = blob.name[len(prefix) :]
             if not relative:
