@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_pgbackup.encryption import check_artifact_name, parse_recipients
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
 from airflow_provider_pgbackup.manifest import DEFAULT_FILE_MODE, Manifest
@@ -63,6 +64,7 @@ class _BackupOperator(BaseOperator):
     postgres_conn_id: str
     pg_bin_dir: str | None
     output_path: str
+    encryption_recipients: str | Sequence[str] | None
 
     @cached_property
     def hook(self) -> PgDumpHook:
@@ -95,6 +97,16 @@ class _BackupOperator(BaseOperator):
 
     def on_kill(self) -> None:
         self.hook.kill()
+
+    def _check_encryption_literal(self) -> None:
+        """At parse time: literal recipients are checked (a malformed one is named), and with a literal
+        output_path its ``.age`` suffix."""
+        recipients = self.encryption_recipients
+        if is_templated(recipients):
+            return
+        parsed = parse_recipients(recipients)
+        if not is_templated(self.output_path):
+            check_artifact_name(self.output_path, parsed)
 
 
 class PgDumpOperator(_BackupOperator):
@@ -156,6 +168,12 @@ class PgDumpOperator(_BackupOperator):
     :param wasb_conn_id: Airflow ``wasb`` connection for an ``az://`` output_path, resolved by the Microsoft
         Azure provider's ``WasbHook`` (``AZURE_STORAGE_CONNECTION_STRING`` or ``AZURE_STORAGE_ACCOUNT_URL``
         when the default connection does not exist). Templated.
+    :param encryption_recipients: age public keys (``age1...``, ``ssh-ed25519 ...``, ``ssh-rsa ...``),
+        one string or a list: the artifact is encrypted to every one of them before it leaves the
+        worker (any one of their identities decrypts it; keep an offline break-glass key beside the
+        daily one). ``output_path`` must then end with ``.age`` (and must not without them). A malformed
+        key fails at parse time, named. Needs the ``[age]`` extra. Templated (e.g. from a Variable).
+        With the directory format every file of the folder is encrypted (``toc.dat.age``...).
     """
 
     template_fields: Sequence[str] = (
@@ -171,6 +189,7 @@ class PgDumpOperator(_BackupOperator):
         "exclude_schemas",
         "tables",
         "exclude_tables",
+        "encryption_recipients",
     )
     ui_color = "#c6e2ff"
 
@@ -199,9 +218,11 @@ class PgDumpOperator(_BackupOperator):
         file_mode: int = DEFAULT_FILE_MODE,
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
+        encryption_recipients: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.encryption_recipients = encryption_recipients
         self.postgres_conn_id = postgres_conn_id
         self.output_path = output_path
         self.gcp_conn_id = gcp_conn_id
@@ -230,12 +251,14 @@ class PgDumpOperator(_BackupOperator):
             self._options()
         if not is_templated(output_path, format):
             check_output_path(output_path, directory=format == "directory")
+        self._check_encryption_literal()
 
     def validate(self) -> None:
         self._check_connection_arguments()
         options = self._options()
         check_output_path(self.output_path, directory=options.format == "directory")
         _storage_settings(self)
+        check_artifact_name(self.output_path, parse_recipients(self.encryption_recipients))
 
     def _options(self) -> PgDumpOptions:
         return PgDumpOptions.build(
@@ -262,6 +285,7 @@ class PgDumpOperator(_BackupOperator):
             database=check_optional_name("database", self.database),
             overwrite=parse_flag("overwrite", self.overwrite),
             storage_settings=_storage_settings(self),
+            encryption_recipients=parse_recipients(self.encryption_recipients),
         )
 
 
@@ -297,6 +321,11 @@ class PgDumpAllOperator(_BackupOperator):
     :param wasb_conn_id: Airflow ``wasb`` connection for an ``az://`` output_path, resolved by the Microsoft
         Azure provider's ``WasbHook`` (``AZURE_STORAGE_CONNECTION_STRING`` or ``AZURE_STORAGE_ACCOUNT_URL``
         when the default connection does not exist). Templated.
+    :param encryption_recipients: age public keys (``age1...``, ``ssh-ed25519 ...``, ``ssh-rsa ...``),
+        one string or a list: the artifact is encrypted to every one of them before it leaves the
+        worker (any one of their identities decrypts it; keep an offline break-glass key beside the
+        daily one). ``output_path`` must then end with ``.age`` (and must not without them). A malformed
+        key fails at parse time, named. Needs the ``[age]`` extra. Templated (e.g. from a Variable).
     """
 
     template_fields: Sequence[str] = (
@@ -308,6 +337,7 @@ class PgDumpAllOperator(_BackupOperator):
         "gcp_conn_id",
         "aws_conn_id",
         "wasb_conn_id",
+        "encryption_recipients",
     )
     ui_color = "#b0d4f1"
 
@@ -328,9 +358,11 @@ class PgDumpAllOperator(_BackupOperator):
         file_mode: int = DEFAULT_FILE_MODE,
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
+        encryption_recipients: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.encryption_recipients = encryption_recipients
         self.postgres_conn_id = postgres_conn_id
         self.output_path = output_path
         self.gcp_conn_id = gcp_conn_id
@@ -351,12 +383,14 @@ class PgDumpAllOperator(_BackupOperator):
             self._options()
         if not is_templated(output_path):
             check_output_path(output_path)
+        self._check_encryption_literal()
 
     def validate(self) -> None:
         self._check_connection_arguments()
         self._options()
         check_output_path(self.output_path)
         _storage_settings(self)
+        check_artifact_name(self.output_path, parse_recipients(self.encryption_recipients))
 
     def _options(self) -> PgDumpAllOptions:
         return PgDumpAllOptions.build(
@@ -375,4 +409,5 @@ class PgDumpAllOperator(_BackupOperator):
             self.output_path,
             overwrite=parse_flag("overwrite", self.overwrite),
             storage_settings=_storage_settings(self),
+            encryption_recipients=parse_recipients(self.encryption_recipients),
         )

@@ -11,7 +11,14 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_pgbackup.failures import failure_policy
-from airflow_provider_pgbackup.options import InvalidOptionError, check_bin_dir, is_templated, parse_flag
+from airflow_provider_pgbackup.hooks.pg_dump import load_identities
+from airflow_provider_pgbackup.options import (
+    InvalidOptionError,
+    check_bin_dir,
+    check_conn_id,
+    is_templated,
+    parse_flag,
+)
 from airflow_provider_pgbackup.process import PgProcessRunner
 from airflow_provider_pgbackup.storage import (
     DEFAULT_AWS_CONN_ID,
@@ -78,9 +85,20 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         a worker when the trigger fires. For a ``gs://`` path the trigger looks for the two objects
         (metadata requests only, run in a thread so the triggerer's event loop never blocks), with the
         same ``gcp_conn_id``.
+    :param decryption_conn_id: for an age-encrypted backup: an Airflow connection whose password holds
+        an ``AGE-SECRET-KEY-1...`` identity. With it the backup is decrypted in the stream (every byte
+        authenticated, the plaintext's sha256 compared, then the contents and tables checks); without
+        it only the ciphertext is checked (size, sha256, a well-formed age header matching the recorded
+        recipients). A key of none of the recipients fails non-retryably, never as "corrupt". Templated.
     """
 
-    template_fields: Sequence[str] = ("path", "gcp_conn_id", "aws_conn_id", "wasb_conn_id")
+    template_fields: Sequence[str] = (
+        "path",
+        "gcp_conn_id",
+        "aws_conn_id",
+        "wasb_conn_id",
+        "decryption_conn_id",
+    )
     ui_color = "#d5f5e3"
 
     def __init__(
@@ -97,9 +115,11 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         deferrable: bool = False,
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
+        decryption_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.decryption_conn_id = decryption_conn_id
         check_min_size(min_size_bytes)
         parse_max_age(max_age)
         self.path = path
@@ -157,6 +177,9 @@ class PgBackupArtifactSensor(BaseSensorOperator):
     def _verify(self) -> VerificationReport:
         """Run the checks; ArtifactMissing propagates, ArtifactCorrupt becomes AirflowFailException."""
         source = self._source()
+        identities = None
+        if self.decryption_conn_id:
+            identities = load_identities(check_conn_id("decryption_conn_id", self.decryption_conn_id))
         try:
             report = verify_backup(
                 source,
@@ -165,6 +188,7 @@ class PgBackupArtifactSensor(BaseSensorOperator):
                 max_age=self.max_age,
                 pg_bin_dir=self.pg_bin_dir,
                 runner=self.runner,
+                identities=identities,
             )
         except ArtifactCorrupt as err:
             raise AirflowFailException(
