@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 AZURITE_VERSION := 3.35.0
 AZURITE := .tools/node/node_modules/.bin/azurite-blob
 
-.PHONY: venv lint format test demo ui clean bench
+.PHONY: venv lint format test test-tools demo ui clean bench
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -32,7 +32,14 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: lint
+# Tools the tests run besides PostgreSQL: the Debian `age` CLI (the interop test proves a standard
+# tool opens the provider's encrypted backups). Idempotent; apt only where it is missing and we are root.
+test-tools:
+	@command -v age >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq age; \
+	else echo "age CLI missing: install the 'age' package (the interop tests skip without it)"; fi; }
+
+test: lint test-tools
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 demo: venv

@@ -300,6 +300,7 @@ class PgDumpHook(BaseHook):
                 dumped_database = session.params.get("dbname") or session.params.get("user") or ""
                 directory_file = target.staging_directory
                 if directory_file is not None and recipients:
+                    directory_file.mkdir(mode=0o700, exist_ok=True)
                     directory_file = directory_file / PLAINTEXT_FOLDER
                     directory_file.mkdir(mode=0o700)
                 pipeline: Pipeline | None = None

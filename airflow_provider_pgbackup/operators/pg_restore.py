@@ -21,7 +21,7 @@ from airflow_provider_pgbackup.content import (
     format_differences,
 )
 from airflow_provider_pgbackup.failures import failure_policy, restore_failure
-from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook
+from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook, load_identities
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError
 from airflow_provider_pgbackup.options import (
     InvalidOptionError,
