@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 AZURITE_VERSION := 3.35.0
 AZURITE := .tools/node/node_modules/.bin/azurite-blob
 
-.PHONY: venv lint format test demo ui clean bench browser
+.PHONY: venv lint format test test-tools demo ui clean bench browser
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -41,7 +41,14 @@ browser:
 		apt-get install -y --no-install-recommends chromium \
 		|| { apt-get update && apt-get install -y --no-install-recommends chromium; }; }
 
-test: lint browser
+# Tools the tests run besides PostgreSQL: the Debian `age` CLI (the interop test proves a standard
+# tool opens the provider's encrypted backups). Idempotent; apt only where it is missing and we are root.
+test-tools:
+	@command -v age >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq age; \
+	else echo "age CLI missing: install the 'age' package (the interop tests skip without it)"; fi; }
+
+test: lint browser test-tools
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 demo: venv

@@ -14,7 +14,19 @@ from pathlib import Path
 from typing import Any
 
 #: 2 added ``content`` (checksums, sequences, large objects, schema inventory); version 1 is still read.
-MANIFEST_SCHEMA_VERSION = 2
+#: 3 is written only for an encrypted backup (``encryption``): a reader of version 2, which ignores
+#: unknown fields, must refuse it rather than take ciphertext for a plain archive. Unencrypted
+#: backups are still written as version 2, so older readers keep reading them.
+MANIFEST_SCHEMA_VERSION = 3
+PLAIN_SCHEMA_VERSION = 2
+ENCRYPTED_SCHEMA_VERSION = 3
+#: The keys of the ``encryption`` object and what each holds (nothing secret: public keys, digests).
+ENCRYPTION_FIELDS: dict[str, tuple[type | None, ...]] = {
+    "format": (str,),
+    "recipients": (list,),
+    "plaintext_size_bytes": (int,),
+    "plaintext_sha256": (str,),
+}
 MANIFEST_SUFFIX = ".manifest.json"
 TOOL_NAME = "airflow-provider-pgbackup"
 
@@ -66,7 +78,10 @@ class Manifest:
     row_counts: tuple[TableRowCount, ...] | None = None
     content: dict[str, Any] | None = None  # airflow_provider_pgbackup.content.ContentRecord.to_dict()
     options: dict[str, Any] = field(default_factory=dict)
-    schema_version: int = MANIFEST_SCHEMA_VERSION
+    #: {"format": "age-v1", "recipients": [public keys], "plaintext_size_bytes", "plaintext_sha256"}
+    #: (directory: the combined digest over the decrypted files); None for an unencrypted backup.
+    encryption: dict[str, Any] | None = None
+    schema_version: int = PLAIN_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (also the XCom value of the dump operators)."""
@@ -95,6 +110,16 @@ class Manifest:
         values = {k: v for k, v in data.items() if k in known}
         for name, value in values.items():
             _check_field(name, value, FIELD_TYPES[name])
+        encryption = values.get("encryption")
+        if encryption is not None:
+            _check_encryption(encryption)
+            if version < ENCRYPTED_SCHEMA_VERSION:
+                raise ManifestError(
+                    f"manifest has an encryption record but schema_version {version}; encrypted "
+                    f"backups are schema_version {ENCRYPTED_SCHEMA_VERSION}"
+                )
+        elif version >= ENCRYPTED_SCHEMA_VERSION:
+            raise ManifestError(f"manifest schema_version {version} must have an encryption record")
         if values.get("files") is not None:
             values["files"] = tuple(_entry(FileDigest, "files", f, FILE_FIELDS) for f in values["files"])
         if values.get("row_counts") is not None:
@@ -143,6 +168,7 @@ FIELD_TYPES: dict[str, tuple[type | None, ...]] = {
     "row_counts": (list, None),
     "content": (dict, None),
     "options": (dict,),
+    "encryption": (dict, None),
     "schema_version": (int,),
 }
 FILE_FIELDS: dict[str, tuple[type | None, ...]] = {"path": (str,), "size_bytes": (int,), "sha256": (str,)}
@@ -159,6 +185,19 @@ def _check_field(name: str, value: Any, allowed: tuple[type | None, ...]) -> Non
             return
     shown = " or ".join("null" if k is None else _TYPE_NAMES.get(k, k.__name__) for k in allowed)
     raise ManifestError(f"manifest field {name!r} must be {shown}, not {value!r}"[:300])
+
+
+def _check_encryption(value: dict[str, Any]) -> None:
+    missing = sorted(set(ENCRYPTION_FIELDS) - value.keys())
+    if missing:
+        raise ManifestError(f"manifest encryption record lacks {', '.join(missing)}")
+    for name, allowed in ENCRYPTION_FIELDS.items():
+        _check_field(f"encryption.{name}", value[name], allowed)
+    if value["format"] != "age-v1":
+        raise ManifestError(f"manifest encryption format {value['format']!r} is not 'age-v1'"[:300])
+    recipients = value["recipients"]
+    if not recipients or not all(isinstance(r, str) for r in recipients):
+        raise ManifestError("manifest encryption recipients must be a non-empty list of public keys")
 
 
 def _entry(kind: Any, field_name: str, value: Any, fields_: dict[str, tuple[type | None, ...]]) -> Any:

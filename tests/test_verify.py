@@ -492,5 +492,5 @@ def test_symlinked_manifest_is_refused(pg: PgCluster, pg_backup, tmp_path: Path)
 def test_manifest_from_a_newer_schema_version_fails_the_manifest_check(pg: PgCluster, pg_backup) -> None:
     artifact = pg_backup("custom")
     path = manifest_path_for(artifact)
-    path.write_text(json.dumps({**json.loads(path.read_text()), "schema_version": 3}))
-    expect_corrupt(artifact, "manifest", "schema_version 3 is newer than this provider understands")
+    path.write_text(json.dumps({**json.loads(path.read_text()), "schema_version": 4}))
+    expect_corrupt(artifact, "manifest", "schema_version 4 is newer than this provider understands")

@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,8 +50,23 @@ from airflow_provider_pgbackup.commands import (
     psql_restore_argv,
 )
 from airflow_provider_pgbackup.content import ContentRecord, measure_content
+from airflow_provider_pgbackup.encryption import (
+    AGE_FORMAT,
+    AGE_SUFFIX,
+    AgeEncryptStage,
+    IdentityError,
+    check_artifact_name,
+    encrypt_file,
+    parse_identities,
+    parse_recipients,
+)
 from airflow_provider_pgbackup.libpq import LIBPQ_ENV, LibpqSession, open_session, write_private
-from airflow_provider_pgbackup.manifest import Manifest, TableRowCount
+from airflow_provider_pgbackup.manifest import (
+    ENCRYPTED_SCHEMA_VERSION,
+    FileDigest,
+    Manifest,
+    TableRowCount,
+)
 from airflow_provider_pgbackup.options import (
     Compression,
     InvalidOptionError,
@@ -69,9 +85,46 @@ from airflow_provider_pgbackup.storage import (
     open_source,
     open_target,
 )
+from airflow_provider_pgbackup.storage.base import combine_file_digests
 from airflow_provider_pgbackup.units import format_bytes
+from airflow_provider_pgbackup.verify.decrypt import decrypted_copy, decrypted_stream
 
-__all__ = ["CommandResult", "PgCommandError", "PgDumpHook", "PgLockTimeout", "ServerInfo"]
+__all__ = [
+    "CommandResult",
+    "PgCommandError",
+    "PgDumpHook",
+    "PgLockTimeout",
+    "ServerInfo",
+    "load_identities",
+]
+
+#: Where pg_dump writes a directory-format dump that is encrypted afterwards: inside the target's own
+#: private (0700) staging folder, so an abort removes it with everything else.
+PLAINTEXT_FOLDER = ".plaintext"
+
+
+def load_identities(conn_id: str) -> list[Any]:
+    """The age identities in the password of Airflow connection ``conn_id``, masked in the task log
+    first. Errors never contain the secret."""
+    conn = BaseHook.get_connection(conn_id)
+    secret = conn.password or ""
+    if secret:
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(secret)
+        for line in secret.splitlines():
+            if line.strip():
+                mask_secret(line.strip())
+    return parse_identities(secret, what=f"connection {conn_id!r}")
+
+
+def _encryption_record(recipients: tuple[str, ...], size: int, sha256: str) -> dict[str, Any]:
+    return {
+        "format": AGE_FORMAT,
+        "recipients": list(recipients),
+        "plaintext_size_bytes": size,
+        "plaintext_sha256": sha256,
+    }
 
 
 class PgDumpHook(BaseHook):
@@ -240,6 +293,7 @@ class PgDumpHook(BaseHook):
         database: str | None = None,
         overwrite: bool = False,
         storage_settings: StorageSettings | None = None,
+        encryption_recipients: Sequence[str] | str | None = None,
     ) -> Manifest:
         """Dump one database into ``output_path`` and write its manifest beside it, last.
 
@@ -254,7 +308,12 @@ class PgDumpHook(BaseHook):
         :param overwrite: replace a finished backup at ``output_path``.
         :param storage_settings: object-store connection, chunk size and retries (default: connection
             ``google_cloud_default``, 32 MiB chunks); ignored for a local path.
+        :param encryption_recipients: age public keys: the artifact is encrypted to them (in the stream
+            for single-file formats; every file for the directory format) and ``output_path`` must end
+            with ``.age``.
         """
+        recipients = parse_recipients(encryption_recipients)
+        check_artifact_name(output_path, recipients)
         target = open_target(
             output_path,
             directory=options.format == "directory",
@@ -262,6 +321,7 @@ class PgDumpHook(BaseHook):
             settings=storage_settings,
         )
         self._active_target = target
+        stage: AgeEncryptStage | None = None
         try:
             with self.session(database) as session, session.connect() as conn:
                 server = server_info(conn)
@@ -277,6 +337,14 @@ class PgDumpHook(BaseHook):
                 snapshot = str(snapshot_row[0])
                 dumped_database = session.params.get("dbname") or session.params.get("user") or ""
                 directory_file = target.staging_directory
+                if directory_file is not None and recipients:
+                    directory_file.mkdir(mode=0o700, exist_ok=True)
+                    directory_file = directory_file / PLAINTEXT_FOLDER
+                    directory_file.mkdir(mode=0o700)
+                pipeline: Pipeline | None = None
+                if directory_file is None and recipients:
+                    stage = AgeEncryptStage(recipients)
+                    pipeline = Pipeline(target.write, [stage])
                 argv = pg_dump_argv(
                     binary, options, snapshot, directory_file, self._filter_file(binary, options, session)
                 )
@@ -290,9 +358,11 @@ class PgDumpHook(BaseHook):
                         self.runner.run(
                             argv,
                             session.env,
-                            stdout=None if directory_file else target.write,
+                            stdout=None if directory_file else (pipeline.write if pipeline else target.write),
                             progress=self._progress("pg_dump", target),
                         )
+                        if pipeline is not None:
+                            pipeline.close()
                     except BaseException as err:
                         if counts is not None and not counts.done():
                             conn.cancel_safe()  # do not wait for counting a dump that failed
@@ -306,6 +376,11 @@ class PgDumpHook(BaseHook):
                         raise
                     row_counts, content = counts.result() if counts is not None else (None, None)
                 conn.rollback()
+            encryption = None
+            if stage is not None:
+                encryption = _encryption_record(recipients, stage.plaintext_size, stage.plaintext_sha256)
+            elif recipients and directory_file is not None:
+                encryption = self._encrypt_directory(directory_file, recipients)
             return self._finish_backup(
                 target,
                 binary,
@@ -317,12 +392,33 @@ class PgDumpHook(BaseHook):
                 row_counts=row_counts,
                 content=content.to_dict() if content is not None else None,
                 options=self._recorded_options(options),
+                encryption=encryption,
             )
         except BaseException:
+            if stage is not None:
+                stage.abort()
             target.abort()
             raise
         finally:
             self._active_target = None
+
+    def _encrypt_directory(self, plaintext: Path, recipients: tuple[str, ...]) -> dict[str, Any]:
+        """Encrypt every file pg_dump wrote into ``plaintext`` (inside the staging folder) to
+        ``<name>.age`` beside the folder, removing each plaintext file at once, then the folder."""
+        staging = plaintext.parent
+        files = []
+        for path in sorted(p for p in plaintext.rglob("*") if p.is_file()):
+            relative = path.relative_to(plaintext)
+            out = staging / (relative.as_posix() + AGE_SUFFIX)
+            out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            size, sha256 = encrypt_file(path, out, recipients)
+            path.unlink()
+            files.append(FileDigest(relative.as_posix(), size, sha256))
+        shutil.rmtree(plaintext)
+        self.log.info("Encrypted the %d files of the directory archive with age", len(files))
+        return _encryption_record(
+            recipients, sum(f.size_bytes for f in files), combine_file_digests(tuple(files))
+        )
 
     def dumpall(
         self,
@@ -331,6 +427,7 @@ class PgDumpHook(BaseHook):
         *,
         overwrite: bool = False,
         storage_settings: StorageSettings | None = None,
+        encryption_recipients: Sequence[str] | str | None = None,
     ) -> Manifest:
         """Run pg_dumpall (full, globals-only or roles-only) into ``output_path``, manifest beside it.
 
@@ -338,9 +435,14 @@ class PgDumpHook(BaseHook):
         :param output_path: absolute local path, or an object-store URI (streamed, upload beside the dump).
         :param overwrite: replace a finished backup at ``output_path``.
         :param storage_settings: object-store connection, chunk size and retries; ignored for a local path.
+        :param encryption_recipients: age public keys to encrypt the SQL to (``output_path`` ends with
+            ``.age``); encryption comes after the gzip stage.
         """
+        recipients = parse_recipients(encryption_recipients)
+        check_artifact_name(output_path, recipients)
         target = open_target(output_path, overwrite=overwrite, settings=storage_settings)
         self._active_target = target
+        encrypt: AgeEncryptStage | None = None
         try:
             with self.session() as session:
                 with self._server_connection(session) as conn:
@@ -350,6 +452,9 @@ class PgDumpHook(BaseHook):
                 if options.compression.enabled:
                     level = options.compression.effective_level
                     stages.append(GzipStage(level if level is not None else 6))
+                if recipients:
+                    encrypt = AgeEncryptStage(recipients)
+                    stages.append(encrypt)
                 pipeline = Pipeline(target.write, stages)
                 started = pendulum.now("UTC")
                 self.runner.run(
@@ -372,8 +477,15 @@ class PgDumpHook(BaseHook):
                     "no_role_passwords": options.no_role_passwords,
                     "extra_args": list(options.extra_args),
                 },
+                encryption=(
+                    None
+                    if encrypt is None
+                    else _encryption_record(recipients, encrypt.plaintext_size, encrypt.plaintext_sha256)
+                ),
             )
         except BaseException:
+            if encrypt is not None:
+                encrypt.abort()
             target.abort()
             raise
         finally:
@@ -388,6 +500,8 @@ class PgDumpHook(BaseHook):
         **fields: Any,
     ) -> Manifest:
         """Commit the artifact, then write its manifest, last; ``fields`` are what differs per tool."""
+        if fields.get("encryption") is not None:
+            fields["schema_version"] = ENCRYPTED_SCHEMA_VERSION
         digest = target.commit()
         finished = pendulum.now("UTC")
         manifest = Manifest(
@@ -578,6 +692,7 @@ class PgDumpHook(BaseHook):
         no_acl: bool = True,
         transaction_size: int | None = None,
         statistics: bool = False,
+        identities: Sequence[Any] | None = None,
     ) -> CommandResult:
         """Restore a (verified) backup into the existing database ``database``.
 
@@ -603,9 +718,29 @@ class PgDumpHook(BaseHook):
             objects, much faster for large schemas); ignored, with a log line, by a pg_restore without it.
         :param statistics: ``pg_restore --statistics`` (PostgreSQL 18+): restore the planner statistics
             the archive holds (dumped with ``statistics=True``); ignored, logged, where unsupported.
+        :param identities: age identities (:func:`load_identities`) for an encrypted backup: it is
+            decrypted on the fly into psql / pg_restore; a directory archive, or a custom one with
+            ``jobs`` > 1, is decrypted into a private temporary folder (0700) removed afterwards.
         """
         if isinstance(source, (str, os.PathLike, Location)):
             source = open_source(source, what="artifact_path")
+        if manifest.encryption is not None:
+            if not identities:
+                raise IdentityError(
+                    f"{source.location.uri} is encrypted (age): give decryption_conn_id, a connection "
+                    "whose password holds an AGE-SECRET-KEY-1... identity"
+                )
+            return self._restore_encrypted(
+                source,
+                manifest,
+                database,
+                identities,
+                jobs=jobs,
+                no_owner=no_owner,
+                no_acl=no_acl,
+                transaction_size=transaction_size,
+                statistics=statistics,
+            )
         with self.session(database) as session:
             if manifest.format == "plain":
                 psql = restore_binary(
@@ -646,6 +781,70 @@ class PgDumpHook(BaseHook):
                 )
             with source.local_copy() as artifact:
                 self.log.info("Restoring %s into %s with %s", source.location.uri, database, pg_restore)
+                argv = pg_restore_argv(
+                    pg_restore, manifest, artifact, jobs=jobs, no_owner=no_owner, no_acl=no_acl, **features
+                )
+                return self.runner.run(argv, session.env)
+
+    def _restore_encrypted(
+        self,
+        source: ArtifactSource,
+        manifest: Manifest,
+        database: str,
+        identities: Sequence[Any],
+        *,
+        jobs: int | None,
+        no_owner: bool,
+        no_acl: bool,
+        transaction_size: int | None,
+        statistics: bool,
+    ) -> CommandResult:
+        """:meth:`restore` of an age-encrypted backup: decrypted on the fly (plain, custom, tar), or into
+        a private temporary folder where pg_restore needs local files (directory, custom with jobs > 1)."""
+        with self.session(database) as session:
+            if manifest.format == "plain":
+                psql = restore_binary(
+                    "psql", manifest.client_tool, manifest.client_version, session.pg_bin_dir
+                )
+                self.log.info(
+                    "Restoring %s into %s with %s, decrypted on the fly", source.location.uri, database, psql
+                )
+                method = Compression.parse(manifest.compression).method
+                plain = decrypted_stream(source, identities)
+                chunks = decompressed_chunks(plain, method, runner_log=self.log)
+                try:
+                    return self.runner.run(psql_restore_argv(psql, manifest), session.env, stdin=chunks)
+                finally:
+                    chunks.close()
+                    plain.close()
+            pg_restore = restore_binary(
+                "pg_restore", manifest.client_tool, manifest.client_version, session.pg_bin_dir
+            )
+            features = self._restore_features(pg_restore, transaction_size, statistics)
+            parallel = bool(jobs and jobs > 1 and manifest.format == "custom")
+            if manifest.format != "directory" and not parallel:
+                self.log.info(
+                    "Restoring %s into %s with %s, decrypted on the fly into its stdin",
+                    source.location.uri,
+                    database,
+                    pg_restore,
+                )
+                argv = pg_restore_argv(
+                    pg_restore, manifest, None, jobs=None, no_owner=no_owner, no_acl=no_acl, **features
+                )
+                plain = decrypted_stream(source, identities)
+                try:
+                    return self.runner.run(argv, session.env, stdin=plain)
+                finally:
+                    plain.close()
+            self.log.info(
+                "Decrypting %s into a private temporary folder: pg_restore reads a %s archive%s only from "
+                "local files",
+                source.location.uri,
+                manifest.format,
+                f" with jobs={jobs}" if parallel else "",
+            )
+            with decrypted_copy(source, manifest, identities) as artifact:
                 argv = pg_restore_argv(
                     pg_restore, manifest, artifact, jobs=jobs, no_owner=no_owner, no_acl=no_acl, **features
                 )

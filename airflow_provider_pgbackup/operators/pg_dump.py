@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
 
+from airflow_provider_pgbackup.encryption import check_artifact_name, parse_recipients
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
 from airflow_provider_pgbackup.manifest import DEFAULT_FILE_MODE, Manifest
@@ -92,6 +93,7 @@ class _BackupOperator(BaseOperator):
     pg_bin_dir: str | None
     output_path: str
     operator_extra_links = (StreamedBackupLink(),)
+    encryption_recipients: str | Sequence[str] | None
 
     @cached_property
     def hook(self) -> PgDumpHook:
@@ -124,6 +126,16 @@ class _BackupOperator(BaseOperator):
 
     def on_kill(self) -> None:
         self.hook.kill()
+
+    def _check_encryption_literal(self) -> None:
+        """At parse time: literal recipients are checked (a malformed one is named), and with a literal
+        output_path its ``.age`` suffix."""
+        recipients = self.encryption_recipients
+        if is_templated(recipients):
+            return
+        parsed = parse_recipients(recipients)
+        if not is_templated(self.output_path):
+            check_artifact_name(self.output_path, parsed)
 
 
 class PgDumpOperator(_BackupOperator):
@@ -189,6 +201,12 @@ class PgDumpOperator(_BackupOperator):
         when the default connection does not exist). Templated.
     :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
         whose last account is impersonated; needs the ``google`` extra). Templated.
+    :param encryption_recipients: age public keys (``age1...``, ``ssh-ed25519 ...``, ``ssh-rsa ...``),
+        one string or a list: the artifact is encrypted to every one of them before it leaves the
+        worker (any one of their identities decrypts it; keep an offline break-glass key beside the
+        daily one). ``output_path`` must then end with ``.age`` (and must not without them). A malformed
+        key fails at parse time, named. Needs the ``[age]`` extra. Templated (e.g. from a Variable).
+        With the directory format every file of the folder is encrypted (``toc.dat.age``...).
     """
 
     template_fields: Sequence[str] = (
@@ -205,6 +223,7 @@ class PgDumpOperator(_BackupOperator):
         "exclude_schemas",
         "tables",
         "exclude_tables",
+        "encryption_recipients",
     )
     ui_color = "#c6e2ff"
 
@@ -234,9 +253,11 @@ class PgDumpOperator(_BackupOperator):
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
         impersonation_chain: str | Sequence[str] | None = None,
+        encryption_recipients: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.encryption_recipients = encryption_recipients
         self.postgres_conn_id = postgres_conn_id
         self.output_path = output_path
         self.gcp_conn_id = gcp_conn_id
@@ -266,12 +287,14 @@ class PgDumpOperator(_BackupOperator):
             self._options()
         if not is_templated(output_path, format):
             check_output_path(output_path, directory=format == "directory")
+        self._check_encryption_literal()
 
     def validate(self) -> None:
         self._check_connection_arguments()
         options = self._options()
         check_output_path(self.output_path, directory=options.format == "directory")
         _storage_settings(self)
+        check_artifact_name(self.output_path, parse_recipients(self.encryption_recipients))
 
     def _options(self) -> PgDumpOptions:
         return PgDumpOptions.build(
@@ -298,6 +321,7 @@ class PgDumpOperator(_BackupOperator):
             database=check_optional_name("database", self.database),
             overwrite=parse_flag("overwrite", self.overwrite),
             storage_settings=_storage_settings(self),
+            encryption_recipients=parse_recipients(self.encryption_recipients),
         )
 
 
@@ -335,6 +359,11 @@ class PgDumpAllOperator(_BackupOperator):
         when the default connection does not exist). Templated.
     :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
         whose last account is impersonated; needs the ``google`` extra). Templated.
+    :param encryption_recipients: age public keys (``age1...``, ``ssh-ed25519 ...``, ``ssh-rsa ...``),
+        one string or a list: the artifact is encrypted to every one of them before it leaves the
+        worker (any one of their identities decrypts it; keep an offline break-glass key beside the
+        daily one). ``output_path`` must then end with ``.age`` (and must not without them). A malformed
+        key fails at parse time, named. Needs the ``[age]`` extra. Templated (e.g. from a Variable).
     """
 
     template_fields: Sequence[str] = (
@@ -347,6 +376,7 @@ class PgDumpAllOperator(_BackupOperator):
         "aws_conn_id",
         "wasb_conn_id",
         "impersonation_chain",
+        "encryption_recipients",
     )
     ui_color = "#b0d4f1"
 
@@ -368,9 +398,11 @@ class PgDumpAllOperator(_BackupOperator):
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
         impersonation_chain: str | Sequence[str] | None = None,
+        encryption_recipients: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.encryption_recipients = encryption_recipients
         self.postgres_conn_id = postgres_conn_id
         self.output_path = output_path
         self.gcp_conn_id = gcp_conn_id
@@ -392,12 +424,14 @@ class PgDumpAllOperator(_BackupOperator):
             self._options()
         if not is_templated(output_path):
             check_output_path(output_path)
+        self._check_encryption_literal()
 
     def validate(self) -> None:
         self._check_connection_arguments()
         self._options()
         check_output_path(self.output_path)
         _storage_settings(self)
+        check_artifact_name(self.output_path, parse_recipients(self.encryption_recipients))
 
     def _options(self) -> PgDumpAllOptions:
         return PgDumpAllOptions.build(
@@ -416,4 +450,5 @@ class PgDumpAllOperator(_BackupOperator):
             self.output_path,
             overwrite=parse_flag("overwrite", self.overwrite),
             storage_settings=_storage_settings(self),
+            encryption_recipients=parse_recipients(self.encryption_recipients),
         )

@@ -21,7 +21,7 @@ from airflow_provider_pgbackup.content import (
     format_differences,
 )
 from airflow_provider_pgbackup.failures import failure_policy, restore_failure
-from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook
+from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook, load_identities
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError
 from airflow_provider_pgbackup.options import (
     InvalidOptionError,
@@ -146,6 +146,10 @@ class PgRestoreOperator(BaseOperator):
         when the default connection does not exist). Templated.
     :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
         whose last account is impersonated; needs the ``google`` extra). Templated.
+    :param decryption_conn_id: for an age-encrypted backup: an Airflow connection whose password holds
+        the ``AGE-SECRET-KEY-1...`` identity (keep it in a secrets backend). The backup is verified
+        (plaintext sha256, ``pg_restore --list``) and restored decrypted on the fly; the identity is
+        masked in the log and never written to disk, argv or the environment. Templated.
     """
 
     template_fields: Sequence[str] = (
@@ -156,6 +160,7 @@ class PgRestoreOperator(BaseOperator):
         "aws_conn_id",
         "wasb_conn_id",
         "impersonation_chain",
+        "decryption_conn_id",
     )
     ui_color = "#e8d5f5"
 
@@ -181,9 +186,12 @@ class PgRestoreOperator(BaseOperator):
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
         impersonation_chain: str | Sequence[str] | None = None,
+        decryption_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.decryption_conn_id = decryption_conn_id
+        self._identities: list[Any] | None = None
         self.artifact_path = artifact_path
         self.postgres_conn_id = postgres_conn_id
         self.database = database
@@ -212,6 +220,8 @@ class PgRestoreOperator(BaseOperator):
                 check_database_name(database)
         if not is_templated(postgres_conn_id):
             check_conn_id("postgres_conn_id", postgres_conn_id)
+        if decryption_conn_id is not None and not is_templated(decryption_conn_id):
+            check_conn_id("decryption_conn_id", decryption_conn_id)
 
     #: The on/off arguments (a rendered "true"/"false" is accepted).
     FLAGS = (
@@ -275,6 +285,8 @@ class PgRestoreOperator(BaseOperator):
             impersonation_chain=self.impersonation_chain or None,
         )
         source = open_source(path, what="artifact_path", settings=settings)
+        if self.decryption_conn_id:
+            self._identities = load_identities(check_conn_id("decryption_conn_id", self.decryption_conn_id))
         report = self._verify(source)
         try:
             manifest = Manifest.from_json(source.manifest_bytes())
@@ -286,6 +298,11 @@ class PgRestoreOperator(BaseOperator):
             raise AirflowException(
                 f"the manifest of {path} changed after verification (sha256 {manifest.sha256}, verified "
                 f"{report.sha256}): the backup is being replaced; not restoring it"
+            )
+        if manifest.encryption is not None and self._identities is None:
+            raise AirflowFailException(
+                f"{path} is encrypted (age): give decryption_conn_id, a connection whose password holds "
+                "an AGE-SECRET-KEY-1... identity of one of its recipients"
             )
 
         created = False
@@ -327,6 +344,7 @@ class PgRestoreOperator(BaseOperator):
                 verify_contents=self.verify_contents,
                 pg_bin_dir=self.pg_bin_dir,
                 runner=self.hook.runner,
+                identities=self._identities,
             )
         except ArtifactMissing as err:
             raise AirflowException(f"nothing to restore: {err}") from err
@@ -383,6 +401,7 @@ class PgRestoreOperator(BaseOperator):
                 no_acl=self.no_acl,
                 transaction_size=self.transaction_size,
                 statistics=self.restore_statistics,
+                identities=self._identities,
             )
         except PgCommandError as err:
             raise restore_failure(err, f"restoring {source.location.uri} into {database!r}") from err

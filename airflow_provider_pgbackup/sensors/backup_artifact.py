@@ -12,7 +12,14 @@ from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from airflow_provider_pgbackup.failures import failure_policy
-from airflow_provider_pgbackup.options import InvalidOptionError, check_bin_dir, is_templated, parse_flag
+from airflow_provider_pgbackup.hooks.pg_dump import load_identities
+from airflow_provider_pgbackup.options import (
+    InvalidOptionError,
+    check_bin_dir,
+    check_conn_id,
+    is_templated,
+    parse_flag,
+)
 from airflow_provider_pgbackup.process import PgProcessRunner
 from airflow_provider_pgbackup.storage import (
     DEFAULT_AWS_CONN_ID,
@@ -103,6 +110,11 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         sensor's ``timeout`` counted from the first start. Default: ``[operators] default_deferrable``.
     :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
         whose last account is impersonated; needs the ``google`` extra). Templated.
+    :param decryption_conn_id: for an age-encrypted backup: an Airflow connection whose password holds
+        an ``AGE-SECRET-KEY-1...`` identity. With it the backup is decrypted in the stream (every byte
+        authenticated, the plaintext's sha256 compared, then the contents and tables checks); without
+        it only the ciphertext is checked (size, sha256, a well-formed age header matching the recorded
+        recipients). A key of none of the recipients fails non-retryably, never as "corrupt". Templated.
     """
 
     template_fields: Sequence[str] = (
@@ -111,6 +123,7 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         "aws_conn_id",
         "wasb_conn_id",
         "impersonation_chain",
+        "decryption_conn_id",
     )
     operator_extra_links = (VerifiedBackupLink(),)
     ui_color = "#d5f5e3"
@@ -130,9 +143,11 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
         impersonation_chain: str | Sequence[str] | None = None,
+        decryption_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.decryption_conn_id = decryption_conn_id
         check_min_size(min_size_bytes)
         parse_max_age(max_age)
         self.path = path
@@ -192,6 +207,9 @@ class PgBackupArtifactSensor(BaseSensorOperator):
     def _verify(self) -> VerificationReport:
         """Run the checks; ArtifactMissing propagates, ArtifactCorrupt becomes AirflowFailException."""
         source = self._source()
+        identities = None
+        if self.decryption_conn_id:
+            identities = load_identities(check_conn_id("decryption_conn_id", self.decryption_conn_id))
         try:
             report = verify_backup(
                 source,
@@ -200,6 +218,7 @@ class PgBackupArtifactSensor(BaseSensorOperator):
                 max_age=self.max_age,
                 pg_bin_dir=self.pg_bin_dir,
                 runner=self.runner,
+                identities=identities,
             )
         except ArtifactCorrupt as err:
             raise AirflowFailException(

@@ -16,6 +16,10 @@ Used by :class:`~airflow_provider_pgbackup.sensors.backup_artifact.PgBackupArtif
     the manifest lists is there with its size, and no other file is.
 ``checksum`` (switch ``verify_checksum``)
     sha256 equal to the manifest's (directory: every file's digest and the combined digest).
+``encryption``
+    (encrypted backups) a well-formed age v1 header whose stanzas match the recorded recipients.
+``decryption`` (switch ``verify_checksum``; needs a key: ``identities``)
+    every byte decrypts and authenticates; the plaintext's size and sha256 equal the manifest's.
 ``contents`` (switch ``verify_contents``)
     custom / tar / directory: ``pg_restore --list`` succeeds, run by a pg_restore whose major version
     can read the archive. Plain SQL (pg_dump or pg_dumpall): the stream decompresses cleanly and ends
@@ -90,6 +94,7 @@ def verify_backup(
     runner: PgProcessRunner | None = None,
     now: datetime.datetime | None = None,
     switches: Mapping[str, bool] | None = None,
+    identities: list[Any] | None = None,
     **switch_kwargs: bool,
 ) -> VerificationReport:
     """Run the checks (module docstring) on a backup, cheapest first, and return the report.
@@ -104,6 +109,8 @@ def verify_backup(
         be passed as keywords. ``verify_checksum``: compare the sha256 (reads every byte);
         ``verify_contents``: parse the content (``pg_restore --list``, or the SQL stream to its
         trailer); ``verify_tables``: archives, the TOC holds data for every table the manifest counted.
+    :param identities: age identities (``encryption.parse_identities``) for an encrypted backup: the
+        plaintext is then checked (decryption, contents, tables); without them only the ciphertext is.
     :raises ArtifactMissing: the artifact or its manifest is not there yet.
     :raises ArtifactCorrupt: a check failed; ``check`` names it and ``report`` holds what ran.
     """
@@ -115,6 +122,7 @@ def verify_backup(
         max_age=parse_max_age(max_age),
         now=now,
         report=VerificationReport(artifact=source.location.uri, manifest=source.location.manifest_uri),
+        identities=identities,
     )
     enabled = check_switches({**(switches or {}), **switch_kwargs})
     started = time.monotonic()

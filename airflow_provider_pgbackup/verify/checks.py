@@ -16,6 +16,12 @@ from typing import Any, ClassVar
 
 from airflow_provider_pgbackup.binaries import PgBinaryNotFound, restore_binary
 from airflow_provider_pgbackup.content import ContentRecord, ContentRecordError
+from airflow_provider_pgbackup.encryption import (
+    AGE_SUFFIX,
+    CiphertextCorrupt,
+    check_header,
+    read_header,
+)
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError
 from airflow_provider_pgbackup.options import FORMAT_FLAGS, Compression, InvalidOptionError
 from airflow_provider_pgbackup.pipeline import DecompressorUnavailable, StreamCorrupt, decompressed_chunks
@@ -23,6 +29,7 @@ from airflow_provider_pgbackup.process import PgCommandError, PgProcessRunner
 from airflow_provider_pgbackup.storage import ArtifactMismatchError, ArtifactRefused, ArtifactSource
 from airflow_provider_pgbackup.storage.base import combine_file_digests
 from airflow_provider_pgbackup.verify.archive import SQL_TRAILERS, TocSummary, check_sql_stream, list_archive
+from airflow_provider_pgbackup.verify.decrypt import decrypted_copy, decrypted_stream, plaintext_digest
 from airflow_provider_pgbackup.verify.report import (
     ArtifactCorrupt,
     ArtifactMissing,
@@ -67,6 +74,8 @@ class Run:
     sizes: dict[str, int] | int = 0
     toc: TocSummary | None = None
     passed: set[str] = field(default_factory=set)
+    #: pyrage identities from ``decryption_conn_id`` (never logged); None: no key, ciphertext checks only
+    identities: list[Any] | None = None
     _manifest: Manifest | None = None
 
     @property
@@ -263,6 +272,70 @@ class Checksum(Check):
         detail.append(f"sha256 {digest.sha256}")
 
 
+class EncryptionHeader(Check):
+    """(encrypted backups) every file starts with a well-formed age v1 header whose stanzas match the
+    recipients the manifest records (no key needed). An X25519 stanza does not name its recipient:
+    their number is compared; an ssh stanza carries its key's tag: each recorded ssh key is found."""
+
+    name = "encryption"
+
+    def applies(self, run: Run) -> bool:
+        return run.manifest.encryption is not None
+
+    def run(self, run: Run, detail: list[str]) -> None:
+        manifest, source = run.manifest, run.source
+        assert manifest.encryption is not None
+        recipients = manifest.encryption["recipients"]
+        try:
+            if manifest.format != "directory":
+                seen = check_header(read_header(source.chunks()), recipients)
+            else:
+                not_age = [f.path for f in manifest.files or () if not f.path.endswith(AGE_SUFFIX)]
+                if not_age:
+                    raise Fail(f"files not encrypted (no {AGE_SUFFIX!r} suffix): {', '.join(not_age)}")
+                with source.local_copy() as folder:
+                    for entry in manifest.files or ():
+                        with (folder / entry.path).open("rb") as handle:
+                            try:
+                                seen = check_header(
+                                    read_header(iter(lambda: handle.read(65536), b"")), recipients
+                                )
+                            except CiphertextCorrupt as err:
+                                raise CiphertextCorrupt(f"{entry.path}: {err}") from err
+        except CiphertextCorrupt as err:
+            raise Fail(f"not a well-formed age file for the recorded recipients: {err}") from err
+        detail.append(f"age v1 header with {seen} stanza(s) for {len(recipients)} recorded recipient(s)")
+
+
+class Decryption(Check):
+    """(encrypted backups, with a key) decrypt every byte: age authenticates it; the plaintext's size and
+    sha256 equal the manifest's. A key that is not a recipient raises ``NoMatchingIdentity`` (not corrupt)."""
+
+    name = "decryption"
+    switch = "verify_checksum"
+    requires = "encryption"
+
+    def applies(self, run: Run) -> bool:
+        return run.manifest.encryption is not None
+
+    def run(self, run: Run, detail: list[str]) -> None:
+        manifest = run.manifest
+        assert manifest.encryption is not None
+        if run.identities is None:
+            raise Skip("skipped: no decryption_conn_id: the plaintext is not checked")
+        try:
+            size, sha256 = plaintext_digest(run.source, manifest, run.identities)
+        except CiphertextCorrupt as err:
+            raise Fail(str(err)) from err
+        expected = manifest.encryption
+        if sha256 != expected["plaintext_sha256"] or size != expected["plaintext_size_bytes"]:
+            raise Fail(
+                f"the decrypted plaintext ({size} bytes, sha256 {sha256}) differs from the manifest's "
+                f"({expected['plaintext_size_bytes']} bytes, sha256 {expected['plaintext_sha256']})"
+            )
+        detail.append(f"decrypted and authenticated: {size} bytes of plaintext, sha256 {sha256}")
+
+
 class Contents(Check):
     """custom / tar / directory: ``pg_restore --list`` succeeds, run by a pg_restore whose major version
     can read the archive. Plain SQL: the stream decompresses cleanly and ends with the tool's trailer."""
@@ -272,16 +345,22 @@ class Contents(Check):
 
     def run(self, run: Run, detail: list[str]) -> None:
         manifest, report, source = run.manifest, run.report, run.source
+        encrypted = manifest.encryption is not None
+        if encrypted and run.identities is None:
+            raise Skip("skipped: the backup is encrypted and no decryption_conn_id was given")
+        identities = run.identities or []
         if manifest.format == "plain":
             method = Compression.parse(manifest.compression).method
+            stream = decrypted_stream(source, identities) if encrypted else source.chunks()
             try:
-                report.sql_bytes = check_sql_stream(
-                    decompressed_chunks(source.chunks(), method), manifest.kind
-                )
+                report.sql_bytes = check_sql_stream(decompressed_chunks(stream, method), manifest.kind)
             except DecompressorUnavailable as err:
                 raise Skip(f"skipped: {err}") from err
             except StreamCorrupt as err:
                 raise Fail(str(err)) from err
+            finally:
+                if encrypted:
+                    stream.close()  # type: ignore[attr-defined]
             trailer = SQL_TRAILERS[manifest.kind].decode()
             detail.append(f"{report.sql_bytes} bytes of SQL ({method}) end with {trailer!r}")
             return
@@ -294,10 +373,19 @@ class Contents(Check):
         report.pg_restore = str(binary)
         try:
             if manifest.format == "directory":
-                with source.local_copy() as folder:
+                copy = decrypted_copy(source, manifest, identities) if encrypted else source.local_copy()
+                with copy as folder:
                     toc = list_archive(binary, manifest.format, directory=folder, runner=run.runner)
+            elif encrypted:
+                stream = decrypted_stream(source, identities)
+                try:
+                    toc = list_archive(binary, manifest.format, chunks=stream, runner=run.runner)
+                finally:
+                    stream.close()
             else:
                 toc = list_archive(binary, manifest.format, chunks=source.chunks(), runner=run.runner)
+        except CiphertextCorrupt as err:
+            raise Fail(str(err)) from err
         except PgCommandError as err:
             if err.killed:
                 raise  # the task is being stopped: that says nothing about the archive
@@ -342,9 +430,19 @@ class Tables(Check):
 
 
 #: The checks, cheapest first.
-CHECKS: tuple[Check, ...] = (Exists(), ManifestCheck(), Age(), Size(), Checksum(), Contents(), Tables())
+CHECKS: tuple[Check, ...] = (
+    Exists(),
+    ManifestCheck(),
+    Age(),
+    Size(),
+    Checksum(),
+    EncryptionHeader(),
+    Decryption(),
+    Contents(),
+    Tables(),
+)
 #: The keywords that switch checks off, in order (sensor, drill and :func:`verify_backup` take them).
-SWITCHES: tuple[str, ...] = tuple(c.switch for c in CHECKS if c.switch)
+SWITCHES: tuple[str, ...] = tuple(dict.fromkeys(c.switch for c in CHECKS if c.switch))
 
 
 def check_switches(switches: Mapping[str, Any]) -> dict[str, bool]:
