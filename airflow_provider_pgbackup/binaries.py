@@ -19,6 +19,8 @@ from pathlib import Path
 
 from airflow.sdk.exceptions import AirflowException
 
+from airflow_provider_pgbackup.process import tool_env
+
 PG_TOOLS = ("pg_dump", "pg_dumpall", "pg_restore", "psql")
 
 # Where PostgreSQL client binaries usually live, after pg_bin_dir and PATH.
@@ -64,7 +66,7 @@ def _version_of(path: str) -> tuple[int, str] | None:
             text=True,
             errors="backslashreplace",
             timeout=30,
-            env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"},
+            env={**tool_env(), "LC_ALL": "C"},  # what the children get: LD_LIBRARY_PATH too
             check=False,
         )
     except (OSError, subprocess.SubprocessError):
@@ -173,7 +175,7 @@ def supports_compression(pg_dump_path: str, method: str) -> bool:
         errors="backslashreplace",
         timeout=30,
         env={
-            "PATH": os.environ.get("PATH", ""),
+            **tool_env(),  # what the children get: LD_LIBRARY_PATH too
             "LC_ALL": "C",
             "PGHOST": "/nonexistent-pgbackup-probe",
             "PGDATABASE": "probe",

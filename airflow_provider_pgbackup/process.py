@@ -1,9 +1,11 @@
 """The one streamed runner for pg_dump, pg_dumpall, pg_restore, psql (and decompressors), and its errors.
 
 Knows nothing of Airflow connections: it runs an argv with the environment it is given. Every child
-runs in its own session (process group), so :meth:`PgProcessRunner.kill` stops it and all its workers,
-and gets a parent-death signal (Linux ``PR_SET_PDEATHSIG``), so a child never outlives the task process,
-even when that process is killed with SIGKILL.
+runs in its own session (process group), so :meth:`PgProcessRunner.kill` stops it and all its workers.
+Nothing in that group outlives the task process, even when that process is killed with SIGKILL: the child
+gets a parent-death signal (Linux ``PR_SET_PDEATHSIG``; pg_dump and pg_restore forward it to their
+parallel workers), and a tiny reaper outside the group stops whatever is left in it (pg_dumpall runs
+pg_dump through ``sh``: grandchildren that no parent-death signal reaches) once the task process is gone.
 """
 
 from __future__ import annotations
@@ -42,6 +44,26 @@ STDERR_TAIL_LINES = 20
 READ_CHUNK_BYTES = 1024 * 1024
 PIPE_BYTES = 1024 * 1024
 _PR_SET_PDEATHSIG = 1
+REAPER_GRACE_SECONDS = 5.0
+# The reaper: blocks on a pipe only the task process can write to. "done" means the command ended
+# normally; end-of-file without it means the task process died: SIGTERM the command's process group,
+# then SIGKILL what is still there after the grace period. It is not in that group, so `killpg(group, 0)`
+# tells whether anything is left (a group id cannot be reused while a member lives).
+_REAPER = """
+import os, signal, sys, time
+group, grace = int(sys.argv[1]), float(sys.argv[2])
+if sys.stdin.buffer.read() == b"done":
+    sys.exit(0)
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    deadline = time.monotonic() + grace
+    try:
+        os.killpg(group, sig)
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            os.killpg(group, 0)
+    except ProcessLookupError:
+        sys.exit(0)
+"""
 
 
 def inherited_env() -> dict[str, str]:
@@ -76,6 +98,43 @@ def _parent_death_signal(parent_pid: int) -> Callable[[], None] | None:
             os._exit(1)
 
     return set_signal
+
+
+class _Reaper:
+    """Stops the process group ``group`` if the task process dies before the command ends (``_REAPER``)."""
+
+    def __init__(self, group: int, log: Any) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        read_end, self._write_end = os.pipe()  # not inherited by any other child (close_fds, O_CLOEXEC)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _REAPER, str(group), str(REAPER_GRACE_SECONDS)],
+                env=tool_env(),
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # outside the group it watches, and out of the task's signals
+                close_fds=True,
+            )
+        except OSError as err:  # the parent-death signal still stops the command itself
+            log.warning("Could not start the reaper of process group %s: %s", group, err)
+        except BaseException:
+            os.close(self._write_end)
+            raise
+        finally:
+            os.close(read_end)
+
+    def release(self, command_ended: bool) -> None:
+        """Let the reaper go; unless ``command_ended``, it stops what is left of the group."""
+        try:
+            if command_ended and self._proc is not None:
+                with contextlib.suppress(OSError):
+                    os.write(self._write_end, b"done")
+        finally:
+            os.close(self._write_end)
+        if command_ended and self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=REAPER_GRACE_SECONDS)
 
 
 class PgCommandError(AirflowException):
@@ -160,8 +219,6 @@ class PgProcessRunner:
         :param progress: called with the elapsed seconds; returns a line to log.
         """
         tool = Path(argv[0]).name
-        tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-        errors: list[BaseException] = []
         started = time.monotonic()
         with self._lock:
             if self._killed.is_set():
@@ -179,6 +236,29 @@ class PgProcessRunner:
                 preexec_fn=_parent_death_signal(os.getpid()),
             )
         proc = self._proc
+        try:
+            reaper = _Reaper(proc.pid, self.log)
+        except BaseException:
+            self._terminate(proc)
+            raise
+        try:
+            return self._follow(proc, tool, stdout, stdin, progress, check, started)
+        finally:
+            reaper.release(command_ended=proc.poll() is not None)
+
+    def _follow(
+        self,
+        proc: subprocess.Popen[bytes],
+        tool: str,
+        stdout: Callable[[bytes], None] | None,
+        stdin: Iterable[bytes] | None,
+        progress: Callable[[float], str] | None,
+        check: bool,
+        started: float,
+    ) -> CommandResult:
+        """Stream the running ``proc``'s output, feed its input, wait for it; see :meth:`run`."""
+        tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        errors: list[BaseException] = []
         if self._killed.is_set():
             # on_kill ran (in a signal handler) while Popen was starting: it saw no process to stop.
             self._terminate(proc)

@@ -49,7 +49,7 @@ from airflow_provider_pgbackup.commands import (
     pg_restore_argv,
     psql_restore_argv,
 )
-from airflow_provider_pgbackup.content import ContentRecord, measure_content
+from airflow_provider_pgbackup.content import ContentRecord, SequenceValue, measure_content
 from airflow_provider_pgbackup.encryption import (
     AGE_FORMAT,
     AGE_SUFFIX,
@@ -353,7 +353,9 @@ class PgDumpHook(BaseHook):
                     counts: Future[tuple[tuple[TableRowCount, ...] | None, ContentRecord | None]] | None
                     counts = None
                     if options.record_row_counts or options.record_checksums:
-                        counts = pool.submit(self._snapshot_facts, conn, options)
+                        # Sequences ignore snapshots: read them before pg_dump does, never after.
+                        sequences = self._sequences_before_dump(conn, options)
+                        counts = pool.submit(self._snapshot_facts, conn, options, sequences)
                     try:
                         self.runner.run(
                             argv,
@@ -553,8 +555,27 @@ class PgDumpHook(BaseHook):
             "statistics": options.statistics,
         }
 
+    @staticmethod
+    def _sequences_before_dump(
+        conn: psycopg.Connection[Any], options: PgDumpOptions
+    ) -> tuple[SequenceValue, ...] | None:
+        """The sequences a whole-database content record holds, read before pg_dump starts.
+
+        Sequences are not transactional: the snapshot does not freeze them. Read before pg_dump reads
+        them, the recorded value is never ahead of the dumped one, so a sequence that advanced while
+        pg_dump ran restores *ahead* of the record, which the drill accepts. Read after the table
+        checksums (seconds later on a busy server), it was ahead and the drill saw a false difference.
+        """
+        if not (options.record_checksums and options.dumps_whole_database):
+            return None
+        early = measure_content(conn, [], checksums=False, large_objects=False, inventory=False)
+        return early.sequences
+
     def _snapshot_facts(
-        self, conn: psycopg.Connection[Any], options: PgDumpOptions
+        self,
+        conn: psycopg.Connection[Any],
+        options: PgDumpOptions,
+        sequences: tuple[SequenceValue, ...] | None = None,
     ) -> tuple[tuple[TableRowCount, ...] | None, ContentRecord | None]:
         """Row counts (and, with ``record_checksums``, the content record) of what pg_dump dumps, taken
         in the transaction whose snapshot pg_dump dumps.
@@ -573,12 +594,14 @@ class PgDumpHook(BaseHook):
             conn,
             tables,
             checksums=True,
-            sequences=None if whole else (),
+            sequences=None if whole and sequences is None else (),
             large_objects=options.dumps_large_objects,
             inventory=whole,
         )
         if not whole:
             content = dataclasses.replace(content, sequences=None)  # not measured: not compared
+        elif sequences is not None:  # read before pg_dump started
+            content = dataclasses.replace(content, sequences=sequences)
         counts = tuple(TableRowCount(t.schema, t.table, t.rows or 0) for t in content.tables)
         self.log.info(
             "Measured %d tables%s in the dump's snapshot in %.1f s (row counts and checksums)",
