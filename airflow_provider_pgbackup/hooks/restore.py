@@ -1,0 +1,332 @@
+"""The restore half of :class:`~airflow_provider_pgbackup.hooks.pg_dump.PgDumpHook`: scratch databases,
+``pg_restore``/``psql`` fed from any storage source (decrypted and decompressed on the fly), and the
+measurement of a restored copy for the drill. A mixin: the hook composes it with its dump half, and it
+uses only the hook's session, runner and log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from airflow.sdk import BaseHook
+from psycopg import sql
+
+from airflow_provider_pgbackup.binaries import (
+    PgBinary,
+    restore_binary,
+    supports_option,
+)
+from airflow_provider_pgbackup.catalog import (
+    exact_count,
+    server_info,
+    table_exists,
+)
+from airflow_provider_pgbackup.commands import (
+    pg_restore_argv,
+    psql_restore_argv,
+)
+from airflow_provider_pgbackup.content import ContentRecord, measure_content
+from airflow_provider_pgbackup.encryption import (
+    IdentityError,
+    parse_identities,
+)
+from airflow_provider_pgbackup.libpq import LibpqSession
+from airflow_provider_pgbackup.manifest import (
+    Manifest,
+)
+from airflow_provider_pgbackup.options import (
+    Compression,
+)
+from airflow_provider_pgbackup.pipeline import decompressed_chunks
+from airflow_provider_pgbackup.process import CommandResult, PgProcessRunner
+from airflow_provider_pgbackup.storage import (
+    ArtifactSource,
+    Location,
+    LocationLike,
+    open_source,
+)
+from airflow_provider_pgbackup.verify.decrypt import decrypted_copy, decrypted_stream
+
+
+def load_identities(conn_id: str) -> list[Any]:
+    """The age identities in the password of Airflow connection ``conn_id``, masked in the task log
+    first. Errors never contain the secret."""
+    conn = BaseHook.get_connection(conn_id)
+    secret = conn.password or ""
+    if secret:
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(secret)
+        for line in secret.splitlines():
+            if line.strip():
+                mask_secret(line.strip())
+    return parse_identities(secret, what=f"connection {conn_id!r}")
+
+
+class RestoreMixin:
+    """Restore methods of the hook (it provides ``session``, ``runner`` and ``log``)."""
+
+    runner: PgProcessRunner
+    log: Any
+
+    if TYPE_CHECKING:
+
+        def session(self, database: str | None = None) -> contextlib.AbstractContextManager[LibpqSession]: ...
+
+    # -------------------------------------------------------------------------------------- restore
+    @contextlib.contextmanager
+    def _maintenance_connection(self, database: str) -> Iterator[psycopg.Connection[Any]]:
+        """An autocommit connection for CREATE/DROP DATABASE ``database``: to the connection's own
+        database, unless that is ``database`` itself (or unset), then to ``postgres``."""
+        with self.session() as session:
+            own = session.params.get("dbname")
+            with session.connect(own if own and own != database else "postgres", autocommit=True) as conn:
+                yield conn
+
+    def database_exists(self, database: str) -> bool:
+        """Whether ``database`` exists on the connection's server."""
+        with self._maintenance_connection(database) as conn:
+            row = conn.execute("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (database,))
+            return row.fetchone() is not None
+
+    def database_is_empty(self, database: str) -> bool:
+        """True when ``database`` has no relation (table, view, sequence...) outside the system schemas."""
+        with self.session(database) as session, session.connect(autocommit=True) as conn:
+            row = conn.execute(
+                """
+                SELECT EXISTS (
+                    SELECT 1 FROM pg_catalog.pg_class c
+                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+                      AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)')
+                """
+            ).fetchone()
+        return not (row and row[0])
+
+    def create_database(self, database: str) -> None:
+        """``CREATE DATABASE`` from ``template0`` (a restore target must not inherit template1's objects)."""
+        with self._maintenance_connection(database) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database)))
+        self.log.info("Created database %s", database)
+
+    def drop_database(self, database: str) -> None:
+        """``DROP DATABASE IF EXISTS`` (``WITH (FORCE)`` on 13+). Callers drop only what they created."""
+        with self._maintenance_connection(database) as conn:
+            force = sql.SQL(" WITH (FORCE)" if server_info(conn).major >= 13 else "")
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(database), force))
+        self.log.info("Dropped database %s", database)
+
+    def measure_restored(self, database: str, expected: ContentRecord) -> ContentRecord:
+        """Measure ``database`` (a restored copy) the way ``expected`` was measured at the dump: the same
+        tables, and sequences, large objects and inventory only where the dump recorded them."""
+        with self.session(database) as session, session.connect(autocommit=True) as conn:
+            return measure_content(
+                conn,
+                [(t.schema, t.table) for t in expected.tables],
+                checksums=any(t.checksum is not None for t in expected.tables)
+                or (expected.large_objects is not None and expected.large_objects.checksum is not None),
+                sequences=None if expected.sequences is not None else (),
+                large_objects=expected.large_objects is not None,
+                inventory=expected.inventory is not None,
+            )
+
+    def count_table_rows(
+        self, database: str, tables: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], int | None]:
+        """Exact ``count(*)`` of each ``(schema, table)`` in ``database``; None for a missing table."""
+        counts: dict[tuple[str, str], int | None] = {}
+        with self.session(database) as session, session.connect(autocommit=True) as conn:
+            for schema, table in tables:
+                exists = table_exists(conn, schema, table)
+                counts[(schema, table)] = exact_count(conn, schema, table) if exists else None
+        return counts
+
+    def _restore_features(
+        self, pg_restore: PgBinary, transaction_size: int | None, statistics: bool
+    ) -> dict[str, Any]:
+        """The PostgreSQL 17/18 pg_restore options asked for that this binary has (probed)."""
+        features: dict[str, Any] = {}
+        for flag, key, value in (
+            ("--transaction-size", "transaction_size", transaction_size),
+            ("--statistics", "statistics", statistics),
+        ):
+            if not value:
+                continue
+            if supports_option(pg_restore, flag):
+                features[key] = value
+            else:
+                self.log.info("%s has no %s: restoring without it", pg_restore, flag)
+        return features
+
+    def restore(
+        self,
+        source: ArtifactSource | LocationLike,
+        manifest: Manifest,
+        database: str,
+        *,
+        jobs: int | None = None,
+        no_owner: bool = True,
+        no_acl: bool = True,
+        transaction_size: int | None = None,
+        statistics: bool = False,
+        identities: Sequence[Any] | None = None,
+    ) -> CommandResult:
+        """Restore a (verified) backup into the existing database ``database``.
+
+        custom / tar / directory archives go through ``pg_restore --exit-on-error`` (``jobs`` in parallel
+        for custom and directory); plain pg_dump and pg_dumpall SQL through ``psql -v ON_ERROR_STOP=1``,
+        decompressed on the fly (pg_dump's plain SQL in one transaction). The client is chosen by the
+        manifest's ``client_version``: its major version or newer.
+
+        Where the bytes come from is the ``source``. A local artifact is read in place. A remote one
+        (``gs://``) is streamed: plain SQL into psql's stdin, custom and tar archives into pg_restore's
+        stdin, with no local copy. pg_restore cannot read a directory-format artifact, or a custom
+        archive with ``jobs`` > 1, from a stream: those are downloaded into a private temporary folder
+        (mode 0700, under ``TMPDIR``) for the restore and removed afterwards, also on failure or kill.
+
+        :param source: the artifact: an :class:`~airflow_provider_pgbackup.storage.ArtifactSource`, or
+            an absolute local path / object-store URI (read with the default storage settings).
+        :param manifest: its manifest.
+        :param database: the target database; it must exist.
+        :param jobs: parallel pg_restore workers (custom and directory archives only).
+        :param no_owner: ``--no-owner`` (archives only; plain SQL keeps what pg_dump wrote).
+        :param no_acl: ``--no-acl`` (archives only).
+        :param transaction_size: ``pg_restore --transaction-size`` (PostgreSQL 17+: commit every N
+            objects, much faster for large schemas); ignored, with a log line, by a pg_restore without it.
+        :param statistics: ``pg_restore --statistics`` (PostgreSQL 18+): restore the planner statistics
+            the archive holds (dumped with ``statistics=True``); ignored, logged, where unsupported.
+        :param identities: age identities (:func:`load_identities`) for an encrypted backup: it is
+            decrypted on the fly into psql / pg_restore; a directory archive, or a custom one with
+            ``jobs`` > 1, is decrypted into a private temporary folder (0700) removed afterwards.
+        """
+        if isinstance(source, (str, os.PathLike, Location)):
+            source = open_source(source, what="artifact_path")
+        if manifest.encryption is not None:
+            if not identities:
+                raise IdentityError(
+                    f"{source.location.uri} is encrypted (age): give decryption_conn_id, a connection "
+                    "whose password holds an AGE-SECRET-KEY-1... identity"
+                )
+            return self._restore_encrypted(
+                source,
+                manifest,
+                database,
+                identities,
+                jobs=jobs,
+                no_owner=no_owner,
+                no_acl=no_acl,
+                transaction_size=transaction_size,
+                statistics=statistics,
+            )
+        with self.session(database) as session:
+            if manifest.format == "plain":
+                psql = restore_binary(
+                    "psql", manifest.client_tool, manifest.client_version, session.pg_bin_dir
+                )
+                self.log.info("Restoring %s into %s with %s", source.location.uri, database, psql)
+                argv = psql_restore_argv(psql, manifest)
+                method = Compression.parse(manifest.compression).method
+                chunks = decompressed_chunks(source.chunks(), method, runner_log=self.log)
+                try:
+                    return self.runner.run(argv, session.env, stdin=chunks)
+                finally:
+                    chunks.close()  # psql stopped early (error, kill): stop a zstd/lz4 decompressor too
+            pg_restore = restore_binary(
+                "pg_restore", manifest.client_tool, manifest.client_version, session.pg_bin_dir
+            )
+            features = self._restore_features(pg_restore, transaction_size, statistics)
+            parallel = bool(jobs and jobs > 1 and manifest.format == "custom")
+            if source.local_path is None and manifest.format != "directory" and not parallel:
+                self.log.info(
+                    "Restoring %s into %s with %s, streamed into its stdin",
+                    source.location.uri,
+                    database,
+                    pg_restore,
+                )
+                argv = pg_restore_argv(
+                    pg_restore, manifest, None, jobs=None, no_owner=no_owner, no_acl=no_acl, **features
+                )
+                return self.runner.run(argv, session.env, stdin=source.chunks())
+            if source.local_path is None:
+                self.log.info(
+                    "Downloading %s into a private temporary folder: pg_restore reads a %s archive%s only "
+                    "from a local %s",
+                    source.location.uri,
+                    manifest.format,
+                    f" with jobs={jobs}" if parallel else "",
+                    "folder" if manifest.format == "directory" else "file",
+                )
+            with source.local_copy() as artifact:
+                self.log.info("Restoring %s into %s with %s", source.location.uri, database, pg_restore)
+                argv = pg_restore_argv(
+                    pg_restore, manifest, artifact, jobs=jobs, no_owner=no_owner, no_acl=no_acl, **features
+                )
+                return self.runner.run(argv, session.env)
+
+    def _restore_encrypted(
+        self,
+        source: ArtifactSource,
+        manifest: Manifest,
+        database: str,
+        identities: Sequence[Any],
+        *,
+        jobs: int | None,
+        no_owner: bool,
+        no_acl: bool,
+        transaction_size: int | None,
+        statistics: bool,
+    ) -> CommandResult:
+        """:meth:`restore` of an age-encrypted backup: decrypted on the fly (plain, custom, tar), or into
+        a private temporary folder where pg_restore needs local files (directory, custom with jobs > 1)."""
+        with self.session(database) as session:
+            if manifest.format == "plain":
+                psql = restore_binary(
+                    "psql", manifest.client_tool, manifest.client_version, session.pg_bin_dir
+                )
+                self.log.info(
+                    "Restoring %s into %s with %s, decrypted on the fly", source.location.uri, database, psql
+                )
+                method = Compression.parse(manifest.compression).method
+                plain = decrypted_stream(source, identities)
+                chunks = decompressed_chunks(plain, method, runner_log=self.log)
+                try:
+                    return self.runner.run(psql_restore_argv(psql, manifest), session.env, stdin=chunks)
+                finally:
+                    chunks.close()
+                    plain.close()
+            pg_restore = restore_binary(
+                "pg_restore", manifest.client_tool, manifest.client_version, session.pg_bin_dir
+            )
+            features = self._restore_features(pg_restore, transaction_size, statistics)
+            parallel = bool(jobs and jobs > 1 and manifest.format == "custom")
+            if manifest.format != "directory" and not parallel:
+                self.log.info(
+                    "Restoring %s into %s with %s, decrypted on the fly into its stdin",
+                    source.location.uri,
+                    database,
+                    pg_restore,
+                )
+                argv = pg_restore_argv(
+                    pg_restore, manifest, None, jobs=None, no_owner=no_owner, no_acl=no_acl, **features
+                )
+                plain = decrypted_stream(source, identities)
+                try:
+                    return self.runner.run(argv, session.env, stdin=plain)
+                finally:
+                    plain.close()
+            self.log.info(
+                "Decrypting %s into a private temporary folder: pg_restore reads a %s archive%s only from "
+                "local files",
+                source.location.uri,
+                manifest.format,
+                f" with jobs={jobs}" if parallel else "",
+            )
+            with decrypted_copy(source, manifest, identities) as artifact:
+                argv = pg_restore_argv(
+                    pg_restore, manifest, artifact, jobs=jobs, no_owner=no_owner, no_acl=no_acl, **features
+                )
+                return self.runner.run(argv, session.env)
