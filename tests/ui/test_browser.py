@@ -3,12 +3,14 @@
 Playwright drives Debian's ``chromium`` (``make test`` installs it; browser downloads cannot work here):
 sign in, create a Postgres connection through Admin -> Connections -> Add (the ``postgres`` type the
 postgres provider registers), trigger ``pg_backup_to_gcs`` from its trigger form with that connection,
-wait for a green run, and find the backup in the GCS emulator. Screenshots go to ``docs/browser/``.
+wait for a green run, and find the backup in the GCS emulator. Screenshots go to ``docs/browser/``
+with ``PGBACKUP_SCREENSHOTS=docs`` (a temporary folder otherwise).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -25,7 +27,13 @@ from tests.conftest import PASSWORD
 from tests.gcs_emulator import GCSEmulator
 
 REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO / "docs" / "browser"
+# The committed screenshots in docs/browser/ are refreshed only on request (PGBACKUP_SCREENSHOTS=docs),
+# so a test run never leaves the checkout dirty; otherwise they go to a temporary folder.
+SCREENSHOTS = (
+    REPO / "docs" / "browser"
+    if os.environ.get("PGBACKUP_SCREENSHOTS") == "docs"
+    else Path(tempfile.gettempdir()) / "pgbackup-browser-screenshots"
+)
 CHROMIUM = "/usr/bin/chromium"
 # What this sandbox needs: no GPU, no QUIC, nothing that phones home; a fresh profile per run.
 CHROMIUM_ARGS = [
