@@ -9,9 +9,7 @@ backup is published only after it was verified.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -19,7 +17,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.manifest import Manifest
-from airflow_provider_pgbackup.options import InvalidOptionError, is_templated
+from airflow_provider_pgbackup.options import is_templated
 from airflow_provider_pgbackup.storage import (
     DEFAULT_AWS_CONN_ID,
     DEFAULT_GCP_CONN_ID,
@@ -33,25 +31,10 @@ from airflow_provider_pgbackup.storage import (
     publish_backup,
 )
 from airflow_provider_pgbackup.transfers.backup_to_gcs import XCOM_CONSOLE_URL, GCSBackupLink
+from airflow_provider_pgbackup.transfers.base import TransferOperator, static_folder_uri
 
 
-def static_folder_uri(destination: Any) -> str | None:
-    """The folder a promotion lands in, up to the first template marker; None when the store or bucket
-    is only known at run time (then the caller declares its own outlets)."""
-    if not isinstance(destination, str):
-        return None
-    static = destination
-    for marker in ("{{", "{%"):
-        static = static.split(marker, 1)[0]
-    if static != destination:
-        static = static.rsplit("/", 1)[0]  # "gs://bucket/pre{{ x }}" -> "gs://bucket"
-    try:
-        return parse_location(static, what="destination", folder=True).uri
-    except InvalidOptionError:  # the bucket itself is templated ("gs://{{ params.bucket }}/...")
-        return None
-
-
-class PgBackupPromoteOperator(BaseOperator):
+class PgBackupPromoteOperator(TransferOperator):
     """Publish a verified backup to its final prefix: the artifact first, the manifest last.
 
     On ``gs://`` the copy is server-side (objects are rewritten by GCS; no bytes pass through the
@@ -101,6 +84,7 @@ class PgBackupPromoteOperator(BaseOperator):
     )
     ui_color = "#b7e4c7"
     operator_extra_links = (GCSBackupLink(),)
+    console_url_key = XCOM_CONSOLE_URL
 
     def __init__(
         self,
@@ -115,13 +99,7 @@ class PgBackupPromoteOperator(BaseOperator):
         retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
         **kwargs: Any,
     ) -> None:
-        if "outlets" not in kwargs:
-            asset_uri = static_folder_uri(destination)
-            if asset_uri is not None and not parse_location(asset_uri, folder=True).is_local:
-                from airflow.sdk import Asset
-
-                kwargs["outlets"] = [Asset(uri=asset_uri, name=asset_uri)]
-        super().__init__(**kwargs)
+        super().__init__(outlet_uri=static_folder_uri(destination), **kwargs)
         self.source = source
         self.destination = destination
         self.expected_sha256 = expected_sha256
@@ -135,11 +113,6 @@ class PgBackupPromoteOperator(BaseOperator):
             parse_location(source, what="source")
         if not is_templated(destination):
             parse_location(destination, what="destination", folder=True)
-
-    @cached_property
-    def _cancel(self) -> threading.Event:
-        # Created on first use, not in __init__: operators are deep-copied and an Event cannot be.
-        return threading.Event()
 
     def _settings(self) -> StorageSettings:
         return StorageSettings(
@@ -179,10 +152,7 @@ class PgBackupPromoteOperator(BaseOperator):
             result.duration_seconds,
             result.skipped_objects,
         )
-        ti = context.get("ti") if hasattr(context, "get") else None
-        if ti is not None:
-            ti.xcom_push(key=XCOM_CONSOLE_URL, value=result.console_url)
-        self._record_asset_event(context, result.artifact_uri, result.manifest_uri, manifest.sha256)
+        self._publish(context, result, manifest)
         return {
             "artifact_uri": result.artifact_uri,
             "manifest_uri": result.manifest_uri,
@@ -193,24 +163,6 @@ class PgBackupPromoteOperator(BaseOperator):
             "console_url": result.console_url,
             "manifest": manifest.to_dict(),
         }
-
-    def on_kill(self) -> None:
-        """Stop before the next object: the manifest is never written, so nothing looks promoted."""
-        self._cancel.set()
-
-    def _record_asset_event(self, context: Any, artifact_uri: str, manifest_uri: str, sha256: str) -> None:
-        events = context.get("outlet_events") if hasattr(context, "get") else None
-        if events is None:
-            return
-        for outlet in self.outlets or ():
-            try:
-                events[outlet].extra = {
-                    "artifact_uri": artifact_uri,
-                    "manifest_uri": manifest_uri,
-                    "sha256": sha256,
-                }
-            except (KeyError, TypeError, AttributeError):
-                continue
 
 
 class PgBackupDiscardStagedOperator(BaseOperator):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
@@ -27,6 +25,7 @@ from airflow_provider_pgbackup.storage import (
     remove_backup,
     upload_backup,
 )
+from airflow_provider_pgbackup.transfers.base import TransferOperator, static_folder_uri
 
 if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
@@ -63,15 +62,10 @@ def static_asset_uri(bucket: str, prefix: str) -> str | None:
     """
     if is_templated(bucket) or not isinstance(prefix, str):
         return None
-    static = prefix
-    for marker in ("{{", "{%"):
-        static = static.split(marker, 1)[0]
-    if static != prefix:
-        static = static.rsplit("/", 1)[0] if "/" in static else ""
-    return gcs_destination(bucket, static).uri
+    return static_folder_uri(f"gs://{bucket}/{prefix}")
 
 
-class PgBackupToGCSOperator(BaseOperator):
+class PgBackupToGCSOperator(TransferOperator):
     """Upload a finished backup (artifact file or directory-format folder, then its manifest) to GCS.
 
     The artifact keeps its name under ``gs://<bucket>/<prefix>/``; the manifest object is written last,
@@ -109,6 +103,7 @@ class PgBackupToGCSOperator(BaseOperator):
     )
     ui_color = "#a8dadc"
     operator_extra_links = (GCSBackupLink(),)
+    console_url_key = XCOM_CONSOLE_URL
 
     def __init__(
         self,
@@ -126,13 +121,7 @@ class PgBackupToGCSOperator(BaseOperator):
         impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        if "outlets" not in kwargs:
-            asset_uri = static_asset_uri(bucket, prefix)
-            if asset_uri is not None:
-                from airflow.sdk import Asset
-
-                kwargs["outlets"] = [Asset(uri=asset_uri, name=asset_uri)]
-        super().__init__(**kwargs)
+        super().__init__(outlet_uri=static_asset_uri(bucket, prefix), **kwargs)
         self.source_path = source_path
         self.bucket = bucket
         self.prefix = prefix
@@ -149,11 +138,6 @@ class PgBackupToGCSOperator(BaseOperator):
             self._local_source()
         if not is_templated(bucket) and not is_templated(prefix):
             gcs_destination(bucket, prefix)
-
-    @cached_property
-    def _cancel(self) -> threading.Event:
-        # Created on first use, not in __init__: operators are deep-copied and an Event cannot be.
-        return threading.Event()
 
     def _local_source(self) -> Location:
         location = parse_location(self.source_path, what="source_path")
@@ -214,10 +198,7 @@ class PgBackupToGCSOperator(BaseOperator):
             self.log.info(
                 "Deleted the local copy %s and its manifest after the verified upload", self.source_path
             )
-        ti = context.get("ti") if hasattr(context, "get") else None
-        if ti is not None:
-            ti.xcom_push(key=XCOM_CONSOLE_URL, value=result.console_url)
-        self._record_asset_event(context, result.artifact_uri, result.manifest_uri, manifest.sha256)
+        self._publish(context, result, manifest)
         return {
             "artifact_uri": result.artifact_uri,
             "manifest_uri": result.manifest_uri,
@@ -227,21 +208,3 @@ class PgBackupToGCSOperator(BaseOperator):
             "console_url": result.console_url,
             "manifest": manifest.to_dict(),
         }
-
-    def on_kill(self) -> None:
-        """Stop before the next chunk: the object being written is never finalized, no manifest appears."""
-        self._cancel.set()
-
-    def _record_asset_event(self, context: Any, artifact_uri: str, manifest_uri: str, sha256: str) -> None:
-        events = context.get("outlet_events") if hasattr(context, "get") else None
-        if events is None:
-            return
-        for outlet in self.outlets or ():
-            try:
-                events[outlet].extra = {
-                    "artifact_uri": artifact_uri,
-                    "manifest_uri": manifest_uri,
-                    "sha256": sha256,
-                }
-            except (KeyError, TypeError, AttributeError):
-                continue

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
@@ -27,6 +25,7 @@ from airflow_provider_pgbackup.storage import (
     remove_backup,
     upload_backup,
 )
+from airflow_provider_pgbackup.transfers.base import TransferOperator, static_folder_uri
 
 if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
@@ -46,24 +45,7 @@ class BackupConsoleLink(BaseOperatorLink):
         return str(url) if url else ""
 
 
-def static_destination(destination: Any) -> str | None:
-    """The folder URI up to the first template marker (for the Asset outlet); None when the store or
-    its bucket is only known at run time."""
-    if not isinstance(destination, str):
-        return None
-    static = destination
-    for marker in ("{{", "{%"):
-        static = static.split(marker, 1)[0]
-    if static != destination:
-        static = static.rsplit("/", 1)[0]
-    try:
-        location = parse_location(static, what="destination", folder=True)
-    except InvalidOptionError:
-        return None
-    return None if location.is_local else location.uri
-
-
-class PgBackupUploadOperator(BaseOperator):
+class PgBackupUploadOperator(TransferOperator):
     """Upload a finished backup (artifact file or directory-format folder, then its manifest) to an
     object store: ``gs://bucket/prefix``, ``s3://bucket/prefix`` or ``az://container/prefix``.
 
@@ -109,6 +91,7 @@ class PgBackupUploadOperator(BaseOperator):
     )
     ui_color = "#a8dadc"
     operator_extra_links = (BackupConsoleLink(),)
+    console_url_key = XCOM_CONSOLE_URL
 
     def __init__(
         self,
@@ -128,13 +111,7 @@ class PgBackupUploadOperator(BaseOperator):
         delete_local_copy: bool = False,
         **kwargs: Any,
     ) -> None:
-        if "outlets" not in kwargs:
-            asset_uri = static_destination(destination)
-            if asset_uri is not None:
-                from airflow.sdk import Asset
-
-                kwargs["outlets"] = [Asset(uri=asset_uri, name=asset_uri)]
-        super().__init__(**kwargs)
+        super().__init__(outlet_uri=static_folder_uri(destination), **kwargs)
         self.source_path = source_path
         self.destination = destination
         self.gcp_conn_id = gcp_conn_id
@@ -154,11 +131,6 @@ class PgBackupUploadOperator(BaseOperator):
             self._settings(self._destination())
         else:
             self._storage_settings()  # chunk_size, storage_class and retry_timeout are not templated
-
-    @cached_property
-    def _cancel(self) -> threading.Event:
-        # Created on first use, not in __init__: operators are deep-copied and an Event cannot be.
-        return threading.Event()
 
     def _local_source(self) -> Location:
         location = parse_location(self.source_path, what="source_path")
@@ -221,21 +193,7 @@ class PgBackupUploadOperator(BaseOperator):
         if self.delete_local_copy:
             remove_backup(source)
             self.log.info("Deleted the local copy %s and its manifest after the verified upload", source)
-        ti = context.get("ti") if hasattr(context, "get") else None
-        if ti is not None:
-            ti.xcom_push(key=XCOM_CONSOLE_URL, value=result.console_url)
-        events = context.get("outlet_events") if hasattr(context, "get") else None
-        for outlet in self.outlets or ():
-            if events is None:
-                break
-            try:
-                events[outlet].extra = {
-                    "artifact_uri": result.artifact_uri,
-                    "manifest_uri": result.manifest_uri,
-                    "sha256": manifest.sha256,
-                }
-            except (KeyError, TypeError, AttributeError):
-                continue
+        self._publish(context, result, manifest)
         return {
             "artifact_uri": result.artifact_uri,
             "manifest_uri": result.manifest_uri,
@@ -245,7 +203,3 @@ class PgBackupUploadOperator(BaseOperator):
             "console_url": result.console_url,
             "manifest": manifest.to_dict(),
         }
-
-    def on_kill(self) -> None:
-        """Stop before the next chunk: the object being written is never completed, no manifest appears."""
-        self._cancel.set()

@@ -17,8 +17,8 @@ from airflow_provider_pgbackup.storage import UploadCancelled, open_source, prom
 from airflow_provider_pgbackup.transfers.backup_promote import (
     PgBackupDiscardStagedOperator,
     PgBackupPromoteOperator,
-    static_folder_uri,
 )
+from airflow_provider_pgbackup.transfers.base import static_folder_uri
 from airflow_provider_pgbackup.verify import verify_backup
 from devtools.pgcluster import PgCluster
 from tests.gcs_emulator import GCSEmulator, synthetic_backup, upload_local_backup

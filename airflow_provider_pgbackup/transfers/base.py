@@ -1,0 +1,75 @@
+"""What the transfer operators (upload to GCS, upload to any store, promote) share: the Asset outlet
+of their destination folder, the cancel event ``on_kill`` sets, and what they publish when done."""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_pgbackup.manifest import Manifest
+from airflow_provider_pgbackup.options import InvalidOptionError
+from airflow_provider_pgbackup.storage import TransferResult, parse_location
+
+
+def static_folder_uri(destination: Any) -> str | None:
+    """The object-store folder a transfer lands in, up to the first template marker (for the Asset
+    outlet); None when the store or its bucket is only known at run time, or for a local folder."""
+    if not isinstance(destination, str):
+        return None
+    static = destination
+    for marker in ("{{", "{%"):
+        static = static.split(marker, 1)[0]
+    if static != destination:
+        static = static.rsplit("/", 1)[0]  # "gs://bucket/pre{{ x }}" -> "gs://bucket"
+    try:
+        location = parse_location(static, what="destination", folder=True)
+    except InvalidOptionError:  # the bucket itself is templated ("gs://{{ params.bucket }}/...")
+        return None
+    return None if location.is_local else location.uri
+
+
+class TransferOperator(BaseOperator):
+    """Base of the operators that move a finished backup: declares the destination folder as an Asset
+    outlet (unless ``outlets`` is given), stops before the next object on ``on_kill``, and publishes
+    the console link (XCom, under ``console_url_key``, which the operator's extra link reads) and the
+    asset event's metadata when done."""
+
+    console_url_key: str
+
+    def __init__(self, *, outlet_uri: str | None, **kwargs: Any) -> None:
+        if "outlets" not in kwargs and outlet_uri is not None:
+            from airflow.sdk import Asset
+
+            kwargs["outlets"] = [Asset(uri=outlet_uri, name=outlet_uri)]
+        super().__init__(**kwargs)
+
+    @cached_property
+    def _cancel(self) -> threading.Event:
+        # Created on first use, not in __init__: operators are deep-copied and an Event cannot be.
+        return threading.Event()
+
+    def on_kill(self) -> None:
+        """Stop before the next chunk or object: nothing is finalized after it, no manifest appears."""
+        self._cancel.set()
+
+    def _publish(self, context: Any, result: TransferResult, manifest: Manifest) -> None:
+        """The console link for the extra link (XCom) and the outlets' asset-event metadata."""
+        getter = context.get if hasattr(context, "get") else None
+        ti = getter("ti") if getter else None
+        if ti is not None:
+            ti.xcom_push(key=self.console_url_key, value=result.console_url)
+        events = getter("outlet_events") if getter else None
+        if events is None:
+            return
+        for outlet in self.outlets or ():
+            try:
+                events[outlet].extra = {
+                    "artifact_uri": result.artifact_uri,
+                    "manifest_uri": result.manifest_uri,
+                    "sha256": manifest.sha256,
+                }
+            except (KeyError, TypeError, AttributeError):
+                continue
