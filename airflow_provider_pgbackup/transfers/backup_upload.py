@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
-from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_pgbackup.manifest import ManifestError
+from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.options import InvalidOptionError, is_templated
 from airflow_provider_pgbackup.storage import (
     DEFAULT_AWS_CONN_ID,
@@ -16,9 +15,7 @@ from airflow_provider_pgbackup.storage import (
     DEFAULT_GCP_CONN_ID,
     DEFAULT_RETRY_TIMEOUT,
     DEFAULT_WASB_CONN_ID,
-    ArtifactMismatchError,
     Location,
-    ObjectConflictError,
     StorageSettings,
     check_settings,
     parse_location,
@@ -172,16 +169,17 @@ class PgBackupUploadOperator(TransferOperator):
         self._settings(self._destination())
 
     def execute(self, context: Any) -> dict[str, Any]:
-        try:
-            self.validate()
-            source = self._local_source()
-            destination = self._destination()
-            settings = self._settings(destination)
-            result, manifest = upload_backup(
-                source, destination, settings=settings, log=self.log, cancel=self._cancel
-            )
-        except (InvalidOptionError, ManifestError, ArtifactMismatchError, ObjectConflictError) as err:
-            raise AirflowFailException(str(err)) from err
+        with failure_policy():  # the one retry-or-fail-now table, as every other operator
+            return self._execute(context)
+
+    def _execute(self, context: Any) -> dict[str, Any]:
+        self.validate()
+        source = self._local_source()
+        destination = self._destination()
+        settings = self._settings(destination)
+        result, manifest = upload_backup(
+            source, destination, settings=settings, log=self.log, cancel=self._cancel
+        )
         self.log.info(
             "Backup uploaded to %s (%d bytes sent in %.1f s, %.1f MiB/s; %d objects already present)",
             result.artifact_uri,
