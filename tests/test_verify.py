@@ -18,7 +18,7 @@ from airflow_provider_pgbackup import binaries
 from airflow_provider_pgbackup.manifest import Manifest, TableRowCount, manifest_path_for, read_manifest
 from airflow_provider_pgbackup.pipeline import decompressed_chunks
 from airflow_provider_pgbackup.storage import ArtifactDigest, Location, open_source
-from airflow_provider_pgbackup.storage.local import digest_directory, sha256_file
+from airflow_provider_pgbackup.storage.files import digest_directory, sha256_file
 from airflow_provider_pgbackup.verify import (
     ArtifactCorrupt,
     ArtifactMissing,

@@ -18,7 +18,7 @@ from airflow_provider_pgbackup.binaries import PgBinaryNotFound, supports_compre
 from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook, PgLockTimeout
 from airflow_provider_pgbackup.manifest import read_manifest
 from airflow_provider_pgbackup.options import PgDumpOptions
-from airflow_provider_pgbackup.storage.local import digest_directory, sha256_file
+from airflow_provider_pgbackup.storage.files import digest_directory, sha256_file
 from devtools import sample_db
 from devtools.pgcluster import PgCluster, system_bin_dirs
 from tests.conftest import PASSWORD, log_text, row_counts

@@ -13,7 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_pgbackup.manifest import FileDigest, Manifest, manifest_path_for
 from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOperator, select_kept
 from airflow_provider_pgbackup.storage import StorageSettings, upload_backup
-from airflow_provider_pgbackup.storage.local import digest_directory
+from airflow_provider_pgbackup.storage.files import digest_directory
 from tests.gcs_emulator import GCSEmulator, synthetic_backup
 
 UTC = datetime.timezone.utc

@@ -24,10 +24,10 @@ from airflow_provider_pgbackup.storage.base import (
     UploadCancelled,
     backup_metadata,
 )
+from airflow_provider_pgbackup.storage.files import walk_files
 from airflow_provider_pgbackup.storage.gcs.location import GCSLocation, make_client, retry
 from airflow_provider_pgbackup.storage.gcs.read import GCSArtifactSource
 from airflow_provider_pgbackup.storage.gcs.write import GCSObjectWriter, put_small_object
-from airflow_provider_pgbackup.storage.local import walk_files
 
 if TYPE_CHECKING:
     from google.cloud import storage

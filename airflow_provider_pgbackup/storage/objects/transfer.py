@@ -15,7 +15,7 @@ from airflow_provider_pgbackup.storage.base import (
     UploadCancelled,
     backup_metadata,
 )
-from airflow_provider_pgbackup.storage.local import walk_files
+from airflow_provider_pgbackup.storage.files import walk_files
 from airflow_provider_pgbackup.storage.objects.client import UPLOAD_ID_KEY, ObjectClient
 from airflow_provider_pgbackup.storage.objects.read import ObjectArtifactSource
 from airflow_provider_pgbackup.storage.objects.write import PartedObjectWriter, put_small_object
