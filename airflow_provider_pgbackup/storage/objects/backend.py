@@ -1,0 +1,88 @@
+"""The registry functions of an object-store backend, once for every store built on this layer.
+
+S3 and Azure differ only in their :class:`~airflow_provider_pgbackup.storage.objects.ObjectClient`
+and the settings they accept; each backend module binds an :class:`ObjectBackend` and exposes its
+methods as the module-level functions the storage registry calls.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from airflow_provider_pgbackup.manifest import Manifest
+from airflow_provider_pgbackup.storage.base import Location, StorageSettings, TransferResult
+from airflow_provider_pgbackup.storage.objects.client import ObjectClient
+from airflow_provider_pgbackup.storage.objects.read import ObjectArtifactSource, ObjectBackupStore
+from airflow_provider_pgbackup.storage.objects.transfer import discard_promoted, promote_backup, upload_backup
+from airflow_provider_pgbackup.storage.objects.write import ObjectArtifactTarget, open_object_target
+
+
+class ObjectBackend:
+    """``open_target``, ``open_source``, ``open_store``, ``upload``, ``promote`` and ``discard_promoted``
+    for one kind of object store.
+
+    :param client: builds the store's client for a container (bucket) and the settings.
+    :param check_settings: refuses settings the store cannot use (storage class, encryption...).
+    """
+
+    def __init__(
+        self,
+        client: Callable[[str, StorageSettings], ObjectClient],
+        check_settings: Callable[[StorageSettings], None],
+    ) -> None:
+        self._client = client
+        self._check_settings = check_settings
+
+    def client_for(self, location: Location, settings: StorageSettings) -> ObjectClient:
+        return self._client(location.container, settings)
+
+    def open_target(
+        self, location: Location, *, directory: bool, overwrite: bool, settings: StorageSettings
+    ) -> ObjectArtifactTarget:
+        self._check_settings(settings)
+        return open_object_target(
+            self.client_for(location, settings), location, directory=directory, overwrite=overwrite
+        )
+
+    def open_source(self, location: Location, *, settings: StorageSettings) -> ObjectArtifactSource:
+        return ObjectArtifactSource(self.client_for(location, settings), location)
+
+    def open_store(self, location: Location, *, settings: StorageSettings) -> ObjectBackupStore:
+        return ObjectBackupStore(self.client_for(location, settings), location)
+
+    def upload(
+        self,
+        source: Location,
+        destination: Location,
+        *,
+        settings: StorageSettings,
+        log: Any,
+        cancel: threading.Event | None = None,
+    ) -> tuple[TransferResult, Manifest]:
+        """A finished local backup (artifact, then manifest) into ``destination``."""
+        return upload_backup(
+            self.client_for(destination, settings), source, destination, log=log, cancel=cancel
+        )
+
+    def promote(
+        self,
+        source: ObjectArtifactSource,
+        destination: Location,
+        *,
+        settings: StorageSettings,
+        log: Any,
+        cancel: threading.Event | None = None,
+    ) -> tuple[TransferResult, Manifest]:
+        """Server-side copy of the pinned objects to ``destination`` (the source's client when the
+        container is the same)."""
+        same = destination.container == source.location.container
+        client = source.client if same else self.client_for(destination, settings)
+        return promote_backup(source, client, destination, log=log, cancel=cancel)
+
+    @staticmethod
+    def discard_promoted(
+        staged: ObjectArtifactSource, promoted: ObjectArtifactSource, *, log: Any
+    ) -> list[str]:
+        return discard_promoted(staged, promoted, log=log)
