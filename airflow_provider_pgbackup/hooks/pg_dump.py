@@ -52,6 +52,7 @@ from airflow_provider_pgbackup.encryption import (
 )
 from airflow_provider_pgbackup.hooks.restore import RestoreMixin, load_identities
 from airflow_provider_pgbackup.libpq import LIBPQ_ENV, LibpqSession, open_session, write_private
+from airflow_provider_pgbackup.lineage import postgres_dataset
 from airflow_provider_pgbackup.manifest import (
     ENCRYPTED_SCHEMA_VERSION,
     FileDigest,
@@ -140,6 +141,11 @@ class PgDumpHook(RestoreMixin, BaseHook):
         """A psycopg connection to the connection's database (the caller closes it)."""
         with self.session() as session:
             return session.connect(autocommit=True)
+
+    def lineage_dataset(self, database: str | None = None) -> tuple[str, str]:
+        """OpenLineage's ``(namespace, name)`` of ``database`` (default: the connection's) on this server."""
+        conn = self.get_connection(self.postgres_conn_id)
+        return postgres_dataset(conn.host, conn.port, database or conn.schema or conn.login or "postgres")
 
     def test_connection(self) -> tuple[bool, str]:
         """Whether the server answers, its version, and which pg_dump a dump would use.

@@ -12,6 +12,12 @@ from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow_provider_pgbackup.encryption import check_artifact_name, parse_recipients
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
+from airflow_provider_pgbackup.lineage import (
+    backup_event_metadata,
+    dumped_rows,
+    operator_lineage,
+    publish_asset_events,
+)
 from airflow_provider_pgbackup.manifest import DEFAULT_FILE_MODE, Manifest
 from airflow_provider_pgbackup.options import (
     InvalidOptionError,
@@ -28,6 +34,7 @@ from airflow_provider_pgbackup.storage import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_GCP_CONN_ID,
     DEFAULT_WASB_CONN_ID,
+    Location,
     StorageSettings,
     check_output_path,
     parse_location,
@@ -94,6 +101,7 @@ class _BackupOperator(BaseOperator):
     output_path: str
     operator_extra_links = (StreamedBackupLink(),)
     encryption_recipients: str | Sequence[str] | None
+    _finished: tuple[Manifest, Location] | None = None  # what execute wrote, for lineage
 
     @cached_property
     def hook(self) -> PgDumpHook:
@@ -122,7 +130,27 @@ class _BackupOperator(BaseOperator):
             return self._execute(context)
 
     def _execute(self, context: Any) -> dict[str, Any]:
-        return xcom_result(self._backup(), self.output_path)
+        manifest = self._backup()
+        result = xcom_result(manifest, self.output_path)
+        self._finished = (manifest, parse_location(result["artifact_uri"]))
+        publish_asset_events(
+            context, self.outlets, backup_event_metadata(manifest, self._finished[1], verified=False)
+        )
+        return result
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the dumped database in, the artifact out (with its size and dumped rows).
+        ``pg_dumpall`` reads a whole server, not one database: no input dataset."""
+        if self._finished is None:
+            return operator_lineage([], [])
+        manifest, artifact = self._finished
+        inputs = [self.hook.lineage_dataset(manifest.database)] if manifest.kind == "pg_dump" else []
+        return operator_lineage(
+            inputs,
+            [artifact.dataset],
+            output_size_bytes=manifest.size_bytes,
+            output_rows=dumped_rows(manifest),
+        )
 
     def on_kill(self) -> None:
         self.hook.kill()

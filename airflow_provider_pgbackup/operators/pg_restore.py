@@ -22,6 +22,12 @@ from airflow_provider_pgbackup.content import (
 )
 from airflow_provider_pgbackup.failures import failure_policy, restore_failure
 from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook, load_identities
+from airflow_provider_pgbackup.lineage import (
+    backup_event_metadata,
+    dumped_rows,
+    operator_lineage,
+    publish_asset_events,
+)
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError
 from airflow_provider_pgbackup.options import (
     InvalidOptionError,
@@ -37,10 +43,12 @@ from airflow_provider_pgbackup.storage import (
     DEFAULT_GCP_CONN_ID,
     DEFAULT_WASB_CONN_ID,
     ArtifactSource,
+    Location,
     StorageSettings,
     StoreNotFound,
     open_source,
     parse_location,
+    portable_uri,
 )
 from airflow_provider_pgbackup.verify import (
     ArtifactCorrupt,
@@ -192,6 +200,7 @@ class PgRestoreOperator(BaseOperator):
         super().__init__(**kwargs)
         self.decryption_conn_id = decryption_conn_id
         self._identities: list[Any] | None = None
+        self._finished: tuple[Manifest, Location, str | None] | None = None  # for lineage
         self.artifact_path = artifact_path
         self.postgres_conn_id = postgres_conn_id
         self.database = database
@@ -321,6 +330,15 @@ class PgRestoreOperator(BaseOperator):
         if created and self.drop_after:
             self.hook.drop_database(database)
             dropped = True
+        artifact = parse_location(portable_uri(source.location))
+        self._finished = (manifest, artifact, None if dropped else database)
+        publish_asset_events(
+            context,
+            self.outlets,
+            backup_event_metadata(
+                manifest, artifact, verified=True, restored_into=database, dropped_after=dropped
+            ),
+        )
         return {
             "database": database,
             "artifact_path": path,
@@ -334,6 +352,15 @@ class PgRestoreOperator(BaseOperator):
             "content": content,
             "verification": report.to_dict(),
         }
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the backup in; out, the database it was restored into, unless that was a drill's
+        scratch database, dropped at the end."""
+        if self._finished is None:
+            return operator_lineage([], [])
+        manifest, artifact, kept = self._finished
+        outputs = [self.hook.lineage_dataset(kept)] if kept is not None else []
+        return operator_lineage([artifact.dataset], outputs, output_rows=dumped_rows(manifest))
 
     def _verify(self, source: ArtifactSource) -> VerificationReport:
         path = source.location.uri

@@ -13,6 +13,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.hooks.pg_dump import load_identities
+from airflow_provider_pgbackup.lineage import backup_event_metadata, operator_lineage, publish_asset_events
+from airflow_provider_pgbackup.manifest import Manifest, ManifestError
 from airflow_provider_pgbackup.options import (
     InvalidOptionError,
     check_bin_dir,
@@ -26,10 +28,12 @@ from airflow_provider_pgbackup.storage import (
     DEFAULT_GCP_CONN_ID,
     DEFAULT_WASB_CONN_ID,
     ArtifactSource,
+    Location,
     StorageSettings,
     StoreNotFound,
     open_source,
     parse_location,
+    portable_uri,
 )
 from airflow_provider_pgbackup.triggers.backup_artifact import PgBackupArtifactTrigger
 from airflow_provider_pgbackup.verify import (
@@ -126,6 +130,7 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         "decryption_conn_id",
     )
     operator_extra_links = (VerifiedBackupLink(),)
+    _verified: Location | None = None  # the backup the checks passed, for lineage
     ui_color = "#d5f5e3"
 
     def __init__(
@@ -204,8 +209,9 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         )
         return open_source(path, settings=settings)
 
-    def _verify(self) -> VerificationReport:
-        """Run the checks; ArtifactMissing propagates, ArtifactCorrupt becomes AirflowFailException."""
+    def _verify(self, context: Any = None) -> VerificationReport:
+        """Run the checks; ArtifactMissing propagates, ArtifactCorrupt becomes AirflowFailException.
+        When they pass, the outlets' asset events get the backup's metadata (``verified: true``)."""
         source = self._source()
         identities = None
         if self.decryption_conn_id:
@@ -232,12 +238,34 @@ class PgBackupArtifactSensor(BaseSensorOperator):
             self.log.info(
                 "check %-9s %-7s %8.1f ms  %s", check.name, check.status, check.duration_ms, check.detail
             )
+        self._verified = parse_location(portable_uri(source.location))
+        if context is not None and self.outlets:
+            self._publish(context, source, report)
         return report
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the verified backup, as this task's input."""
+        return operator_lineage([self._verified.dataset] if self._verified is not None else [], [])
+
+    def _publish(self, context: Any, source: ArtifactSource, report: VerificationReport) -> None:
+        """Asset-event metadata of the verified backup, from its manifest (read again: the report does
+        not keep it), marked verified only if it still states the sha256 the checks saw."""
+        try:
+            manifest = Manifest.from_json(source.manifest_bytes())
+        except (OSError, ManifestError) as err:
+            self.log.warning("verified, but could not read the manifest again for the asset event: %s", err)
+            return
+        checks = [check.name for check in report.checks if check.status == "ok"]
+        artifact = self._verified or parse_location(portable_uri(source.location))
+        metadata = backup_event_metadata(
+            manifest, artifact, verified=manifest.sha256 == report.sha256, checks=checks
+        )
+        publish_asset_events(context, self.outlets, metadata)
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
         try:
             with failure_policy():
-                report = self._verify()
+                report = self._verify(context)
         except ArtifactMissing as err:
             self.log.info("%s", err)
             return False
@@ -308,7 +336,7 @@ class PgBackupArtifactSensor(BaseSensorOperator):
             raise AirflowFailException(f"backup trigger for {self.path} ended without the backup: {event!r}")
         try:
             with failure_policy():
-                report = self._verify()
+                report = self._verify(context)
         except ArtifactMissing as err:
             # Seen by the trigger, gone now (removed by retention or being replaced): wait again.
             self.log.info("%s; waiting again", err)

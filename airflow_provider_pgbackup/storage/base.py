@@ -161,6 +161,15 @@ class Location:
         return None
 
     @property
+    def dataset(self) -> tuple[str, str]:
+        """``(namespace, name)`` of this location as an OpenLineage dataset: ``gs://bucket`` / ``s3://bucket``
+        / ``az://container`` and the object name; a local path is ``file://<host>`` (``file`` when the
+        host is unknown) and the absolute path, as Airflow's own file assets are translated."""
+        if self.is_local:
+            return (f"file://{self.container}" if self.container else "file"), self.name
+        return f"{self.scheme}://{self.container}", self.name or "/"
+
+    @property
     def console_folder_url(self) -> str | None:
         return None
 

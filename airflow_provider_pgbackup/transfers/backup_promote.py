@@ -152,7 +152,13 @@ class PgBackupPromoteOperator(TransferOperator):
             result.duration_seconds,
             result.skipped_objects,
         )
-        self._publish(context, result, manifest)
+        self._publish(
+            context,
+            result,
+            manifest,
+            source=source.location,
+            verified=bool(self.expected_sha256) and manifest.sha256 == self.expected_sha256,
+        )
         return {
             "artifact_uri": result.artifact_uri,
             "manifest_uri": result.manifest_uri,

@@ -198,7 +198,7 @@ class PgBackupToGCSOperator(TransferOperator):
             self.log.info(
                 "Deleted the local copy %s and its manifest after the verified upload", self.source_path
             )
-        self._publish(context, result, manifest)
+        self._publish(context, result, manifest, source=source)
         return {
             "artifact_uri": result.artifact_uri,
             "manifest_uri": result.manifest_uri,

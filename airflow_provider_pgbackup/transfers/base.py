@@ -9,9 +9,15 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_pgbackup.lineage import (
+    backup_event_metadata,
+    dumped_rows,
+    operator_lineage,
+    publish_asset_events,
+)
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.options import InvalidOptionError
-from airflow_provider_pgbackup.storage import TransferResult, parse_location
+from airflow_provider_pgbackup.storage import Location, TransferResult, parse_location, portable_uri
 
 
 def static_folder_uri(destination: Any) -> str | None:
@@ -34,10 +40,11 @@ def static_folder_uri(destination: Any) -> str | None:
 class TransferOperator(BaseOperator):
     """Base of the operators that move a finished backup: declares the destination folder as an Asset
     outlet (unless ``outlets`` is given), stops before the next object on ``on_kill``, and publishes
-    the console link (XCom, under ``console_url_key``, which the operator's extra link reads) and the
-    asset event's metadata when done."""
+    the console link (XCom, under ``console_url_key``, which the operator's extra link reads), the
+    asset event's metadata and the OpenLineage datasets when done."""
 
     console_url_key: str
+    _finished: tuple[Manifest, Location, Location] | None = None  # what execute moved, for lineage
 
     def __init__(self, *, outlet_uri: str | None, **kwargs: Any) -> None:
         if "outlets" not in kwargs and outlet_uri is not None:
@@ -55,21 +62,37 @@ class TransferOperator(BaseOperator):
         """Stop before the next chunk or object: nothing is finalized after it, no manifest appears."""
         self._cancel.set()
 
-    def _publish(self, context: Any, result: TransferResult, manifest: Manifest) -> None:
-        """The console link for the extra link (XCom) and the outlets' asset-event metadata."""
+    def _publish(
+        self,
+        context: Any,
+        result: TransferResult,
+        manifest: Manifest,
+        *,
+        source: Location,
+        verified: bool = False,
+    ) -> None:
+        """The console link for the extra link (XCom), the outlets' asset-event metadata, and what
+        :meth:`get_openlineage_facets_on_complete` reports."""
         getter = context.get if hasattr(context, "get") else None
         ti = getter("ti") if getter else None
         if ti is not None:
             ti.xcom_push(key=self.console_url_key, value=result.console_url)
-        events = getter("outlet_events") if getter else None
-        if events is None:
-            return
-        for outlet in self.outlets or ():
-            try:
-                events[outlet].extra = {
-                    "artifact_uri": result.artifact_uri,
-                    "manifest_uri": result.manifest_uri,
-                    "sha256": manifest.sha256,
-                }
-            except (KeyError, TypeError, AttributeError):
-                continue
+        source = parse_location(portable_uri(source))  # a local source: file://<this worker>/<path>
+        self._finished = (manifest, source, result.artifact)
+        publish_asset_events(
+            context,
+            self.outlets,
+            backup_event_metadata(manifest, result.artifact, verified=verified, source_uri=source.uri),
+        )
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the backup read in, the copy written out (with its size)."""
+        if self._finished is None:
+            return operator_lineage([], [])
+        manifest, source, artifact = self._finished
+        return operator_lineage(
+            [source.dataset],
+            [artifact.dataset],
+            output_size_bytes=manifest.size_bytes,
+            output_rows=dumped_rows(manifest),
+        )
