@@ -395,12 +395,20 @@ class Contents(Check):
             raise Fail(f"{binary} cannot read the {manifest.format} archive: {tail}") from err
         except ArtifactMismatchError as err:  # a remote directory's download failed its crc32c check
             raise Fail(str(err)) from err
-        if toc.entries == 0:
-            raise Fail(f"{binary} lists no entries in the {manifest.format} archive")
+        # pg_restore read the whole table of contents (exit 0): an empty one is an empty database's
+        # dump, not damage; only a manifest that counted tables makes it one.
+        if toc.entries == 0 and manifest.row_counts:
+            raise Fail(
+                f"{binary} lists no entries in the {manifest.format} archive, but the manifest counted "
+                f"{len(manifest.row_counts)} tables"
+            )
         report.toc_entries = toc.entries
         report.toc_entry_counts = toc.counts
         run.toc = toc
-        detail.append(f"{binary} lists {toc.entries} TOC entries")
+        if toc.entries == 0:
+            detail.append(f"{binary} reads the table of contents: no entries (an empty database)")
+        else:
+            detail.append(f"{binary} lists {toc.entries} TOC entries")
 
 
 class Tables(Check):

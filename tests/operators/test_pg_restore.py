@@ -369,3 +369,29 @@ def test_gs_artifact_path_is_checked_at_construction_naming_it() -> None:
         task_id="drill", artifact_path="gs://bucket/x.dump", gcp_conn_id="gcp_backups"
     )
     assert "gcp_conn_id" in operator.template_fields
+
+
+@pytest.mark.parametrize("dump_format", ["custom", "directory", "tar", "plain"])
+def test_an_empty_database_dumps_verifies_and_restores(
+    pg: PgCluster, airflow_conn, fresh_db, tmp_path: Path, dump_format: str
+) -> None:
+    """A new, empty database is a real backup: its archive lists no TOC entries, which is not
+    corruption (pg_restore read the whole table of contents), and it restores into an empty one."""
+    from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
+    from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
+
+    empty = fresh_db("empty ü")
+    conn_id = airflow_conn(pg, empty)
+    output = tmp_path / f"empty.{dump_format}"
+    PgDumpOperator(
+        task_id="dump", postgres_conn_id=conn_id, output_path=str(output), format=dump_format
+    ).execute(context={})
+    report = PgBackupArtifactSensor(task_id="verify", path=str(output), timeout=30).poke(context={})
+    assert report.is_done, report  # type: ignore[union-attr]
+    assert report.xcom_value["ok"] is True  # type: ignore[union-attr]
+
+    xcom = drill(conn_id, output).execute(context={})
+
+    assert xcom["verification"]["ok"] is True
+    assert xcom["tables"] == []
+    assert xcom["dropped_database"] is True
