@@ -542,18 +542,29 @@ def previous_runs(old: dict[str, Any]) -> list[dict[str, Any]]:
     if "runs" in old:
         return list(old["runs"])
     merged = old.get("args", {}).get("merged_from")
-    own_parts = [1, 2, 3, 4] if not merged else [1]
+    # A single run's file names its parts in args (files older than --parts held parts 1-4).
+    own_parts = list(old.get("args", {}).get("parts") or [1, 2, 3, 4]) if not merged else [1]
     runs = [run_entry(old, own_parts)]
     if merged:
         runs.insert(0, {**merged, "parts": [2, 3, 4]})
     return runs
 
 
+def merge_base(scale: int) -> dict[str, Any]:
+    """The results.json a ``--merge`` run adds to; checked before the run too, so a wrong scale fails
+    at once instead of after the whole run."""
+    old: dict[str, Any] = json.loads((HERE / "results.json").read_text(encoding="utf-8"))
+    if old.get("args", {}).get("scale") != scale:
+        raise SystemExit(
+            f"--merge needs a results.json of the same --scale: it has {old.get('args', {}).get('scale')}, "
+            f"this run {scale}"
+        )
+    return old
+
+
 def merge(data: dict[str, Any], parts: set[int]) -> dict[str, Any]:
     """This run's figures for ``parts``, the previous results.json's for the other parts."""
-    old = json.loads((HERE / "results.json").read_text(encoding="utf-8"))
-    if old.get("args", {}).get("scale") != data["args"]["scale"]:
-        raise SystemExit("--merge needs a results.json of the same --scale")
+    old = merge_base(data["args"]["scale"])
     kept = {k: v for k, v in old["raw"].items() if int(k[1]) not in parts}
     data["raw"] = {**kept, **data["raw"]}
     data["profiles"] = {**old.get("profiles", {}), **data.get("profiles", {})}
@@ -576,6 +587,8 @@ def _loadavg() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        merge_base(args.scale)
     started = time.monotonic()
     started_utc = datetime.datetime.now(datetime.timezone.utc)
     load_start = _loadavg()
