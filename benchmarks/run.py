@@ -1,6 +1,8 @@
 """Issue #7 benchmarks: does the provider cost anything over bare pg_dump, and does memory stay flat?
+With issue #15 (what age encryption costs) and issue #16 (streaming to S3 and Azure) in the same run.
 
-Run by hand (``make bench``; ``make bench BENCH_ARGS=--quick`` for a smoke run). Steps:
+Run by hand (``make bench``; ``make bench BENCH_ARGS=--quick`` for a smoke run;
+``BENCH_ARGS="--parts 6,7 --merge"`` re-runs parts and keeps the others' figures). Steps:
 
 1. start a throwaway cluster (embedded PostgreSQL, as the tests do) and fill databases with
    ``pgbench -i`` at two scales (the large one about 1 GB at the default scale 70);
@@ -10,7 +12,13 @@ Run by hand (``make bench``; ``make bench BENCH_ARGS=--quick`` for a smoke run).
 4. part 3: ``-Fd -j 1`` vs ``-j 2``, gzip levels 1/6/9 (lz4/zstd when the pg_dump has them): time, size;
 5. part 4: dump-then-upload vs streamed dump to ``gs://`` against fake-gcs-server (only when
    ``airflow_provider_pgbackup.transfers.backup_to_gcs`` exists);
-6. write ``benchmarks/RESULTS.md`` and ``benchmarks/results.png`` (+ ``results.svg``).
+6. part 5: what ``record_checksums`` costs, on the dump side and on the restore drill's side;
+7. part 6: age encryption off vs on (``encryption_recipients``, one fresh X25519 recipient), same
+   compression (gzip:6), ``-Fc`` and ``-Fd -j 2``, on the large database: time, CPU, peak RSS, size;
+8. part 7: part 4 for ``s3://`` (moto server) and ``az://`` (Azurite), the emulators of
+   :mod:`devtools.object_stores`: timed on the small database (every size with
+   ``--part7-all-sizes``), plus one streamed run per store on the large one for its peak RSS;
+9. write ``benchmarks/RESULTS.md`` and ``benchmarks/results.png`` (+ ``results.svg``).
 
 Every measured dump runs in a fresh ``python -m benchmarks.worker`` process (see its docstring for
 what is measured); all runs use the same pg_dump binary, the same cluster and the same output folder.
@@ -167,20 +175,24 @@ def operator_spec(
     jobs: int | None = None,
     row_counts: bool,
     checksums: bool = False,
+    recipients: list[str] | None = None,
 ) -> dict[str, Any]:
+    operator: dict[str, Any] = {
+        "postgres_conn_id": db.conn_id,
+        "output_path": str(out),
+        "format": fmt,
+        "compression": compression,
+        "jobs": jobs,
+        "record_row_counts": row_counts,
+        "record_checksums": checksums,
+        "pg_bin_dir": str(bench.pg_bin),
+    }
+    if recipients:
+        operator["encryption_recipients"] = recipients
     return {
         "kind": "operator",
-        "operator": {
-            "postgres_conn_id": db.conn_id,
-            "output_path": str(out),
-            "format": fmt,
-            "compression": compression,
-            "jobs": jobs,
-            "record_row_counts": row_counts,
-            "record_checksums": checksums,
-            "pg_bin_dir": str(bench.pg_bin),
-        },
-        "artifact": str(out) if not str(out).startswith("gs://") else "",
+        "operator": operator,
+        "artifact": "" if "://" in str(out) else str(out),  # an object's size comes from its manifest
     }
 
 
@@ -418,6 +430,196 @@ def part4_gcs(bench: Bench, dbs: list[Database], rounds: int, profiles: dict[str
     return "ran"
 
 
+def part6_encryption(bench: Bench, db: Database, rounds: int, with_directory: bool) -> dict[str, Any]:
+    """age encryption off vs on (issue 15): the same compressed dump with and without
+    ``encryption_recipients``, ``-Fc`` and ``-Fd -j 2``, on the large database (on the small one a
+    dump takes about half a second, mostly fixed costs: the ratio would say little).
+
+    Compression stays on at pg_dump's default level (gzip:6), as the issue's target says; row counts and
+    checksums are off, so the encryption is compared with the leanest dump."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyrage") is None:
+        bench.log("part 6: skipped: pyrage (the [age] extra) is not installed")
+        return {"status": "skipped: pyrage (the [age] extra) is not installed"}
+    from importlib.metadata import version
+
+    import pyrage
+
+    # One fresh recipient for the run. Its identity is thrown away: nothing is decrypted here (the
+    # tests prove the round trip, with the age CLI too).
+    recipient = str(pyrage.x25519.Identity.generate().to_public())
+    pairs: list[tuple[str, str, int | None]] = [("-Fc gzip:6", "custom", None)]
+    if with_directory:
+        pairs.append(("-Fd -j 2 gzip:6", "directory", 2))
+    for label, fmt, jobs in pairs:
+        bench.log(f"part 6: age encryption off vs on, {label}, {db.name}")
+        suffix = "" if fmt == "directory" else ".dump"
+        sides: dict[str, tuple[SpecMaker, str]] = {
+            f"p6 {label} {side} {db.name}": (
+                lambda out, f=fmt, j=jobs, r=recipients: operator_spec(
+                    bench, db, out, fmt=f, compression="gzip:6", jobs=j, row_counts=False, recipients=r
+                ),
+                suffix + (".age" if recipients else ""),
+            )
+            for side, recipients in (("plain", None), ("age", [recipient]))
+        }
+        interleaved(bench, sides, rounds)
+    return {"status": "ran", "pyrage": version("pyrage"), "recipients": 1}
+
+
+@dataclass
+class ObjectStore:
+    """One object-store emulator of part 7, its bucket/container and how to empty it between runs."""
+
+    scheme: str
+    name: str
+    container: str
+    empty: Callable[[], None]
+    #: Imported by the worker before its clock and readings, on both sides (see ``_store_sides``).
+    preload: tuple[str, ...] = ()
+
+
+def _s3_store(emulator: Any, bucket: str) -> ObjectStore:
+    client = emulator.client()
+    client.create_bucket(Bucket=bucket)
+
+    def empty() -> None:  # moto keeps objects in its memory
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+        for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+
+    return ObjectStore(
+        "s3", "S3 (moto server)", bucket, empty, ("boto3", "airflow.providers.amazon.aws.hooks.s3")
+    )
+
+
+def _azure_store(emulator: Any, container: str) -> ObjectStore:
+    import logging
+
+    # The SDK logs every request and response at INFO, and Airflow's logging shows INFO here.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    client = emulator.client().get_container_client(container)
+    client.create_container()
+
+    def empty() -> None:  # Azurite keeps blobs in its data folder
+        for blob in client.list_blobs():
+            client.delete_blob(blob.name)
+
+    return ObjectStore(
+        "az",
+        "Azure (Azurite)",
+        container,
+        empty,
+        ("azure.storage.blob", "airflow.providers.microsoft.azure.hooks.wasb"),
+    )
+
+
+def _store_sides(bench: Bench, db: Database, store: ObjectStore) -> dict[str, tuple[SpecMaker, str]]:
+    """Part 4's two sides for another store: dump to a local file then ``PgBackupUploadOperator`` into
+    ``<scheme>://<container>/staged``, vs ``PgDumpOperator`` straight to ``<scheme>://<container>/streamed/``.
+
+    Both sides import the store's SDK before the clock: otherwise the upload operator's construction
+    (outside the clock: its outlet Asset loads every provider) imports it for dump-then-upload only,
+    and the streamed side alone pays ~1 s of imports inside its wall time."""
+
+    def then_upload(out: Path) -> dict[str, Any]:
+        spec = operator_spec(bench, db, out, compression="none", row_counts=False)
+        spec["kind"] = "dump_then_upload"
+        spec["upload_with"] = "PgBackupUploadOperator"
+        spec["preload"] = store.preload
+        spec["upload"] = {
+            "source_path": str(out),
+            "destination": f"{store.scheme}://{store.container}/staged",
+        }
+        return spec
+
+    def streamed(out: Path) -> dict[str, Any]:
+        uri = f"{store.scheme}://{store.container}/streamed/{out.name}"
+        spec = operator_spec(bench, db, uri, compression="none", row_counts=False)
+        spec["kind"] = "streamed"
+        spec["preload"] = store.preload
+        return spec
+
+    return {
+        f"p7 dump then upload {store.scheme}:// {db.name}": (then_upload, ".dump"),
+        f"p7 streamed to {store.scheme}:// {db.name}": (streamed, ".dump"),
+    }
+
+
+def part7_object_stores(
+    bench: Bench, timed: list[Database], memory: list[Database], rounds: int
+) -> dict[str, Any]:
+    """Dump-then-upload vs streamed dump to ``s3://`` (moto server) and ``az://`` (Azurite), exactly as
+    part 4 does it for ``gs://`` (compression none, counts off), interleaved rounds on the ``timed``
+    databases (issue 16); then one streamed run per store on each of the ``memory`` databases, for its
+    peak RSS (bounded memory: a few parts, whatever the artifact's size).
+
+    The emulators are the tests' own (:mod:`devtools.object_stores`), reached through real Airflow
+    connections (``aws_default`` with an ``endpoint_url``, ``wasb_default`` with a connection string)."""
+    from airflow_provider_pgbackup.storage import StorageSettings
+    from devtools.object_stores import AzuriteEmulator, S3Emulator
+
+    defaults = StorageSettings()
+    result: dict[str, Any] = {
+        "status": "ran",
+        "chunk_size": defaults.chunk_size,
+        "queue_chunks": defaults.queue_chunks,
+        "timed": [db.name for db in timed],
+        "memory": [db.name for db in memory],
+        "stores": {},
+    }
+    with contextlib.ExitStack() as stack:
+        stores: list[ObjectStore] = []
+
+        def start_s3() -> ObjectStore:
+            emulator = S3Emulator(bench.work / "moto.log")
+            stack.callback(emulator.stop)  # also when it never answers
+            emulator.start()
+            bench.env["AIRFLOW_CONN_AWS_DEFAULT"] = emulator.connection_json()
+            return _s3_store(emulator, "pgbackup-bench")
+
+        def start_azurite() -> ObjectStore:
+            emulator = AzuriteEmulator(bench.work / "azurite-data", bench.work / "azurite.log")
+            stack.callback(emulator.stop)
+            emulator.start()
+            bench.env["AIRFLOW_CONN_WASB_DEFAULT"] = emulator.connection_json()
+            return _azure_store(emulator, "pgbackup-bench")
+
+        starters: list[tuple[str, Callable[[], ObjectStore]]] = [("s3", start_s3), ("az", start_azurite)]
+        for scheme, start in starters:
+            try:
+                stores.append(start())
+            except (RuntimeError, ImportError, OSError) as err:  # e.g. Azurite not installed
+                bench.log(f"part 7: {scheme}:// skipped: {err}")
+                result["stores"][scheme] = f"skipped: {err}"
+        for store in stores:
+            try:
+                for db in timed:
+                    bench.log(f"part 7: dump-then-upload vs streamed, {store.name}, {db.name}")
+                    interleaved(bench, _store_sides(bench, db, store), rounds, after=store.empty)
+                for db in memory:
+                    name = f"p7 streamed to {store.scheme}:// {db.name}"
+                    make, suffix = _store_sides(bench, db, store)[name]
+                    run = bench.worker(make(bench.output_path(name, suffix)))
+                    store.empty()
+                    bench.record(f"{name}, memory run", {**run, "round": 0})
+                    bench.log(
+                        f"  {name}, memory run: {run['seconds']:.2f} s, "
+                        f"rss peak {run['vm_hwm_kib'] / 1024:.0f} MiB"
+                    )
+                result["stores"][store.scheme] = "ran"
+            except RuntimeError as err:
+                bench.log(f"part 7 failed for {store.scheme}://: {err}")
+                result["stores"][store.scheme] = f"failed: {err} (see the log)"
+        bench.env.pop("AIRFLOW_CONN_AWS_DEFAULT", None)
+        bench.env.pop("AIRFLOW_CONN_WASB_DEFAULT", None)
+    return result
+
+
 # ------------------------------------------------------------------------------------------------ report
 def machine_info(bench: Bench) -> dict[str, str]:
     cpu = "unknown"
@@ -471,6 +673,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds-gcs", type=int, help="measured rounds for part 4 (default 5)")
     parser.add_argument("--rounds-other", type=int, help="measured rounds for parts 2 and 3 (default 3)")
     parser.add_argument(
+        "--rounds-encryption", type=int, help="measured rounds for part 6, age off vs on (default 7)"
+    )
+    parser.add_argument(
+        "--rounds-stores", type=int, help="measured rounds for part 7, S3 and Azure (default 5)"
+    )
+    parser.add_argument(
+        "--no-part6-directory", action="store_true", help="skip part 6's -Fd -j 2 pair (large database)"
+    )
+    parser.add_argument(
+        "--part7-all-sizes",
+        action="store_true",
+        help="time part 7 at every data size, as part 4 does (default: the small database only, plus one "
+        "streamed run per store on the large one for its peak RSS; the large one takes ~10 more minutes)",
+    )
+    parser.add_argument(
         "--part1-compressions",
         default="gzip:6,none",
         help="compressions compared in part 1 (gzip:6 is pg_dump -Fc's default, none the provider's)",
@@ -478,7 +695,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-part3-bare", action="store_true", help="skip bare pg_dump counterparts in part 3"
     )
-    parser.add_argument("--parts", default="1,2,3,4,5", help="which parts to run")
+    parser.add_argument("--parts", default="1,2,3,4,5,6,7", help="which parts to run")
     parser.add_argument("--scale-note", default="", help="a sentence for RESULTS.md on why this scale")
     parser.add_argument(
         "--merge",
@@ -491,6 +708,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rounds = args.rounds or (2 if args.quick else 7)
     args.rounds_gcs = args.rounds_gcs or (2 if args.quick else 5)
     args.rounds_other = args.rounds_other or (1 if args.quick else 3)
+    args.rounds_encryption = args.rounds_encryption or (2 if args.quick else 7)
+    args.rounds_stores = args.rounds_stores or (2 if args.quick else 5)
     args.part1_compressions = [c for c in args.part1_compressions.split(",") if c]
     args.parts = {int(p) for p in args.parts.split(",") if p}
     return args
@@ -542,22 +761,33 @@ def previous_runs(old: dict[str, Any]) -> list[dict[str, Any]]:
     if "runs" in old:
         return list(old["runs"])
     merged = old.get("args", {}).get("merged_from")
-    own_parts = [1, 2, 3, 4] if not merged else [1]
+    # A single run's file names its parts in args (files older than --parts held parts 1-4).
+    own_parts = list(old.get("args", {}).get("parts") or [1, 2, 3, 4]) if not merged else [1]
     runs = [run_entry(old, own_parts)]
     if merged:
         runs.insert(0, {**merged, "parts": [2, 3, 4]})
     return runs
 
 
+def merge_base(scale: int) -> dict[str, Any]:
+    """The results.json a ``--merge`` run adds to; checked before the run too, so a wrong scale fails
+    at once instead of after the whole run."""
+    old: dict[str, Any] = json.loads((HERE / "results.json").read_text(encoding="utf-8"))
+    if old.get("args", {}).get("scale") != scale:
+        raise SystemExit(
+            f"--merge needs a results.json of the same --scale: it has {old.get('args', {}).get('scale')}, "
+            f"this run {scale}"
+        )
+    return old
+
+
 def merge(data: dict[str, Any], parts: set[int]) -> dict[str, Any]:
     """This run's figures for ``parts``, the previous results.json's for the other parts."""
-    old = json.loads((HERE / "results.json").read_text(encoding="utf-8"))
-    if old.get("args", {}).get("scale") != data["args"]["scale"]:
-        raise SystemExit("--merge needs a results.json of the same --scale")
+    old = merge_base(data["args"]["scale"])
     kept = {k: v for k, v in old["raw"].items() if int(k[1]) not in parts}
     data["raw"] = {**kept, **data["raw"]}
     data["profiles"] = {**old.get("profiles", {}), **data.get("profiles", {})}
-    for key in ("methods", "gcs", "count_seconds"):
+    for key in ("methods", "gcs", "encryption", "object_stores", "count_seconds"):
         if key in old and (key not in data or data[key] == "not selected"):
             data[key] = old[key]
     runs = []
@@ -576,6 +806,8 @@ def _loadavg() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        merge_base(args.scale)
     started = time.monotonic()
     started_utc = datetime.datetime.now(datetime.timezone.utc)
     load_start = _loadavg()
@@ -619,6 +851,17 @@ def main(argv: list[str] | None = None) -> int:
                 part5_checksums(bench, big, args.rounds_other)
             data["gcs"] = (
                 part4_gcs(bench, dbs, args.rounds_gcs, profiles) if 4 in args.parts else "not selected"
+            )
+            data["encryption"] = (
+                part6_encryption(bench, big, args.rounds_encryption, not args.no_part6_directory)
+                if 6 in args.parts
+                else "not selected"
+            )
+            timed = dbs if args.part7_all_sizes else dbs[:1]
+            data["object_stores"] = (
+                part7_object_stores(bench, timed, [d for d in dbs if d not in timed], args.rounds_stores)
+                if 7 in args.parts
+                else "not selected"
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
