@@ -18,6 +18,10 @@ disk it cannot work, and the tasks after the dump say so at once ("not on this w
 format always stages locally (pg_dump writes a folder, which cannot be streamed); turning **upload**
 off keeps the local backup only. ``stream_to_gcs`` (from earlier versions) forces the bucket staging.
 
+**verify_uploaded** emits an event of the asset ``pgbackup_published_backups`` carrying the backup
+(database, format, size_bytes, sha256, artifact_uri, ``verified: true``...): a DAG scheduled on that
+asset (a copy to another region, a restore drill) reads it from ``triggering_asset_events``.
+
 Scheduled runs use the defaults below (override them per deployment with the environment variables
 ``PGBACKUP_GCS_BUCKET``, ``PGBACKUP_STAGING`` and ``PGBACKUP_BACKUP_DIR``); the trigger form asks for
 each of them.
@@ -29,7 +33,7 @@ import datetime
 import os
 
 import pendulum
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Asset, Param, task
 
 from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
 from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOperator
@@ -60,6 +64,8 @@ STAGING_FOLDER = (
 )
 DUMPED = "{{ ti.xcom_pull(task_ids='dump')['artifact_uri'] }}"
 UPLOADED = "{{ ti.xcom_pull(task_ids='upload')['artifact_uri'] }}"
+#: Verified, published backups: the event of verify_uploaded carries the backup (see the module docstring).
+PUBLISHED = Asset(name="pgbackup_published_backups")
 
 with DAG(
     dag_id="pg_backup_to_gcs",
@@ -175,6 +181,7 @@ with DAG(
     verify_uploaded = PgBackupArtifactSensor(
         task_id="verify_uploaded",
         path=UPLOADED,
+        outlets=[PUBLISHED],
         gcp_conn_id="{{ params.gcp_conn_id }}",
         mode="reschedule",
         poke_interval=30,

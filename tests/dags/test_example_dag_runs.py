@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -29,11 +30,24 @@ def objects(gcs: GCSEmulator, bucket: str) -> list[str]:
     return sorted(blob.name for blob in gcs.client().list_blobs(bucket))
 
 
-def run(dag_file: str, conf: dict) -> None:
+def run(dag_file: str, conf: dict) -> Any:
     dag = load(dag_file).dag
     dag_run = dag.test(run_conf=conf)
     failed = [ti.task_id for ti in dag_run.get_task_instances() if ti.state == "failed"]
     assert dag_run.state == "success", f"{dag.dag_id} failed; failed tasks: {failed}"
+    return dag_run
+
+
+def asset_events(run_id: str) -> dict[str, dict[str, Any]]:
+    """The asset events a run emitted: asset name -> the event's extra."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return {
+            event.asset.name: dict(event.extra or {})
+            for event in session.query(AssetEvent).filter(AssetEvent.source_run_id == run_id)
+        }
 
 
 @pytest.fixture
@@ -71,7 +85,7 @@ def test_pg_backup_to_gcs_runs_green_and_leaves_a_verified_backup_in_gcs(
         "staging_dir": str(tmp_path),
         **options,
     }
-    run("pg_backup_to_gcs", conf)
+    dag_run = run("pg_backup_to_gcs", conf)
     assert not list(tmp_path.rglob("*.manifest.json"))  # a local staged copy is discarded once published
     names = objects(gcs, gcs_bucket)  # and so is the staged copy in the bucket
     assert len(names) == 2, names
@@ -82,6 +96,11 @@ def test_pg_backup_to_gcs_runs_green_and_leaves_a_verified_backup_in_gcs(
     manifest = json.loads(gcs.client().bucket(gcs_bucket).blob(manifest_name).download_as_bytes())
     assert {(r["table"], r["rows"]) for r in manifest["row_counts"]} == {("orders", 3000), ("customers", 40)}
     assert PASSWORD not in json.dumps(manifest)
+    published = asset_events(dag_run.run_id)["pgbackup_published_backups"]
+    assert published["verified"] is True
+    assert published["database"] == shop
+    assert published["sha256"] == manifest["sha256"]
+    assert published["artifact_uri"] == f"gs://{gcs_bucket}/{artifact}"
 
 
 def test_pg_restore_drill_restores_the_newest_backup_from_gcs(
