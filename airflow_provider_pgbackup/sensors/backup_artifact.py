@@ -240,14 +240,16 @@ class PgBackupArtifactSensor(BaseSensorOperator):
             )
         self._verified = parse_location(portable_uri(source.location))
         if context is not None and self.outlets:
-            self._publish(context, source, report)
+            self._publish(context, source, self._verified, report)
         return report
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: the verified backup, as this task's input."""
         return operator_lineage([self._verified.dataset] if self._verified is not None else [], [])
 
-    def _publish(self, context: Any, source: ArtifactSource, report: VerificationReport) -> None:
+    def _publish(
+        self, context: Any, source: ArtifactSource, artifact: Location, report: VerificationReport
+    ) -> None:
         """Asset-event metadata of the verified backup, from its manifest (read again: the report does
         not keep it), marked verified only if it still states the sha256 the checks saw."""
         try:
@@ -256,7 +258,6 @@ class PgBackupArtifactSensor(BaseSensorOperator):
             self.log.warning("verified, but could not read the manifest again for the asset event: %s", err)
             return
         checks = [check.name for check in report.checks if check.status == "ok"]
-        artifact = self._verified or parse_location(portable_uri(source.location))
         metadata = backup_event_metadata(
             manifest, artifact, verified=manifest.sha256 == report.sha256, checks=checks
         )
