@@ -17,8 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from airflow.sdk.exceptions import AirflowException
-
+from airflow_provider_pgbackup.compat import AirflowException
 from airflow_provider_pgbackup.process import tool_env
 
 PG_TOOLS = ("pg_dump", "pg_dumpall", "pg_restore", "psql")

@@ -16,9 +16,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from airflow_provider_pgbackup.binaries import PgBinaryNotFound
+from airflow_provider_pgbackup.compat import AirflowFailException
 from airflow_provider_pgbackup.content import ContentRecordError
 from airflow_provider_pgbackup.encryption import CiphertextCorrupt, IdentityError, NoMatchingIdentity
 from airflow_provider_pgbackup.manifest import ManifestError

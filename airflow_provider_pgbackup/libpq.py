@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from airflow.sdk.exceptions import AirflowException
 
+from airflow_provider_pgbackup.compat import AirflowException
 from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.process import inherited_env
 
@@ -185,7 +185,7 @@ def open_session(
     :param pg_bin_dir: the caller's folder for pg tools (else the connection's ``pg_bin_dir`` extra).
     :param log: where to say which extras are ignored.
     """
-    from airflow.sdk.log import mask_secret
+    from airflow_provider_pgbackup.compat import mask_secret
 
     if conn.conn_type not in POSTGRES_CONN_TYPES:
         raise InvalidOptionError(

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow_provider_pgbackup.compat import AirflowException
 
 # Variables a child may inherit from the worker. Everything else (AIRFLOW_CONN_*, PG*, cloud keys) is dropped.
 INHERITED_ENV = (

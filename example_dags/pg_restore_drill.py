@@ -14,8 +14,8 @@ import os
 
 import pendulum
 from airflow.sdk import DAG, Param, task
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_pgbackup.compat import AirflowFailException
 from airflow_provider_pgbackup.operators.pg_restore import PgRestoreOperator
 from airflow_provider_pgbackup.operators.retention import newest_complete_backup
 

@@ -20,8 +20,6 @@ from typing import Any, ClassVar
 
 import pendulum
 import psycopg
-from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowException
 from psycopg import sql
 
 from airflow_provider_pgbackup import __version__
@@ -41,6 +39,7 @@ from airflow_provider_pgbackup.commands import (
     pg_dump_argv,
     pg_dumpall_argv,
 )
+from airflow_provider_pgbackup.compat import AirflowException, BaseHook
 from airflow_provider_pgbackup.content import ContentRecord
 from airflow_provider_pgbackup.encryption import (
     AGE_FORMAT,

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from airflow.sdk import BaseHook
 from psycopg import sql
 
 from airflow_provider_pgbackup.binaries import (
@@ -29,6 +28,7 @@ from airflow_provider_pgbackup.commands import (
     pg_restore_argv,
     psql_restore_argv,
 )
+from airflow_provider_pgbackup.compat import BaseHook
 from airflow_provider_pgbackup.content import ContentRecord, measure_content
 from airflow_provider_pgbackup.encryption import (
     IdentityError,
@@ -58,7 +58,7 @@ def load_identities(conn_id: str) -> list[Any]:
     conn = BaseHook.get_connection(conn_id)
     secret = conn.password or ""
     if secret:
-        from airflow.sdk.log import mask_secret
+        from airflow_provider_pgbackup.compat import mask_secret
 
         mask_secret(secret)
         for line in secret.splitlines():

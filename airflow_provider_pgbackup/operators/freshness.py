@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_pgbackup.compat import AirflowFailException
 from airflow_provider_pgbackup.operators.retention import StoredBackup, artifact_problem, find_backups
 from airflow_provider_pgbackup.options import InvalidOptionError, is_templated
 from airflow_provider_pgbackup.storage import (

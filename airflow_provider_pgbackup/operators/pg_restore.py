@@ -9,8 +9,8 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_provider_pgbackup.compat import AirflowException, AirflowFailException
 from airflow_provider_pgbackup.content import (
     INVENTORY_KINDS,
     ContentRecord,

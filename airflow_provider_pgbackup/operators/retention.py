@@ -26,8 +26,8 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_pgbackup.compat import AirflowFailException
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX, Manifest, ManifestError
 from airflow_provider_pgbackup.options import InvalidOptionError, is_templated, parse_flag

@@ -8,9 +8,13 @@ from functools import cached_property
 from typing import Any, NoReturn
 
 from airflow.sdk import BaseOperator, BaseOperatorLink, BaseSensorOperator, PokeReturnValue
-from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
+from airflow_provider_pgbackup.compat import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    conf,
+)
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.hooks.pg_dump import load_identities
 from airflow_provider_pgbackup.lineage import backup_event_metadata, operator_lineage, publish_asset_events

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_provider_pgbackup.compat import AirflowException, AirflowFailException
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.options import is_templated

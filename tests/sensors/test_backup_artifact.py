@@ -153,7 +153,11 @@ def test_deferrable_sensor_on_a_local_path_waits_on_its_worker_instead_of_deferr
     def publish() -> None:
         time.sleep(0.5)
         shutil.copytree(source, target)
-        shutil.copy2(manifest_path_for(source), manifest_path_for(target))
+        # Published as the provider publishes a manifest: under a temporary name, then renamed, so the
+        # sensor never reads a half-copied one (a plain copy made this test flaky).
+        partial = manifest_path_for(target).with_name(".manifest.partial")
+        shutil.copy2(manifest_path_for(source), partial)
+        os.replace(partial, manifest_path_for(target))
 
     writer = threading.Thread(target=publish, daemon=True)
     writer.start()

@@ -15,9 +15,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
-
+from airflow_provider_pgbackup.compat import AirflowException, AirflowNotFoundException, BaseHook
 from airflow_provider_pgbackup.storage.azure.location import SCHEME, AzureLocation, check_settings
 from airflow_provider_pgbackup.storage.base import (
     DEFAULT_WASB_CONN_ID,

@@ -31,9 +31,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
-
+from airflow_provider_pgbackup.compat import AirflowException, AirflowNotFoundException, BaseHook
 from airflow_provider_pgbackup.storage.base import DEFAULT_GCP_CONN_ID, CredentialsError
 
 if TYPE_CHECKING:  # the Google libraries cost ~20 MiB and ~1 s to import: only GCS work pays for them
@@ -79,8 +77,9 @@ def emulator_client(endpoint: str, *, project: str | None = None) -> storage.Cli
 def _service_account_credentials(
     conn_id: str, key_path: Any, keyfile_dict: Any, scopes: list[str]
 ) -> Credentials:
-    from airflow.sdk.log import mask_secret
     from google.oauth2 import service_account
+
+    from airflow_provider_pgbackup.compat import mask_secret
 
     if keyfile_dict is not None:
         info: Any = keyfile_dict

@@ -12,9 +12,7 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
-
+from airflow_provider_pgbackup.compat import AirflowException, AirflowNotFoundException, BaseHook
 from airflow_provider_pgbackup.storage.base import (
     DEFAULT_AWS_CONN_ID,
     ArtifactMismatchError,
