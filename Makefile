@@ -48,8 +48,11 @@ test-tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq age; \
 	else echo "age CLI missing: install the 'age' package (the interop tests skip without it)"; fi; }
 
+# Test files run on TEST_WORKERS pytest-xdist workers (each with its own servers and TMPDIR); most of a
+# test's time is spent waiting on a server, a subprocess or Airflow, so two workers fit CI's two cores.
+TEST_WORKERS ?= 2
 test: lint browser test-tools
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 demo: venv
 	$(VENV)/bin/python -m devtools.demo $(if $(UI),--ui)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # type-check against the newest homes
     from airflow.sdk.log import mask_secret
 else:
     try:  # Airflow 3.2+
-        from airflow_provider_pgbackup.compat import (
+        from airflow.sdk.exceptions import (
             AirflowException,
             AirflowFailException,
             AirflowNotFoundException,
@@ -36,17 +36,17 @@ else:
         )
 
     try:  # Airflow 3.1+
-        from airflow_provider_pgbackup.compat import BaseHook
+        from airflow.sdk import BaseHook
     except ImportError:  # Airflow 3.0
         from airflow.hooks.base import BaseHook
 
     try:  # Airflow 3.2+
-        from airflow_provider_pgbackup.compat import conf
+        from airflow.sdk.configuration import conf
     except ImportError:  # Airflow 3.0, 3.1
         from airflow.configuration import conf
 
     try:  # Airflow 3.1+
-        from airflow_provider_pgbackup.compat import mask_secret
+        from airflow.sdk.log import mask_secret
     except ImportError:  # Airflow 3.0
         from airflow.sdk.execution_time.secrets_masker import mask_secret
 

@@ -14,6 +14,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[1]
+# Under pytest-xdist every worker gets a TMPDIR of its own: tests that look for the provider's private
+# temporary folders (credentials, downloads) then see only their own worker's, never the other's.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    _WORKER_TMP = Path(tempfile.gettempdir()) / f"pgbackup-tests-{os.getpid()}-{_WORKER}"
+    _WORKER_TMP.mkdir(mode=0o1777, exist_ok=True)
+    os.chmod(_WORKER_TMP, 0o1777)  # the PostgreSQL servers run as another user and use it too
+    os.environ["TMPDIR"] = str(_WORKER_TMP)
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="pgbackup-airflow-home-")
 os.environ.update(
     {
