@@ -1,4 +1,5 @@
-"""What the provider asks the server's catalogue: its version, its databases, and exact row counts.
+"""What the provider asks the server's catalogue: its version, its databases, and exact row counts; and
+the session settings every provider connection runs with (those pg_dump sets for its own session).
 
 Plain functions over an open ``psycopg`` connection; names are always quoted by psycopg.
 """
@@ -11,8 +12,73 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from airflow_provider_pgbackup.libpq import LibpqSession
 from airflow_provider_pgbackup.manifest import TableRowCount
 from airflow_provider_pgbackup.selection import TableSelection
+
+#: What pg_dump sets for its own session (pg_dump.c ``setup_connection`` and ``ConnectDatabase``), so that
+#: settings a role or database gives its sessions (``ALTER ROLE ... SET statement_timeout``) cannot cancel,
+#: time out or change what the provider's sessions read, and so that values print as in pg_dump's COPY.
+#: ``lock_timeout`` and ``row_security`` follow the dump's options; ``transaction_timeout`` exists on 17+.
+PG_DUMP_SESSION_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("statement_timeout", "0"),
+    ("idle_in_transaction_session_timeout", "0"),
+    ("DateStyle", "ISO"),
+    ("IntervalStyle", "postgres"),
+    ("extra_float_digits", "3"),
+    ("synchronize_seqscans", "off"),
+    ("search_path", ""),
+)
+TRANSACTION_TIMEOUT_SINCE = 170000
+
+
+def session_settings(
+    server_version_num: int, *, lock_timeout: str | None = None, row_security: bool = False
+) -> list[tuple[str, str]]:
+    """The settings :func:`prepare_session` applies, for a server of ``server_version_num``."""
+    settings = [*PG_DUMP_SESSION_SETTINGS, ("lock_timeout", lock_timeout or "0")]
+    if server_version_num >= TRANSACTION_TIMEOUT_SINCE:
+        settings.append(("transaction_timeout", "0"))
+    settings.append(("row_security", "on" if row_security else "off"))
+    return settings
+
+
+def prepare_session(
+    conn: psycopg.Connection[Any], *, lock_timeout: str | None = None, row_security: bool = False
+) -> None:
+    """Apply :func:`session_settings` for the whole session (one round trip).
+
+    :param lock_timeout: the dump's ``lock_wait_timeout`` (a PostgreSQL duration), else no limit, as
+        pg_dump without ``--lock-wait-timeout``.
+    :param row_security: ``on`` as pg_dump ``--enable-row-security`` (rows hidden by a policy are left
+        out), else ``off``: a table a policy applies to fails loudly instead of being read short.
+    """
+    settings = session_settings(
+        conn.info.server_version, lock_timeout=lock_timeout, row_security=row_security
+    )
+    conn.execute(
+        "SELECT pg_catalog.set_config(name, value, false)"
+        " FROM ROWS FROM (pg_catalog.unnest(%s::text[]), pg_catalog.unnest(%s::text[])) AS s(name, value)",
+        ([name for name, _ in settings], [value for _, value in settings]),
+    )
+
+
+def open_connection(
+    session: LibpqSession,
+    dbname: str | None = None,
+    *,
+    autocommit: bool = True,
+    lock_timeout: str | None = None,
+    row_security: bool = False,
+) -> psycopg.Connection[Any]:
+    """A connection of ``session`` prepared with :func:`prepare_session` (the caller closes it)."""
+    conn = session.connect(dbname, autocommit=autocommit)
+    try:
+        prepare_session(conn, lock_timeout=lock_timeout, row_security=row_security)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 Fail now (``AirflowFailException``, no retry): bad input, a corrupt artifact (evidence about the
 bytes, also an age authentication failure), a missing tool (pg_restore/psql/decompressor), bad
 credentials, a decryption key that is not a recipient or is malformed, a missing bucket, a different
-object in the way. Retry (the exception as it is): the network, a server restart or a dropped
-connection, a lock timeout, another run writing the same path, a local backup that is on another
-worker (``ArtifactNotOnThisWorker``: a retry may run where it is). A kill is reported as a kill.
+object in the way, a measurement of the dump's snapshot that the server refuses for a reason that does
+not go away (privileges, a row-level security policy, bad data). Retry (the exception as it is): the
+network, a server restart or a dropped connection, a lock timeout, another run writing the same path,
+a local backup that is on another worker (``ArtifactNotOnThisWorker``: a retry may run where it is). A
+kill is reported as a kill.
 
 Operators, the sensor and the transfers wrap their work in :func:`failure_policy`; nothing else
 decides retryability.
@@ -24,6 +26,7 @@ from airflow_provider_pgbackup.manifest import ManifestError
 from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.pipeline import DecompressorUnavailable
 from airflow_provider_pgbackup.process import PgCommandError
+from airflow_provider_pgbackup.snapshot import SnapshotMeasurementError
 from airflow_provider_pgbackup.storage import (
     ArtifactMismatchError,
     CredentialsError,
@@ -69,6 +72,21 @@ CONNECTION_LOST = (
 )
 
 
+#: SQLSTATE classes of a failed measurement in the dump's snapshot that a retry cannot change: data
+#: exceptions (22), access rules (42: privileges, row-level security, syntax), unsupported features (0A).
+#: A table dropped meanwhile (42P01) and everything else (a cancel, a lost connection, a serialization
+#: failure, resources) may pass next time.
+PERMANENT_SQLSTATE_CLASSES = ("0A", "22", "42")
+TRANSIENT_SQLSTATES = ("42P01",)
+
+
+def permanent_sqlstate(sqlstate: str | None) -> bool:
+    """Whether a server error with this SQLSTATE will be raised again by a retry."""
+    if not sqlstate or sqlstate in TRANSIENT_SQLSTATES:
+        return False
+    return sqlstate[:2] in PERMANENT_SQLSTATE_CLASSES
+
+
 def connection_lost(err: PgCommandError) -> bool:
     """The tool failed because its connection to the server broke (a network fault, a restart)."""
     text = "\n".join(err.stderr_tail)
@@ -84,6 +102,10 @@ def failure_policy() -> Iterator[None]:
         raise
     except FAIL_NOW as err:
         raise AirflowFailException(str(err)) from err
+    except SnapshotMeasurementError as err:
+        if permanent_sqlstate(err.sqlstate):
+            raise AirflowFailException(str(err)) from err
+        raise
 
 
 def restore_failure(err: PgCommandError, what: str) -> BaseException:

@@ -390,6 +390,12 @@ class PgDumpOptions:
         )
 
     @property
+    def row_security(self) -> bool:
+        """``--enable-row-security``: pg_dump (and the provider's sessions) read only the rows the role's
+        policies let it see; without it, ``row_security=off``: a table a policy hides rows of fails."""
+        return "--enable-row-security" in self.extra_args
+
+    @property
     def dumps_large_objects(self) -> bool:
         """pg_dump's rule: large objects come with the data of a whole-database dump, or on request."""
         args = set(self.extra_args)

@@ -164,11 +164,22 @@ class PgLockTimeout(PgCommandError):
             return None
         detail = next((line for line in err.stderr_tail if "LOCK TABLE" in line), "")
         lock = cls(err.tool, err.returncode, err.stderr_tail)
-        lock.args = (
-            f"{err.tool} could not lock a table within lock_wait_timeout={lock_wait_timeout}: another "
-            f"session holds a conflicting lock ({detail.strip()}). The task may be retried.",
-        )
+        lock.args = (cls._message(err.tool, lock_wait_timeout, detail),)
         return lock
+
+    @classmethod
+    def for_session(cls, who: str, lock_wait_timeout: str | None, detail: str) -> PgLockTimeout:
+        """The provider's own session (``who``) waited ``lock_wait_timeout`` for a table lock in vain."""
+        lock = cls(who, 0, [detail])
+        lock.args = (cls._message(who, lock_wait_timeout, detail),)
+        return lock
+
+    @staticmethod
+    def _message(who: str, lock_wait_timeout: str | None, detail: str) -> str:
+        return (
+            f"{who} could not lock a table within lock_wait_timeout={lock_wait_timeout}: another "
+            f"session holds a conflicting lock ({detail.strip()}). The task may be retried."
+        )
 
 
 @dataclass(frozen=True)

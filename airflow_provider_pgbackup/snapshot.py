@@ -1,19 +1,60 @@
 """What a dump records about the database in the dump's own snapshot: row counts, and with
 ``record_checksums`` the content record (checksums, sequences, large objects, schema inventory).
-Plain functions over the connection whose snapshot pg_dump dumps; the hook runs them beside pg_dump."""
+
+:class:`DumpSnapshot` is the session whose snapshot pg_dump dumps (``pg_dump --snapshot``): it runs with
+the settings pg_dump gives its own session (:func:`~airflow_provider_pgbackup.catalog.prepare_session`),
+takes the ``ACCESS SHARE`` locks pg_dump takes on the tables it measures *before* pg_dump starts (so a
+``TRUNCATE`` cannot empty a table between pg_dump's end and its measurement), and measures in a thread
+while pg_dump runs. A measurement that fails is raised as :class:`SnapshotMeasurementError`, before
+pg_dump's consequential error (a failed measurement aborts the exported snapshot).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import psycopg
+from psycopg import IsolationLevel, sql
 
-from airflow_provider_pgbackup.catalog import dumped_tables, exact_count
-from airflow_provider_pgbackup.content import ContentRecord, SequenceValue, measure_content
+from airflow_provider_pgbackup.catalog import dumped_tables, exact_count, prepare_session
+from airflow_provider_pgbackup.compat import AirflowException
+from airflow_provider_pgbackup.content import ContentRecord, SequenceValue, display_name, measure_content
+from airflow_provider_pgbackup.libpq import LibpqSession
 from airflow_provider_pgbackup.manifest import TableRowCount
 from airflow_provider_pgbackup.options import PgDumpOptions
+from airflow_provider_pgbackup.process import PgCommandError, PgLockTimeout
 from airflow_provider_pgbackup.selection import TableSelection
+
+Facts = tuple[tuple[TableRowCount, ...] | None, ContentRecord | None]
+#: Tables per ``LOCK TABLE`` statement (pg_dump batches its locks too).
+LOCK_BATCH = 1000
+#: What pg_dump says when the snapshot it was given is gone (the exporting transaction failed).
+SNAPSHOT_GONE = "could not import the requested snapshot"
+#: How long to wait for the measurement's own error once pg_dump said the snapshot is gone.
+MEASUREMENT_ERROR_WAIT_SECONDS = 10.0
+
+
+class SnapshotMeasurementError(AirflowException):
+    """Measuring the dump's snapshot failed; ``sqlstate`` is the server's error code (None: not SQL).
+
+    ``failures.py`` decides from it whether a retry can help.
+    """
+
+    def __init__(self, message: str, sqlstate: str | None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+def _sqlstate(err: BaseException) -> str | None:
+    return getattr(err, "sqlstate", None) if isinstance(err, psycopg.Error) else None
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def sequences_before_dump(
@@ -36,16 +77,14 @@ def snapshot_facts(
     log: Any,
     conn: psycopg.Connection[Any],
     options: PgDumpOptions,
+    tables: Sequence[tuple[str, str]],
     sequences: tuple[SequenceValue, ...] | None = None,
-) -> tuple[tuple[TableRowCount, ...] | None, ContentRecord | None]:
-    """Row counts (and, with ``record_checksums``, the content record) of what pg_dump dumps, taken
-    in the transaction whose snapshot pg_dump dumps.
+) -> Facts:
+    """Row counts (and, with ``record_checksums``, the content record) of ``tables`` (what pg_dump
+    dumps, locked by the caller), taken in the transaction whose snapshot pg_dump dumps.
 
-    Only tables whose rows the dump holds are measured (none with ``--schema-only`` or
-    ``--section=pre-data``); the schema inventory and sequences only for a whole-database dump (no
-    patterns, every section), large objects only where pg_dump dumps them."""
-    selection = TableSelection.from_options(options)
-    tables = dumped_tables(conn, selection) if options.dumps_data else []
+    The schema inventory and sequences only for a whole-database dump (no patterns, every section),
+    large objects only where pg_dump dumps them."""
     if not options.record_checksums:
         counts = tuple(TableRowCount(s, t, exact_count(conn, s, t)) for s, t in tables)
         log.info("Counted rows of %d tables in the dump's snapshot", len(counts))
@@ -71,3 +110,142 @@ def snapshot_facts(
         content.duration_seconds,
     )
     return (counts if options.dumps_data else None), content
+
+
+def lock_tables(
+    conn: psycopg.Connection[Any], tables: Sequence[tuple[str, str]], lock_wait_timeout: str | None
+) -> None:
+    """``LOCK TABLE ... IN ACCESS SHARE MODE`` on ``tables``, as pg_dump locks what it dumps.
+
+    Waits at most ``lock_wait_timeout`` per lock (the session's ``lock_timeout``), then raises
+    :class:`~airflow_provider_pgbackup.process.PgLockTimeout` (retryable), naming the tables.
+    """
+    for start in range(0, len(tables), LOCK_BATCH):
+        batch = tables[start : start + LOCK_BATCH]
+        names = sql.SQL(", ").join(sql.Identifier(schema, table) for schema, table in batch)
+        try:
+            conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(names))
+        except psycopg.errors.LockNotAvailable as err:
+            shown = ", ".join(display_name(schema, table) for schema, table in batch[:10])
+            more = f" and {len(batch) - 10} more" if len(batch) > 10 else ""
+            raise PgLockTimeout.for_session(
+                "the snapshot session", lock_wait_timeout, f"LOCK TABLE {shown}{more} IN ACCESS SHARE MODE"
+            ) from err
+
+
+class DumpSnapshot:
+    """The transaction whose snapshot pg_dump dumps, and what is measured in it while pg_dump runs.
+
+    Use :meth:`open`; then :meth:`start_measurement` before pg_dump starts, :meth:`facts` once it
+    succeeded, :meth:`failure` when it failed, :meth:`cancel` from ``on_kill``.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], snapshot_id: str, options: PgDumpOptions, log: Any):
+        self.conn = conn
+        self.snapshot_id = snapshot_id
+        self.options = options
+        self.log = log
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-facts")
+        self._future: Future[Facts] | None = None
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, session: LibpqSession, options: PgDumpOptions, log: Any) -> Iterator[DumpSnapshot]:
+        """``REPEATABLE READ, READ ONLY`` with pg_dump's session settings, its snapshot exported; the
+        transaction is rolled back (and the measurement stopped) when the block ends."""
+        with session.connect() as conn:
+            conn.isolation_level = IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            prepare_session(conn, lock_timeout=options.lock_wait_timeout, row_security=options.row_security)
+            row = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()
+            assert row is not None
+            snapshot = cls(conn, str(row[0]), options, log)
+            try:
+                yield snapshot
+            finally:
+                snapshot._stop()
+            conn.rollback()
+
+    @property
+    def measuring(self) -> bool:
+        return self.options.record_row_counts or self.options.record_checksums
+
+    def start_measurement(self) -> None:
+        """Lock the tables whose rows pg_dump dumps, read the sequences (both before pg_dump starts),
+        then measure in a thread. A failure here raises :class:`SnapshotMeasurementError` (or
+        ``PgLockTimeout``) and pg_dump is not started."""
+        if not self.measuring:
+            return
+        options = self.options
+        try:
+            selection = TableSelection.from_options(options)
+            tables = dumped_tables(self.conn, selection) if options.dumps_data else []
+            if tables:
+                self.log.info(
+                    "Locking the %d tables to measure in ACCESS SHARE mode, as pg_dump does%s",
+                    len(tables),
+                    f" (lock_wait_timeout={options.lock_wait_timeout})" if options.lock_wait_timeout else "",
+                )
+                lock_tables(self.conn, tables, options.lock_wait_timeout)
+            # Sequences ignore snapshots: read them before pg_dump does, never after.
+            sequences = sequences_before_dump(self.conn, options)
+        except PgLockTimeout:
+            raise
+        except psycopg.Error as err:
+            raise self._measurement_error(err) from err
+        self._future = self._pool.submit(snapshot_facts, self.log, self.conn, options, tables, sequences)
+
+    def facts(self) -> Facts:
+        """Row counts and content record (``(None, None)`` when nothing is recorded)."""
+        if self._future is None:
+            return None, None
+        try:
+            return self._future.result()
+        except psycopg.Error as err:
+            raise self._measurement_error(err) from err
+
+    def failure(self, err: BaseException) -> BaseException:
+        """What to raise for pg_dump's failure ``err``: the measurement's own error when it failed first
+        (it aborted the snapshot pg_dump imports), else ``err`` (a lock timeout as ``PgLockTimeout``);
+        a measurement still running is cancelled."""
+        future = self._future
+        if not isinstance(err, PgCommandError) or err.killed:
+            self.cancel()  # the dump was killed, or its output failed: that is the cause to report
+            return err
+        if future is not None:
+            if not future.done() and SNAPSHOT_GONE in str(err):
+                with contextlib.suppress(Exception):
+                    future.exception(timeout=MEASUREMENT_ERROR_WAIT_SECONDS)
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                cause = future.exception()
+                assert cause is not None
+                measured = self._measurement_error(cause)
+                measured.args = (f"{measured.args[0]}\n(pg_dump then failed: {_first_line(err)})",)
+                measured.__cause__ = cause
+                return measured
+            self.cancel()
+        return PgLockTimeout.from_error(err, self.options.lock_wait_timeout) or err
+
+    def cancel(self) -> None:
+        """Stop a measurement that is running, or a table lock being waited for (the dump failed or
+        is being killed)."""
+        if self._future is None or not self._future.done():
+            self.conn.cancel_safe()
+
+    def _stop(self) -> None:
+        if self._future is not None:
+            self.cancel()
+        self._pool.shutdown(wait=True)
+
+    def _measurement_error(self, err: BaseException) -> SnapshotMeasurementError:
+        hint = ""
+        if _sqlstate(err) == "42501" and "row-level security" in str(err) and not self.options.row_security:
+            hint = (
+                "; the role is subject to a row-level security policy: pass extra_args="
+                "['--enable-row-security'] to dump (and count) only the rows it may see, or dump as a "
+                "role that bypasses row-level security"
+            )
+        return SnapshotMeasurementError(
+            f"measuring the dump's snapshot (row counts, checksums) failed: {str(err).strip()}{hint}",
+            _sqlstate(err),
+        )

@@ -234,3 +234,30 @@ def test_server_restart_mid_restore_is_retried_and_an_sql_error_is_not(airflow_c
                 create_database=False,
                 allow_non_empty_database=True,
             ).execute(context={})
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "fails_now"),
+    [
+        ("42501", True),  # insufficient privilege: a row-level security policy, a revoked grant
+        ("22021", True),  # a character that cannot be converted: the same data next time
+        ("0A000", True),  # feature not supported
+        ("42P01", False),  # a table dropped while the dump ran
+        ("57014", False),  # cancelled (an administrator, a restart)
+        ("40001", False),  # serialization failure
+        ("08006", False),  # connection failure
+        (None, False),  # not an SQL error
+    ],
+)
+def test_a_measurement_error_is_retried_only_when_a_retry_can_change_it(
+    sqlstate: str | None, fails_now: bool
+) -> None:
+    from airflow_provider_pgbackup.failures import failure_policy
+    from airflow_provider_pgbackup.snapshot import SnapshotMeasurementError
+
+    error = SnapshotMeasurementError(f"measuring the dump's snapshot failed ({sqlstate})", sqlstate)
+    expected = AirflowFailException if fails_now else SnapshotMeasurementError
+    with pytest.raises(expected) as raised, failure_policy():
+        raise error
+    assert str(raised.value) == str(error)
+    assert (raised.value is error) is not fails_now

@@ -30,8 +30,9 @@ Tables: row count and checksum
     ``DateStyle=ISO, YMD``, ``IntervalStyle=postgres``, ``TimeZone=UTC``, ``extra_float_digits=1``,
     ``bytea_output=hex``, ``lc_monetary=C`` (money), ``search_path=pg_catalog`` (``reg*`` values and
     catalog deparsing print schema-qualified names), ``quote_all_identifiers=off``,
-    ``standard_conforming_strings=on`` and ``row_security=off`` (a table hidden by a policy fails
-    loudly instead of being counted short, as in pg_dump). ``md5`` hashes the bytes in the database
+    ``standard_conforming_strings=on``; ``row_security`` is the session's (off, as in pg_dump: a table
+    hidden by a policy fails loudly instead of being counted short; on with ``--enable-row-security``,
+    counting the rows pg_dump dumps). ``md5`` hashes the bytes in the database
     encoding: the record keeps the encoding and a comparison reports a change of it first.
     Cost: one sequential scan per table plus the row-to-text conversion and one md5 per row.
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pendulum
 import psycopg
-from psycopg import sql
 
 from airflow_provider_pgbackup import __version__
 from airflow_provider_pgbackup.binaries import (
@@ -32,6 +31,7 @@ from airflow_provider_pgbackup.binaries import (
 from airflow_provider_pgbackup.catalog import (
     ServerInfo,
     list_databases,
+    open_connection,
     server_info,
 )
 from airflow_provider_pgbackup.commands import (
@@ -40,7 +40,6 @@ from airflow_provider_pgbackup.commands import (
     pg_dumpall_argv,
 )
 from airflow_provider_pgbackup.compat import AirflowException, BaseHook
-from airflow_provider_pgbackup.content import ContentRecord
 from airflow_provider_pgbackup.encryption import (
     AGE_FORMAT,
     AGE_SUFFIX,
@@ -56,7 +55,6 @@ from airflow_provider_pgbackup.manifest import (
     ENCRYPTED_SCHEMA_VERSION,
     FileDigest,
     Manifest,
-    TableRowCount,
 )
 from airflow_provider_pgbackup.options import (
     InvalidOptionError,
@@ -65,7 +63,7 @@ from airflow_provider_pgbackup.options import (
 )
 from airflow_provider_pgbackup.pipeline import GzipStage, Pipeline, Stage
 from airflow_provider_pgbackup.process import CommandResult, PgCommandError, PgLockTimeout, PgProcessRunner
-from airflow_provider_pgbackup.snapshot import sequences_before_dump, snapshot_facts
+from airflow_provider_pgbackup.snapshot import DumpSnapshot, SnapshotMeasurementError
 from airflow_provider_pgbackup.storage import (
     ArtifactTarget,
     StorageSettings,
@@ -80,6 +78,7 @@ __all__ = [
     "PgDumpHook",
     "PgLockTimeout",
     "ServerInfo",
+    "SnapshotMeasurementError",
     "load_identities",
 ]
 
@@ -95,6 +94,40 @@ def _encryption_record(recipients: tuple[str, ...], size: int, sha256: str) -> d
         "plaintext_size_bytes": size,
         "plaintext_sha256": sha256,
     }
+
+
+class _DumpOutput:
+    """Where pg_dump's output goes: the target (through age for single-file formats with recipients),
+    or, for the directory format, a folder pg_dump writes itself (its plaintext subfolder when encrypted)."""
+
+    def __init__(self, target: ArtifactTarget, recipients: tuple[str, ...]) -> None:
+        self.target = target
+        self.recipients = recipients
+        self.stage: AgeEncryptStage | None = None
+        self.directory_file = target.staging_directory
+        self._pipeline: Pipeline | None = None
+        if self.directory_file is not None and recipients:
+            self.directory_file.mkdir(mode=0o700, exist_ok=True)
+            self.directory_file = self.directory_file / PLAINTEXT_FOLDER
+            self.directory_file.mkdir(mode=0o700)
+        elif recipients:
+            self.stage = AgeEncryptStage(recipients)
+            self._pipeline = Pipeline(target.write, [self.stage])
+
+    @property
+    def write(self) -> Callable[[bytes], None] | None:
+        """pg_dump's stdout consumer (None: pg_dump writes a directory itself)."""
+        if self.directory_file is not None:
+            return None
+        return self._pipeline.write if self._pipeline is not None else self.target.write
+
+    def close(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.close()
+
+    def abort(self) -> None:
+        if self.stage is not None:
+            self.stage.abort()
 
 
 class PgDumpHook(RestoreMixin, BaseHook):
@@ -125,6 +158,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
         self.pg_bin_dir = pg_bin_dir
         self.runner = PgProcessRunner(self.log, progress_interval)
         self._active_target: ArtifactTarget | None = None
+        self._snapshot: DumpSnapshot | None = None
 
     # ----------------------------------------------------------------------------------- connection
     @contextlib.contextmanager
@@ -160,7 +194,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
             with open_session(
                 conn, self.postgres_conn_id, pg_bin_dir=self.pg_bin_dir, log=self.log
             ) as session:
-                with session.connect(autocommit=True) as pg:
+                with open_connection(session) as pg:
                     server = server_info(pg)
                     user = str(pg.info.user)
                     where = f"{pg.info.host}:{pg.info.port}"
@@ -194,14 +228,14 @@ class PgDumpHook(RestoreMixin, BaseHook):
         connect as pg_dumpall does: to ``postgres``, else ``template1`` (libpq's own default, a
         database named after the user, rarely exists)."""
         if session.params.get("dbname"):
-            with session.connect(autocommit=True) as conn:
+            with open_connection(session) as conn:
                 yield conn
             return
         try:
-            conn = session.connect("postgres", autocommit=True)
+            conn = open_connection(session, "postgres")
         except AirflowException as first:
             try:
-                conn = session.connect("template1", autocommit=True)
+                conn = open_connection(session, "template1")
             except AirflowException:
                 raise first from None
         with conn:
@@ -272,9 +306,9 @@ class PgDumpHook(RestoreMixin, BaseHook):
     ) -> Manifest:
         """Dump one database into ``output_path`` and write its manifest beside it, last.
 
-        Row counts (when asked) are taken in the very snapshot pg_dump dumps: this hook opens a
-        REPEATABLE READ transaction, exports its snapshot to ``pg_dump --snapshot`` and counts rows
-        there while pg_dump runs.
+        Row counts and the content record (when asked) are taken in the very snapshot pg_dump dumps:
+        this hook opens a REPEATABLE READ transaction, exports its snapshot to ``pg_dump --snapshot``,
+        locks the tables it measures as pg_dump does, and measures there while pg_dump runs.
 
         :param options: validated pg_dump options.
         :param output_path: absolute local path, or an object-store URI such as ``gs://bucket/name``
@@ -296,68 +330,25 @@ class PgDumpHook(RestoreMixin, BaseHook):
             settings=storage_settings,
         )
         self._active_target = target
-        stage: AgeEncryptStage | None = None
+        output = _DumpOutput(target, recipients)
         try:
-            with self.session(database) as session, session.connect() as conn:
-                server = server_info(conn)
+            with self.session(database) as session, DumpSnapshot.open(session, options, self.log) as snap:
+                self._snapshot = snap
+                server = server_info(snap.conn)
                 binary = self.find_binary("pg_dump", server, session)
                 self._check_compression(binary, options)
-                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                if options.lock_wait_timeout:
-                    conn.execute(
-                        sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(options.lock_wait_timeout))
-                    )
-                snapshot_row = conn.execute("SELECT pg_export_snapshot()").fetchone()
-                assert snapshot_row is not None
-                snapshot = str(snapshot_row[0])
                 dumped_database = session.params.get("dbname") or session.params.get("user") or ""
-                directory_file = target.staging_directory
-                if directory_file is not None and recipients:
-                    directory_file.mkdir(mode=0o700, exist_ok=True)
-                    directory_file = directory_file / PLAINTEXT_FOLDER
-                    directory_file.mkdir(mode=0o700)
-                pipeline: Pipeline | None = None
-                if directory_file is None and recipients:
-                    stage = AgeEncryptStage(recipients)
-                    pipeline = Pipeline(target.write, [stage])
                 argv = pg_dump_argv(
-                    binary, options, snapshot, directory_file, self._filter_file(binary, options, session)
+                    binary,
+                    options,
+                    snap.snapshot_id,
+                    output.directory_file,
+                    self._filter_file(binary, options, session),
                 )
+                self._start_measurement(snap)
                 started = pendulum.now("UTC")
-                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-facts") as pool:
-                    counts: Future[tuple[tuple[TableRowCount, ...] | None, ContentRecord | None]] | None
-                    counts = None
-                    if options.record_row_counts or options.record_checksums:
-                        # Sequences ignore snapshots: read them before pg_dump does, never after.
-                        sequences = sequences_before_dump(conn, options)
-                        counts = pool.submit(snapshot_facts, self.log, conn, options, sequences)
-                    try:
-                        self.runner.run(
-                            argv,
-                            session.env,
-                            stdout=None if directory_file else (pipeline.write if pipeline else target.write),
-                            progress=self._progress("pg_dump", target),
-                        )
-                        if pipeline is not None:
-                            pipeline.close()
-                    except BaseException as err:
-                        if counts is not None and not counts.done():
-                            conn.cancel_safe()  # do not wait for counting a dump that failed
-                        lock_timeout = (
-                            PgLockTimeout.from_error(err, options.lock_wait_timeout)
-                            if isinstance(err, PgCommandError)
-                            else None
-                        )
-                        if lock_timeout is not None:
-                            raise lock_timeout from err
-                        raise
-                    row_counts, content = counts.result() if counts is not None else (None, None)
-                conn.rollback()
-            encryption = None
-            if stage is not None:
-                encryption = _encryption_record(recipients, stage.plaintext_size, stage.plaintext_sha256)
-            elif recipients and directory_file is not None:
-                encryption = self._encrypt_directory(directory_file, recipients)
+                self._run_pg_dump(argv, session, output, snap)
+                row_counts, content = snap.facts()
             return self._finish_backup(
                 target,
                 binary,
@@ -369,15 +360,54 @@ class PgDumpHook(RestoreMixin, BaseHook):
                 row_counts=row_counts,
                 content=content.to_dict() if content is not None else None,
                 options=self._recorded_options(options),
-                encryption=encryption,
+                encryption=self._encryption_record(output),
             )
         except BaseException:
-            if stage is not None:
-                stage.abort()
+            output.abort()
             target.abort()
             raise
         finally:
             self._active_target = None
+            self._snapshot = None
+
+    def _start_measurement(self, snap: DumpSnapshot) -> None:
+        """Lock and start measuring; a kill while the snapshot session waits for a lock is a kill."""
+        try:
+            snap.start_measurement()
+        except BaseException as err:
+            if self.runner.killed:
+                raise PgCommandError(
+                    "pg_dump", -signal.SIGTERM, ["stopped before it started"], killed=True
+                ) from err
+            raise
+
+    def _run_pg_dump(
+        self, argv: list[str], session: LibpqSession, output: _DumpOutput, snap: DumpSnapshot
+    ) -> None:
+        """pg_dump through the output's pipeline into the target; its failure as what caused it."""
+        try:
+            self.runner.run(
+                argv,
+                session.env,
+                stdout=output.write,
+                progress=self._progress("pg_dump", output.target),
+            )
+            output.close()
+        except BaseException as err:
+            failure = snap.failure(err)
+            if failure is err:
+                raise
+            raise failure from (failure.__cause__ or err)
+
+    def _encryption_record(self, output: _DumpOutput) -> dict[str, Any] | None:
+        """The manifest's ``encryption`` field; a directory archive is encrypted file by file here."""
+        if output.stage is not None:
+            return _encryption_record(
+                output.recipients, output.stage.plaintext_size, output.stage.plaintext_sha256
+            )
+        if output.recipients and output.directory_file is not None:
+            return self._encrypt_directory(output.directory_file, output.recipients)
+        return None
 
     def _encrypt_directory(self, plaintext: Path, recipients: tuple[str, ...]) -> dict[str, Any]:
         """Encrypt every file pg_dump wrote into ``plaintext`` (inside the staging folder) to
@@ -534,6 +564,9 @@ class PgDumpHook(RestoreMixin, BaseHook):
     def kill(self) -> None:
         """Stop the running pg tool (whole process group) and remove the partial artifact."""
         self.runner.kill()
+        snapshot = self._snapshot
+        if snapshot is not None:
+            snapshot.cancel()  # a measurement or a table lock it is waiting for
         target = self._active_target
         if target is not None:
             target.abort()

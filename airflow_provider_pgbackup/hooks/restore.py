@@ -21,6 +21,7 @@ from airflow_provider_pgbackup.binaries import (
 )
 from airflow_provider_pgbackup.catalog import (
     exact_count,
+    open_connection,
     server_info,
     table_exists,
 )
@@ -84,7 +85,7 @@ class RestoreMixin:
         database, unless that is ``database`` itself (or unset), then to ``postgres``."""
         with self.session() as session:
             own = session.params.get("dbname")
-            with session.connect(own if own and own != database else "postgres", autocommit=True) as conn:
+            with open_connection(session, own if own and own != database else "postgres") as conn:
                 yield conn
 
     def database_exists(self, database: str) -> bool:
@@ -95,7 +96,7 @@ class RestoreMixin:
 
     def database_is_empty(self, database: str) -> bool:
         """True when ``database`` has no relation (table, view, sequence...) outside the system schemas."""
-        with self.session(database) as session, session.connect(autocommit=True) as conn:
+        with self.session(database) as session, open_connection(session) as conn:
             row = conn.execute(
                 """
                 SELECT EXISTS (
@@ -120,10 +121,17 @@ class RestoreMixin:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(database), force))
         self.log.info("Dropped database %s", database)
 
-    def measure_restored(self, database: str, expected: ContentRecord) -> ContentRecord:
+    def measure_restored(
+        self, database: str, expected: ContentRecord, *, row_security: bool = False
+    ) -> ContentRecord:
         """Measure ``database`` (a restored copy) the way ``expected`` was measured at the dump: the same
-        tables, and sequences, large objects and inventory only where the dump recorded them."""
-        with self.session(database) as session, session.connect(autocommit=True) as conn:
+        tables, and sequences, large objects and inventory only where the dump recorded them.
+
+        :param row_security: as the dump's ``--enable-row-security`` (else ``row_security=off``)."""
+        with (
+            self.session(database) as session,
+            open_connection(session, row_security=row_security) as conn,
+        ):
             return measure_content(
                 conn,
                 [(t.schema, t.table) for t in expected.tables],
@@ -135,11 +143,16 @@ class RestoreMixin:
             )
 
     def count_table_rows(
-        self, database: str, tables: Iterable[tuple[str, str]]
+        self, database: str, tables: Iterable[tuple[str, str]], *, row_security: bool = False
     ) -> dict[tuple[str, str], int | None]:
-        """Exact ``count(*)`` of each ``(schema, table)`` in ``database``; None for a missing table."""
+        """Exact ``count(*)`` of each ``(schema, table)`` in ``database``; None for a missing table.
+
+        :param row_security: as the dump's ``--enable-row-security`` (else ``row_security=off``)."""
         counts: dict[tuple[str, str], int | None] = {}
-        with self.session(database) as session, session.connect(autocommit=True) as conn:
+        with (
+            self.session(database) as session,
+            open_connection(session, row_security=row_security) as conn,
+        ):
             for schema, table in tables:
                 exists = table_exists(conn, schema, table)
                 counts[(schema, table)] = exact_count(conn, schema, table) if exists else None

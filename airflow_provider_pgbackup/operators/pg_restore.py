@@ -73,6 +73,12 @@ def check_database_name(database: str) -> str:
     return database
 
 
+def _row_security(manifest: Manifest) -> bool:
+    """Whether the dump read rows with ``--enable-row-security``: the drill then reads them so too."""
+    extra = manifest.options.get("extra_args") if isinstance(manifest.options, dict) else None
+    return isinstance(extra, list) and "--enable-row-security" in extra
+
+
 def mismatch_table(rows: Sequence[dict[str, Any]]) -> str:
     """Plain-text table of the tables whose restored row count differs from the manifest's."""
     bad = [r for r in rows if not r["ok"]]
@@ -448,7 +454,9 @@ class PgRestoreOperator(BaseOperator):
         if manifest.row_counts is None:
             self.log.info("The manifest has no row counts (pg_dumpall, or record_row_counts=False)")
             return None
-        restored = self.hook.count_table_rows(database, [(r.schema, r.table) for r in manifest.row_counts])
+        restored = self.hook.count_table_rows(
+            database, [(r.schema, r.table) for r in manifest.row_counts], row_security=_row_security(manifest)
+        )
         rows = [
             {
                 "schema": r.schema,
@@ -474,7 +482,7 @@ class PgRestoreOperator(BaseOperator):
             expected = ContentRecord.from_dict(manifest.content or {})
         except ContentRecordError as err:  # verification parsed it already; this is belt and braces
             raise AirflowFailException(f"the manifest's content record is unreadable: {err}") from err
-        found = self.hook.measure_restored(database, expected)
+        found = self.hook.measure_restored(database, expected, row_security=_row_security(manifest))
         found, notes = allow_sequences_ahead(expected, found)
         for note in notes:
             self.log.info("%s", note)
