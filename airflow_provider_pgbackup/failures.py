@@ -29,6 +29,7 @@ from airflow_provider_pgbackup.storage import (
     CredentialsError,
     ObjectConflictError,
     StoreNotFound,
+    UnsafeObjectName,
 )
 from airflow_provider_pgbackup.verify import ArtifactCorrupt, VerificationUnavailable
 
@@ -41,6 +42,7 @@ FAIL_NOW: tuple[type[BaseException], ...] = (
     ArtifactMismatchError,
     ObjectConflictError,
     StoreNotFound,
+    UnsafeObjectName,
     CredentialsError,
     PgBinaryNotFound,
     DecompressorUnavailable,
