@@ -3,20 +3,39 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
+import logging
 import os
-import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from airflow_provider_pgbackup.storage.base import (
     ArtifactDigest,
     ArtifactRefused,
+    EntryChanged,
     Location,
     StoredEntry,
 )
-from airflow_provider_pgbackup.storage.files import digest_directory, local_chunks, sha256_file, walk_files
+from airflow_provider_pgbackup.storage.files import (
+    digest_directory,
+    local_chunks,
+    remove_tree,
+    sha256_file,
+    walk_files,
+)
 from airflow_provider_pgbackup.storage.local.location import not_on_this_worker
+from airflow_provider_pgbackup.storage.local.lock import (
+    FileId,
+    LockRecord,
+    is_lock_name,
+    read_record,
+    remove_if_free,
+    stat_id,
+)
+
+log = logging.getLogger(__name__)
 
 
 class LocalArtifactSource:
@@ -89,12 +108,24 @@ class LocalArtifactSource:
         yield self.path
 
 
+def _version(info: os.stat_result) -> str:
+    """What a listed entry must still be when it is deleted: its inode and modification time."""
+    return f"{info.st_ino}:{info.st_mtime_ns}"
+
+
 class LocalBackupStore:
-    """Backups in a local (or mounted) folder."""
+    """Backups in a local (or mounted) folder.
+
+    An entry is the provider's (``provider_written``) only by the record in the lock file of one of its
+    writers (:mod:`.lock`): that lock file itself, the staging file or folder and the manifest temporary
+    file it names, and the artifact versions (device, inode, size) it records. While a writer holds that
+    lock, they are ``in_use``. Another run may remove entries at any time: what vanishes is skipped, logged.
+    """
 
     def __init__(self, location: Location) -> None:
         self._location = location
         self.root = Path(location.name)
+        self._records: dict[str, LockRecord] = {}
 
     @property
     def location(self) -> Location:
@@ -103,39 +134,85 @@ class LocalBackupStore:
     def entries(self) -> list[StoredEntry]:
         if not self.root.is_dir():
             raise FileNotFoundError(f"backup folder {self.root} does not exist")
-        found = []
-        for path in sorted(self.root.iterdir()):
-            stat = path.lstat()
-            newest = stat.st_mtime
-            size = 0
-            files: list[tuple[str, int]] = []
-            if path.is_dir() and not path.is_symlink():
-                for file in walk_files(path):
-                    with contextlib.suppress(FileNotFoundError):
-                        file_stat = file.lstat()
-                        newest = max(newest, file_stat.st_mtime)
-                        size += file_stat.st_size
-                        files.append((file.relative_to(path).as_posix(), file_stat.st_size))
-            else:
-                size = stat.st_size
-            found.append(
-                StoredEntry(
-                    name=path.name,
-                    is_folder=path.is_dir() and not path.is_symlink(),
-                    size_bytes=size,
-                    updated=datetime.datetime.fromtimestamp(newest, tz=datetime.timezone.utc),
-                    files=tuple(files),
-                )
-            )
-        return found
+        found: dict[str, tuple[StoredEntry, FileId]] = {}
+        for name in sorted(os.listdir(self.root)):
+            listed = self._entry(name)
+            if listed is not None:
+                found[name] = listed
+        return self._with_evidence(found)
+
+    def _entry(self, name: str) -> tuple[StoredEntry, FileId] | None:
+        path = self.root / name
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            log.info("%s vanished while its folder was listed (another run removed it)", path)
+            return None
+        newest = info.st_mtime
+        size = 0
+        files: list[tuple[str, int]] = []
+        is_folder = stat.S_ISDIR(info.st_mode)
+        if is_folder:
+            for file in walk_files(path):
+                with contextlib.suppress(FileNotFoundError):
+                    file_stat = file.lstat()
+                    newest = max(newest, file_stat.st_mtime)
+                    size += file_stat.st_size
+                    files.append((file.relative_to(path).as_posix(), file_stat.st_size))
+        else:
+            size = info.st_size
+        entry = StoredEntry(
+            name=name,
+            is_folder=is_folder,
+            size_bytes=size,
+            updated=datetime.datetime.fromtimestamp(newest, tz=datetime.timezone.utc),
+            files=tuple(files),
+            objects=((name, _version(info)),),
+        )
+        return entry, stat_id(info)
+
+    def _with_evidence(self, found: dict[str, tuple[StoredEntry, FileId]]) -> list[StoredEntry]:
+        """Mark what the lock records in the folder name as the provider's (and in use while held)."""
+        self._records = {}
+        marks: dict[str, bool] = {}
+        for name, (entry, _id) in found.items():
+            if entry.is_folder or not is_lock_name(name):
+                continue  # only a lock's record is evidence; every other name is just a name
+            record, held = read_record(self.root / name)
+            if record is None:
+                continue
+            self._records[name] = record
+            named = [name, *record.guarded]
+            artifact = found.get(record.artifact)
+            if artifact is not None and artifact[1] in record.artifact_ids:
+                named.append(record.artifact)
+            for owned in named:
+                marks[owned] = marks.get(owned, False) or held
+        return [
+            dataclasses.replace(entry, provider_written=True, in_use=marks[name]) if name in marks else entry
+            for name, (entry, _id) in found.items()
+        ]
 
     def read(self, entry: StoredEntry) -> bytes:
         return (self.root / entry.name).read_bytes()
 
     def delete(self, entry: StoredEntry) -> None:
+        """Delete an entry as it was listed: gone already is fine, a different one there is left alone
+        (:class:`EntryChanged`), a lock file goes only while unheld and with the record it was listed with."""
         path = self.root / entry.name
-        if entry.is_folder:
-            shutil.rmtree(path)
+        try:
+            now = _version(path.lstat())
+        except FileNotFoundError:
+            log.info("%s is already gone (another run deleted it)", path)
+            return
+        if now != dict(entry.objects).get(entry.name, now):
+            raise EntryChanged(f"{path} was replaced since it was listed; it is not deleted")
+        record = self._records.get(entry.name)
+        if record is not None:
+            if not remove_if_free(path, record):
+                raise EntryChanged(f"{path} is held (or rewritten) by a run that started since; not deleted")
+        elif entry.is_folder:
+            remove_tree(path)
         else:
             path.unlink(missing_ok=True)
 
