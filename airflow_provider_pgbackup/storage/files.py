@@ -97,6 +97,14 @@ def local_chunks(path: Path, chunk_bytes: int = HASH_CHUNK_BYTES) -> Iterator[by
             yield chunk
 
 
+def remove_path(path: Path) -> None:
+    """Remove a file, or a folder and everything in it (a link is removed, never followed); gone is fine."""
+    if path.is_dir() and not path.is_symlink():
+        remove_tree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def remove_tree(path: Path) -> None:
     """``rm -rf path`` where another process may be removing the same files: what vanishes is no error."""
     for _attempt in range(3):

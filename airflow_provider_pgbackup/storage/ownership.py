@@ -9,6 +9,7 @@ path is refused before the dump starts, naming the path and what is there.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError
 from airflow_provider_pgbackup.options import InvalidOptionError
@@ -63,23 +64,33 @@ def overwrite_refused(uri: str, problem: str) -> InvalidOptionError:
     )
 
 
+class StoredObject(Protocol):
+    """What a store says about an object (an ``ObjectInfo``, a GCS blob): its size and metadata."""
+
+    @property
+    def size(self) -> int | None: ...
+
+    @property
+    def metadata(self) -> dict[str, str] | None: ...
+
+
 def check_object_replaceable(
     location: Location,
     *,
     overwrite: bool,
-    size: int | None,
-    sha256: str | None,
+    existing: StoredObject | None,
     manifest: Callable[[], bytes] | None,
 ) -> None:
     """Raise unless ``overwrite`` and what is at an object-store name is a finished backup of ours.
 
     :param location: the output path.
-    :param size: the artifact object's size (None: there is only a manifest).
-    :param sha256: the sha256 the artifact object's metadata records, if any.
+    :param existing: the artifact object (None: there is only a manifest).
     :param manifest: reads the manifest object's bytes (None: there is none).
     """
+    size = existing.size if existing is not None else None
+    sha256 = (existing.metadata or {}).get("sha256") if existing is not None else None
     if not overwrite:
-        found = location if size is not None else location.manifest
+        found = location if existing is not None else location.manifest
         raise InvalidOptionError(
             f"output_path {location.uri!r} already holds a backup ({found.uri} exists); "
             "choose a new path (e.g. with {{ ts_nodash }}) or pass overwrite=True"

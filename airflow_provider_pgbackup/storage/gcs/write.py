@@ -309,8 +309,7 @@ class GCSArtifactTarget:
             check_object_replaceable(
                 location,
                 overwrite=overwrite,
-                size=existing.size if existing is not None else None,
-                sha256=(existing.metadata or {}).get("sha256") if existing is not None else None,
+                existing=existing,
                 manifest=(lambda: old.download_as_bytes(retry=policy)) if old is not None else None,
             )
         self._writer = GCSObjectWriter(

@@ -28,7 +28,7 @@ from pathlib import Path
 from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX
 from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.storage.base import ArtifactInUse
-from airflow_provider_pgbackup.storage.files import remove_tree
+from airflow_provider_pgbackup.storage.files import remove_path
 
 WRITTEN_BY = "airflow-provider-pgbackup"
 #: A record is a few hundred bytes; a bigger file is no lock of ours (and is never read whole).
@@ -248,11 +248,7 @@ class WriterLock:
     def _remove_leftovers(self, previous: LockRecord) -> None:
         """The staging file or folder and manifest temporary file of the run that left ``previous``."""
         for name in previous.guarded:
-            leftover = self.path.with_name(name)
-            if leftover.is_dir() and not leftover.is_symlink():
-                remove_tree(leftover)
-            else:
-                leftover.unlink(missing_ok=True)
+            remove_path(self.path.with_name(name))
 
     def write(self, record: LockRecord) -> None:
         """Replace the record (before each step that could leave something behind)."""

@@ -21,7 +21,7 @@ from airflow_provider_pgbackup.storage.base import (
 from airflow_provider_pgbackup.storage.files import (
     digest_directory,
     local_chunks,
-    remove_tree,
+    remove_path,
     sha256_file,
     walk_files,
 )
@@ -211,10 +211,8 @@ class LocalBackupStore:
         if record is not None:
             if not remove_if_free(path, record):
                 raise EntryChanged(f"{path} is held (or rewritten) by a run that started since; not deleted")
-        elif entry.is_folder:
-            remove_tree(path)
         else:
-            path.unlink(missing_ok=True)
+            remove_path(path)
 
     def location_of(self, entry: StoredEntry) -> Location:
         return self._location.child(entry.name)

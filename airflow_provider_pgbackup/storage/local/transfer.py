@@ -18,19 +18,15 @@ from airflow_provider_pgbackup.storage.base import (
     TransferResult,
     UploadCancelled,
 )
-from airflow_provider_pgbackup.storage.files import local_chunks
+from airflow_provider_pgbackup.storage.files import local_chunks, remove_path
 from airflow_provider_pgbackup.storage.local.read import LocalArtifactSource
 from airflow_provider_pgbackup.storage.local.write import LocalArtifactTarget
 
 
 def remove_backup(location: Location) -> None:
     """Delete a local backup: the manifest first (so a half-deleted backup never looks finished)."""
-    path = Path(location.name)
     Path(location.manifest.name).unlink(missing_ok=True)
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
+    remove_path(Path(location.name))
 
 
 def promote(

@@ -40,6 +40,7 @@ from airflow_provider_pgbackup.storage.files import (
     digest_directory,
     make_folders,
     naming_a_full_disk,
+    remove_path,
     remove_tree,
     restrict_tree,
     tree_size,
@@ -236,10 +237,7 @@ class LocalArtifactTarget:
                 self._finished = True
                 if self._handle is not None and not self._handle.closed:
                     self._handle.close()
-                if self.staging_path.is_dir() and not self.staging_path.is_symlink():
-                    remove_tree(self.staging_path)
-                else:
-                    self.staging_path.unlink(missing_ok=True)
+                remove_path(self.staging_path)
             finally:
                 self._writer_lock.release()
 
@@ -256,9 +254,6 @@ class LocalArtifactTarget:
         """Undo a commit (used when writing the manifest fails): the artifact must not look finished."""
         try:
             if self._committed is not None and file_id(self.path) == self._committed:
-                if self.path.is_dir() and not self.path.is_symlink():
-                    remove_tree(self.path)
-                else:
-                    self.path.unlink(missing_ok=True)
+                remove_path(self.path)
         finally:
             self._writer_lock.release()

@@ -293,8 +293,7 @@ class ObjectArtifactTarget:
             check_object_replaceable(
                 location,
                 overwrite=overwrite,
-                size=existing.size if existing is not None else None,
-                sha256=(existing.metadata or {}).get("sha256") if existing is not None else None,
+                existing=existing,
                 manifest=(lambda: b"".join(client.stream(old.name, old.etag, max(old.size, 1))))
                 if old is not None
                 else None,
