@@ -32,6 +32,7 @@ from airflow_provider_pgbackup.storage import (
     CredentialsError,
     ObjectConflictError,
     StoreNotFound,
+    UnsafeObjectName,
 )
 from airflow_provider_pgbackup.verify import ArtifactCorrupt, VerificationUnavailable
 
@@ -44,6 +45,7 @@ FAIL_NOW: tuple[type[BaseException], ...] = (
     ArtifactMismatchError,
     ObjectConflictError,
     StoreNotFound,
+    UnsafeObjectName,
     CredentialsError,
     PgBinaryNotFound,
     DecompressorUnavailable,

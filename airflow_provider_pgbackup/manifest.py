@@ -227,11 +227,23 @@ def folder_mode(file_mode: int) -> int:
 
 
 def write_manifest(
-    manifest: Manifest, path: str | os.PathLike[str], *, mode: int = DEFAULT_FILE_MODE
+    manifest: Manifest,
+    path: str | os.PathLike[str],
+    *,
+    mode: int = DEFAULT_FILE_MODE,
+    temp_name: str | None = None,
 ) -> Path:
-    """Write atomically: a temporary file in the same folder, fsync, rename, fsync the folder."""
+    """Write atomically: a temporary file in the same folder, fsync, rename, fsync the folder.
+
+    :param temp_name: the temporary file's name in that folder (created, never replaced); default: a
+        random ``.<name>.<random>.partial``. A writer that records the name can later prove it wrote it.
+    """
     target = Path(path)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    if temp_name is None:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    else:
+        temp_name = str(target.with_name(temp_name))
+        fd = os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(manifest.to_json())

@@ -261,3 +261,31 @@ def test_a_measurement_error_is_retried_only_when_a_retry_can_change_it(
         raise error
     assert str(raised.value) == str(error)
     assert (raised.value is error) is not fails_now
+
+
+@pytest.mark.parametrize(("scheme", "argument"), [("s3", "aws_conn_id"), ("az", "wasb_conn_id")])
+def test_unusable_s3_and_azure_credentials_fail_now_as_gcp_ones_do(
+    monkeypatch: pytest.MonkeyPatch, scheme: str, argument: str
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_STORE_BROKEN", json.dumps({"conn_type": "postgres", "host": "db"}))
+    retention = PgBackupRetentionOperator(
+        task_id="retention", location=f"{scheme}://some-bucket/pg", **{argument: "store_broken"}
+    )
+    with pytest.raises(AirflowFailException, match=r"connection 'store_broken' has type 'postgres'"):
+        retention.execute(context={})
+
+
+# Azure (Azurite) refuses such names itself; its copy runs the S3 code (storage/objects/read.py).
+@pytest.mark.parametrize("store", ["gs", "s3"], indirect=True)
+def test_an_unsafe_object_name_fails_now_naming_the_name_and_the_rule(store) -> None:
+    from airflow_provider_pgbackup.failures import failure_policy
+    from airflow_provider_pgbackup.storage import open_source
+
+    container = store.new_container()
+    store.put(container, "pg/db.dir/toc.dat", b"a directory-format artifact")
+    store.put(container, "pg/db.dir/../../escape.dat", b"an object named to land outside the copy")
+    source = open_source(store.uri(container, "pg/db.dir"), settings=store.settings())
+    with pytest.raises(AirflowFailException) as err, failure_policy(), source.local_copy():
+        pass
+    assert "object 'pg/db.dir/../../escape.dat'" in str(err.value)
+    assert "'..'" in str(err.value)

@@ -7,8 +7,9 @@ Backups are found by their manifests (a manifest is the mark of a complete backu
 - ``keep_daily`` / ``keep_weekly`` / ``keep_monthly``: the most recent backup of each of the N most
   recent days / ISO weeks / months that have a backup (periods without one do not count),
 
-plus always the newest complete backup. Entries that no manifest describes (failed or interrupted
-runs, staging leftovers) are incomplete and removed once older than ``incomplete_grace``.
+plus always the newest complete backup. The provider's own leftovers (failed or interrupted runs,
+staging files), known by the evidence the store finds (:mod:`.backup_folder`), never by a name, are
+removed once older than ``incomplete_grace``; anything else no manifest describes is left alone.
 
 Nothing is deleted when the newest complete backup is older than ``max_newest_age`` or fails its check
 (artifact present with the sizes its manifest records): the task fails instead, because backups have
@@ -18,10 +19,7 @@ stopped working and old ones are then all there is.
 from __future__ import annotations
 
 import datetime
-import logging
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pendulum
@@ -29,7 +27,15 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_pgbackup.compat import AirflowFailException
 from airflow_provider_pgbackup.failures import failure_policy
-from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX, Manifest, ManifestError
+from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX
+from airflow_provider_pgbackup.operators.backup_folder import (
+    StoredBackup,
+    artifact_problem,
+    find_backups,
+    foreign_entries,
+    provider_leftover,
+    uri_of,
+)
 from airflow_provider_pgbackup.options import InvalidOptionError, is_templated, parse_flag
 from airflow_provider_pgbackup.storage import (
     DEFAULT_AWS_CONN_ID,
@@ -37,22 +43,12 @@ from airflow_provider_pgbackup.storage import (
     DEFAULT_RETRY_TIMEOUT,
     DEFAULT_WASB_CONN_ID,
     BackupStore,
+    EntryChanged,
     StorageSettings,
     StoredEntry,
     open_store,
     parse_location,
 )
-
-
-@dataclass(frozen=True)
-class StoredBackup:
-    """A complete backup found in a folder: its manifest entry, its artifact entry and the manifest."""
-
-    name: str
-    manifest: Manifest
-    finished_at: datetime.datetime
-    manifest_entry: StoredEntry
-    artifact_entry: StoredEntry | None
 
 
 def _period_keys(tz: str) -> dict[str, Callable[[datetime.datetime], tuple[int, ...]]]:
@@ -121,103 +117,6 @@ def _check_duration(name: str, value: Any, *, allow_none: bool) -> datetime.time
     if not isinstance(value, datetime.timedelta) or value < datetime.timedelta(0):
         raise InvalidOptionError(f"{name} {value!r} must be a timedelta (or seconds) >= 0")
     return value
-
-
-def uri_of(store: BackupStore, entry: StoredEntry) -> str:
-    return store.location_of(entry).uri
-
-
-#: The provider's own leftovers, by its own naming: a staging file or folder (``.<name>.partial-<hex>``),
-#: a manifest being written (``.<name>.manifest.json.<random>.partial``) and a writer's lock file.
-_STAGING = re.compile(r"^\.(?P<name>.+)\.partial-[0-9a-f]{12}$")
-_MANIFEST_TEMP = re.compile(r"^\.(?P<name>.+\.manifest\.json)\.[a-z0-9_]{8}\.partial$")
-_LOCK = re.compile(r"^\.(?P<name>.+)\.lock$")
-
-
-def provider_leftover(entry: StoredEntry, names: set[str]) -> str | None:
-    """Why ``entry`` is a leftover of this provider (to delete after the grace), or None: not ours.
-
-    Ours: a staging file or folder, a manifest being written, a lock file, and an artifact whose
-    manifest never came, recognised by the lock file its crashed writer left beside it (local) or by
-    the provider's upload id on every object (object stores). Anything else was written by someone
-    else and is never deleted.
-    """
-    if _STAGING.match(entry.name):
-        return "a partial artifact of a run that did not finish"
-    if _MANIFEST_TEMP.match(entry.name):
-        return "a manifest that was being written"
-    if _LOCK.match(entry.name):
-        return "the lock file of a run that did not finish"
-    if entry.name.endswith(MANIFEST_SUFFIX) or entry.name + MANIFEST_SUFFIX in names:
-        return None
-    if entry.provider_written or f".{entry.name}.lock" in names:
-        return "an artifact whose manifest never came"
-    return None
-
-
-def find_backups(
-    store: BackupStore, entries: list[StoredEntry], log: logging.Logger | Any = None
-) -> tuple[list[StoredBackup], list[StoredEntry], set[str]]:
-    """Complete backups (readable manifest), the provider's own leftovers, and names left alone
-    (an unreadable manifest and its artifact). Entries the provider did not write are in none of them.
-
-    :param store: the folder or gs:// prefix.
-    :param entries: ``store.entries()``.
-    :param log: where to say which manifests are left alone (default: this module's logger).
-    """
-    log = log or logging.getLogger(__name__)
-    by_name = {e.name: e for e in entries}
-    backups: list[StoredBackup] = []
-    protected: set[str] = set()
-    for entry in entries:
-        if entry.is_folder or not entry.name.endswith(MANIFEST_SUFFIX):
-            continue
-        artifact_name = entry.name[: -len(MANIFEST_SUFFIX)]
-        try:
-            manifest = Manifest.from_json(store.read(entry))
-            if manifest.artifact != artifact_name:
-                raise ManifestError(f"it describes {manifest.artifact!r}, not {artifact_name!r}")
-            finished = datetime.datetime.fromisoformat(manifest.finished_at)
-            if finished.tzinfo is None:
-                finished = finished.replace(tzinfo=datetime.timezone.utc)
-        except (ManifestError, ValueError) as err:
-            log.warning(
-                "Leaving %s alone: its manifest cannot be read (%s)", store.location_of(entry).uri, err
-            )
-            protected.update({entry.name, artifact_name})
-            continue
-        backups.append(StoredBackup(artifact_name, manifest, finished, entry, by_name.get(artifact_name)))
-    referenced = {b.name for b in backups} | {b.manifest_entry.name for b in backups} | protected
-    names = set(by_name)
-    incomplete = [e for e in entries if e.name not in referenced and provider_leftover(e, names)]
-    return backups, incomplete, protected
-
-
-def foreign_entries(
-    entries: list[StoredEntry], backups: list[StoredBackup], protected: set[str]
-) -> list[str]:
-    """Names in the folder that no backup names and that are no leftover of this provider."""
-    names = {e.name for e in entries}
-    referenced = {b.name for b in backups} | {b.manifest_entry.name for b in backups} | protected
-    return sorted(e.name for e in entries if e.name not in referenced and provider_leftover(e, names) is None)
-
-
-def artifact_problem(backup: StoredBackup) -> str | None:
-    """None when the artifact is present as the manifest records it (names, sizes, sha256 metadata)."""
-    entry, manifest = backup.artifact_entry, backup.manifest
-    if entry is None:
-        return f"its artifact {backup.name!r} is missing"
-    if manifest.files is not None:
-        expected = {f.path: f.size_bytes for f in manifest.files}
-        if not entry.is_folder or dict(entry.files) != expected:
-            return "its artifact folder does not hold the files and sizes its manifest lists"
-        return None
-    if entry.is_folder or entry.size_bytes != manifest.size_bytes:
-        return f"its artifact holds {entry.size_bytes} bytes, not {manifest.size_bytes}"
-    remote_sha = dict(entry.metadata).get("sha256")
-    if remote_sha is not None and remote_sha != manifest.sha256:
-        return f"its artifact's sha256 metadata is {remote_sha}, not {manifest.sha256}"
-    return None
 
 
 def newest_complete_backup(
@@ -363,6 +262,21 @@ class PgBackupRetentionOperator(BaseOperator):
         with failure_policy():
             return self._execute(context)
 
+    def _delete(self, store: BackupStore, entry: StoredEntry) -> bool:
+        """Delete one listed entry (nothing in a dry run); False when it changed since it was listed.
+
+        Another run may have deleted it already (no error: the store logs it) or replaced it (a dump
+        writing the same name): then it is left alone.
+        """
+        if self.is_dry_run:
+            return True
+        try:
+            store.delete(entry)
+        except EntryChanged as err:
+            self.log.warning("Leaving %s alone: %s", uri_of(store, entry), err)
+            return False
+        return True
+
     def _execute(self, context: Any) -> dict[str, Any]:
         store = self._store()
         entries = store.entries()
@@ -385,7 +299,13 @@ class PgBackupRetentionOperator(BaseOperator):
             if entries and self.max_newest_age is not None:
                 raise AirflowFailException(f"{store.location.uri} holds no complete backup; deleting nothing")
             self.log.info("No complete backup in %s; nothing to do", store.location.uri)
-            return {"kept": [], "deleted": [], "incomplete_deleted": [], "dry_run": self.is_dry_run}
+            return {
+                "kept": [],
+                "deleted": [],
+                "incomplete_deleted": [],
+                "left_alone": foreign,
+                "dry_run": self.is_dry_run,
+            }
         newest = max(backups, key=lambda b: b.finished_at)
         age = now - newest.finished_at
         if self.max_newest_age is not None and age > self.max_newest_age:
@@ -425,8 +345,8 @@ class PgBackupRetentionOperator(BaseOperator):
             for entry in (backup.manifest_entry, backup.artifact_entry):  # the manifest goes first
                 if entry is None:
                     continue
-                if not self.is_dry_run:
-                    store.delete(entry)
+                if not self._delete(store, entry):
+                    break  # its manifest was replaced since the listing: a new backup, left whole
                 deleted.append(uri_of(store, entry))
         incomplete_deleted: list[str] = []
         for entry in incomplete:
@@ -444,9 +364,8 @@ class PgBackupRetentionOperator(BaseOperator):
                 provider_leftover(entry, {e.name for e in entries}),
                 entry.updated.isoformat(),
             )
-            if not self.is_dry_run:
-                store.delete(entry)
-            incomplete_deleted.append(uri_of(store, entry))
+            if self._delete(store, entry):
+                incomplete_deleted.append(uri_of(store, entry))
         kept = [
             {"name": backups[i].name, "finished_at": backups[i].manifest.finished_at, "rules": reasons}
             for i, reasons in sorted(
@@ -468,3 +387,15 @@ class PgBackupRetentionOperator(BaseOperator):
             "left_alone": foreign,
             "dry_run": self.is_dry_run,
         }
+
+
+__all__ = [
+    "PgBackupRetentionOperator",
+    "StoredBackup",
+    "artifact_problem",
+    "find_backups",
+    "foreign_entries",
+    "newest_complete_backup",
+    "provider_leftover",
+    "select_kept",
+]

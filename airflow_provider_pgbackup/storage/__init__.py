@@ -48,6 +48,7 @@ from airflow_provider_pgbackup.storage.base import (
     ArtifactTarget,
     BackupStore,
     CredentialsError,
+    EntryChanged,
     Location,
     ObjectConflictError,
     StorageError,
@@ -55,6 +56,7 @@ from airflow_provider_pgbackup.storage.base import (
     StoredEntry,
     StoreNotFound,
     TransferResult,
+    UnsafeObjectName,
     UploadCancelled,
 )
 
@@ -313,6 +315,7 @@ __all__ = [
     "ArtifactTarget",
     "BackupStore",
     "CredentialsError",
+    "EntryChanged",
     "Location",
     "LocationLike",
     "ObjectConflictError",
@@ -321,6 +324,7 @@ __all__ = [
     "StoreNotFound",
     "StoredEntry",
     "TransferResult",
+    "UnsafeObjectName",
     "UploadCancelled",
     "check_output_path",
     "check_settings",

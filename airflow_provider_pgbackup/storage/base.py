@@ -80,6 +80,15 @@ class ArtifactRefused(StorageError):
     """A source refuses to read what is at a path (a symbolic link instead of the artifact itself)."""
 
 
+class EntryChanged(StorageError):
+    """An entry of a backup folder changed after it was listed (another run replaced it): not deleted."""
+
+
+class UnsafeObjectName(StorageError):
+    """An object of a directory-format artifact has a name that cannot be a relative local path (a ``..``
+    segment, an absolute name): the same object gives the same answer, so it fails now."""
+
+
 _ENCRYPTION_SCOPE = re.compile(r"^[A-Za-z0-9]{3,63}$")
 
 
@@ -403,10 +412,12 @@ class StoredEntry:
     :param updated: newest modification time of anything in it (UTC).
     :param files: a folder's ``(relative path, size)``.
     :param objects: object stores: ``(object name, generation or ETag)`` of every object, deleted with that
-        precondition.
+        precondition; a local folder: ``(name, "<inode>:<mtime ns>")``, deleted only while it is that version.
     :param metadata: object stores: the single object's metadata.
-    :param provider_written: the store can tell that this provider wrote every object of the entry
-        (object stores: each carries the provider's upload id); False where it cannot tell.
+    :param provider_written: the store has evidence that this provider wrote the entry: every object
+        carries the provider's upload id (object stores); the record in the lock file of one of its local
+        writers names it (a local folder). Never a name alone; False where there is no evidence.
+    :param in_use: a running writer of this provider holds the lock that names it (local folders).
     """
 
     name: str
@@ -417,10 +428,16 @@ class StoredEntry:
     objects: tuple[tuple[str, int | str], ...] = ()
     metadata: tuple[tuple[str, str], ...] = ()
     provider_written: bool = False
+    in_use: bool = False
 
 
 class BackupStore(Protocol):
-    """A folder of backups that retention can list, read and delete from."""
+    """A folder of backups that retention can list, read and delete from.
+
+    Another run may delete (or replace) entries at any time: an entry that vanished after it was listed
+    raises ``FileNotFoundError`` from :meth:`read` and is no error for :meth:`delete`; one that changed
+    since it was listed is not deleted (:class:`EntryChanged`).
+    """
 
     @property
     def location(self) -> Location: ...

@@ -93,3 +93,51 @@ def test_gcs_object_left_without_manifest_by_a_crash_is_replaced_by_the_retry(
 
     assert bucket.get_blob("crash/db.sql.manifest.json") is not None
     assert bucket.get_blob("crash/db.sql").size == manifest.size_bytes
+
+
+@pytest.mark.parametrize(
+    "lock_content",
+    [
+        b"locked by the nightly export, pid 4242",
+        b'{"written_by": "airflow-provider-pgbackup", "artifact": "db.sql", "staging": '
+        b'".db.sql.partial-0123456789ab", "manifest_temp": "", "artifact_ids": [[1, 2]]}',
+    ],
+    ids=["someone_elses_lock", "a_record_naming_another_file"],
+)
+def test_a_lock_file_beside_a_file_is_no_proof_that_the_provider_wrote_the_file(
+    tmp_path: Path, lock_content: bytes
+) -> None:
+    """Only the record the crashed run wrote, naming that very file, lets a retry replace it."""
+    from airflow_provider_pgbackup.options import InvalidOptionError
+
+    out = tmp_path / "db.sql"
+    out.write_bytes(b"someone else's file")
+    lock = tmp_path / ".db.sql.lock"
+    lock.write_bytes(lock_content)
+    with pytest.raises(InvalidOptionError, match=r"already holds|was not written by this provider"):
+        PgDumpHook("no_such_connection").dump(PgDumpOptions.build(format="plain"), str(out))
+    assert out.read_bytes() == b"someone else's file"
+    assert lock.read_bytes() == lock_content
+
+
+def test_a_retry_that_fails_keeps_the_claim_on_the_unfinished_artifact(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A crash after the commit, then a retry that fails before its own commit: the next retry still
+    knows the unfinished artifact as the provider's and replaces it."""
+    from airflow_provider_pgbackup.storage import open_target
+    from tests.storage.crashed_writer import crash_writer, manifest_for
+
+    out = tmp_path / "db.sql"
+    crash_writer(out, "after_commit")
+    failed = open_target(str(out))
+    failed.write(b"the retry dies")
+    failed.abort()
+    assert out.read_bytes() == b"some dumped bytes"
+
+    last = open_target(str(out))
+    last.write(b"the retry that works")
+    last.write_manifest(manifest_for(out.name, last.commit()))
+    assert out.read_bytes() == b"the retry that works"
+    assert caplog.text.count("an artifact without a manifest") == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db.sql", "db.sql.manifest.json"]

@@ -15,6 +15,8 @@ from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOpera
 from airflow_provider_pgbackup.storage import StorageSettings, upload_backup
 from airflow_provider_pgbackup.storage.files import digest_directory
 from tests.gcs_emulator import GCSEmulator, synthetic_backup
+from tests.object_stores import Store
+from tests.storage.crashed_writer import crash_writer
 
 UTC = datetime.timezone.utc
 POLICY = {"keep_last": 3, "keep_daily": 7, "keep_weekly": 4, "keep_monthly": 12}
@@ -71,15 +73,13 @@ def _retention(location: str, **kwargs) -> PgBackupRetentionOperator:
 def test_400_days_of_history_keep_exactly_the_gfs_set_and_incomplete_leftovers_go(tmp_path: Path) -> None:
     times = _history()
     _make_local_history(tmp_path, times)
-    (tmp_path / "orphan.dump").write_bytes(b"no manifest: a failed run")
-    (tmp_path / ".orphan.dump.lock").write_bytes(b"")  # its writer crashed before the manifest
-    _age(tmp_path / "orphan.dump", 3)
-    _age(tmp_path / ".orphan.dump.lock", 3)
+    crash_writer(tmp_path / "orphan.dump", "after_commit")  # its writer died before the manifest
+    crash_writer(tmp_path / "old.dump", "directory_staging")  # died while pg_dump wrote the folder
+    (staging,) = tmp_path.glob(".old.dump.partial-*")
+    leftovers = {p.name for p in tmp_path.iterdir() if "orphan" in p.name or "old.dump" in p.name}
+    for name in leftovers:
+        _age(tmp_path / name, 3)
     (tmp_path / "running.dump").write_bytes(b"no manifest yet: still being written")
-    staging = tmp_path / ".old.dump.partial-0123456789ab"
-    staging.mkdir()
-    (staging / "toc.dat").write_bytes(b"x")
-    _age(staging, 2)
     (tmp_path / "weird.dump").write_bytes(b"?")
     (tmp_path / "weird.dump.manifest.json").write_text('{"schema_version": 99}')
     expected = {_name(t) for t in _expected_gfs(times, POLICY)}
@@ -97,9 +97,8 @@ def test_400_days_of_history_keep_exactly_the_gfs_set_and_incomplete_leftovers_g
     assert {k["name"] for k in result["kept"]} == expected
     assert result["kept"][0]["rules"][0] == "newest"
     assert len(result["deleted"]) == 2 * (len(times) - len(expected))
-    assert sorted(Path(u).name for u in result["incomplete_deleted"]) == sorted(
-        [".orphan.dump.lock", staging.name, "orphan.dump"]
-    )
+    assert leftovers == {".orphan.dump.lock", "orphan.dump", ".old.dump.lock", staging.name}
+    assert sorted(Path(u).name for u in result["incomplete_deleted"]) == sorted(leftovers)
 
 
 def test_dry_run_deletes_nothing_and_plans_what_the_real_run_deletes(tmp_path: Path) -> None:
@@ -300,3 +299,203 @@ def test_gcs_retention_never_deletes_objects_the_provider_did_not_write(
     )
     assert result["incomplete_deleted"] == []
     assert len(result["deleted"]) > 0
+
+
+def test_leftovers_are_recognised_by_the_lock_record_of_the_run_that_left_them(tmp_path: Path) -> None:
+    """Every point a real writer can die at leaves what retention then removes, and nothing else."""
+    times = _history(days=5)
+    _make_local_history(tmp_path, times)
+    for point in ("before_commit", "after_commit", "in_manifest", "directory_staging"):
+        crash_writer(tmp_path / f"{point}.dump", point)
+    backups = {p.name for p in tmp_path.iterdir() if p.name.startswith("20")}
+    leftovers = {p.name for p in tmp_path.iterdir()} - backups
+    assert len(leftovers) == 9  # 4 locks, 2 staging (a file, a folder), 2 artifacts, 1 manifest being written
+    for name in leftovers:
+        _age(tmp_path / name, 3)
+
+    result = _retention(str(tmp_path), incomplete_grace=datetime.timedelta(days=1), keep_last=99).execute(
+        context={}
+    )
+
+    assert sorted(Path(u).name for u in result["incomplete_deleted"]) == sorted(leftovers)
+    assert result["left_alone"] == []
+    assert {p.name for p in tmp_path.iterdir()} == backups
+
+
+def _lookalikes(root: Path) -> list[str]:
+    """Names the provider's leftovers have, written by someone else (another tool, a person)."""
+    (root / ".customers.csv.lock").write_text("locked by the nightly export, pid 4242")
+    (root / "customers.csv").write_text("id,name\n1,Ada\n")
+    (root / ".rsync-job.lock").write_bytes(b"")
+    (root / ".x.dump.partial-0123456789ab").write_bytes(b"an editor's swap file")
+    (root / ".x.dump.manifest.json.abcdefgh.partial").write_text("{}")
+    # A lock that reads like the provider's but names another artifact than its own name says.
+    (root / ".y.dump.lock").write_text(
+        '{"written_by": "airflow-provider-pgbackup", "artifact": "customers.csv", '
+        '"staging": ".customers.csv.partial-0123456789ab", "manifest_temp": "", "artifact_ids": []}'
+    )
+    for path in root.iterdir():
+        _age(path, 30)
+    return [
+        ".customers.csv.lock",
+        ".rsync-job.lock",
+        ".x.dump.manifest.json.abcdefgh.partial",
+        ".x.dump.partial-0123456789ab",
+        ".y.dump.lock",
+        "customers.csv",
+    ]
+
+
+def test_lookalikes_of_leftovers_written_by_others_are_left_alone(tmp_path: Path) -> None:
+    _make_local_history(tmp_path, _history(days=10))
+    foreign = _lookalikes(tmp_path)
+
+    result = _retention(str(tmp_path), incomplete_grace=0).execute(context={})
+
+    assert result["incomplete_deleted"] == []
+    assert result["left_alone"] == foreign
+    assert set(foreign) <= {p.name for p in tmp_path.iterdir()}
+    assert (tmp_path / "customers.csv").read_text() == "id,name\n1,Ada\n"
+
+
+def test_a_running_dump_s_lock_and_staging_file_are_left_alone(tmp_path: Path) -> None:
+    from airflow_provider_pgbackup.storage import open_target
+
+    _make_local_history(tmp_path, _history(days=3))
+    target = open_target(str(tmp_path / "running.dump"))
+    try:
+        target.write(b"a long dump, still running")
+        running = {p.name for p in tmp_path.iterdir() if "running" in p.name}
+        for name in running:
+            _age(tmp_path / name, 3)  # older than the grace: only the held lock says it is in use
+
+        result = _retention(str(tmp_path), incomplete_grace=0).execute(context={})
+
+        assert result["incomplete_deleted"] == []
+        assert result["left_alone"] == []
+        assert running <= {p.name for p in tmp_path.iterdir()}
+    finally:
+        target.abort()
+
+
+def _put_history(store: Store, container: str, folder: Path, times: list[datetime.datetime]) -> None:
+    """Backups put straight into the store under ``pg/`` (artifact and manifest; one SDK client)."""
+    for t in times:
+        artifact, _ = synthetic_backup(folder, _name(t), size=16, finished_at=t)
+        store.put(container, f"pg/{artifact.name}", artifact.read_bytes())
+        store.put(container, f"pg/{artifact.name}.manifest.json", manifest_path_for(artifact).read_bytes())
+
+
+def test_object_store_retention_has_no_lock_file_rule(tmp_path: Path, store: Store) -> None:
+    container = store.new_container()
+    uri = store.uri(container, "pg")
+    _put_history(store, container, tmp_path, _history(days=3, extra_same_day=()))
+    foreign = [".customers.csv.lock", ".x.dump.partial-0123456789ab", "customers.csv"]
+    for name in foreign:
+        store.put(container, f"pg/{name}", b"not the provider's")
+
+    result = _retention(uri, incomplete_grace=0, **store.conn_kwargs).execute(context={})
+
+    assert result["incomplete_deleted"] == []
+    assert result["left_alone"] == foreign
+    assert {f"pg/{n}" for n in foreign} <= set(store.objects(container))
+
+
+def _race(monkeypatch: pytest.MonkeyPatch, location: str, *, pause: str, **kwargs) -> list[dict]:
+    """Two retention runs over one folder, interleaved for real: the first lists the folder, then waits
+    (inside its listing, or right after it) until the second has deleted what it deletes; then it goes
+    on with what it listed. Returns both results (the second's first)."""
+    import threading
+
+    from airflow_provider_pgbackup.operators import retention
+
+    listed, second_done = threading.Event(), threading.Event()
+
+    def wait_for_the_second() -> None:
+        listed.set()
+        assert second_done.wait(60)
+
+    if pause == "inside_listing":  # local: names taken, nothing looked at yet
+        real_listdir = os.listdir
+
+        def listdir(path="."):
+            names = real_listdir(path)
+            if threading.current_thread().name == "first" and os.fspath(path) == location:
+                wait_for_the_second()
+            return names
+
+        monkeypatch.setattr(os, "listdir", listdir)
+    else:
+        real_open_store = retention.open_store
+
+        def open_store(value, *, settings=None):
+            store = real_open_store(value, settings=settings)
+            if threading.current_thread().name == "first":
+                entries = store.entries
+
+                def paused():
+                    found = entries()
+                    wait_for_the_second()
+                    return found
+
+                store.entries = paused
+            return store
+
+        monkeypatch.setattr(retention, "open_store", open_store)
+    results: list[object] = []
+    first = threading.Thread(
+        target=lambda: results.append(_try(lambda: _retention(location, **kwargs).execute(context={}))),
+        name="first",
+    )
+    first.start()
+    assert listed.wait(60)
+    try:
+        second = _retention(location, **kwargs).execute(context={})
+    finally:
+        second_done.set()
+        first.join(60)
+    (outcome,) = results
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return [second, outcome]
+
+
+def _try(call):
+    try:
+        return call()
+    except BaseException as err:  # handed to the main thread
+        return err
+
+
+@pytest.mark.parametrize("pause", ["inside_listing", "after_listing"])
+def test_two_retention_runs_over_one_folder_both_succeed_and_keep_the_gfs_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pause: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    times = _history(days=40)
+    _make_local_history(tmp_path, times)
+    crash_writer(tmp_path / "orphan.dump", "after_commit")
+    expected = {_name(t) for t in _expected_gfs(times, POLICY)}
+
+    second, first = _race(monkeypatch, str(tmp_path), pause=pause, incomplete_grace=0)
+
+    assert _manifests(tmp_path) == expected
+    assert {p.name for p in tmp_path.iterdir()} == expected | {f"{n}.manifest.json" for n in expected}
+    assert {k["name"] for k in first["kept"]} == {k["name"] for k in second["kept"]} == expected
+    assert "is already gone" in caplog.text or "vanished" in caplog.text
+
+
+def test_two_retention_runs_over_one_object_store_prefix_both_succeed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: Store
+) -> None:
+    container = store.new_container()
+    uri = store.uri(container, "pg")
+    times = _history(days=12, extra_same_day=())
+    _put_history(store, container, tmp_path, times)
+    policy = {"keep_last": 1, "keep_daily": 2, "keep_weekly": 1, "keep_monthly": 1}
+    expected = {_name(t) for t in _expected_gfs(times, policy)}
+
+    second, first = _race(monkeypatch, uri, pause="after_listing", **policy, **store.conn_kwargs)
+
+    names = {n.removeprefix("pg/").removesuffix(".manifest.json") for n in store.objects(container)}
+    assert names == expected
+    assert {k["name"] for k in first["kept"]} == {k["name"] for k in second["kept"]} == expected

@@ -20,6 +20,8 @@ from airflow_provider_pgbackup.storage.azure.location import SCHEME, AzureLocati
 from airflow_provider_pgbackup.storage.base import (
     DEFAULT_WASB_CONN_ID,
     ArtifactMismatchError,
+    CredentialsError,
+    EntryChanged,
     ObjectConflictError,
     StorageError,
     StorageSettings,
@@ -39,8 +41,8 @@ MAX_PARTS = 50_000
 logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 
 
-class AzureCredentialsError(AirflowException):
-    """No usable credentials; the message never contains key material."""
+class AzureCredentialsError(CredentialsError, AirflowException):
+    """No usable credentials (fails now, as every ``CredentialsError``); never contains key material."""
 
 
 def _retries(retry_timeout: float) -> int:
@@ -260,6 +262,8 @@ class AzureObjectClient:
             )  # fmt: skip
             yield from downloader.chunks()
         except ResourceModifiedError as err:
+            if self.head(name) is None:  # Azurite answers a deleted blob's ETag condition with 412
+                raise FileNotFoundError(f"{self.uri(name)} does not exist") from err
             raise ArtifactMismatchError(
                 f"{self.uri(name)} changed after it was first read (ETag {etag} is gone)"
             ) from err
@@ -277,7 +281,9 @@ class AzureObjectClient:
         except ResourceNotFoundError:
             return
         except ResourceModifiedError as err:
-            raise StorageError(f"{self.uri(name)} changed since it was listed; not deleted") from err
+            if self.head(name) is None:  # deleted by another run since it was listed (Azurite says 412)
+                return
+            raise EntryChanged(f"{self.uri(name)} changed since it was listed; not deleted") from err
 
     def copy(
         self, source: ObjectInfo, source_container: str, destination: str, *, metadata: dict[str, str]

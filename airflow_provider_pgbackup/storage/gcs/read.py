@@ -7,13 +7,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airflow_provider_pgbackup.manifest import FileDigest
 from airflow_provider_pgbackup.storage.base import (
     ArtifactDigest,
     ArtifactMismatchError,
+    EntryChanged,
     Sha256Counter,
     StorageError,
     StorageSettings,
@@ -21,6 +22,7 @@ from airflow_provider_pgbackup.storage.base import (
     StoreNotFound,
     directory_digest,
 )
+from airflow_provider_pgbackup.storage.files import safe_relative
 from airflow_provider_pgbackup.storage.gcs.location import UPLOAD_ID_KEY, GCSLocation, make_client, retry
 
 if TYPE_CHECKING:
@@ -204,10 +206,7 @@ class GCSArtifactSource:
             if self._is_folder:
                 artifact.mkdir(mode=0o700)
                 for name in sorted(pinned):
-                    relative = PurePosixPath(self._relative(name))
-                    if ".." in relative.parts or relative.is_absolute() or not relative.parts:
-                        raise StorageError(f"object {name!r} has an unsafe relative name")
-                    destination = artifact.joinpath(*relative.parts)
+                    destination = artifact.joinpath(*safe_relative(name, self._relative(name)).parts)
                     destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                     with _private_file(destination) as handle:
                         self._download(name, handle)
@@ -284,18 +283,29 @@ class GCSBackupStore:
         return found
 
     def read(self, entry: StoredEntry) -> bytes:
+        from google.api_core import exceptions
+
         name, generation = entry.objects[0]
-        data: bytes = self.bucket.blob(name, generation=generation).download_as_bytes(
-            retry=retry(self.settings)
-        )
+        try:
+            data: bytes = self.bucket.blob(name, generation=generation).download_as_bytes(
+                retry=retry(self.settings)
+            )
+        except exceptions.NotFound as err:  # deleted (or replaced) by another run since the listing
+            raise FileNotFoundError(f"gs://{self._location.bucket}/{name} does not exist") from err
         return data
 
     def delete(self, entry: StoredEntry) -> None:
         from google.api_core import exceptions
 
         for name, generation in entry.objects:
-            with contextlib.suppress(exceptions.NotFound):
+            try:
                 self.bucket.blob(name).delete(if_generation_match=generation, retry=retry(self.settings))
+            except exceptions.NotFound:
+                continue  # another run deleted it
+            except exceptions.PreconditionFailed as err:
+                raise EntryChanged(
+                    f"gs://{self._location.bucket}/{name} changed since it was listed; not deleted"
+                ) from err
 
     def location_of(self, entry: StoredEntry) -> GCSLocation:
         return self._location.child(entry.name)

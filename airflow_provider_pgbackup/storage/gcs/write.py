@@ -29,6 +29,7 @@ from airflow_provider_pgbackup.storage.base import (
     backup_metadata,
 )
 from airflow_provider_pgbackup.storage.gcs.location import UPLOAD_ID_KEY, GCSLocation, make_client, retry
+from airflow_provider_pgbackup.storage.ownership import check_object_replaceable
 from airflow_provider_pgbackup.units import format_bytes
 
 if TYPE_CHECKING:
@@ -295,7 +296,7 @@ class GCSArtifactTarget:
         existing = bucket.get_blob(location.name, retry=policy)
         self._old_manifest = bucket.get_blob(self.manifest_location.name, retry=policy)
         ours = existing is not None and UPLOAD_ID_KEY in (existing.metadata or {})
-        if ours and self._old_manifest is None and not overwrite:
+        if ours and self._old_manifest is None:
             # An object this provider wrote whose manifest never came: not a finished backup (a run
             # stopped between the two). A retry replaces it, with a generation precondition.
             log.warning(
@@ -303,14 +304,14 @@ class GCSArtifactTarget:
                 "between the two)",
                 location.uri,
             )
-            overwrite = True
-        for found in (existing, self._old_manifest):
-            if found is not None and not overwrite:
-                raise InvalidOptionError(
-                    f"output_path {location.uri!r} already holds a backup "
-                    f"(gs://{location.bucket}/{found.name} exists); "
-                    "choose a new path (e.g. with {{ ts_nodash }}) or pass overwrite=True"
-                )
+        elif existing is not None or self._old_manifest is not None:
+            old = self._old_manifest
+            check_object_replaceable(
+                location,
+                overwrite=overwrite,
+                existing=existing,
+                manifest=(lambda: old.download_as_bytes(retry=policy)) if old is not None else None,
+            )
         self._writer = GCSObjectWriter(
             self.client,
             location,

@@ -4,7 +4,7 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX, FileDigest
 from airflow_provider_pgbackup.storage.base import (
@@ -15,6 +15,7 @@ from airflow_provider_pgbackup.storage.base import (
     StoredEntry,
     directory_digest,
 )
+from airflow_provider_pgbackup.storage.files import safe_relative
 from airflow_provider_pgbackup.storage.objects.client import UPLOAD_ID_KEY, ObjectClient, ObjectInfo
 
 
@@ -122,10 +123,7 @@ class ObjectArtifactSource:
                 artifact.mkdir(mode=0o700)
                 names = {}
                 for name in sorted(pinned):
-                    relative = PurePosixPath(self._relative(name))
-                    if ".." in relative.parts or relative.is_absolute() or not relative.parts:
-                        raise StorageError(f"object {name!r} has an unsafe relative name")
-                    names[name] = artifact.joinpath(*relative.parts)
+                    names[name] = artifact.joinpath(*safe_relative(name, self._relative(name)).parts)
             for name, destination in names.items():
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 with open(destination, "xb") as handle:

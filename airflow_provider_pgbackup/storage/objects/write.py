@@ -27,6 +27,7 @@ from airflow_provider_pgbackup.storage.objects.client import (
     PartUpload,
     part_size,
 )
+from airflow_provider_pgbackup.storage.ownership import check_object_replaceable
 from airflow_provider_pgbackup.units import format_bytes
 
 log = logging.getLogger(__name__)
@@ -279,7 +280,7 @@ class ObjectArtifactTarget:
         existing = client.head(location.name)
         self._old_manifest = client.head(self.manifest_location.name)
         ours = existing is not None and UPLOAD_ID_KEY in (existing.metadata or {})
-        if ours and self._old_manifest is None and not overwrite:
+        if ours and self._old_manifest is None:
             # An object this provider wrote whose manifest never came (a run stopped between the
             # two): not a finished backup, so a retry replaces it, as on GCS.
             log.warning(
@@ -287,14 +288,16 @@ class ObjectArtifactTarget:
                 "between the two)",
                 location.uri,
             )
-            overwrite = True
-        for found in (existing, self._old_manifest):
-            if found is not None and not overwrite:
-                raise InvalidOptionError(
-                    f"output_path {location.uri!r} already holds a backup "
-                    f"({location.sibling(found.name.rsplit('/', 1)[-1]).uri} exists); "
-                    "choose a new path (e.g. with {{ ts_nodash }}) or pass overwrite=True"
-                )
+        elif existing is not None or self._old_manifest is not None:
+            old = self._old_manifest
+            check_object_replaceable(
+                location,
+                overwrite=overwrite,
+                existing=existing,
+                manifest=(lambda: b"".join(client.stream(old.name, old.etag, max(old.size, 1))))
+                if old is not None
+                else None,
+            )
         self._writer = PartedObjectWriter(client, location, create_only=existing is None)
 
     @property

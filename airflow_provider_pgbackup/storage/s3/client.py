@@ -16,8 +16,9 @@ from airflow_provider_pgbackup.compat import AirflowException, AirflowNotFoundEx
 from airflow_provider_pgbackup.storage.base import (
     DEFAULT_AWS_CONN_ID,
     ArtifactMismatchError,
+    CredentialsError,
+    EntryChanged,
     ObjectConflictError,
-    StorageError,
     StorageSettings,
     StoreNotFound,
 )
@@ -34,8 +35,8 @@ MAX_PARTS = 10_000
 COPY_PART_SIZE = 1024 * 1024 * 1024
 
 
-class S3CredentialsError(AirflowException):
-    """The connection cannot be used; the message never contains key material."""
+class S3CredentialsError(CredentialsError, AirflowException):
+    """The connection cannot be used (fails now, as any ``CredentialsError``); never shows key material."""
 
 
 def _retries(retry_timeout: float) -> int:
@@ -280,7 +281,7 @@ class S3ObjectClient:
             if _code(err) in ("NoSuchKey", "404"):
                 return
             if _code(err) in ("PreconditionFailed", "412"):
-                raise StorageError(f"{self.uri(name)} changed since it was listed; not deleted") from err
+                raise EntryChanged(f"{self.uri(name)} changed since it was listed; not deleted") from err
             raise
 
     def copy(
