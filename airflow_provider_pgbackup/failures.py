@@ -8,12 +8,14 @@ connection, a lock timeout, another run writing the same path, a local backup th
 worker (``ArtifactNotOnThisWorker``: a retry may run where it is). A kill is reported as a kill.
 
 Operators, the sensor and the transfers wrap their work in :func:`failure_policy`; nothing else
-decides retryability.
+decides retryability. Being the one place every provider task passes through, it also starts each task
+with the sweep of the private folders a killed task left behind (:func:`scratch.sweep`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 from airflow_provider_pgbackup.binaries import PgBinaryNotFound
@@ -24,6 +26,7 @@ from airflow_provider_pgbackup.manifest import ManifestError
 from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.pipeline import DecompressorUnavailable
 from airflow_provider_pgbackup.process import PgCommandError
+from airflow_provider_pgbackup.scratch import sweep
 from airflow_provider_pgbackup.storage import (
     ArtifactMismatchError,
     CredentialsError,
@@ -31,6 +34,8 @@ from airflow_provider_pgbackup.storage import (
     StoreNotFound,
 )
 from airflow_provider_pgbackup.verify import ArtifactCorrupt, VerificationUnavailable
+
+log = logging.getLogger(__name__)
 
 #: Retrying cannot help: the same input, bytes, machine or credentials give the same answer.
 FAIL_NOW: tuple[type[BaseException], ...] = (
@@ -75,9 +80,20 @@ def connection_lost(err: PgCommandError) -> bool:
     return any(marker in text for marker in CONNECTION_LOST)
 
 
+def sweep_stale_folders() -> None:
+    """Remove the private folders (credentials, decrypted or downloaded copies, plaintext staging) that a
+    killed task left in TMPDIR (``scratch.sweep``); a problem there never fails the task."""
+    try:
+        sweep()
+    except Exception as err:
+        log.warning("Could not sweep the private folders killed tasks left in TMPDIR: %s", err)
+
+
 @contextlib.contextmanager
 def failure_policy() -> Iterator[None]:
-    """Turn the fail-now errors into ``AirflowFailException`` (message kept, cause chained)."""
+    """Start a provider task: sweep what killed tasks left (:func:`sweep_stale_folders`), then turn the
+    fail-now errors into ``AirflowFailException`` (message kept, cause chained)."""
+    sweep_stale_folders()
     try:
         yield
     except AirflowFailException:

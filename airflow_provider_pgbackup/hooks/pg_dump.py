@@ -50,7 +50,7 @@ from airflow_provider_pgbackup.encryption import (
     parse_recipients,
 )
 from airflow_provider_pgbackup.hooks.restore import RestoreMixin, load_identities
-from airflow_provider_pgbackup.libpq import LIBPQ_ENV, LibpqSession, open_session, write_private
+from airflow_provider_pgbackup.libpq import LIBPQ_ENV, LibpqSession, open_session
 from airflow_provider_pgbackup.lineage import postgres_dataset
 from airflow_provider_pgbackup.manifest import (
     ENCRYPTED_SCHEMA_VERSION,
@@ -65,6 +65,7 @@ from airflow_provider_pgbackup.options import (
 )
 from airflow_provider_pgbackup.pipeline import GzipStage, Pipeline, Stage
 from airflow_provider_pgbackup.process import CommandResult, PgCommandError, PgLockTimeout, PgProcessRunner
+from airflow_provider_pgbackup.scratch import private_folder
 from airflow_provider_pgbackup.snapshot import sequences_before_dump, snapshot_facts
 from airflow_provider_pgbackup.storage import (
     ArtifactTarget,
@@ -83,8 +84,9 @@ __all__ = [
     "load_identities",
 ]
 
-#: Where pg_dump writes a directory-format dump that is encrypted afterwards: inside the target's own
-#: private (0700) staging folder, so an abort removes it with everything else.
+#: Where pg_dump writes a directory-format dump that is encrypted afterwards: in a private (0700)
+#: ``plaintext`` scratch folder in TMPDIR (``scratch.private_folder``), never in the destination. The
+#: folder goes when the dump ends, however it ends; one a SIGKILL stranded goes at the next task's sweep.
 PLAINTEXT_FOLDER = ".plaintext"
 
 
@@ -230,11 +232,11 @@ class PgDumpHook(RestoreMixin, BaseHook):
 
     # ---------------------------------------------------------------------------------------- dumps
     def _filter_file(self, binary: PgBinary, options: PgDumpOptions, session: LibpqSession) -> Path | None:
-        """The patterns in a ``--filter`` file in the session's private folder, where pg_dump has it."""
+        """The patterns in a ``--filter`` file among the session's private files, where pg_dump has it."""
         lines = filter_lines(options)
         if lines is None or not supports_option(binary, "--filter"):
             return None
-        path = write_private(session.secrets_dir / "filter.txt", lines)
+        path = Path(session.private_file("filter.txt", lines))
         self.log.info("Passing %d patterns to pg_dump in a --filter file", lines.count("\n"))
         return path
 
@@ -297,6 +299,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
         )
         self._active_target = target
         stage: AgeEncryptStage | None = None
+        plaintext = contextlib.ExitStack()  # an encrypted directory dump's plaintext folder
         try:
             with self.session(database) as session, session.connect() as conn:
                 server = server_info(conn)
@@ -314,7 +317,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
                 directory_file = target.staging_directory
                 if directory_file is not None and recipients:
                     directory_file.mkdir(mode=0o700, exist_ok=True)
-                    directory_file = directory_file / PLAINTEXT_FOLDER
+                    directory_file = plaintext.enter_context(private_folder("plaintext")) / PLAINTEXT_FOLDER
                     directory_file.mkdir(mode=0o700)
                 pipeline: Pipeline | None = None
                 if directory_file is None and recipients:
@@ -356,8 +359,8 @@ class PgDumpHook(RestoreMixin, BaseHook):
             encryption = None
             if stage is not None:
                 encryption = _encryption_record(recipients, stage.plaintext_size, stage.plaintext_sha256)
-            elif recipients and directory_file is not None:
-                encryption = self._encrypt_directory(directory_file, recipients)
+            elif recipients and directory_file is not None and target.staging_directory is not None:
+                encryption = self._encrypt_directory(directory_file, recipients, target.staging_directory)
             return self._finish_backup(
                 target,
                 binary,
@@ -377,12 +380,14 @@ class PgDumpHook(RestoreMixin, BaseHook):
             target.abort()
             raise
         finally:
+            plaintext.close()
             self._active_target = None
 
-    def _encrypt_directory(self, plaintext: Path, recipients: tuple[str, ...]) -> dict[str, Any]:
-        """Encrypt every file pg_dump wrote into ``plaintext`` (inside the staging folder) to
-        ``<name>.age`` beside the folder, removing each plaintext file at once, then the folder."""
-        staging = plaintext.parent
+    def _encrypt_directory(
+        self, plaintext: Path, recipients: tuple[str, ...], staging: Path
+    ) -> dict[str, Any]:
+        """Encrypt every file pg_dump wrote into ``plaintext`` (a private scratch folder) to
+        ``<name>.age`` in the target's ``staging`` folder, removing each plaintext file at once."""
         files = []
         for path in sorted(p for p in plaintext.rglob("*") if p.is_file()):
             relative = path.relative_to(plaintext)

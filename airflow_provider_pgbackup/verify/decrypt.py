@@ -1,23 +1,22 @@
 """Decrypted views of an encrypted backup: a stream of plaintext, or a private local copy.
 
 pg_restore reads a directory-format archive (and a custom one with several jobs) only from local
-files: those are decrypted into a private temporary folder (0700, files 0600, under ``TMPDIR``) that
-is removed when the ``with`` block ends, also on failure or kill. Everything else is decrypted on the
-fly.
+files: those are decrypted into a private ``decrypted`` scratch folder (0700, files 0600, under
+``TMPDIR``; ``scratch.private_folder``) that is removed when the ``with`` block ends, also on failure or
+kill, and by the next task's sweep if a SIGKILL strands it. Everything else is decrypted on the fly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import shutil
-import tempfile
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from airflow_provider_pgbackup.encryption import AGE_SUFFIX, decrypt_file, decrypted_chunks
 from airflow_provider_pgbackup.manifest import FileDigest, Manifest
+from airflow_provider_pgbackup.scratch import private_folder
 from airflow_provider_pgbackup.storage import ArtifactSource
 from airflow_provider_pgbackup.storage.base import combine_file_digests
 
@@ -67,10 +66,9 @@ def plaintext_digest(
 
 @contextlib.contextmanager
 def decrypted_copy(source: ArtifactSource, manifest: Manifest, identities: Sequence[Any]) -> Iterator[Path]:
-    """The decrypted artifact (file, or folder with the ``.age`` suffixes dropped) in a private temporary
+    """The decrypted artifact (file, or folder with the ``.age`` suffixes dropped) in a private scratch
     folder for the duration of the ``with`` block."""
-    folder = Path(tempfile.mkdtemp(prefix="pgbackup-decrypted-"))  # 0700
-    try:
+    with private_folder("decrypted") as folder:
         target = folder / plaintext_name(source.location.basename)
         with source.local_copy() as artifact:
             if manifest.format == "directory":
@@ -83,5 +81,3 @@ def decrypted_copy(source: ArtifactSource, manifest: Manifest, identities: Seque
             else:
                 decrypt_file(artifact, target, identities, what=source.location.uri)
         yield target
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
