@@ -2,7 +2,8 @@
 
 Fail now (``AirflowFailException``, no retry): bad input, a corrupt artifact (evidence about the
 bytes, also an age authentication failure), a missing tool (pg_restore/psql/decompressor), bad
-credentials, a decryption key that is not a recipient or is malformed, a missing bucket, a different
+credentials, a password a passfile cannot carry, a decryption key that is not a recipient or is
+malformed, a missing bucket, a different
 object in the way. Retry (the exception as it is): the network, a server restart or a dropped
 connection, a lock timeout, another run writing the same path, a local backup that is on another
 worker (``ArtifactNotOnThisWorker``: a retry may run where it is). A kill is reported as a kill.
@@ -22,6 +23,7 @@ from airflow_provider_pgbackup.binaries import PgBinaryNotFound
 from airflow_provider_pgbackup.compat import AirflowFailException
 from airflow_provider_pgbackup.content import ContentRecordError
 from airflow_provider_pgbackup.encryption import CiphertextCorrupt, IdentityError, NoMatchingIdentity
+from airflow_provider_pgbackup.libpq import UnusablePassword
 from airflow_provider_pgbackup.manifest import ManifestError
 from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.pipeline import DecompressorUnavailable
@@ -53,6 +55,7 @@ FAIL_NOW: tuple[type[BaseException], ...] = (
     NoMatchingIdentity,
     IdentityError,
     CiphertextCorrupt,
+    UnusablePassword,  # a password a passfile cannot carry (an InvalidOptionError; named for its row)
 )
 
 #: What libpq and the server say when the connection, not the request, failed: worth a retry.

@@ -108,6 +108,11 @@ TOKEN_LOGIN_EXTRAS = ("iam",)
 POSTGRES_CONN_TYPES = ("postgres", "postgresql")
 
 
+class UnusablePassword(InvalidOptionError):
+    """The connection's password cannot be carried by a libpq passfile (a line break, a trailing carriage
+    return, a NUL): pg_dump, pg_restore and psql could never log in with it. Configuration: fail now."""
+
+
 class PrivateFiles:
     """A session's private files: in-memory files (Linux ``memfd_create``, 0600) handed to children as
     inherited descriptors, named ``/proc/self/fd/N``; else files in a private 0700 folder in TMPDIR.
@@ -227,6 +232,32 @@ def passfile_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
+def check_passfile_password(password: str | None, conn_id: str) -> None:
+    """Refuse a password a passfile cannot carry, naming the connection and never the password.
+
+    libpq reads a passfile line by line and strips the line's trailing carriage returns and newlines
+    (``pg_strip_crlf``), and C strings end at a NUL: such a password would reach the pg tools cut short,
+    and every dump would fail with "password authentication failed" after the provider's own SQL
+    connection (which takes the password directly) had succeeded.
+    """
+    if not password:
+        return
+    problem = None
+    if "\n" in password:
+        problem = "contains a line break"
+    elif password.endswith("\r"):
+        problem = "ends with a carriage return"
+    elif "\0" in password:
+        problem = "contains a NUL character"
+    if problem is not None:
+        raise UnusablePassword(
+            f"the password of connection {conn_id!r} {problem} (the password is not shown): a libpq "
+            "password file cannot hold it, so pg_dump, pg_restore and psql could never log in with it. "
+            "Give the role a password without line breaks, a trailing carriage return or NUL, or use a "
+            "client certificate (sslcert/sslkey)"
+        )
+
+
 def write_private(path: Path, content: str) -> Path:
     """Create ``path`` (it must not exist) with mode 0600 and ``content``."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -266,6 +297,7 @@ def open_session(
     check_token_login(extras, conn_id)
     if conn.password:
         mask_secret(conn.password)
+    check_passfile_password(conn.password, conn_id)
     params: dict[str, str] = {}
     for attr, keyword in CONNECTION_FIELDS.items():
         value = getattr(conn, attr, None)
