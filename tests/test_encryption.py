@@ -347,3 +347,57 @@ def test_the_identity_reaches_no_argv_environment_log_xcom_or_rendered_field(
         assert SECRET not in text
         assert PASSWORD not in text
     assert "AGE-SECRET-KEY-1" not in "".join(texts)
+
+
+# ------------------------------------------------------------------- a secret where a recipient belongs
+SSH_PRIVATE_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU-distinctive-ssh-key\n"
+    "-----END OPENSSH PRIVATE KEY-----\n"
+)
+SECRET_AS_RECIPIENT = {
+    "identity": SECRET,
+    "identity_in_a_list": [RECIPIENT, f"  {SECRET}  "],
+    "age_keygen_key_file": f"# created: today\n# public key: {RECIPIENT}\n{SECRET}\n",
+    "lowercase_identity": SECRET.lower(),
+    "ssh_private_key": [SSH_PRIVATE_KEY],
+}
+
+
+@pytest.mark.parametrize("case", sorted(SECRET_AS_RECIPIENT))
+def test_a_secret_key_given_as_a_recipient_is_refused_unquoted_and_masked_also_as_a_dag_import_error(
+    pg: PgCluster, case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk._shared.secrets_masker import redact
+
+    value = SECRET_AS_RECIPIENT[case]
+    secrets = [SECRET, SECRET.lower(), "distinctive-ssh-key"]
+    for operator in (PgDumpOperator, PgDumpAllOperator):
+        with pytest.raises(InvalidOptionError) as err:
+            operator(task_id="dump", output_path="/b/db.dump.age", encryption_recipients=value)
+        message = str(err.value)
+        assert not any(secret in message for secret in secrets), message
+        assert "where a public recipient (age1..., ssh-ed25519 ... or ssh-rsa ...) belongs" in message
+        if case == "ssh_private_key":
+            assert "is a private key" in message
+        else:
+            assert "is an age identity (a secret key)" in message
+            assert f"its public key, the recipient to give instead, is {RECIPIENT}" in message
+            assert redact(f"key {SECRET} here") == "key *** here"
+    # At parse time the error becomes the DAG's import error, shown in the UI to anyone who can see DAGs.
+    monkeypatch.setenv("PGBACKUP_TEST_RECIPIENTS", json.dumps(value))
+    (tmp_path / "secret_recipient.py").write_text(
+        "import json, os\n"
+        "import pendulum\n"
+        "from airflow.sdk import DAG\n"
+        "from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator\n"
+        "with DAG('secret_recipient', schedule=None, start_date=pendulum.datetime(2026, 1, 1)):\n"
+        "    PgDumpOperator(task_id='dump', output_path='/b/db.dump.age',\n"
+        "                   encryption_recipients=json.loads(os.environ['PGBACKUP_TEST_RECIPIENTS']))\n"
+    )
+    from airflow.dag_processing.dagbag import DagBag
+
+    errors = DagBag(dag_folder=str(tmp_path), safe_mode=False).import_errors
+    assert len(errors) == 1
+    text = next(iter(errors.values()))
+    assert "where a public recipient" in text
+    assert not any(secret in text for secret in secrets), text

@@ -5,8 +5,8 @@ rage, the Rust implementation of age), driven through its streaming ``encrypt_io
 a thread of their own so that memory stays bounded (a few chunks) whatever the artifact's size.
 
 - ``keys``: :func:`parse_recipients`: one string or a list of ``age1...`` / ``ssh-ed25519`` /
-  ``ssh-rsa`` public keys, each checked by pyrage; a malformed one is named. :func:`parse_identities`,
-  the errors, the ``.age`` name rule.
+  ``ssh-rsa`` public keys, each checked by pyrage; a malformed one is named, a secret key given by
+  mistake is refused without being quoted. :func:`parse_identities`, the errors, the ``.age`` name rule.
 - ``stream``: :class:`AgeEncryptStage`, a :class:`~airflow_provider_pgbackup.pipeline.Stage` that
   encrypts what passes through and measures the plaintext (sha256 and size) on the way;
   :func:`decrypted_chunks`, the read side, mirrored: ciphertext chunks in, plaintext chunks out.

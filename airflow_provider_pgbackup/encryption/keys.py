@@ -1,8 +1,11 @@
 """age keys: recipients (public keys) and identities (secret keys), the errors of a key problem, and the
-name of an encrypted artifact."""
+name of an encrypted artifact. An error never shows a secret: an identity pasted where a recipient
+belongs is said to be one, masked, and not quoted."""
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +19,8 @@ AGE_SUFFIX = ".age"
 RECIPIENT_PREFIXES = ("age1", "ssh-ed25519 ", "ssh-rsa ")
 # Stanza type in the header for each kind of recipient.
 STANZA_TYPES = {"age1": "X25519", "ssh-ed25519 ": "ssh-ed25519", "ssh-rsa ": "ssh-rsa"}
+#: An age identity anywhere in a text (a pasted key file), in either case (Bech32 is case-insensitive).
+IDENTITY_IN_TEXT = re.compile(r"AGE-SECRET-KEY-1[0-9A-Z]+", re.IGNORECASE)
 
 
 class EncryptionUnavailable(InvalidOptionError):
@@ -49,19 +54,59 @@ def recipient_kind(text: str) -> str | None:
     return next((p for p in RECIPIENT_PREFIXES if text.startswith(p)), None)
 
 
+def _secret_in(value: str) -> str | None:
+    """What secret a string pasted as a recipient holds ("an age identity", "a private key"), or None."""
+    upper = value.upper()
+    if "SECRET-KEY-1" in upper or upper.lstrip().startswith("AGE-PLUGIN-"):
+        return "an age identity (a secret key)"
+    if "PRIVATE KEY" in upper:
+        return "a private key"
+    return None
+
+
+def _refuse_secret(item: str, kind: str, where: str) -> InvalidOptionError:
+    """The error for a secret given as a recipient: it is masked and never quoted; an age identity's own
+    public key (safe to show) is named, since that is what belongs there."""
+    from airflow_provider_pgbackup.compat import mask_secret
+
+    mask_secret(item)
+    found = IDENTITY_IN_TEXT.findall(item)
+    for token in found:
+        mask_secret(token)
+    hint = "give its public key instead (`age-keygen -y key.txt` prints it; ssh: `ssh-keygen -y -f key`)"
+    if found:
+        with contextlib.suppress(Exception):
+            public = load_pyrage().x25519.Identity.from_str(found[0].upper()).to_public()
+            hint = f"its public key, the recipient to give instead, is {public}"
+    return InvalidOptionError(
+        f"{where} is {kind}, where a public recipient (age1..., ssh-ed25519 ... or ssh-rsa ...) "
+        f"belongs; it is not shown here and is masked in the log. Keep secret keys out of the DAG and "
+        f"Variables; {hint}"
+    )
+
+
 def parse_recipients(value: object, *, what: str = "encryption_recipients") -> tuple[str, ...]:
     """The recipients as a tuple of public keys (one string, or a list of them); each is checked by
-    pyrage and a malformed one is named. ``None``/empty -> ``()`` (no encryption)."""
+    pyrage and a malformed one is named. ``None``/empty -> ``()`` (no encryption).
+
+    A secret given by mistake (an ``AGE-SECRET-KEY-1...`` identity, an age-keygen key file, a private
+    key) is refused without being quoted, and masked: the message may become a DAG import error."""
     if value is None or value == "" or value == [] or value == ():
         return ()
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
-        raise InvalidOptionError(f"{what} must be an age recipient or a list of them, not {value!r}")
+        raise InvalidOptionError(
+            f"{what} must be an age recipient or a list of them, not a {type(value).__name__}"
+        )
     pyrage = load_pyrage()
     recipients: list[str] = []
-    for item in items:
+    for number, item in enumerate(items, start=1):
+        where = what if isinstance(value, str) else f"item {number} of {what}"
         if not isinstance(item, str):
-            raise InvalidOptionError(f"{what}: {item!r} is not a string")
+            raise InvalidOptionError(f"{where} is a {type(item).__name__}, not a string")
+        secret = _secret_in(item)
+        if secret is not None:
+            raise _refuse_secret(item, secret, where)
         text = " ".join(item.split())  # one line; an ssh key's comment is kept, it is public
         kind = recipient_kind(text)
         if kind is None:
