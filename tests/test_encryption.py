@@ -401,3 +401,57 @@ def test_a_secret_key_given_as_a_recipient_is_refused_unquoted_and_masked_also_a
     text = next(iter(errors.values()))
     assert "where a public recipient" in text
     assert not any(secret in text for secret in secrets), text
+
+
+# ------------------------------------------------------------------------------ a tampered age header
+def _tamper_first_stanza(artifact: Path) -> None:
+    """Change one character of the first recipient stanza's body: the header stays well-formed age (the
+    same stanzas, base64 of the right length), but its file key no longer unwraps."""
+    body = bytearray(artifact.read_bytes())
+    stanza = body.index(b"\n-> X25519 ")
+    at = body.index(b"\n", stanza + 1) + 1  # the first character of the stanza's body line
+    body[at] = ord("A") if body[at] != ord("A") else ord("B")
+    artifact.write_bytes(bytes(body))
+
+
+@pytest.mark.parametrize("dump_format", ["custom", "directory"])
+def test_a_tampered_age_header_is_corrupt_when_the_key_is_a_recorded_recipient_and_a_key_problem_when_not(
+    pg: PgCluster, sample: str, airflow_conn, age_key: str, tmp_path: Path, dump_format: str
+) -> None:
+    artifact = tmp_path / f"db{SUFFIX[dump_format]}"
+    dump(airflow_conn(pg, sample), str(artifact), dump_format, recipients=RECIPIENT)
+    if dump_format == "directory":
+        _tamper_first_stanza(artifact / "toc.dat.age")
+        path = manifest_path_for(artifact)
+        data = json.loads(path.read_text())
+        for entry in data["files"]:  # only age itself can tell: the recorded digests are made to match
+            body = (artifact / entry["path"]).read_bytes()
+            entry["sha256"], entry["size_bytes"] = hashlib.sha256(body).hexdigest(), len(body)
+        from airflow_provider_pgbackup.storage.files import digest_directory
+
+        digest = digest_directory(artifact)
+        data["sha256"], data["size_bytes"] = digest.sha256, digest.size_bytes
+        path.write_text(json.dumps(data))
+    else:
+        _tamper_first_stanza(artifact)
+        _rewrite_manifest(artifact)
+    assert statuses(verify(str(artifact)))["encryption"] == "ok"  # well-formed: no key can say more
+
+    with pytest.raises(AirflowFailException) as err:
+        verify(str(artifact), decryption_conn_id=age_key)
+    assert "is corrupt: check 'decryption' failed" in str(err.value)
+    assert "age header is damaged" in str(err.value)
+    assert f"the manifest records {RECIPIENT} as a recipient" in str(err.value)
+    assert "no identity matches" not in str(err.value)
+    if dump_format == "directory":  # the decrypted copy pg_restore --list reads: the same verdict
+        with pytest.raises(
+            AirflowFailException, match=r"corrupt: check 'contents' failed: .*header is damaged"
+        ):
+            verify(str(artifact), decryption_conn_id=age_key, verify_checksum=False)
+    with pytest.raises(AirflowFailException, match=r"refusing to restore .*'decryption' failed: .*damaged"):
+        drill(airflow_conn(pg, "postgres"), str(artifact), decryption_conn_id=age_key)
+    # A key of none of the recorded recipients learns nothing about the bytes: a key problem still.
+    with pytest.raises(AirflowFailException) as err:
+        verify(str(artifact), decryption_conn_id="wrong_key")
+    assert "no identity matches the recipients recorded in the manifest" in str(err.value)
+    assert "corrupt" not in str(err.value)

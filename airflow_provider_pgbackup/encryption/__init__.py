@@ -10,8 +10,9 @@ a thread of their own so that memory stays bounded (a few chunks) whatever the a
 - ``stream``: :class:`AgeEncryptStage`, a :class:`~airflow_provider_pgbackup.pipeline.Stage` that
   encrypts what passes through and measures the plaintext (sha256 and size) on the way;
   :func:`decrypted_chunks`, the read side, mirrored: ciphertext chunks in, plaintext chunks out.
-  ``NoMatchingIdentity`` when none of the identities is a recipient (a key problem, never "corrupt");
-  :class:`CiphertextCorrupt` when the bytes fail age's authentication (tampered or truncated).
+  ``NoMatchingIdentity`` when none of the identities is a recorded recipient (a key problem, never
+  "corrupt"); :class:`CiphertextCorrupt` when the bytes fail age's authentication (tampered or
+  truncated), or when an identity of a recorded recipient cannot open the header (it was altered).
 - ``header``: :func:`read_header` / :func:`check_header`: what can be checked without a key: the
   header is well-formed age v1 and its stanzas match the recorded recipients.
 

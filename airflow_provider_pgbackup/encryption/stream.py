@@ -18,6 +18,7 @@ from airflow_provider_pgbackup.encryption.keys import (
     CiphertextCorrupt,
     NoMatchingIdentity,
     load_pyrage,
+    public_keys,
     pyrage_recipients,
 )
 
@@ -162,14 +163,19 @@ class _Stopped(Exception):
 
 
 def decrypted_chunks(
-    chunks: Iterable[bytes], identities: Sequence[Any], *, what: str = "the artifact"
+    chunks: Iterable[bytes],
+    identities: Sequence[Any],
+    *,
+    what: str = "the artifact",
+    recipients: Sequence[str] = (),
 ) -> Generator[bytes, None, None]:
     """Decrypt an age stream (pyrage's ``decrypt_io`` in a thread, a bounded queue between).
 
     Raises :class:`NoMatchingIdentity` when no identity is a recipient, :class:`CiphertextCorrupt`
-    when the bytes fail authentication. age authenticates each 64 KiB chunk and the end of the
-    stream: what is yielded is authentic, and a truncation is raised at the end. ``close()`` the
-    generator when not reading to the end: that stops the thread.
+    when the bytes fail authentication (see :func:`decryption_error` for how ``recipients``, those the
+    manifest records, tell a damaged header from a wrong key). age authenticates each 64 KiB chunk and
+    the end of the stream: what is yielded is authentic, and a truncation is raised at the end.
+    ``close()`` the generator when not reading to the end: that stops the thread.
     """
     pyrage = load_pyrage()
     out: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_CHUNKS)
@@ -220,13 +226,29 @@ def decrypted_chunks(
                     out.get(timeout=0.1)
         thread.join()
     if errors and finished:
-        raise decryption_error(errors[0], what) from errors[0]
+        raise decryption_error(errors[0], what, identities, recipients) from errors[0]
 
 
-def decryption_error(err: BaseException, what: str) -> BaseException:
-    """pyrage's error as :class:`NoMatchingIdentity` or :class:`CiphertextCorrupt` (others as they are)."""
+def decryption_error(
+    err: BaseException, what: str, identities: Sequence[Any] = (), recipients: Sequence[str] = ()
+) -> BaseException:
+    """pyrage's error as :class:`NoMatchingIdentity` or :class:`CiphertextCorrupt` (others as they are).
+
+    age says "no matching keys" both for a key that is not a recipient and for a header whose stanza was
+    altered. The evidence decides: when an identity's public key is among the ``recipients`` the manifest
+    records (an X25519 recipient is recorded as its public key), the file was encrypted to that key, so a
+    stanza it cannot open is damage to the bytes: corrupt. Only when no identity is a recorded recipient
+    is it a key problem.
+    """
     text = str(err)
     if "No matching keys" in text:
+        mine = [key for key in public_keys(identities) if key in set(recipients)]
+        if mine:
+            return CiphertextCorrupt(
+                f"{what}: its age header is damaged: the manifest records {mine[0]} as a recipient and the "
+                "decryption connection holds that key's identity, yet no stanza of the header opens with "
+                "it (a stanza was altered)"
+            )
         return NoMatchingIdentity(
             f"no identity matches the recipients recorded in the manifest: {what} cannot be decrypted "
             "with the key(s) of the decryption connection"
@@ -268,12 +290,20 @@ def encrypt_file(source: Path, destination: Path, recipients: Sequence[str]) -> 
     return reader.size, reader.hash.hexdigest()
 
 
-def decrypt_file(source: Path, destination: Path, identities: Sequence[Any], *, what: str) -> None:
-    """Decrypt one file into ``destination`` (created 0600, must not exist)."""
+def decrypt_file(
+    source: Path,
+    destination: Path,
+    identities: Sequence[Any],
+    *,
+    what: str,
+    recipients: Sequence[str] = (),
+) -> None:
+    """Decrypt one file into ``destination`` (created 0600, must not exist); errors as
+    :func:`decryption_error` (``recipients``: those the manifest records)."""
     pyrage = load_pyrage()
     fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with open(source, "rb") as cipher, os.fdopen(fd, "wb") as out:
         try:
             pyrage.decrypt_io(cipher, out, list(identities))
         except Exception as err:
-            raise decryption_error(err, what) from err
+            raise decryption_error(err, what, identities, recipients) from err

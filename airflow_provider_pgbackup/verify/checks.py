@@ -351,7 +351,7 @@ class Contents(Check):
         identities = run.identities or []
         if manifest.format == "plain":
             method = Compression.parse(manifest.compression).method
-            stream = decrypted_stream(source, identities) if encrypted else source.chunks()
+            stream = decrypted_stream(source, manifest, identities) if encrypted else source.chunks()
             try:
                 report.sql_bytes = check_sql_stream(decompressed_chunks(stream, method), manifest.kind)
             except DecompressorUnavailable as err:
@@ -377,7 +377,7 @@ class Contents(Check):
                 with copy as folder:
                     toc = list_archive(binary, manifest.format, directory=folder, runner=run.runner)
             elif encrypted:
-                stream = decrypted_stream(source, identities)
+                stream = decrypted_stream(source, manifest, identities)
                 try:
                     toc = list_archive(binary, manifest.format, chunks=stream, runner=run.runner)
                 finally:
