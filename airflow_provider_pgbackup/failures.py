@@ -1,9 +1,10 @@
 """Which failures Airflow retries: the one table (SECURITY.md, "Retry or fail now") as code.
 
 Fail now (``AirflowFailException``, no retry): bad input, a corrupt artifact (evidence about the
-bytes, also an age authentication failure), a missing tool (pg_restore/psql/decompressor), bad
-credentials, a password a passfile cannot carry, a decryption key that is not a recipient or is
-malformed, a missing bucket, a different
+bytes, also an age authentication failure or a damaged age header), a backup that is not what its
+name or the caller says (a plaintext one where an encrypted one belongs), a missing tool
+(pg_restore/psql/decompressor), bad credentials, a password a passfile cannot carry, a decryption
+key that is not a recipient or is malformed, a missing bucket, a different
 object in the way. Retry (the exception as it is): the network, a server restart or a dropped
 connection, a lock timeout, another run writing the same path, a local backup that is on another
 worker (``ArtifactNotOnThisWorker``: a retry may run where it is). A kill is reported as a kill.
@@ -35,7 +36,7 @@ from airflow_provider_pgbackup.storage import (
     ObjectConflictError,
     StoreNotFound,
 )
-from airflow_provider_pgbackup.verify import ArtifactCorrupt, VerificationUnavailable
+from airflow_provider_pgbackup.verify import ArtifactCorrupt, BackupMismatch, VerificationUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ FAIL_NOW: tuple[type[BaseException], ...] = (
     NoMatchingIdentity,
     IdentityError,
     CiphertextCorrupt,
+    BackupMismatch,  # a plaintext backup where an encrypted one belongs: the same answer next time
     UnusablePassword,  # a password a passfile cannot carry (an InvalidOptionError; named for its row)
 )
 

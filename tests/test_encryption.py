@@ -455,3 +455,58 @@ def test_a_tampered_age_header_is_corrupt_when_the_key_is_a_recorded_recipient_a
         verify(str(artifact), decryption_conn_id="wrong_key")
     assert "no identity matches the recipients recorded in the manifest" in str(err.value)
     assert "corrupt" not in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------ downgrades
+def _plaintext_backup_named(plain: Path, artifact: Path, encryption: dict[str, Any] | None = None) -> Path:
+    """``plain`` (a real plaintext backup) copied to ``artifact`` with a consistent manifest, recording
+    ``encryption`` (None: none, as a plaintext dump's manifest does)."""
+    shutil.copyfile(plain, artifact)
+    data = read_manifest(manifest_path_for(plain)).to_dict()
+    data["artifact"] = artifact.name
+    if encryption is not None:
+        data.update(schema_version=3, encryption=encryption)
+    manifest_path_for(artifact).write_text(json.dumps(data))
+    return artifact
+
+
+def test_a_plaintext_backup_where_an_encrypted_one_belongs_is_refused_by_the_sensor_and_the_drill(
+    pg: PgCluster, pg_backup, airflow_conn, age_key: str, tmp_path: Path
+) -> None:
+    plain = pg_backup("custom")
+    renamed = _plaintext_backup_named(plain, tmp_path / "db.dump.age")  # a .age name, no encryption
+    drill_conn = airflow_conn(pg, "postgres")
+    for key in (None, age_key):
+        with pytest.raises(AirflowFailException) as err:
+            verify(str(renamed), **({"decryption_conn_id": key} if key else {}))
+        assert "refused at check 'encryption'" in str(err.value)
+        assert "named as an encrypted backup" in str(err.value)
+        assert "records no encryption" in str(err.value)
+        assert "corrupt" not in str(err.value)  # nothing is wrong with the bytes themselves
+        with pytest.raises(AirflowFailException, match=r"refused at check 'encryption'"):
+            drill(drill_conn, str(renamed), **({"decryption_conn_id": key} if key else {}))
+    # A plain name, but the caller expects encryption (gave a key): refused the same way.
+    with pytest.raises(
+        AirflowFailException, match=r"refused at check 'encryption': a decryption key was given"
+    ):
+        verify(str(plain), decryption_conn_id=age_key)
+    with pytest.raises(
+        AirflowFailException, match=r"refused at check 'encryption': a decryption key was given"
+    ):
+        drill(drill_conn, str(plain), decryption_conn_id=age_key)
+    # A manifest recording encryption over bytes that are not age: evidence about the bytes, corrupt.
+    record = {
+        "format": "age-v1",
+        "recipients": [RECIPIENT],
+        "plaintext_size_bytes": 1,
+        "plaintext_sha256": "0" * 64,
+    }
+    claimed = _plaintext_backup_named(plain, tmp_path / "claimed.dump.age", encryption=record)
+    for key in (None, age_key):
+        with pytest.raises(
+            AirflowFailException, match=r"is corrupt: check 'encryption' failed: .*age v1 header"
+        ):
+            verify(str(claimed), **({"decryption_conn_id": key} if key else {}))
+    # Without a .age name and without a key a plaintext backup is what it says: it still passes.
+    assert statuses(verify(str(plain)))["contents"] == "ok"
+    assert "encryption" not in statuses(verify(str(plain)))

@@ -33,6 +33,7 @@ from airflow_provider_pgbackup.verify.decrypt import decrypted_copy, decrypted_s
 from airflow_provider_pgbackup.verify.report import (
     ArtifactCorrupt,
     ArtifactMissing,
+    BackupMismatch,
     CheckResult,
     VerificationReport,
     VerificationUnavailable,
@@ -41,6 +42,14 @@ from airflow_provider_pgbackup.verify.report import (
 
 class Fail(Exception):
     """A check saw bad bytes: the backup is corrupt (``reason`` says why)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Mismatch(Exception):
+    """A check saw a backup that is not what its name or the caller says (not evidence about the bytes)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -273,17 +282,23 @@ class Checksum(Check):
 
 
 class EncryptionHeader(Check):
-    """(encrypted backups) every file starts with a well-formed age v1 header whose stanzas match the
-    recipients the manifest records (no key needed). An X25519 stanza does not name its recipient:
-    their number is compared; an ssh stanza carries its key's tag: each recorded ssh key is found."""
+    """(encrypted backups, and any the caller expects encrypted) the name, the manifest and the caller
+    agree that the backup is encrypted, and every file starts with a well-formed age v1 header whose
+    stanzas match the recipients the manifest records (no key needed). An X25519 stanza does not name its
+    recipient: their number is compared; an ssh stanza carries its key's tag: each recorded ssh key is
+    found. A ``.age`` name or a decryption key for a backup whose manifest records no encryption is a
+    :class:`Mismatch` (refused, a downgrade: never passed as plaintext); bytes that are not age are
+    corrupt."""
 
     name = "encryption"
 
     def applies(self, run: Run) -> bool:
-        return run.manifest.encryption is not None
+        named = run.source.location.basename.endswith(AGE_SUFFIX)
+        return run.manifest.encryption is not None or named or run.identities is not None
 
     def run(self, run: Run, detail: list[str]) -> None:
         manifest, source = run.manifest, run.source
+        self._check_expectations(run)
         assert manifest.encryption is not None
         recipients = manifest.encryption["recipients"]
         try:
@@ -305,6 +320,30 @@ class EncryptionHeader(Check):
         except CiphertextCorrupt as err:
             raise Fail(f"not a well-formed age file for the recorded recipients: {err}") from err
         detail.append(f"age v1 header with {seen} stanza(s) for {len(recipients)} recorded recipient(s)")
+
+    @staticmethod
+    def _check_expectations(run: Run) -> None:
+        """The name, the manifest and the caller must agree that the backup is encrypted."""
+        uri, recorded = run.source.location.uri, run.manifest.encryption is not None
+        named = run.source.location.basename.endswith(AGE_SUFFIX)
+        if recorded and not named:
+            raise Mismatch(
+                f"the manifest of {uri} records age encryption but the name does not end with "
+                f"{AGE_SUFFIX!r}: the provider names every encrypted backup so"
+            )
+        if recorded:
+            return
+        if named:
+            raise Mismatch(
+                f"{uri} is named as an encrypted backup (it ends with {AGE_SUFFIX!r}) but its manifest "
+                "records no encryption: a plaintext backup where an encrypted one belongs is never passed "
+                "(it may have replaced the encrypted one)"
+            )
+        raise Mismatch(
+            f"a decryption key was given (decryption_conn_id) but the manifest of {uri} records no "
+            "encryption: a plaintext backup where an encrypted one is expected is never passed; leave "
+            "decryption_conn_id out for a backup that is meant to be plaintext"
+        )
 
 
 class Decryption(Check):
@@ -494,6 +533,11 @@ def run_checks(run: Run, switches: Mapping[str, bool]) -> None:
         except Unavailable as unavailable:
             record("unavailable", unavailable.reason)
             raise VerificationUnavailable(check.name, unavailable.reason, run.report) from unavailable
+        except Mismatch as mismatch:
+            record("failed", mismatch.reason)
+            run.report.failed_check = check.name
+            run.report.failure_reason = mismatch.reason
+            raise BackupMismatch(check.name, mismatch.reason, run.report) from mismatch
         except Fail as fail:
             record("failed", fail.reason)
             run.report.failed_check = check.name
