@@ -241,56 +241,55 @@ def big_db(pg18: PgCluster) -> Iterator[str]:
     pg18.drop_database(BIG_DB)
 
 
-@pytest.fixture(scope="module")
-def big_backup(pg18: PgCluster, big_db: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory-format backup of ``big_db``, made once, for the drills to restore."""
-    artifact = tmp_path_factory.mktemp("kill-backups") / "big.dir"
+def dump_big_db(pg18: PgCluster, folder: Path, name: str, **kwargs: object) -> Path:
+    """A directory-format backup of ``big_db`` (``kwargs``: the hook's, e.g. encryption_recipients)."""
+    artifact = folder / name
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", pg18.airflow_conn_json(big_db))
+        patch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", pg18.airflow_conn_json(BIG_DB))
         PgDumpHook(CONN_ID).dump(
-            PgDumpOptions.build(format="directory", jobs=2, compression="gzip:1"), str(artifact)
+            PgDumpOptions.build(format="directory", jobs=2, compression="gzip:1"), str(artifact), **kwargs
         )
     return artifact
 
 
-@pytest.fixture
-def task(airflow_db: str, tmp_path: Path) -> Iterator[Callable[..., TaskProcess]]:
-    started: list[TaskProcess] = []
-
-    def start(kind: str, conf: dict[str, str], conn_json: str) -> TaskProcess:
-        started.append(TaskProcess(kind, conf, tmp_path, conn_json))
-        return started[-1]
-
-    yield start
-    for process in started:
-        process.stop()
-
-
-@pytest.fixture
-def operator_task(tmp_path: Path) -> Iterator[Callable[..., OperatorTaskProcess]]:
-    started: list[OperatorTaskProcess] = []
-
-    def start(kind: str, kwargs: dict[str, object], env: dict[str, str]) -> OperatorTaskProcess:
-        started.append(OperatorTaskProcess(kind, kwargs, tmp_path, env))
-        return started[-1]
-
-    yield start
-    for process in started:
-        process.stop()
+@pytest.fixture(scope="module")
+def big_backup(pg18: PgCluster, big_db: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory-format backup of ``big_db``, made once, for the drills to restore."""
+    return dump_big_db(pg18, tmp_path_factory.mktemp("kill-backups"), "big.dir")
 
 
 @pytest.fixture(scope="module")
 def big_encrypted_backup(pg18: PgCluster, big_db: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An age-encrypted directory-format backup of ``big_db``, made once, for the drill to restore."""
-    artifact = tmp_path_factory.mktemp("kill-backups") / "big.dir.age"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", pg18.airflow_conn_json(big_db))
-        PgDumpHook(CONN_ID).dump(
-            PgDumpOptions.build(format="directory", jobs=2, compression="gzip:1"),
-            str(artifact),
-            encryption_recipients=AGE_RECIPIENT,
-        )
-    return artifact
+    """The same, encrypted with age, for the drill to decrypt and restore."""
+    folder = tmp_path_factory.mktemp("kill-backups")
+    return dump_big_db(pg18, folder, "big.dir.age", encryption_recipients=AGE_RECIPIENT)
+
+
+@pytest.fixture
+def started() -> Iterator[list[TaskProcess]]:
+    """The task processes a test starts; any still running at its end is killed."""
+    processes: list[TaskProcess] = []
+    yield processes
+    for process in processes:
+        process.stop()
+
+
+@pytest.fixture
+def task(airflow_db: str, tmp_path: Path, started: list[TaskProcess]) -> Callable[..., TaskProcess]:
+    def start(kind: str, conf: dict[str, str], conn_json: str) -> TaskProcess:
+        started.append(TaskProcess(kind, conf, tmp_path, conn_json))
+        return started[-1]
+
+    return start
+
+
+@pytest.fixture
+def operator_task(tmp_path: Path, started: list[TaskProcess]) -> Callable[..., OperatorTaskProcess]:
+    def start(kind: str, kwargs: dict[str, object], env: dict[str, str]) -> OperatorTaskProcess:
+        started.append(OperatorTaskProcess(kind, kwargs, tmp_path, env))
+        return started[-1]
+
+    return start
 
 
 def assert_nothing_outlives(task: TaskProcess, cluster: PgCluster) -> None:
