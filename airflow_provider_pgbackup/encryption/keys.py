@@ -172,3 +172,29 @@ def check_artifact_name(path: str, recipients: Sequence[str], *, what: str = "ou
             f"{what} {path!r} ends with {AGE_SUFFIX!r} but no encryption_recipients are given: "
             "the backup would not be encrypted"
         )
+
+
+def encryption_mismatch(uri: str, recorded: bool, *, key_given: bool) -> str | None:
+    """What is wrong when a backup's name (``.age``), its manifest (``recorded``: it records encryption)
+    and the caller (``key_given``) disagree about whether it is encrypted, or None when they agree. The
+    read-side twin of :func:`check_artifact_name`: a plaintext backup where an encrypted one belongs (a
+    downgrade) is never passed as plaintext."""
+    named = uri.rstrip("/").endswith(AGE_SUFFIX)
+    if recorded and not named:
+        return (
+            f"the manifest of {uri} records age encryption but the name does not end with "
+            f"{AGE_SUFFIX!r}: the provider names every encrypted backup so"
+        )
+    if recorded or not (named or key_given):
+        return None
+    if named:
+        return (
+            f"{uri} is named as an encrypted backup (it ends with {AGE_SUFFIX!r}) but its manifest "
+            "records no encryption: a plaintext backup where an encrypted one belongs is never passed "
+            "(it may have replaced the encrypted one)"
+        )
+    return (
+        f"a decryption key was given (decryption_conn_id) but the manifest of {uri} records no "
+        "encryption: a plaintext backup where an encrypted one is expected is never passed; leave "
+        "decryption_conn_id out for a backup that is meant to be plaintext"
+    )

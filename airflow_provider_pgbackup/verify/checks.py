@@ -20,6 +20,7 @@ from airflow_provider_pgbackup.encryption import (
     AGE_SUFFIX,
     CiphertextCorrupt,
     check_header,
+    encryption_mismatch,
     read_header,
 )
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError
@@ -48,12 +49,8 @@ class Fail(Exception):
         self.reason = reason
 
 
-class Mismatch(Exception):
-    """A check saw a backup that is not what its name or the caller says (not evidence about the bytes)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+class Mismatch(Fail):
+    """The backup is not what its name or the caller says (refused, but no evidence about the bytes)."""
 
 
 class Skip(Exception):
@@ -298,7 +295,11 @@ class EncryptionHeader(Check):
 
     def run(self, run: Run, detail: list[str]) -> None:
         manifest, source = run.manifest, run.source
-        self._check_expectations(run)
+        mismatch = encryption_mismatch(
+            source.location.uri, manifest.encryption is not None, key_given=run.identities is not None
+        )
+        if mismatch is not None:
+            raise Mismatch(mismatch)
         assert manifest.encryption is not None
         recipients = manifest.encryption["recipients"]
         try:
@@ -320,30 +321,6 @@ class EncryptionHeader(Check):
         except CiphertextCorrupt as err:
             raise Fail(f"not a well-formed age file for the recorded recipients: {err}") from err
         detail.append(f"age v1 header with {seen} stanza(s) for {len(recipients)} recorded recipient(s)")
-
-    @staticmethod
-    def _check_expectations(run: Run) -> None:
-        """The name, the manifest and the caller must agree that the backup is encrypted."""
-        uri, recorded = run.source.location.uri, run.manifest.encryption is not None
-        named = run.source.location.basename.endswith(AGE_SUFFIX)
-        if recorded and not named:
-            raise Mismatch(
-                f"the manifest of {uri} records age encryption but the name does not end with "
-                f"{AGE_SUFFIX!r}: the provider names every encrypted backup so"
-            )
-        if recorded:
-            return
-        if named:
-            raise Mismatch(
-                f"{uri} is named as an encrypted backup (it ends with {AGE_SUFFIX!r}) but its manifest "
-                "records no encryption: a plaintext backup where an encrypted one belongs is never passed "
-                "(it may have replaced the encrypted one)"
-            )
-        raise Mismatch(
-            f"a decryption key was given (decryption_conn_id) but the manifest of {uri} records no "
-            "encryption: a plaintext backup where an encrypted one is expected is never passed; leave "
-            "decryption_conn_id out for a backup that is meant to be plaintext"
-        )
 
 
 class Decryption(Check):
@@ -533,15 +510,11 @@ def run_checks(run: Run, switches: Mapping[str, bool]) -> None:
         except Unavailable as unavailable:
             record("unavailable", unavailable.reason)
             raise VerificationUnavailable(check.name, unavailable.reason, run.report) from unavailable
-        except Mismatch as mismatch:
-            record("failed", mismatch.reason)
-            run.report.failed_check = check.name
-            run.report.failure_reason = mismatch.reason
-            raise BackupMismatch(check.name, mismatch.reason, run.report) from mismatch
         except Fail as fail:
             record("failed", fail.reason)
             run.report.failed_check = check.name
             run.report.failure_reason = fail.reason
-            raise ArtifactCorrupt(check.name, fail.reason, run.report) from fail
+            outcome = BackupMismatch if isinstance(fail, Mismatch) else ArtifactCorrupt
+            raise outcome(check.name, fail.reason, run.report) from fail
         record("ok", "; ".join(detail))
         run.passed.add(check.name)
