@@ -1,31 +1,37 @@
 """Which failures Airflow retries: the one table (SECURITY.md, "Retry or fail now") as code.
 
 Fail now (``AirflowFailException``, no retry): bad input, a corrupt artifact (evidence about the
-bytes, also an age authentication failure), a missing tool (pg_restore/psql/decompressor), bad
-credentials, a decryption key that is not a recipient or is malformed, a missing bucket, a different
-object in the way, a measurement of the dump's snapshot that the server refuses for a reason that does
-not go away (privileges, a row-level security policy, bad data). Retry (the exception as it is): the
-network, a server restart or a dropped connection, a lock timeout, another run writing the same path,
-a local backup that is on another worker (``ArtifactNotOnThisWorker``: a retry may run where it is). A
-kill is reported as a kill.
+bytes, also an age authentication failure or a damaged age header), a backup that is not what its
+name or the caller says (a plaintext one where an encrypted one belongs), a missing tool
+(pg_restore/psql/decompressor), bad credentials, a password a passfile cannot carry, a decryption
+key that is not a recipient or is malformed, a missing bucket, a different object in the way, a
+measurement of the dump's snapshot that the server refuses for a reason that does not go away
+(privileges, a row-level security policy, bad data). Retry (the exception as it is): the network, a
+server restart or a dropped connection, a lock timeout, another run writing the same path, a local
+backup that is on another worker (``ArtifactNotOnThisWorker``: a retry may run where it is). A kill is
+reported as a kill.
 
 Operators, the sensor and the transfers wrap their work in :func:`failure_policy`; nothing else
-decides retryability.
+decides retryability. Being the one place every provider task passes through, it also starts each task
+with the sweep of the private folders a killed task left behind (:func:`scratch.sweep`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 from airflow_provider_pgbackup.binaries import PgBinaryNotFound
 from airflow_provider_pgbackup.compat import AirflowFailException
 from airflow_provider_pgbackup.content import ContentRecordError
 from airflow_provider_pgbackup.encryption import CiphertextCorrupt, IdentityError, NoMatchingIdentity
+from airflow_provider_pgbackup.libpq import UnusablePassword
 from airflow_provider_pgbackup.manifest import ManifestError
 from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.pipeline import DecompressorUnavailable
 from airflow_provider_pgbackup.process import PgCommandError
+from airflow_provider_pgbackup.scratch import sweep
 from airflow_provider_pgbackup.snapshot import SnapshotMeasurementError
 from airflow_provider_pgbackup.storage import (
     ArtifactMismatchError,
@@ -34,7 +40,9 @@ from airflow_provider_pgbackup.storage import (
     StoreNotFound,
     UnsafeObjectName,
 )
-from airflow_provider_pgbackup.verify import ArtifactCorrupt, VerificationUnavailable
+from airflow_provider_pgbackup.verify import ArtifactCorrupt, BackupMismatch, VerificationUnavailable
+
+log = logging.getLogger(__name__)
 
 #: Retrying cannot help: the same input, bytes, machine or credentials give the same answer.
 FAIL_NOW: tuple[type[BaseException], ...] = (
@@ -53,6 +61,8 @@ FAIL_NOW: tuple[type[BaseException], ...] = (
     NoMatchingIdentity,
     IdentityError,
     CiphertextCorrupt,
+    BackupMismatch,  # a plaintext backup where an encrypted one belongs: the same answer next time
+    UnusablePassword,  # a password a passfile cannot carry (an InvalidOptionError; named for its row)
 )
 
 #: What libpq and the server say when the connection, not the request, failed: worth a retry.
@@ -95,9 +105,20 @@ def connection_lost(err: PgCommandError) -> bool:
     return any(marker in text for marker in CONNECTION_LOST)
 
 
+def sweep_stale_folders() -> None:
+    """Remove the private folders (credentials, decrypted or downloaded copies, plaintext staging) that a
+    killed task left in TMPDIR (``scratch.sweep``); a problem there never fails the task."""
+    try:
+        sweep()
+    except Exception as err:
+        log.warning("Could not sweep the private folders killed tasks left in TMPDIR: %s", err)
+
+
 @contextlib.contextmanager
 def failure_policy() -> Iterator[None]:
-    """Turn the fail-now errors into ``AirflowFailException`` (message kept, cause chained)."""
+    """Start a provider task: sweep what killed tasks left (:func:`sweep_stale_folders`), then turn the
+    fail-now errors into ``AirflowFailException`` (message kept, cause chained)."""
+    sweep_stale_folders()
     try:
         yield
     except AirflowFailException:

@@ -1,10 +1,15 @@
 """An Airflow ``postgres`` connection -> a libpq session: plain ``PG*`` variables plus a private passfile.
 
-The password never reaches argv or a ``PGPASSWORD`` variable: it is written to a private passfile
-(mode 0600, in a 0700 temporary folder that is removed when the session ends) named by ``PGPASSFILE``.
-Every other connection setting travels as a plain ``PG*`` variable, mapped declaratively below. Children
-get a minimal environment, so secrets held in the worker's own environment (``AIRFLOW_CONN_*``...) never
-reach them either. This module reads no connection itself: the hook hands it the Connection object.
+The password never reaches argv or a ``PGPASSWORD`` variable, and where Linux allows it never a file
+system either: the passfile (and inline PEM content such as an ``sslkey``) is an in-memory file
+(``memfd_create``, mode 0600) that the pg tools inherit as a descriptor and open as ``/proc/self/fd/N``
+(``PGPASSFILE``, ``PGSSLKEY``); libpq's checks (a regular file, no group or world access) hold for it.
+It is gone when the session ends, and with the last process holding it if the task is killed. Where
+in-memory files are unavailable, the files go into a private 0700 folder (``scratch.private_folder``)
+removed when the session ends, or by the next task's sweep after a SIGKILL. Every other connection
+setting travels as a plain ``PG*`` variable, mapped declaratively below. Children get a minimal
+environment, so secrets held in the worker's own environment (``AIRFLOW_CONN_*``...) never reach them
+either. This module reads no connection itself: the hook hands it the Connection object.
 """
 
 from __future__ import annotations
@@ -12,9 +17,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
+import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +27,8 @@ import psycopg
 
 from airflow_provider_pgbackup.compat import AirflowException
 from airflow_provider_pgbackup.options import InvalidOptionError
-from airflow_provider_pgbackup.process import inherited_env
+from airflow_provider_pgbackup.process import ChildEnv, inherited_env
+from airflow_provider_pgbackup.scratch import make_private_folder
 
 # Airflow connection field -> libpq keyword. The password is not here: it takes the passfile road.
 CONNECTION_FIELDS: dict[str, str] = {"host": "host", "port": "port", "login": "user", "schema": "dbname"}
@@ -102,20 +108,87 @@ TOKEN_LOGIN_EXTRAS = ("iam",)
 POSTGRES_CONN_TYPES = ("postgres", "postgresql")
 
 
+class UnusablePassword(InvalidOptionError):
+    """The connection's password cannot be carried by a libpq passfile (a line break, a trailing carriage
+    return, a NUL): pg_dump, pg_restore and psql could never log in with it. Configuration: fail now."""
+
+
+class PrivateFiles:
+    """A session's private files: in-memory files (Linux ``memfd_create``, 0600) handed to children as
+    inherited descriptors, named ``/proc/self/fd/N``; else files in a private 0700 folder in TMPDIR.
+
+    :meth:`close` closes the descriptors and removes the folder.
+    """
+
+    def __init__(self) -> None:
+        self.fds: list[int] = []
+        self.folder: Path | None = None
+
+    @staticmethod
+    def _memory_file(name: str) -> int | None:
+        """A new 0600 in-memory file that this process (and a child inheriting it) opens as a regular
+        file by ``/proc/self/fd/N``, or None where that is not available."""
+        create = getattr(os, "memfd_create", None)
+        if create is None:
+            return None
+        try:
+            fd: int = create(f"pgbackup-{name}", os.MFD_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            os.fchmod(fd, 0o600)
+            info = os.stat(f"/proc/self/fd/{fd}")  # what libpq stat()s before it opens a passfile or key
+            if stat.S_ISREG(info.st_mode) and info.st_mode & 0o777 == 0o600:
+                return fd
+        except OSError:
+            pass
+        os.close(fd)
+        return None
+
+    def add(self, name: str, content: str) -> str:
+        """A private file holding ``content``; returns the path children and this process open it by."""
+        data = content.encode("utf-8")
+        fd = self._memory_file(name)
+        if fd is None:
+            if self.folder is None:
+                self.folder = make_private_folder("credentials")
+            return str(write_private(self.folder / name, content))
+        self.fds.append(fd)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        return f"/proc/self/fd/{fd}"
+
+    def close(self) -> None:
+        while self.fds:
+            with contextlib.suppress(OSError):
+                os.close(self.fds.pop())
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+
 @dataclass
 class LibpqSession:
     """Connection settings for one use: ``env`` for child processes, ``connect()`` for SQL.
 
-    Lives inside a private 0700 temporary folder holding the passfile and inline PEM files; the folder
-    is removed when the session's ``with`` block ends, whatever happened inside.
+    Its private files (passfile, inline PEM, a ``--filter`` file) are in-memory files that ``env`` hands
+    to each child (a :class:`~airflow_provider_pgbackup.process.ChildEnv`), or files in a private 0700
+    folder; they are closed or removed when the session's ``with`` block ends, whatever happened inside.
     """
 
     params: dict[str, str]
     password: str | None
-    env: dict[str, str]
-    secrets_dir: Path
+    env: ChildEnv
     conn_id: str
     pg_bin_dir: str | None = None  # the hook's argument, else the connection's extra
+    files: PrivateFiles = field(default_factory=PrivateFiles)
+
+    def private_file(self, name: str, content: str) -> str:
+        """A private file for the session's children (and this process); returns its path."""
+        path = self.files.add(name, content)
+        self.env.pass_fds = tuple(self.files.fds)
+        return path
 
     def connect(self, dbname: str | None = None, **kwargs: Any) -> psycopg.Connection[Any]:
         params: dict[str, Any] = dict(self.params)
@@ -159,6 +232,32 @@ def passfile_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
+def check_passfile_password(password: str | None, conn_id: str) -> None:
+    """Refuse a password a passfile cannot carry, naming the connection and never the password.
+
+    libpq reads a passfile line by line and strips the line's trailing carriage returns and newlines
+    (``pg_strip_crlf``), and C strings end at a NUL: such a password would reach the pg tools cut short,
+    and every dump would fail with "password authentication failed" after the provider's own SQL
+    connection (which takes the password directly) had succeeded.
+    """
+    if not password:
+        return
+    problem = None
+    if "\n" in password:
+        problem = "contains a line break"
+    elif password.endswith("\r"):
+        problem = "ends with a carriage return"
+    elif "\0" in password:
+        problem = "contains a NUL character"
+    if problem is not None:
+        raise UnusablePassword(
+            f"the password of connection {conn_id!r} {problem} (the password is not shown): a libpq "
+            "password file cannot hold it, so pg_dump, pg_restore and psql could never log in with it. "
+            "Give the role a password without line breaks, a trailing carriage return or NUL, or use a "
+            "client certificate (sslcert/sslkey)"
+        )
+
+
 def write_private(path: Path, content: str) -> Path:
     """Create ``path`` (it must not exist) with mode 0600 and ``content``."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -198,6 +297,7 @@ def open_session(
     check_token_login(extras, conn_id)
     if conn.password:
         mask_secret(conn.password)
+    check_passfile_password(conn.password, conn_id)
     params: dict[str, str] = {}
     for attr, keyword in CONNECTION_FIELDS.items():
         value = getattr(conn, attr, None)
@@ -210,9 +310,8 @@ def open_session(
     ignored = sorted(k for k in extras if k not in known)
     if ignored and log is not None:
         log.info("Ignoring connection extras that are not libpq settings: %s", ", ".join(ignored))
-    secrets_dir = Path(tempfile.mkdtemp(prefix="pgbackup-"))
+    files = PrivateFiles()
     try:
-        os.chmod(secrets_dir, 0o700)
         for keyword in LIBPQ_ENV:
             value = extras.get(keyword)
             if value in (None, "") or (keyword in CONNECTION_FIELDS.values() and keyword in params):
@@ -221,19 +320,18 @@ def open_session(
             if keyword in PEM_EXTRAS and text.lstrip().startswith("-----BEGIN"):
                 if keyword in SECRET_EXTRAS:
                     mask_secret(text)
-                text = str(write_private(secrets_dir / f"{keyword}.pem", text))
+                text = files.add(f"{keyword}.pem", text)
             params[keyword] = text
-        env = inherited_env()
+        env = ChildEnv(inherited_env())
         env.update({LIBPQ_ENV[k]: v for k, v in params.items()})
         for keyword in LIBPQ_CONNECT_ONLY:  # after the env: psycopg takes them, the pg tools cannot
             if extras.get(keyword) not in (None, ""):
                 params[keyword] = str(extras[keyword])
-        passfile = write_private(
-            secrets_dir / "pgpass",
-            f"*:*:*:*:{passfile_escape(conn.password)}\n" if conn.password else "",
+        env["PGPASSFILE"] = files.add(
+            "pgpass", f"*:*:*:*:{passfile_escape(conn.password)}\n" if conn.password else ""
         )
-        env["PGPASSFILE"] = str(passfile)
+        env.pass_fds = tuple(files.fds)
         bin_dir = pg_bin_dir or (str(extras["pg_bin_dir"]) if extras.get("pg_bin_dir") else None)
-        yield LibpqSession(params, conn.password or None, env, secrets_dir, conn_id, bin_dir)
+        yield LibpqSession(params, conn.password or None, env, conn_id, bin_dir, files)
     finally:
-        shutil.rmtree(secrets_dir, ignore_errors=True)
+        files.close()

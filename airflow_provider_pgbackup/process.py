@@ -71,6 +71,16 @@ def inherited_env() -> dict[str, str]:
     return {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
 
 
+class ChildEnv(dict[str, str]):
+    """A child's environment plus the descriptors it names (``PGPASSFILE=/proc/self/fd/N``, an in-memory
+    file): :meth:`PgProcessRunner.run` lets the child inherit exactly these (``pass_fds``, same numbers),
+    and no other descriptor of the task process."""
+
+    def __init__(self, variables: dict[str, str], pass_fds: Iterable[int] = ()) -> None:
+        super().__init__(variables)
+        self.pass_fds = tuple(pass_fds)
+
+
 def tool_env() -> dict[str, str]:
     """A minimal environment for pg_restore --list, probes and decompressors: no connection, no secrets."""
     env = inherited_env()
@@ -224,6 +234,8 @@ class PgProcessRunner:
     ) -> CommandResult:
         """Run ``argv`` (no shell) with ``env``; raise :class:`PgCommandError` on a non-zero exit.
 
+        A :class:`ChildEnv` also hands the child the descriptors it names; nothing else is inherited.
+
         :param stdout: called with each chunk of the child's stdout (e.g. an artifact writer); when
             None, stdout lines are logged.
         :param stdin: chunks fed to the child's stdin from a thread.
@@ -244,6 +256,7 @@ class PgProcessRunner:
                 start_new_session=True,
                 restore_signals=True,
                 close_fds=True,
+                pass_fds=env.pass_fds if isinstance(env, ChildEnv) else (),
                 preexec_fn=_parent_death_signal(os.getpid()),
             )
         proc = self._proc

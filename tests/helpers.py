@@ -34,6 +34,7 @@ def restore(hook: PgDumpHook, artifact: Path, manifest: Manifest, target_db: str
                 [str(psql.path), "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "--single-transaction"],
                 input=data,
                 env=session.env,
+                pass_fds=session.env.pass_fds,  # the in-memory passfile PGPASSFILE names
                 check=True,
                 capture_output=True,
             )
@@ -48,6 +49,7 @@ def restore(hook: PgDumpHook, artifact: Path, manifest: Manifest, target_db: str
                     str(artifact),
                 ],
                 env={**session.env, "PGDATABASE": target_db},
+                pass_fds=session.env.pass_fds,
                 capture_output=True,
                 text=True,
                 check=False,

@@ -347,3 +347,166 @@ def test_the_identity_reaches_no_argv_environment_log_xcom_or_rendered_field(
         assert SECRET not in text
         assert PASSWORD not in text
     assert "AGE-SECRET-KEY-1" not in "".join(texts)
+
+
+# ------------------------------------------------------------------- a secret where a recipient belongs
+SSH_PRIVATE_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU-distinctive-ssh-key\n"
+    "-----END OPENSSH PRIVATE KEY-----\n"
+)
+SECRET_AS_RECIPIENT = {
+    "identity": SECRET,
+    "identity_in_a_list": [RECIPIENT, f"  {SECRET}  "],
+    "age_keygen_key_file": f"# created: today\n# public key: {RECIPIENT}\n{SECRET}\n",
+    "lowercase_identity": SECRET.lower(),
+    "ssh_private_key": [SSH_PRIVATE_KEY],
+}
+
+
+@pytest.mark.parametrize("case", sorted(SECRET_AS_RECIPIENT))
+def test_a_secret_key_given_as_a_recipient_is_refused_unquoted_and_masked_also_as_a_dag_import_error(
+    pg: PgCluster, case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk._shared.secrets_masker import redact
+
+    value = SECRET_AS_RECIPIENT[case]
+    secrets = [SECRET, SECRET.lower(), "distinctive-ssh-key"]
+    for operator in (PgDumpOperator, PgDumpAllOperator):
+        with pytest.raises(InvalidOptionError) as err:
+            operator(task_id="dump", output_path="/b/db.dump.age", encryption_recipients=value)
+        message = str(err.value)
+        assert not any(secret in message for secret in secrets), message
+        assert "where a public recipient (age1..., ssh-ed25519 ... or ssh-rsa ...) belongs" in message
+        if case == "ssh_private_key":
+            assert "is a private key" in message
+        else:
+            assert "is an age identity (a secret key)" in message
+            assert f"its public key, the recipient to give instead, is {RECIPIENT}" in message
+            assert redact(f"key {SECRET} here") == "key *** here"
+    # At parse time the error becomes the DAG's import error, shown in the UI to anyone who can see DAGs.
+    monkeypatch.setenv("PGBACKUP_TEST_RECIPIENTS", json.dumps(value))
+    (tmp_path / "secret_recipient.py").write_text(
+        "import json, os\n"
+        "import pendulum\n"
+        "from airflow.sdk import DAG\n"
+        "from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator\n"
+        "with DAG('secret_recipient', schedule=None, start_date=pendulum.datetime(2026, 1, 1)):\n"
+        "    PgDumpOperator(task_id='dump', output_path='/b/db.dump.age',\n"
+        "                   encryption_recipients=json.loads(os.environ['PGBACKUP_TEST_RECIPIENTS']))\n"
+    )
+    from airflow.dag_processing.dagbag import DagBag
+
+    errors = DagBag(dag_folder=str(tmp_path), safe_mode=False).import_errors
+    assert len(errors) == 1
+    text = next(iter(errors.values()))
+    assert "where a public recipient" in text
+    assert not any(secret in text for secret in secrets), text
+
+
+# ------------------------------------------------------------------------------ a tampered age header
+def _tamper_first_stanza(artifact: Path) -> None:
+    """Change one character of the first recipient stanza's body: the header stays well-formed age (the
+    same stanzas, base64 of the right length), but its file key no longer unwraps."""
+    body = bytearray(artifact.read_bytes())
+    stanza = body.index(b"\n-> X25519 ")
+    at = body.index(b"\n", stanza + 1) + 1  # the first character of the stanza's body line
+    body[at] = ord("A") if body[at] != ord("A") else ord("B")
+    artifact.write_bytes(bytes(body))
+
+
+@pytest.mark.parametrize("dump_format", ["custom", "directory"])
+def test_a_tampered_age_header_is_corrupt_when_the_key_is_a_recorded_recipient_and_a_key_problem_when_not(
+    pg: PgCluster, sample: str, airflow_conn, age_key: str, tmp_path: Path, dump_format: str
+) -> None:
+    artifact = tmp_path / f"db{SUFFIX[dump_format]}"
+    dump(airflow_conn(pg, sample), str(artifact), dump_format, recipients=RECIPIENT)
+    if dump_format == "directory":
+        _tamper_first_stanza(artifact / "toc.dat.age")
+        path = manifest_path_for(artifact)
+        data = json.loads(path.read_text())
+        for entry in data["files"]:  # only age itself can tell: the recorded digests are made to match
+            body = (artifact / entry["path"]).read_bytes()
+            entry["sha256"], entry["size_bytes"] = hashlib.sha256(body).hexdigest(), len(body)
+        from airflow_provider_pgbackup.storage.files import digest_directory
+
+        digest = digest_directory(artifact)
+        data["sha256"], data["size_bytes"] = digest.sha256, digest.size_bytes
+        path.write_text(json.dumps(data))
+    else:
+        _tamper_first_stanza(artifact)
+        _rewrite_manifest(artifact)
+    assert statuses(verify(str(artifact)))["encryption"] == "ok"  # well-formed: no key can say more
+
+    with pytest.raises(AirflowFailException) as err:
+        verify(str(artifact), decryption_conn_id=age_key)
+    assert "is corrupt: check 'decryption' failed" in str(err.value)
+    assert "age header is damaged" in str(err.value)
+    assert f"the manifest records {RECIPIENT} as a recipient" in str(err.value)
+    assert "no identity matches" not in str(err.value)
+    if dump_format == "directory":  # the decrypted copy pg_restore --list reads: the same verdict
+        with pytest.raises(
+            AirflowFailException, match=r"corrupt: check 'contents' failed: .*header is damaged"
+        ):
+            verify(str(artifact), decryption_conn_id=age_key, verify_checksum=False)
+    with pytest.raises(AirflowFailException, match=r"refusing to restore .*'decryption' failed: .*damaged"):
+        drill(airflow_conn(pg, "postgres"), str(artifact), decryption_conn_id=age_key)
+    # A key of none of the recorded recipients learns nothing about the bytes: a key problem still.
+    with pytest.raises(AirflowFailException) as err:
+        verify(str(artifact), decryption_conn_id="wrong_key")
+    assert "no identity matches the recipients recorded in the manifest" in str(err.value)
+    assert "corrupt" not in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------ downgrades
+def _plaintext_backup_named(plain: Path, artifact: Path, encryption: dict[str, Any] | None = None) -> Path:
+    """``plain`` (a real plaintext backup) copied to ``artifact`` with a consistent manifest, recording
+    ``encryption`` (None: none, as a plaintext dump's manifest does)."""
+    shutil.copyfile(plain, artifact)
+    data = read_manifest(manifest_path_for(plain)).to_dict()
+    data["artifact"] = artifact.name
+    if encryption is not None:
+        data.update(schema_version=3, encryption=encryption)
+    manifest_path_for(artifact).write_text(json.dumps(data))
+    return artifact
+
+
+def test_a_plaintext_backup_where_an_encrypted_one_belongs_is_refused_by_the_sensor_and_the_drill(
+    pg: PgCluster, pg_backup, airflow_conn, age_key: str, tmp_path: Path
+) -> None:
+    plain = pg_backup("custom")
+    renamed = _plaintext_backup_named(plain, tmp_path / "db.dump.age")  # a .age name, no encryption
+    drill_conn = airflow_conn(pg, "postgres")
+    for key in (None, age_key):
+        with pytest.raises(AirflowFailException) as err:
+            verify(str(renamed), **({"decryption_conn_id": key} if key else {}))
+        assert "refused at check 'encryption'" in str(err.value)
+        assert "named as an encrypted backup" in str(err.value)
+        assert "records no encryption" in str(err.value)
+        assert "corrupt" not in str(err.value)  # nothing is wrong with the bytes themselves
+        with pytest.raises(AirflowFailException, match=r"refused at check 'encryption'"):
+            drill(drill_conn, str(renamed), **({"decryption_conn_id": key} if key else {}))
+    # A plain name, but the caller expects encryption (gave a key): refused the same way.
+    with pytest.raises(
+        AirflowFailException, match=r"refused at check 'encryption': a decryption key was given"
+    ):
+        verify(str(plain), decryption_conn_id=age_key)
+    with pytest.raises(
+        AirflowFailException, match=r"refused at check 'encryption': a decryption key was given"
+    ):
+        drill(drill_conn, str(plain), decryption_conn_id=age_key)
+    # A manifest recording encryption over bytes that are not age: evidence about the bytes, corrupt.
+    record = {
+        "format": "age-v1",
+        "recipients": [RECIPIENT],
+        "plaintext_size_bytes": 1,
+        "plaintext_sha256": "0" * 64,
+    }
+    claimed = _plaintext_backup_named(plain, tmp_path / "claimed.dump.age", encryption=record)
+    for key in (None, age_key):
+        with pytest.raises(
+            AirflowFailException, match=r"is corrupt: check 'encryption' failed: .*age v1 header"
+        ):
+            verify(str(claimed), **({"decryption_conn_id": key} if key else {}))
+    # Without a .age name and without a key a plaintext backup is what it says: it still passes.
+    assert statuses(verify(str(plain)))["contents"] == "ok"
+    assert "encryption" not in statuses(verify(str(plain)))

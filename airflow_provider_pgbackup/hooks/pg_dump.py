@@ -49,7 +49,7 @@ from airflow_provider_pgbackup.encryption import (
     parse_recipients,
 )
 from airflow_provider_pgbackup.hooks.restore import RestoreMixin, load_identities
-from airflow_provider_pgbackup.libpq import LIBPQ_ENV, LibpqSession, open_session, write_private
+from airflow_provider_pgbackup.libpq import LIBPQ_ENV, LibpqSession, open_session
 from airflow_provider_pgbackup.lineage import postgres_dataset
 from airflow_provider_pgbackup.manifest import (
     ENCRYPTED_SCHEMA_VERSION,
@@ -63,6 +63,7 @@ from airflow_provider_pgbackup.options import (
 )
 from airflow_provider_pgbackup.pipeline import GzipStage, Pipeline, Stage
 from airflow_provider_pgbackup.process import CommandResult, PgCommandError, PgLockTimeout, PgProcessRunner
+from airflow_provider_pgbackup.scratch import private_folder
 from airflow_provider_pgbackup.snapshot import DumpSnapshot, SnapshotMeasurementError
 from airflow_provider_pgbackup.storage import (
     ArtifactTarget,
@@ -82,8 +83,9 @@ __all__ = [
     "load_identities",
 ]
 
-#: Where pg_dump writes a directory-format dump that is encrypted afterwards: inside the target's own
-#: private (0700) staging folder, so an abort removes it with everything else.
+#: Where pg_dump writes a directory-format dump that is encrypted afterwards: in a private (0700)
+#: ``plaintext`` scratch folder in TMPDIR (``scratch.private_folder``), never in the destination. The
+#: folder goes when the dump ends, however it ends; one a SIGKILL stranded goes at the next task's sweep.
 PLAINTEXT_FOLDER = ".plaintext"
 
 
@@ -105,10 +107,15 @@ class _DumpOutput:
         self.recipients = recipients
         self.stage: AgeEncryptStage | None = None
         self.directory_file = target.staging_directory
+        self.staging = target.staging_directory
         self._pipeline: Pipeline | None = None
+        self._plaintext = contextlib.ExitStack()  # an encrypted directory dump's plaintext folder
         if self.directory_file is not None and recipients:
             self.directory_file.mkdir(mode=0o700, exist_ok=True)
-            self.directory_file = self.directory_file / PLAINTEXT_FOLDER
+            # pg_dump's plaintext goes to a private scratch folder the sweep finds after a SIGKILL,
+            # never into the destination; each file is encrypted into the staging folder.
+            scratch = self._plaintext.enter_context(private_folder("plaintext"))
+            self.directory_file = scratch / PLAINTEXT_FOLDER
             self.directory_file.mkdir(mode=0o700)
         elif recipients:
             self.stage = AgeEncryptStage(recipients)
@@ -128,6 +135,10 @@ class _DumpOutput:
     def abort(self) -> None:
         if self.stage is not None:
             self.stage.abort()
+
+    def close_plaintext(self) -> None:
+        """Remove the plaintext scratch folder (whatever happened)."""
+        self._plaintext.close()
 
 
 class PgDumpHook(RestoreMixin, BaseHook):
@@ -264,11 +275,11 @@ class PgDumpHook(RestoreMixin, BaseHook):
 
     # ---------------------------------------------------------------------------------------- dumps
     def _filter_file(self, binary: PgBinary, options: PgDumpOptions, session: LibpqSession) -> Path | None:
-        """The patterns in a ``--filter`` file in the session's private folder, where pg_dump has it."""
+        """The patterns in a ``--filter`` file among the session's private files, where pg_dump has it."""
         lines = filter_lines(options)
         if lines is None or not supports_option(binary, "--filter"):
             return None
-        path = write_private(session.secrets_dir / "filter.txt", lines)
+        path = Path(session.private_file("filter.txt", lines))
         self.log.info("Passing %d patterns to pg_dump in a --filter file", lines.count("\n"))
         return path
 
@@ -367,6 +378,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
             target.abort()
             raise
         finally:
+            output.close_plaintext()
             self._active_target = None
             self._snapshot = None
 
@@ -405,14 +417,15 @@ class PgDumpHook(RestoreMixin, BaseHook):
             return _encryption_record(
                 output.recipients, output.stage.plaintext_size, output.stage.plaintext_sha256
             )
-        if output.recipients and output.directory_file is not None:
-            return self._encrypt_directory(output.directory_file, output.recipients)
+        if output.recipients and output.directory_file is not None and output.staging is not None:
+            return self._encrypt_directory(output.directory_file, output.recipients, output.staging)
         return None
 
-    def _encrypt_directory(self, plaintext: Path, recipients: tuple[str, ...]) -> dict[str, Any]:
-        """Encrypt every file pg_dump wrote into ``plaintext`` (inside the staging folder) to
-        ``<name>.age`` beside the folder, removing each plaintext file at once, then the folder."""
-        staging = plaintext.parent
+    def _encrypt_directory(
+        self, plaintext: Path, recipients: tuple[str, ...], staging: Path
+    ) -> dict[str, Any]:
+        """Encrypt every file pg_dump wrote into ``plaintext`` (a private scratch folder) to
+        ``<name>.age`` in the target's ``staging`` folder, removing each plaintext file at once."""
         files = []
         for path in sorted(p for p in plaintext.rglob("*") if p.is_file()):
             relative = path.relative_to(plaintext)

@@ -304,7 +304,7 @@ class RestoreMixin:
                     "Restoring %s into %s with %s, decrypted on the fly", source.location.uri, database, psql
                 )
                 method = Compression.parse(manifest.compression).method
-                plain = decrypted_stream(source, identities)
+                plain = decrypted_stream(source, manifest, identities)
                 chunks = decompressed_chunks(plain, method, runner_log=self.log)
                 try:
                     return self.runner.run(psql_restore_argv(psql, manifest), session.env, stdin=chunks)
@@ -326,7 +326,7 @@ class RestoreMixin:
                 argv = pg_restore_argv(
                     pg_restore, manifest, None, jobs=None, no_owner=no_owner, no_acl=no_acl, **features
                 )
-                plain = decrypted_stream(source, identities)
+                plain = decrypted_stream(source, manifest, identities)
                 try:
                     return self.runner.run(argv, session.env, stdin=plain)
                 finally:

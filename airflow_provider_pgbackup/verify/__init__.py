@@ -6,7 +6,8 @@ Used by :class:`~airflow_provider_pgbackup.sensors.backup_artifact.PgBackupArtif
 
 ``exists``
     the artifact and its manifest are there. Missing raises :class:`ArtifactMissing` ("not there
-    yet"); every later failure raises :class:`ArtifactCorrupt` ("there and bad") naming the check.
+    yet"); every later failure raises :class:`ArtifactCorrupt` ("there and bad") naming the check,
+    except a backup that is not what its name or the caller says (:class:`BackupMismatch`).
 ``manifest``
     the manifest parses and describes this artifact.
 ``age``
@@ -17,7 +18,9 @@ Used by :class:`~airflow_provider_pgbackup.sensors.backup_artifact.PgBackupArtif
 ``checksum`` (switch ``verify_checksum``)
     sha256 equal to the manifest's (directory: every file's digest and the combined digest).
 ``encryption``
-    (encrypted backups) a well-formed age v1 header whose stanzas match the recorded recipients.
+    (encrypted backups, or named ``.age``, or given a key) the manifest records encryption (else
+    :class:`BackupMismatch`: a plaintext backup where an encrypted one belongs), and a well-formed age
+    v1 header whose stanzas match the recorded recipients.
 ``decryption`` (switch ``verify_checksum``; needs a key: ``identities``)
     every byte decrypts and authenticates; the plaintext's size and sha256 equal the manifest's.
 ``contents`` (switch ``verify_contents``)
@@ -55,6 +58,7 @@ from airflow_provider_pgbackup.verify.checks import CHECKS, SWITCHES, Run, check
 from airflow_provider_pgbackup.verify.report import (
     ArtifactCorrupt,
     ArtifactMissing,
+    BackupMismatch,
     CheckResult,
     VerificationError,
     VerificationReport,
@@ -113,6 +117,7 @@ def verify_backup(
         plaintext is then checked (decryption, contents, tables); without them only the ciphertext is.
     :raises ArtifactMissing: the artifact or its manifest is not there yet.
     :raises ArtifactCorrupt: a check failed; ``check`` names it and ``report`` holds what ran.
+    :raises BackupMismatch: the backup is not what its name or ``identities`` say (encrypted).
     """
     run = Run(
         source=source,
@@ -149,6 +154,7 @@ __all__ = [
     "SWITCHES",
     "ArtifactCorrupt",
     "ArtifactMissing",
+    "BackupMismatch",
     "CheckResult",
     "TocSummary",
     "VerificationError",

@@ -20,6 +20,7 @@ from airflow_provider_pgbackup.encryption import (
     AGE_SUFFIX,
     CiphertextCorrupt,
     check_header,
+    encryption_mismatch,
     read_header,
 )
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError
@@ -33,6 +34,7 @@ from airflow_provider_pgbackup.verify.decrypt import decrypted_copy, decrypted_s
 from airflow_provider_pgbackup.verify.report import (
     ArtifactCorrupt,
     ArtifactMissing,
+    BackupMismatch,
     CheckResult,
     VerificationReport,
     VerificationUnavailable,
@@ -45,6 +47,10 @@ class Fail(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class Mismatch(Fail):
+    """The backup is not what its name or the caller says (refused, but no evidence about the bytes)."""
 
 
 class Skip(Exception):
@@ -273,17 +279,27 @@ class Checksum(Check):
 
 
 class EncryptionHeader(Check):
-    """(encrypted backups) every file starts with a well-formed age v1 header whose stanzas match the
-    recipients the manifest records (no key needed). An X25519 stanza does not name its recipient:
-    their number is compared; an ssh stanza carries its key's tag: each recorded ssh key is found."""
+    """(encrypted backups, and any the caller expects encrypted) the name, the manifest and the caller
+    agree that the backup is encrypted, and every file starts with a well-formed age v1 header whose
+    stanzas match the recipients the manifest records (no key needed). An X25519 stanza does not name its
+    recipient: their number is compared; an ssh stanza carries its key's tag: each recorded ssh key is
+    found. A ``.age`` name or a decryption key for a backup whose manifest records no encryption is a
+    :class:`Mismatch` (refused, a downgrade: never passed as plaintext); bytes that are not age are
+    corrupt."""
 
     name = "encryption"
 
     def applies(self, run: Run) -> bool:
-        return run.manifest.encryption is not None
+        named = run.source.location.basename.endswith(AGE_SUFFIX)
+        return run.manifest.encryption is not None or named or run.identities is not None
 
     def run(self, run: Run, detail: list[str]) -> None:
         manifest, source = run.manifest, run.source
+        mismatch = encryption_mismatch(
+            source.location.uri, manifest.encryption is not None, key_given=run.identities is not None
+        )
+        if mismatch is not None:
+            raise Mismatch(mismatch)
         assert manifest.encryption is not None
         recipients = manifest.encryption["recipients"]
         try:
@@ -351,7 +367,7 @@ class Contents(Check):
         identities = run.identities or []
         if manifest.format == "plain":
             method = Compression.parse(manifest.compression).method
-            stream = decrypted_stream(source, identities) if encrypted else source.chunks()
+            stream = decrypted_stream(source, manifest, identities) if encrypted else source.chunks()
             try:
                 report.sql_bytes = check_sql_stream(decompressed_chunks(stream, method), manifest.kind)
             except DecompressorUnavailable as err:
@@ -377,7 +393,7 @@ class Contents(Check):
                 with copy as folder:
                     toc = list_archive(binary, manifest.format, directory=folder, runner=run.runner)
             elif encrypted:
-                stream = decrypted_stream(source, identities)
+                stream = decrypted_stream(source, manifest, identities)
                 try:
                     toc = list_archive(binary, manifest.format, chunks=stream, runner=run.runner)
                 finally:
@@ -498,6 +514,7 @@ def run_checks(run: Run, switches: Mapping[str, bool]) -> None:
             record("failed", fail.reason)
             run.report.failed_check = check.name
             run.report.failure_reason = fail.reason
-            raise ArtifactCorrupt(check.name, fail.reason, run.report) from fail
+            outcome = BackupMismatch if isinstance(fail, Mismatch) else ArtifactCorrupt
+            raise outcome(check.name, fail.reason, run.report) from fail
         record("ok", "; ".join(detail))
         run.passed.add(check.name)

@@ -70,6 +70,18 @@ class VerificationUnavailable(VerificationError):
         self.reason = reason
 
 
+class BackupMismatch(VerificationError):
+    """The backup is not what its name or the caller says it is: an ``.age`` name, or a decryption key,
+    for a backup whose manifest records no encryption (a plaintext backup where an encrypted one belongs),
+    or a recorded encryption under a name without ``.age``. Refused, and never called corrupt: that is
+    said only on evidence about the bytes. ``check`` names the check."""
+
+    def __init__(self, check: str, reason: str, report: VerificationReport | None = None) -> None:
+        super().__init__(f"backup refused at check {check!r}: {reason}", report)
+        self.check = check
+        self.reason = reason
+
+
 class ArtifactCorrupt(VerificationError):
     """The backup is there but bad; ``check`` names the check that failed and ``reason`` says why."""
 

@@ -131,3 +131,59 @@ def test_test_connection_to_a_closed_port_fails_clearly(monkeypatch: pytest.Monk
     assert not ok
     assert str(port) in message
     assert PASSWORD not in message
+
+
+# A password libpq's passfile cannot carry (it reads line by line and strips trailing \r and \n): the
+# provider's own psycopg connection, which takes the password directly, logs in with it; pg_dump never
+# could. NUL: no role can even have it, it is refused the same way.
+UNCARRIABLE = {
+    "line_break": "Nl-s3cr3t\nsecond-line",
+    "trailing_cr": "Cr-s3cr3t\r",
+    "trailing_crlf": "CrLf-s3cr3t\r\n",
+    "nul": "Nul-s3cr3t\0x",
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNCARRIABLE))
+def test_a_password_the_passfile_cannot_carry_fails_now_naming_the_connection_never_the_password(
+    pg18: PgCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, case: str
+) -> None:
+    from psycopg import sql
+
+    from airflow_provider_pgbackup.compat import AirflowFailException
+    from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
+
+    password = UNCARRIABLE[case]
+    role = f"pw_{case}"
+    if "\0" not in password:  # the role really has it: the Test button's SQL login would succeed
+        pg18.execute(f"DROP ROLE IF EXISTS {role}")
+        with pg18.connect() as admin:
+            admin.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+    conn = json.loads(pg18.airflow_conn_json("postgres"))
+    conn.update(login=role, password=password)
+    monkeypatch.setenv("AIRFLOW_CONN_PG_UNCARRIABLE", json.dumps(conn))
+    secret_parts = [part for part in password.replace("\0", "\n").split() if part]
+    try:
+        ok, message = PgDumpHook("pg_uncarriable").test_connection()
+        assert not ok, message
+        assert "'pg_uncarriable'" in message
+        assert "password file cannot hold it" in message
+        from airflow_provider_pgbackup.libpq import UnusablePassword
+
+        with watch_children() as children, pytest.raises(UnusablePassword) as refused:
+            PgDumpHook("pg_uncarriable").dump(PgDumpOptions.build(), str(tmp_path / "x.dump"))
+        assert children == {}, "refused before any pg tool starts"
+        operator = PgDumpOperator(
+            task_id="dump", postgres_conn_id="pg_uncarriable", output_path=str(tmp_path / "y.dump")
+        )
+        with pytest.raises(AirflowFailException, match="connection 'pg_uncarriable'") as failed:
+            operator.execute(context={})  # fail now: a retry has the same password
+        for text in (message, str(refused.value), str(failed.value)):
+            assert not any(part in text for part in secret_parts), text
+        assert leftovers(tmp_path) == []
+    finally:
+        pg18.execute(f"DROP ROLE IF EXISTS {role}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -164,9 +165,8 @@ def test_password_reaches_no_argv_env_log_manifest_or_xcom(
         assert b"PGPASSWORD" not in env
         assert not any(k.startswith(b"AIRFLOW_CONN_") for k in env)
         passfiles.append(Path(env[b"PGPASSFILE"].decode()))
-    for passfile in passfiles:
-        assert not passfile.exists()
-        assert not passfile.parent.exists()
+    for passfile in passfiles:  # an in-memory file pg_dump inherited: no path on any file system
+        assert passfile.parent == Path("/proc/self/fd"), passfile
     logged = log_text(task_log)
     assert "Started pg_dump" in logged  # the capture sees the hook's log
     assert PASSWORD not in logged
@@ -174,14 +174,37 @@ def test_password_reaches_no_argv_env_log_manifest_or_xcom(
     assert PASSWORD not in (tmp_path / "s.dump.manifest.json").read_text()
 
 
-def test_passfile_is_private_while_the_tool_runs(pg18: PgCluster, airflow_conn) -> None:
+@pytest.mark.parametrize("where", ["in_memory", "private_folder"])
+def test_passfile_is_private_while_the_tool_runs(
+    pg18: PgCluster, airflow_conn, where: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """In memory (memfd) where Linux has it; ``private_folder``: the fallback where it has not, forced by
+    hiding ``os.memfd_create`` (no such machine here), in a 0700 folder of its own that names its owner."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    if where == "private_folder":
+        monkeypatch.delattr(os, "memfd_create")
     hook = PgDumpHook(airflow_conn(pg18, "postgres"))
     with hook.session() as session:
         passfile = Path(session.env["PGPASSFILE"])
+        # What libpq checks before it reads a passfile: a regular file with no group or world access.
         assert passfile.stat().st_mode & 0o777 == 0o600
-        assert passfile.parent.stat().st_mode & 0o777 == 0o700
+        assert passfile.is_file()
         assert "PGPASSWORD" not in session.env
-    assert not passfile.parent.exists()
+        if where == "in_memory":
+            assert passfile.parent == Path("/proc/self/fd")
+            assert os.readlink(passfile).startswith("/memfd:pgbackup-pgpass")
+            assert session.env.pass_fds == (int(passfile.name),)
+            assert leftovers(tmp_path) == []  # nothing on disk at all
+        else:
+            assert passfile.parent.stat().st_mode & 0o777 == 0o700
+            assert passfile.parent.name.startswith("pgbackup-credentials-")
+            assert (passfile.parent / ".pgbackup-owner.json").is_file()
+            assert session.env.pass_fds == ()
+        assert hook.get_server_version().major == 18
+        with session.connect() as conn:  # and pg_dump logs in with it (scram-sha-256)
+            dbname = conn.info.dbname
+        hook.runner.run([str(_dump_binary(hook)), "--schema-only", f"--dbname={dbname}"], session.env)
+    assert leftovers(tmp_path) == []
 
 
 def test_wrong_password_fails_clearly_and_leaves_nothing(
@@ -276,9 +299,33 @@ def test_inline_pem_extra_is_written_to_a_private_file(pg18: PgCluster, airflow_
         path = Path(session.env["PGSSLROOTCERT"])
         assert path.read_text() == pem
         assert path.stat().st_mode & 0o777 == 0o600
+        assert os.readlink(path) == "/memfd:pgbackup-sslrootcert.pem (deleted)"  # in memory, no path
+        assert int(path.name) in session.env.pass_fds
         assert session.env["PGSSLMODE"] == "disable"
         assert hook.get_server_version().major == 18
-    assert not path.exists()
+    with contextlib.suppress(OSError):  # closed with the session (the number may be reused)
+        assert "pgbackup-sslrootcert" not in os.readlink(path)
+
+
+def test_inline_ssl_key_reaches_the_tools_as_a_private_regular_file_never_on_disk(
+    pg18: PgCluster, airflow_conn, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """libpq stat()s an sslkey before it opens it: a regular file, no group or world access (0600). A
+    real child of the runner sees exactly that at the path ``PGSSLKEY`` names, with the key's bytes."""
+    import hashlib
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    hook = PgDumpHook(airflow_conn(pg18, "postgres", sslmode="disable", sslkey=FAKE_KEY))
+    seen: list[bytes] = []
+    with hook.session() as session:
+        key = session.env["PGSSLKEY"]
+        assert key.startswith("/proc/self/fd/")
+        for argv in (["stat", "-L", "-c", "%a %F", key], ["sha256sum", key]):
+            hook.runner.run(argv, session.env, stdout=seen.append)
+    mode, digest = b"".join(seen).decode().splitlines()
+    assert mode == "600 regular file"
+    assert digest.split()[0] == hashlib.sha256(FAKE_KEY.encode()).hexdigest()
+    assert leftovers(tmp_path) == []
 
 
 def test_existing_finished_backup_is_not_overwritten_unless_asked(
@@ -439,9 +486,8 @@ FAKE_KEY = (
 
 
 def _secret_dirs() -> set[str]:
-    import tempfile
-
-    return {p.name for p in Path(tempfile.gettempdir()).glob("pgbackup-*") if p.name.count("-") == 1}
+    """The provider's credential folders in TMPDIR (only where in-memory files are unavailable)."""
+    return {p.name for p in Path(tempfile.gettempdir()).glob("pgbackup-credentials-*")}
 
 
 def test_pg_dumpall_and_ssl_key_material_reach_no_argv_or_environ(

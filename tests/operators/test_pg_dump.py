@@ -161,7 +161,7 @@ def test_on_kill_mid_dump_fails_the_task_and_leaves_no_artifact_or_credentials(
         record_row_counts=False,  # nothing measured: pg_dump itself waits on the locked table
         record_checksums=False,
     )
-    secret_dirs = {p.name for p in Path(tempfile.gettempdir()).glob("pgbackup-*") if p.name.count("-") == 1}
+    secret_dirs = {p.name for p in Path(tempfile.gettempdir()).glob("pgbackup-credentials-*")}
     errors: list[BaseException] = []
 
     def execute() -> None:
@@ -182,7 +182,7 @@ def test_on_kill_mid_dump_fails_the_task_and_leaves_no_artifact_or_credentials(
     assert isinstance(errors[0], PgCommandError)
     assert "pg_dump was stopped" in str(errors[0])
     assert leftovers(tmp_path) == []
-    after = {p.name for p in Path(tempfile.gettempdir()).glob("pgbackup-*") if p.name.count("-") == 1}
+    after = {p.name for p in Path(tempfile.gettempdir()).glob("pgbackup-credentials-*")}
     assert after - secret_dirs == set()  # nothing this test created is left (others may use /tmp too)
     pg18.drop_database("onkill")
 

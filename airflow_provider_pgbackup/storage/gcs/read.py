@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airflow_provider_pgbackup.manifest import FileDigest
+from airflow_provider_pgbackup.scratch import private_folder
 from airflow_provider_pgbackup.storage.base import (
     ArtifactDigest,
     ArtifactMismatchError,
@@ -200,8 +199,7 @@ class GCSArtifactSource:
         """Download the artifact (file or folder) into a private temporary folder (mode 0700) for the
         duration of the block; everything downloaded is removed when the block ends, also on failure."""
         pinned = self._pin()
-        root = Path(tempfile.mkdtemp(prefix="pgbackup-download-"))
-        try:
+        with private_folder("download") as root:
             artifact = root / self._location.basename
             if self._is_folder:
                 artifact.mkdir(mode=0o700)
@@ -214,8 +212,6 @@ class GCSArtifactSource:
                 with _private_file(artifact) as handle:
                     self._download(self._location.name, handle)
             yield artifact
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 class GCSBackupStore:

@@ -1,12 +1,11 @@
 """Reading: a backup as an ``ArtifactSource`` (ETags pinned), and a prefix of backups as a ``BackupStore``."""
 
 import contextlib
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX, FileDigest
+from airflow_provider_pgbackup.scratch import private_folder
 from airflow_provider_pgbackup.storage.base import (
     ArtifactDigest,
     Location,
@@ -115,8 +114,7 @@ class ObjectArtifactSource:
     def local_copy(self) -> Iterator[Path]:
         """Download the artifact into a private temporary folder (0700), removed when the block ends."""
         pinned = self._pin()
-        root = Path(tempfile.mkdtemp(prefix="pgbackup-download-"))
-        try:
+        with private_folder("download") as root:
             artifact = root / self._location.basename
             names = {self._location.name: artifact}
             if self._is_folder:
@@ -130,8 +128,6 @@ class ObjectArtifactSource:
                     for chunk in self._chunks(name):
                         handle.write(chunk)
             yield artifact
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 # -------------------------------------------------------------------------------------------- store

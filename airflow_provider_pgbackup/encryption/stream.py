@@ -1,0 +1,309 @@
+"""age as a byte stage: :class:`AgeEncryptStage` (write side), :func:`decrypted_chunks` (read side) and
+one file at a time for directory artifacts; pyrage's ``encrypt_io``/``decrypt_io`` in a thread of their
+own, so memory stays bounded (a few chunks) whatever the artifact's size."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import queue
+import threading
+from collections.abc import Generator, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_pgbackup.encryption.keys import (
+    CiphertextCorrupt,
+    NoMatchingIdentity,
+    load_pyrage,
+    public_keys,
+    pyrage_recipients,
+)
+
+_QUEUE_CHUNKS = 8
+
+
+# ------------------------------------------------------------------------------------------ write side
+class _QueueReader(io.RawIOBase):
+    """A readable file object fed from a queue of chunks (``None`` = end of stream)."""
+
+    def __init__(self, chunks: queue.Queue[bytes | None]) -> None:
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending and not self._eof:
+            chunk = self._chunks.get()
+            if chunk is None:
+                self._eof = True
+            else:
+                self._pending = memoryview(chunk)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+class _ListWriter(io.RawIOBase):
+    """A writable file object that keeps what it is given until :meth:`take` (under a lock)."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        block = bytes(data)
+        with self._lock:
+            self._parts.append(block)
+        return len(block)
+
+    def take(self) -> bytes:
+        with self._lock:
+            parts, self._parts = self._parts, []
+        return b"".join(parts)
+
+
+class AgeEncryptStage:
+    """Encrypt the stream to ``recipients`` (age v1, pyrage's ``encrypt_io`` in a thread); the
+    plaintext's sha256 and size are measured on the way (:attr:`plaintext_sha256`, :attr:`plaintext_size`).
+
+    Memory: at most a few queued input chunks plus the ciphertext made from them since the last
+    :meth:`feed`, which returns it.
+    """
+
+    def __init__(self, recipients: Sequence[str]) -> None:
+        pyrage = load_pyrage()
+        self._hash = hashlib.sha256()
+        self.plaintext_size = 0
+        self._in: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        self._out = _ListWriter()
+        self._errors: list[BaseException] = []
+        targets = pyrage_recipients(recipients)
+
+        def work() -> None:
+            try:
+                pyrage.encrypt_io(_QueueReader(self._in), self._out, targets)
+            except BaseException as err:
+                self._errors.append(err)
+
+        self._thread = threading.Thread(target=work, daemon=True, name="age-encrypt")
+        self._thread.start()
+
+    @property
+    def plaintext_sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def _put(self, item: bytes | None) -> None:
+        while True:
+            if self._errors:
+                raise RuntimeError(f"age encryption failed: {self._errors[0]}") from self._errors[0]
+            try:
+                self._in.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def feed(self, chunk: bytes) -> bytes:
+        if chunk:
+            self._hash.update(chunk)
+            self.plaintext_size += len(chunk)
+            self._put(chunk)
+        return self._out.take()
+
+    def finish(self) -> bytes:
+        self._put(None)
+        self._thread.join()
+        if self._errors:
+            raise RuntimeError(f"age encryption failed: {self._errors[0]}") from self._errors[0]
+        return self._out.take()
+
+    def abort(self) -> None:
+        """Stop the encryption thread (the dump failed): it reads an end of stream and ends."""
+        with contextlib.suppress(queue.Full):
+            while True:
+                self._in.get_nowait()
+        with contextlib.suppress(queue.Full):
+            self._in.put_nowait(None)
+
+
+# ------------------------------------------------------------------------------------------- read side
+class _IterReader(io.RawIOBase):
+    """A readable file object over an iterable of chunks."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+class _Stopped(Exception):
+    pass
+
+
+def decrypted_chunks(
+    chunks: Iterable[bytes],
+    identities: Sequence[Any],
+    *,
+    what: str = "the artifact",
+    recipients: Sequence[str] = (),
+) -> Generator[bytes, None, None]:
+    """Decrypt an age stream (pyrage's ``decrypt_io`` in a thread, a bounded queue between).
+
+    Raises :class:`NoMatchingIdentity` when no identity is a recipient, :class:`CiphertextCorrupt`
+    when the bytes fail authentication (see :func:`decryption_error` for how ``recipients``, those the
+    manifest records, tell a damaged header from a wrong key). age authenticates each 64 KiB chunk and
+    the end of the stream: what is yielded is authentic, and a truncation is raised at the end.
+    ``close()`` the generator when not reading to the end: that stops the thread.
+    """
+    pyrage = load_pyrage()
+    out: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_CHUNKS)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    class Writer(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: Any) -> int:
+            block = bytes(data)
+            while True:
+                if stop.is_set():
+                    raise _Stopped
+                try:
+                    out.put(block, timeout=0.2)
+                    return len(block)
+                except queue.Full:
+                    continue
+
+    def work() -> None:
+        try:
+            pyrage.decrypt_io(_IterReader(chunks), Writer(), list(identities))
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            while True:
+                try:
+                    out.put(None, timeout=0.2)
+                    break
+                except queue.Full:
+                    if stop.is_set():
+                        break
+
+    thread = threading.Thread(target=work, daemon=True, name="age-decrypt")
+    thread.start()
+    finished = False
+    try:
+        while (item := out.get()) is not None:
+            yield item
+        finished = True
+    finally:
+        if not finished:
+            stop.set()
+            while thread.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    out.get(timeout=0.1)
+        thread.join()
+    if errors and finished:
+        raise decryption_error(errors[0], what, identities, recipients) from errors[0]
+
+
+def decryption_error(
+    err: BaseException, what: str, identities: Sequence[Any] = (), recipients: Sequence[str] = ()
+) -> BaseException:
+    """pyrage's error as :class:`NoMatchingIdentity` or :class:`CiphertextCorrupt` (others as they are).
+
+    age says "no matching keys" both for a key that is not a recipient and for a header whose stanza was
+    altered. The evidence decides: when an identity's public key is among the ``recipients`` the manifest
+    records (an X25519 recipient is recorded as its public key), the file was encrypted to that key, so a
+    stanza it cannot open is damage to the bytes: corrupt. Only when no identity is a recorded recipient
+    is it a key problem.
+    """
+    text = str(err)
+    if "No matching keys" in text:
+        mine = [key for key in public_keys(identities) if key in set(recipients)]
+        if mine:
+            return CiphertextCorrupt(
+                f"{what}: its age header is damaged: the manifest records {mine[0]} as a recipient and the "
+                "decryption connection holds that key's identity, yet no stanza of the header opens with "
+                "it (a stanza was altered)"
+            )
+        return NoMatchingIdentity(
+            f"no identity matches the recipients recorded in the manifest: {what} cannot be decrypted "
+            "with the key(s) of the decryption connection"
+        )
+    pyrage = load_pyrage()
+    if isinstance(err, (pyrage.DecryptError, OSError, EOFError)):
+        return CiphertextCorrupt(f"{what} fails age decryption (authentication): {text}")
+    return err
+
+
+# ------------------------------------------------------------------------------------------ files
+class _HashingReader(io.RawIOBase):
+    """Reads a file and measures what it read (sha256, size)."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size: int = self._handle.readinto(buffer)
+        if size:
+            self.hash.update(memoryview(buffer)[:size])
+            self.size += size
+        return size
+
+
+def encrypt_file(source: Path, destination: Path, recipients: Sequence[str]) -> tuple[int, str]:
+    """Encrypt one file (a directory artifact's) into ``destination`` (created 0600, must not exist);
+    returns the plaintext's size and sha256."""
+    pyrage = load_pyrage()
+    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(source, "rb", buffering=0) as plain, os.fdopen(fd, "wb") as out:
+        reader = _HashingReader(plain)
+        pyrage.encrypt_io(reader, out, pyrage_recipients(recipients))
+    return reader.size, reader.hash.hexdigest()
+
+
+def decrypt_file(
+    source: Path,
+    destination: Path,
+    identities: Sequence[Any],
+    *,
+    what: str,
+    recipients: Sequence[str] = (),
+) -> None:
+    """Decrypt one file into ``destination`` (created 0600, must not exist); errors as
+    :func:`decryption_error` (``recipients``: those the manifest records)."""
+    pyrage = load_pyrage()
+    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(source, "rb") as cipher, os.fdopen(fd, "wb") as out:
+        try:
+            pyrage.decrypt_io(cipher, out, list(identities))
+        except Exception as err:
+            raise decryption_error(err, what, identities, recipients) from err
