@@ -10,7 +10,10 @@ refusals, and the built wheel's contents. Server builds come from ``make pg-serv
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -61,3 +64,45 @@ def every_client_on_path(monkeypatch: pytest.MonkeyPatch) -> dict[int, Path]:
     clients = client_bin_dirs()
     monkeypatch.setenv("PATH", os.pathsep.join([*(str(p) for p in clients.values()), os.environ["PATH"]]))
     return clients
+
+
+def uv_executable() -> str:
+    """The uv the Makefile uses: ``$UV``, else uv on PATH, else the pinned one in ``.tools``."""
+    repo = Path(__file__).resolve().parents[2]
+    found = os.environ.get("UV") or shutil.which("uv") or str(repo / ".tools" / "bin" / "uv")
+    if not Path(found).exists() and not shutil.which(found):
+        pytest.fail("no uv: `make venv` installs the pinned one into .tools/")
+    return found
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``uv build`` of this checkout: ``{"wheel": ..., "sdist": ...}`` in a fresh folder."""
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [uv_executable(), "build", "--quiet", "--out-dir", str(out), str(repo)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (wheel,) = out.glob("*.whl")
+    (sdist,) = out.glob("*.tar.gz")
+    return {"wheel": wheel, "sdist": sdist}
+
+
+def find_python(version: str) -> Path | None:
+    """A CPython ``version`` (``"3.10"``) interpreter here: on PATH, else a pyenv or system install."""
+    candidates = [shutil.which(f"python{version}") or ""]
+    candidates += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))
+    candidates += [f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run(
+            [candidate, "-c", "import sys, venv, sqlite3, ssl; print(sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == str(tuple(map(int, version.split(".")))):
+            return Path(candidate)
+    return None
