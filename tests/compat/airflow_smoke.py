@@ -1,7 +1,8 @@
 """Run by the Python of a fresh venv holding one Airflow release and the built wheel (never by pytest):
 what a user of that Airflow sees first. Prints one JSON line with what it found.
 
-argv: <example_dags folder> <compat DAG file> <output folder> [<archive too new for this worker>]
+argv: <example_dags folder> <dump -> verify -> drill DAG file> <output folder>
+      [<an archive too new for this worker>]
 env: AIRFLOW_HOME (migrated), AIRFLOW_CONN_PG_COMPAT (a server with the database to dump);
 SMOKE_WITHOUT_DAG_TEST=1 calls the operators directly instead of dag.test() (for an Airflow whose own
 dag.test() is broken).
@@ -45,7 +46,9 @@ def parse_example_dags(folder: str) -> dict[str, object]:
 
 
 def run_drill_dag(dag_file: str, output_dir: str) -> dict[str, object]:
-    spec = importlib.util.spec_from_file_location("pgbackup_compat_drill", dag_file)
+    import pendulum
+
+    spec = importlib.util.spec_from_file_location("pgbackup_test_verify", dag_file)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -55,7 +58,8 @@ def run_drill_dag(dag_file: str, output_dir: str) -> dict[str, object]:
         from airflow.models.dag import DAG as SchedulerDAG
 
         dag = SchedulerDAG.from_sdk_dag(dag)
-    dag_run = dag.test(run_conf={"conn_id": "pg_compat", "output_dir": output_dir})
+    conf = {"conn_id": "pg_compat", "output_dir": output_dir, "drill_database": "pgbackup_compat_drill"}
+    dag_run = dag.test(logical_date=pendulum.now("UTC"), run_conf=conf)  # the DAG's paths use ts_nodash
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     drill = returned_value(dag_run, "restore_drill") or {}
     return {"state": str(dag_run.state), "tasks": states, "verdict": drill.get("content", {}).get("verdict")}
