@@ -64,7 +64,7 @@ test: lint browser test-tools pg-servers
 
 # The whole compatibility matrix (README, "Compatibility"): PostgreSQL 13-18 servers and cross-version
 # drills, Airflow 3.0.0 (the floor) to 3.3 on Python 3.10 to 3.13, each a fresh pip install of the built
-# wheel, and the release checks. Long (about 20 minutes); `make test` runs its fast slice.
+# wheel, and the release checks. Long (about 25 minutes on 2 cores); `make test` runs its fast slice.
 compat: pg-servers
 	COMPAT_MATRIX=full UV=$(abspath $(UV)) $(VENV)/bin/python -m pytest tests/compat $(PYTEST_ARGS)
 
