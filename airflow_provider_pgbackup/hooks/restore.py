@@ -175,6 +175,14 @@ class RestoreMixin:
                 self.log.info("%s has no %s: restoring without it", pg_restore, flag)
         return features
 
+    def restore_client(self, manifest: Manifest) -> PgBinary:
+        """The ``psql`` (plain SQL) or ``pg_restore`` (archives) :meth:`restore` runs for this backup. The
+        drill asks before it creates a database: a client older than the archive's ``client_version``
+        fails first, naming both versions (:class:`~airflow_provider_pgbackup.binaries.PgBinaryNotFound`)."""
+        tool = "psql" if manifest.format == "plain" else "pg_restore"
+        with self.session() as session:
+            return restore_binary(tool, manifest.client_tool, manifest.client_version, session.pg_bin_dir)
+
     def restore(
         self,
         source: ArtifactSource | LocationLike,

@@ -320,6 +320,7 @@ class PgRestoreOperator(BaseOperator):
                 "an AGE-SECRET-KEY-1... identity of one of its recipients"
             )
 
+        self.hook.restore_client(manifest)  # a client too old for the archive fails before any database
         created = False
         try:
             created = self._prepare_database(database)
