@@ -40,9 +40,11 @@ from airflow_provider_pgbackup.manifest import (
 )
 from airflow_provider_pgbackup.options import (
     Compression,
+    InvalidOptionError,
 )
 from airflow_provider_pgbackup.pipeline import decompressed_chunks
 from airflow_provider_pgbackup.process import CommandResult, PgProcessRunner
+from airflow_provider_pgbackup.selection import RestoreSubset
 from airflow_provider_pgbackup.storage import (
     ArtifactSource,
     Location,
@@ -113,6 +115,21 @@ class RestoreMixin:
             conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database)))
         self.log.info("Created database %s", database)
 
+    def create_schemas(self, database: str, schemas: Iterable[str]) -> list[str]:
+        """Create the schemas ``database`` lacks (``CREATE SCHEMA IF NOT EXISTS``: nothing existing is
+        touched) for a subset restore: pg_restore's ``--table`` / ``--schema`` do not create them.
+        Returns the schemas created."""
+        created = []
+        with self.session(database) as session, session.connect(autocommit=True) as conn:
+            for schema in sorted(set(schemas)):
+                found = conn.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,))
+                if found.fetchone() is None:
+                    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+                    created.append(schema)
+        if created:
+            self.log.info("Created schemas %s in %s for the subset restore", ", ".join(created), database)
+        return created
+
     def drop_database(self, database: str) -> None:
         """``DROP DATABASE IF EXISTS`` (``WITH (FORCE)`` on 13+). Callers drop only what they created."""
         with self._maintenance_connection(database) as conn:
@@ -174,6 +191,7 @@ class RestoreMixin:
         transaction_size: int | None = None,
         statistics: bool = False,
         identities: Sequence[Any] | None = None,
+        subset: RestoreSubset | None = None,
     ) -> CommandResult:
         """Restore a (verified) backup into the existing database ``database``.
 
@@ -202,7 +220,14 @@ class RestoreMixin:
         :param identities: age identities (:func:`load_identities`) for an encrypted backup: it is
             decrypted on the fly into psql / pg_restore; a directory archive, or a custom one with
             ``jobs`` > 1, is decrypted into a private temporary folder (0700) removed afterwards.
+        :param subset: only these tables / schemas (pg_restore ``--table`` / ``--schema``; archive formats
+            only: plain SQL cannot be restored in part). Create the schemas first (:meth:`create_schemas`).
         """
+        if subset is not None and manifest.format == "plain":
+            raise InvalidOptionError(
+                f"tables / schemas {subset.to_dict()} cannot be restored from a plain SQL backup: only the "
+                "custom, directory and tar formats can be restored in part"
+            )
         if isinstance(source, (str, os.PathLike, Location)):
             source = open_source(source, what="artifact_path")
         if manifest.encryption is not None:
@@ -221,6 +246,7 @@ class RestoreMixin:
                 no_acl=no_acl,
                 transaction_size=transaction_size,
                 statistics=statistics,
+                subset=subset,
             )
         with self.session(database) as session:
             if manifest.format == "plain":
@@ -248,7 +274,14 @@ class RestoreMixin:
                     pg_restore,
                 )
                 argv = pg_restore_argv(
-                    pg_restore, manifest, None, jobs=None, no_owner=no_owner, no_acl=no_acl, **features
+                    pg_restore,
+                    manifest,
+                    None,
+                    jobs=None,
+                    no_owner=no_owner,
+                    no_acl=no_acl,
+                    subset=subset,
+                    **features,
                 )
                 return self.runner.run(argv, session.env, stdin=source.chunks())
             if source.local_path is None:
@@ -263,7 +296,14 @@ class RestoreMixin:
             with source.local_copy() as artifact:
                 self.log.info("Restoring %s into %s with %s", source.location.uri, database, pg_restore)
                 argv = pg_restore_argv(
-                    pg_restore, manifest, artifact, jobs=jobs, no_owner=no_owner, no_acl=no_acl, **features
+                    pg_restore,
+                    manifest,
+                    artifact,
+                    jobs=jobs,
+                    no_owner=no_owner,
+                    no_acl=no_acl,
+                    subset=subset,
+                    **features,
                 )
                 return self.runner.run(argv, session.env)
 
@@ -279,6 +319,7 @@ class RestoreMixin:
         no_acl: bool,
         transaction_size: int | None,
         statistics: bool,
+        subset: RestoreSubset | None = None,
     ) -> CommandResult:
         """:meth:`restore` of an age-encrypted backup: decrypted on the fly (plain, custom, tar), or into
         a private temporary folder where pg_restore needs local files (directory, custom with jobs > 1)."""
@@ -311,7 +352,14 @@ class RestoreMixin:
                     pg_restore,
                 )
                 argv = pg_restore_argv(
-                    pg_restore, manifest, None, jobs=None, no_owner=no_owner, no_acl=no_acl, **features
+                    pg_restore,
+                    manifest,
+                    None,
+                    jobs=None,
+                    no_owner=no_owner,
+                    no_acl=no_acl,
+                    subset=subset,
+                    **features,
                 )
                 plain = decrypted_stream(source, identities)
                 try:
@@ -327,6 +375,13 @@ class RestoreMixin:
             )
             with decrypted_copy(source, manifest, identities) as artifact:
                 argv = pg_restore_argv(
-                    pg_restore, manifest, artifact, jobs=jobs, no_owner=no_owner, no_acl=no_acl, **features
+                    pg_restore,
+                    manifest,
+                    artifact,
+                    jobs=jobs,
+                    no_owner=no_owner,
+                    no_acl=no_acl,
+                    subset=subset,
+                    **features,
                 )
                 return self.runner.run(argv, session.env)

@@ -134,7 +134,11 @@ class _BackupOperator(BaseOperator):
         result = xcom_result(manifest, self.output_path)
         self._finished = (manifest, parse_location(result["artifact_uri"]))
         publish_asset_events(
-            context, self.outlets, backup_event_metadata(manifest, self._finished[1], verified=False)
+            context,
+            self.outlets,
+            backup_event_metadata(
+                manifest, self._finished[1], verified=False, settings=_storage_settings(self)
+            ),
         )
         return result
 

@@ -203,15 +203,16 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         except InvalidOptionError as err:
             raise AirflowFailException(str(err)) from err
 
-    def _source(self) -> ArtifactSource:
-        path = self._check_path()
-        settings = StorageSettings(
+    def _settings(self) -> StorageSettings:
+        return StorageSettings(
             gcp_conn_id=self.gcp_conn_id or None,
             aws_conn_id=self.aws_conn_id or None,
             wasb_conn_id=self.wasb_conn_id or None,
             impersonation_chain=self.impersonation_chain or None,
         )
-        return open_source(path, settings=settings)
+
+    def _source(self) -> ArtifactSource:
+        return open_source(self._check_path(), settings=self._settings())
 
     def _verify(self, context: Any = None) -> VerificationReport:
         """Run the checks; ArtifactMissing propagates, ArtifactCorrupt becomes AirflowFailException.
@@ -263,7 +264,11 @@ class PgBackupArtifactSensor(BaseSensorOperator):
             return
         checks = [check.name for check in report.checks if check.status == "ok"]
         metadata = backup_event_metadata(
-            manifest, artifact, verified=manifest.sha256 == report.sha256, checks=checks
+            manifest,
+            artifact,
+            verified=manifest.sha256 == report.sha256,
+            settings=self._settings(),
+            checks=checks,
         )
         publish_asset_events(context, self.outlets, metadata)
 

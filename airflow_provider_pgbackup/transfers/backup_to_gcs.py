@@ -198,7 +198,7 @@ class PgBackupToGCSOperator(TransferOperator):
             self.log.info(
                 "Deleted the local copy %s and its manifest after the verified upload", self.source_path
             )
-        self._publish(context, result, manifest, source=source)
+        self._publish(context, result, manifest, source=source, settings=settings)
         return {
             "artifact_uri": result.artifact_uri,
             "manifest_uri": result.manifest_uri,

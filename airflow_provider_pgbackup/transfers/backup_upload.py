@@ -191,7 +191,7 @@ class PgBackupUploadOperator(TransferOperator):
         if self.delete_local_copy:
             remove_backup(source)
             self.log.info("Deleted the local copy %s and its manifest after the verified upload", source)
-        self._publish(context, result, manifest, source=source)
+        self._publish(context, result, manifest, source=source, settings=settings)
         return {
             "artifact_uri": result.artifact_uri,
             "manifest_uri": result.manifest_uri,

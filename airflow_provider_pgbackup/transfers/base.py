@@ -17,7 +17,13 @@ from airflow_provider_pgbackup.lineage import (
 )
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.options import InvalidOptionError
-from airflow_provider_pgbackup.storage import Location, TransferResult, parse_location, portable_uri
+from airflow_provider_pgbackup.storage import (
+    Location,
+    StorageSettings,
+    TransferResult,
+    parse_location,
+    portable_uri,
+)
 
 
 def static_folder_uri(destination: Any) -> str | None:
@@ -70,6 +76,7 @@ class TransferOperator(BaseOperator):
         *,
         source: Location,
         verified: bool = False,
+        settings: StorageSettings | None = None,
     ) -> None:
         """The console link for the extra link (XCom), the outlets' asset-event metadata, and what
         :meth:`get_openlineage_facets_on_complete` reports."""
@@ -82,7 +89,9 @@ class TransferOperator(BaseOperator):
         publish_asset_events(
             context,
             self.outlets,
-            backup_event_metadata(manifest, result.artifact, verified=verified, source_uri=source.uri),
+            backup_event_metadata(
+                manifest, result.artifact, verified=verified, settings=settings, source_uri=source.uri
+            ),
         )
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
