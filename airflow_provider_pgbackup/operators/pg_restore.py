@@ -121,7 +121,8 @@ class PgRestoreOperator(BaseOperator):
     :param postgres_conn_id: Airflow ``postgres`` connection of the server to restore into. Templated.
     :param database: target database. Default with ``create_database``: a new name
         ``pgbackup_restore_<random>``; required otherwise. Templated.
-    :param create_database: create ``database`` (it must not exist yet) from ``template0``.
+    :param create_database: create ``database`` (it must not exist yet) from ``template0``. Templated
+        (as are ``allow_non_empty_database`` and ``allow_source_database``: a rendered "true"/"false").
     :param drop_after: drop the database at the end, also on failure; only allowed for a database this
         operator creates. Default: the value of ``create_database``.
     :param jobs: parallel pg_restore workers for custom and directory archives (ignored for tar and plain
@@ -181,6 +182,9 @@ class PgRestoreOperator(BaseOperator):
         "database",
         "tables",
         "schemas",
+        "create_database",
+        "allow_non_empty_database",
+        "allow_source_database",
         "gcp_conn_id",
         "aws_conn_id",
         "wasb_conn_id",
@@ -274,8 +278,11 @@ class PgRestoreOperator(BaseOperator):
 
     def _check_flags(self) -> None:
         for name in self.FLAGS:
-            setattr(self, name, parse_flag(name, getattr(self, name)))
-        if self.drop_after and not self.create_database:
+            value = getattr(self, name)
+            if not is_templated(value):  # create_database and the allow_* flags may be templated
+                setattr(self, name, parse_flag(name, value))
+        known = not is_templated(self.create_database, self.drop_after)
+        if known and self.drop_after and not self.create_database:
             raise InvalidOptionError(
                 "drop_after=True needs create_database=True: the operator never drops a database it did "
                 "not create"
@@ -284,7 +291,7 @@ class PgRestoreOperator(BaseOperator):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise InvalidOptionError(f"{name} {value!r} must be a whole number >= 1")
-        if self.database is None and not self.create_database:
+        if known and self.database is None and not self.create_database:
             raise InvalidOptionError("database is required with create_database=False")
         check_bin_dir(self.pg_bin_dir)
         StorageSettings(gcp_conn_id=self.gcp_conn_id or None)
