@@ -355,12 +355,12 @@ class PgRestoreOperator(BaseOperator):
             )
 
         subset = self._check_subset(manifest)
-        self._check_not_the_source(manifest, database)
         artifact = parse_location(portable_uri(source.location))
         created = False
         try:
             created = self._prepare_database(database)
             self._check_target_is_empty(database)
+            self._check_not_the_source(manifest, database)
             if subset is not None:
                 self.hook.create_schemas(database, self._subset_schemas(manifest, subset))
             started = time.monotonic()
