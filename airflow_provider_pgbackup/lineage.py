@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_pgbackup.manifest import Manifest
-from airflow_provider_pgbackup.storage import Location, StorageSettings, object_url
+from airflow_provider_pgbackup.storage import Location, StorageSettings, object_url, parse_location
 
 DEFAULT_PORT = 5432
 #: The asset group whose events the "Backups" page reads: give a backup task an outlet
@@ -97,6 +97,21 @@ def _object_url(artifact: Location, settings: StorageSettings | None) -> str | N
     except Exception as err:  # a link is a convenience: it never fails the task that reports it
         log.warning("no web page for %s: %s", artifact.uri, err)
         return None
+
+
+def operator_link(artifact: object, operator: object) -> str:
+    """An extra link's URL for ``artifact`` (a path or URI from the task's XCom): the object's web page
+    as :func:`~airflow_provider_pgbackup.storage.object_url` finds it with the operator's GCS
+    connection (the emulator's page in the demo); "" when there is none."""
+    try:
+        location = parse_location(str(artifact))
+    except ValueError:
+        return ""
+    gcp_conn_id = getattr(operator, "gcp_conn_id", None)
+    settings = StorageSettings(
+        gcp_conn_id=gcp_conn_id if isinstance(gcp_conn_id, str) and gcp_conn_id else None
+    )
+    return _object_url(location, settings) or ""
 
 
 def retention_event_metadata(

@@ -17,7 +17,12 @@ from airflow_provider_pgbackup.compat import (
 )
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.hooks.pg_dump import load_identities
-from airflow_provider_pgbackup.lineage import backup_event_metadata, operator_lineage, publish_asset_events
+from airflow_provider_pgbackup.lineage import (
+    backup_event_metadata,
+    operator_lineage,
+    operator_link,
+    publish_asset_events,
+)
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError
 from airflow_provider_pgbackup.options import (
     InvalidOptionError,
@@ -62,13 +67,7 @@ class VerifiedBackupLink(BaseOperatorLink):
 
         report = XCom.get_value(ti_key=ti_key, key="return_value")
         artifact = report.get("artifact") if isinstance(report, dict) else None
-        if not artifact:
-            return ""
-        try:
-            location = parse_location(str(artifact))
-        except InvalidOptionError:
-            return ""
-        return location.console_url or ""
+        return operator_link(artifact, operator) if artifact else ""
 
 
 class PgBackupArtifactSensor(BaseSensorOperator):

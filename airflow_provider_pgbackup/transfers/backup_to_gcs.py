@@ -36,7 +36,7 @@ XCOM_CONSOLE_URL = "gcs_console_url"
 class GCSBackupLink(BaseOperatorLink):
     """Operator extra link: the uploaded backup in the Google Cloud Console."""
 
-    name = "GCS backup"
+    name = "Published backup"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         from airflow.sdk.execution_time.xcom import XCom

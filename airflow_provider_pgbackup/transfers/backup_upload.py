@@ -33,7 +33,7 @@ XCOM_CONSOLE_URL = "backup_console_url"
 class BackupConsoleLink(BaseOperatorLink):
     """Operator extra link: the uploaded backup in its cloud console (GCS and S3; none for Azure)."""
 
-    name = "Backup in the cloud console"
+    name = "Published backup"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         from airflow.sdk.execution_time.xcom import XCom

@@ -196,6 +196,7 @@ def test_a_user_backs_up_a_database_and_restores_a_table_of_it_in_the_browser(
     expect(frame.get_by_role("status")).to_contain_text(f"into {RESTORED} started")
     expect(row).to_contain_text("IDENTICAL", timeout=180_000)  # the page refreshes while it runs
     expect(row).to_contain_text(f"into {RESTORED} (tables orders)")
+    row.scroll_into_view_if_needed()
     shoot(page, "restore-identical.png")
     restored = pg18.connect(RESTORED)
     tables = restored.execute(

@@ -92,11 +92,11 @@ async function call(method, path, body) {
 // --------------------------------------------------------------------------------------- the chart
 function chart(group) {
   const points = group.backups.slice().reverse(); // oldest first
-  const width = 720;
+  const width = Math.max(480, Math.min(1600, (document.getElementById("databases").clientWidth || 760) - 30));
   const height = 170;
   const left = 56;
   const right = 56;
-  const top = 14;
+  const top = 24;
   const bottom = 28;
   const times = points.map((b) => new Date(b.finished_at).getTime());
   const minT = Math.min(...times);
@@ -121,10 +121,15 @@ function chart(group) {
     root.append(svg("text", { x: left, y: height - 8 }, when(points[0].finished_at)));
     if (points.length > 1) root.append(svg("text", { x: width - right, y: height - 8, "text-anchor": "end" }, when(points[points.length - 1].finished_at)));
   }
+  const legend = svg("text", { x: left, y: 10 }, "— size   - - duration   ○ sudden drop (under half the previous backups' median)");
+  root.append(legend);
   const path = (ys) => ys.map((y, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y.toFixed(1)}`).join(" ");
   root.append(svg("path", { class: "size", d: path(sizes.map(ySize)) }));
   root.append(svg("path", { class: "duration", d: path(durations.map(yDuration)) }));
   points.forEach((b, i) => {
+    const tick = svg("circle", { class: "duration-dot", cx: x(i).toFixed(1), cy: yDuration(durations[i]).toFixed(1), r: 2.5 });
+    tick.append(svg("title", {}, `${when(b.finished_at)}: ${seconds(b.duration_seconds)}`));
+    root.append(tick);
     const dot = svg("circle", { class: "dot", cx: x(i).toFixed(1), cy: ySize(sizes[i]).toFixed(1), r: 3.5, "data-size": sizes[i] });
     dot.append(svg("title", {}, `${when(b.finished_at)}: ${bytes(b.size_bytes)} in ${seconds(b.duration_seconds)}`));
     root.append(dot);
@@ -191,11 +196,9 @@ function backupRow(group, backup) {
     el("td", {}, when(backup.finished_at)),
     el("td", {}, bytes(backup.size_bytes), backup.size_drop !== null && backup.size_drop !== undefined ? el("div", { class: "drop-flag" }, `sudden drop (${Math.round(backup.size_drop * 100)} %)`) : null),
     el("td", {}, seconds(backup.duration_seconds)),
-    el("td", {}, backup.format || "?"),
-    el("td", {}, backup.compression || "?"),
-    el("td", {}, backup.encrypted ? "yes" : "no"),
+    el("td", {}, backup.format || "?", el("div", { class: "note" }, backup.compression || "?", backup.encrypted ? ", encrypted (age)" : ", not encrypted")),
     where,
-    el("td", {}, backup.verified ? el("span", { class: "yes" }, "verified") : el("span", { class: "no" }, "not verified"), backup.checks.length ? el("div", { class: "note" }, backup.checks.join(", ")) : null),
+    el("td", {}, backup.verified ? el("span", { class: "yes" }, "verified") : el("span", { class: "no" }, "not verified"), backup.checks.length ? el("div", { class: "note checks" }, backup.checks.join(", ")) : null),
     verdictCell(backup),
     el("td", {}, links.run ? airflowLink(links.run, "run") : null, " ", links.log ? airflowLink(links.log, "log") : null),
     el("td", {}, restoreButton),
@@ -227,7 +230,7 @@ function databaseSection(group) {
     el(
       "table",
       {},
-      el("thead", {}, el("tr", {}, ["Finished", "Size", "Duration", "Format", "Compression", "Encrypted", "Where", "Verified", "Last restore", "Task", ""].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ["Finished", "Size", "Duration", "Format", "Where", "Verified", "Last restore", "Task", ""].map((h) => el("th", {}, h)))),
       el("tbody", {}, group.backups.map((b) => backupRow(group, b))),
     ),
   );
