@@ -157,6 +157,14 @@ class RestoreSubset:
         subset = cls(_restore_names("table", tables), _restore_names("schema", schemas))
         return subset if subset.tables or subset.schemas else None
 
+    def check_format(self, dump_format: str) -> None:
+        """Refuse a backup that cannot be restored in part: plain SQL is one script."""
+        if dump_format not in ("custom", "directory", "tar"):
+            raise InvalidOptionError(
+                f"tables / schemas {self.to_dict()} cannot be restored from a {dump_format} SQL backup; only "
+                "the custom, directory and tar formats can be restored in part"
+            )
+
     def restores(self, schema: str, table: str) -> bool:
         """Whether pg_restore restores the table ``schema.table`` of the archive."""
         if self.tables and table not in self.tables:

@@ -40,7 +40,6 @@ from airflow_provider_pgbackup.manifest import (
 )
 from airflow_provider_pgbackup.options import (
     Compression,
-    InvalidOptionError,
 )
 from airflow_provider_pgbackup.pipeline import decompressed_chunks
 from airflow_provider_pgbackup.process import CommandResult, PgProcessRunner
@@ -223,11 +222,8 @@ class RestoreMixin:
         :param subset: only these tables / schemas (pg_restore ``--table`` / ``--schema``; archive formats
             only: plain SQL cannot be restored in part). Create the schemas first (:meth:`create_schemas`).
         """
-        if subset is not None and manifest.format == "plain":
-            raise InvalidOptionError(
-                f"tables / schemas {subset.to_dict()} cannot be restored from a plain SQL backup: only the "
-                "custom, directory and tar formats can be restored in part"
-            )
+        if subset is not None:
+            subset.check_format(manifest.format)
         if isinstance(source, (str, os.PathLike, Location)):
             source = open_source(source, what="artifact_path")
         if manifest.encryption is not None:
@@ -264,7 +260,12 @@ class RestoreMixin:
             pg_restore = restore_binary(
                 "pg_restore", manifest.client_tool, manifest.client_version, session.pg_bin_dir
             )
-            features = self._restore_features(pg_restore, transaction_size, statistics)
+            flags = {
+                "no_owner": no_owner,
+                "no_acl": no_acl,
+                "subset": subset,
+                **self._restore_features(pg_restore, transaction_size, statistics),
+            }
             parallel = bool(jobs and jobs > 1 and manifest.format == "custom")
             if source.local_path is None and manifest.format != "directory" and not parallel:
                 self.log.info(
@@ -273,16 +274,7 @@ class RestoreMixin:
                     database,
                     pg_restore,
                 )
-                argv = pg_restore_argv(
-                    pg_restore,
-                    manifest,
-                    None,
-                    jobs=None,
-                    no_owner=no_owner,
-                    no_acl=no_acl,
-                    subset=subset,
-                    **features,
-                )
+                argv = pg_restore_argv(pg_restore, manifest, None, jobs=None, **flags)
                 return self.runner.run(argv, session.env, stdin=source.chunks())
             if source.local_path is None:
                 self.log.info(
@@ -295,16 +287,7 @@ class RestoreMixin:
                 )
             with source.local_copy() as artifact:
                 self.log.info("Restoring %s into %s with %s", source.location.uri, database, pg_restore)
-                argv = pg_restore_argv(
-                    pg_restore,
-                    manifest,
-                    artifact,
-                    jobs=jobs,
-                    no_owner=no_owner,
-                    no_acl=no_acl,
-                    subset=subset,
-                    **features,
-                )
+                argv = pg_restore_argv(pg_restore, manifest, artifact, jobs=jobs, **flags)
                 return self.runner.run(argv, session.env)
 
     def _restore_encrypted(
@@ -342,7 +325,12 @@ class RestoreMixin:
             pg_restore = restore_binary(
                 "pg_restore", manifest.client_tool, manifest.client_version, session.pg_bin_dir
             )
-            features = self._restore_features(pg_restore, transaction_size, statistics)
+            flags = {
+                "no_owner": no_owner,
+                "no_acl": no_acl,
+                "subset": subset,
+                **self._restore_features(pg_restore, transaction_size, statistics),
+            }
             parallel = bool(jobs and jobs > 1 and manifest.format == "custom")
             if manifest.format != "directory" and not parallel:
                 self.log.info(
@@ -351,16 +339,7 @@ class RestoreMixin:
                     database,
                     pg_restore,
                 )
-                argv = pg_restore_argv(
-                    pg_restore,
-                    manifest,
-                    None,
-                    jobs=None,
-                    no_owner=no_owner,
-                    no_acl=no_acl,
-                    subset=subset,
-                    **features,
-                )
+                argv = pg_restore_argv(pg_restore, manifest, None, jobs=None, **flags)
                 plain = decrypted_stream(source, identities)
                 try:
                     return self.runner.run(argv, session.env, stdin=plain)
@@ -374,14 +353,5 @@ class RestoreMixin:
                 f" with jobs={jobs}" if parallel else "",
             )
             with decrypted_copy(source, manifest, identities) as artifact:
-                argv = pg_restore_argv(
-                    pg_restore,
-                    manifest,
-                    artifact,
-                    jobs=jobs,
-                    no_owner=no_owner,
-                    no_acl=no_acl,
-                    subset=subset,
-                    **features,
-                )
+                argv = pg_restore_argv(pg_restore, manifest, artifact, jobs=jobs, **flags)
                 return self.runner.run(argv, session.env)

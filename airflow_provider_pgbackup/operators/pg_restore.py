@@ -421,11 +421,7 @@ class PgRestoreOperator(BaseOperator):
         subset = self.subset
         if subset is None:
             return None
-        if manifest.format == "plain":
-            raise AirflowFailException(
-                f"tables / schemas {subset.to_dict()} cannot be restored from a plain SQL backup; only the "
-                "custom, directory and tar formats can be restored in part"
-            )
+        subset.check_format(manifest.format)
         archive_tables = self._archive_tables(manifest)
         if archive_tables is None:
             self.log.info("The manifest lists no tables: restoring %s without checking the names", subset)
