@@ -1,4 +1,5 @@
 # Two commands matter: `make demo` and `make test`. Both create/update .venv from uv.lock first.
+# `make demo` / `make ui` need python3 and make only; `make test` and `make bench` also npm (Azurite).
 SHELL := /bin/bash
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -6,7 +7,7 @@ VENV := .venv
 # Use uv from PATH when there is one; otherwise install the pinned uv into .tools/ (PyPI only).
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 PYTEST_ARGS ?=
-# Azurite (the Azure Blob Storage emulator of the tests, demo and benchmarks), from npm, pinned.
+# Azurite (the Azure Blob Storage emulator of the tests and benchmarks), from npm, pinned.
 AZURITE_VERSION := 3.35.0
 AZURITE := .tools/node/node_modules/.bin/azurite-blob
 
@@ -16,10 +17,11 @@ AZURITE := .tools/node/node_modules/.bin/azurite-blob
 	$(PYTHON) -m venv .tools
 	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
-venv: $(UV) $(AZURITE)
+venv: $(UV)
 	$(UV) sync --frozen --extra test --python $(PYTHON)
 
 $(AZURITE):
+	@command -v npm >/dev/null || { echo "npm (Node.js) is needed for Azurite, the Azure emulator of the tests"; exit 1; }
 	npm install --prefix .tools/node --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
 
 lint: venv
@@ -62,7 +64,7 @@ pg-servers: venv
 # test's time is spent waiting on a server, a subprocess or Airflow, so two workers fit CI's two cores.
 TEST_WORKERS ?= 2
 test: PG_MAJORS = 13
-test: lint browser test-tools pg-servers
+test: lint browser test-tools pg-servers $(AZURITE)
 	UV=$(abspath $(UV)) $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 # The whole compatibility matrix (README, "Compatibility"): PostgreSQL 13-18 servers and cross-version
@@ -80,7 +82,7 @@ ui: venv
 # Benchmarks (issue #7), by hand only, never part of `make test`: ~1 GB pgbench data, writes
 # benchmarks/RESULTS.md and results.png. Smoke run: `make bench BENCH_ARGS=--quick`.
 BENCH_ARGS ?=
-bench: venv
+bench: venv $(AZURITE)
 	$(VENV)/bin/python -m benchmarks $(BENCH_ARGS)
 
 clean:

@@ -97,6 +97,19 @@ def server_info(conn: psycopg.Connection[Any]) -> ServerInfo:
     return ServerInfo(version or f"{num // 10000}.{num % 10000}", num)
 
 
+def system_identifier(conn: psycopg.Connection[Any]) -> str | None:
+    """The cluster's ``system_identifier`` (``pg_control_system()``): the same on every connection to one
+    server, whatever host name or address reaches it. None where the role may not read it."""
+    try:
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT system_identifier::text FROM pg_catalog.pg_control_system()"
+            ).fetchone()
+    except psycopg.Error:
+        return None
+    return str(row[0]) if row and row[0] is not None else None
+
+
 def list_databases(conn: psycopg.Connection[Any]) -> list[str]:
     """Names of the databases that accept connections, excluding templates, sorted."""
     rows = conn.execute(

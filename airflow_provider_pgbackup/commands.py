@@ -11,6 +11,7 @@ from pathlib import Path
 from airflow_provider_pgbackup.binaries import PgBinary
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.options import FORMAT_FLAGS, PgDumpAllOptions, PgDumpOptions
+from airflow_provider_pgbackup.selection import RestoreSubset
 
 
 def pg_dump_argv(
@@ -74,10 +75,12 @@ def pg_restore_argv(
     no_acl: bool = True,
     transaction_size: int | None = None,
     statistics: bool = False,
+    subset: RestoreSubset | None = None,
 ) -> list[str]:
     """pg_restore's argv. ``--dbname=`` is empty on purpose: libpq then takes the database from
     ``PGDATABASE`` (the session's), so no name (and never a conninfo string) is parsed from argv.
-    ``artifact`` None: pg_restore reads the archive from its stdin (custom and tar only)."""
+    ``artifact`` None: pg_restore reads the archive from its stdin (custom and tar only). ``subset``:
+    only those tables / schemas (``--table=`` / ``--schema=``)."""
     argv = [
         str(binary.path),
         "--dbname=",
@@ -95,9 +98,17 @@ def pg_restore_argv(
         argv.append(f"--transaction-size={transaction_size}")
     if statistics:
         argv.append("--statistics")
+    argv += subset_flags(subset)
     if artifact is not None:
         argv.append(str(artifact))
     return argv
+
+
+def subset_flags(subset: RestoreSubset | None) -> list[str]:
+    """pg_restore's ``--schema=`` and ``--table=`` flags of a subset restore (none for a whole one)."""
+    if subset is None:
+        return []
+    return [f"--schema={s}" for s in subset.schemas] + [f"--table={t}" for t in subset.tables]
 
 
 def filter_lines(options: PgDumpOptions) -> str | None:

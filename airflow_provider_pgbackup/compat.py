@@ -92,14 +92,26 @@ def deadline_argument(alert: Any) -> dict[str, Any]:
     return {"deadline": alert} if alert is not None and supports_deadline_alerts() else {}
 
 
+def airflow_version_at_least(minimum: tuple[int, ...], version: str | None = None) -> bool:
+    """Whether the running Airflow (or ``version``: ``"3.1.2"``, ``"3.2.0rc1"``...) is at least
+    ``minimum``, e.g. ``(3, 1)``."""
+    parsed = AIRFLOW_VERSION if version is None else _parse_version(version)
+    return parsed >= (*minimum, 0, 0, 0)[:3]
+
+
+#: The lowest Airflow whose UI shows a provider's page (plugins' ``external_views`` beside ``fastapi_apps``).
+UI_PLUGIN_MIN_AIRFLOW = (3, 1)
+
+
 def supports_ui_plugins() -> bool:
-    """Whether this Airflow serves a plugin's FastAPI apps and React views in its UI (3.1+); a plugin that
-    needs them registers nothing on 3.0, so the rest of the provider works there."""
-    return AIRFLOW_VERSION >= (3, 1, 0)
+    """Whether this Airflow serves a plugin's FastAPI apps and views in its UI (3.1+); the "Backups"
+    page (:mod:`airflow_provider_pgbackup.ui`) registers nothing on 3.0, so the rest of the provider works."""
+    return airflow_version_at_least(UI_PLUGIN_MIN_AIRFLOW)
 
 
 __all__ = [
     "AIRFLOW_VERSION",
+    "UI_PLUGIN_MIN_AIRFLOW",
     "AirflowException",
     "AirflowFailException",
     "AirflowNotFoundException",
@@ -108,6 +120,7 @@ __all__ = [
     "BaseHook",
     "DeadlineAlert",
     "DeadlineReference",
+    "airflow_version_at_least",
     "conf",
     "deadline_argument",
     "mask_secret",

@@ -4,6 +4,10 @@ Two reports, one source (the manifest and where the backup is):
 
 - :func:`backup_event_metadata` / :func:`publish_asset_events`: the ``extra`` of the asset events of a
   task's outlets (database, size, sha256, format, verified...), never a secret;
+  :func:`retention_event_metadata`: what a retention run kept and deleted in a folder;
+  :func:`restore_verdict`: what a restore compared (the XCom :data:`RESTORE_XCOM_KEY`, pushed also when
+  the comparison fails, when no asset event is emitted). The "Backups" page of the Airflow UI is built
+  from these: the events of the assets in the group :data:`CATALOGUE_GROUP`, and those XComs;
 - :func:`operator_lineage`: the ``OperatorLineage`` an operator's ``get_openlineage_facets_on_complete``
   returns. OpenLineage is imported here, lazily: only the OpenLineage listener calls it, and it exists
   only where ``apache-airflow-providers-openlineage`` is installed.
@@ -15,13 +19,24 @@ graph); an artifact is named by :attr:`~airflow_provider_pgbackup.storage.Locati
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import datetime
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_pgbackup.manifest import Manifest
-from airflow_provider_pgbackup.storage import Location
+from airflow_provider_pgbackup.storage import Location, StorageSettings, object_url, parse_location
 
 DEFAULT_PORT = 5432
+#: The asset group whose events the "Backups" page reads: give a backup task an outlet
+#: ``Asset(name=..., group=CATALOGUE_GROUP)`` and its backups appear there.
+CATALOGUE_GROUP = "pgbackup"
+#: The XCom key under which a restore (a drill too) keeps its verdict, identical or not.
+RESTORE_XCOM_KEY = "pgbackup_restore"
+#: Differences kept in a verdict (the task log has them all).
+VERDICT_DIFFERENCES_CAP = 20
+
+log = logging.getLogger(__name__)
 
 Dataset = tuple[str, str]  # (namespace, name)
 
@@ -36,13 +51,21 @@ def postgres_dataset(host: str | None, port: int | None, database: str) -> Datas
 
 
 def backup_event_metadata(
-    manifest: Manifest, artifact: Location, *, verified: bool, **more: Any
+    manifest: Manifest,
+    artifact: Location,
+    *,
+    verified: bool,
+    settings: StorageSettings | None = None,
+    **more: Any,
 ) -> dict[str, Any]:
     """The asset-event ``extra`` of a backup: what a downstream DAG (or a person reading the asset's
     events in the UI) needs to pick it, without opening the manifest. ``verified`` is true only when
     the task that emits the event checked the bytes (the sensor, the restore drill, a promotion of
-    the sha256 a verification saw)."""
+    the sha256 a verification saw). ``settings``: the store's, for the object's web page
+    (``object_url``: the cloud console, or the emulator the connection names)."""
+    source = manifest.source or {}
     metadata: dict[str, Any] = {
+        "event": "backup",
         "database": manifest.database,
         "kind": manifest.kind,
         "format": manifest.format,
@@ -52,14 +75,93 @@ def backup_event_metadata(
         "encrypted": manifest.encryption is not None,
         "server_version": manifest.server_version,
         "finished_at": manifest.finished_at,
+        "duration_seconds": manifest.duration_seconds,
         "artifact_uri": artifact.uri,
         "manifest_uri": artifact.manifest_uri,
+        "object_url": _object_url(artifact, settings),
         "verified": verified,
     }
+    if source.get("postgres_conn_id"):
+        metadata["postgres_conn_id"] = source["postgres_conn_id"]
+    if source.get("host"):
+        metadata["server"] = f"{source['host']}:{source.get('port') or DEFAULT_PORT}"
     if manifest.mode is not None:
         metadata["mode"] = manifest.mode
     metadata.update(more)
     return metadata
+
+
+def _object_url(artifact: Location, settings: StorageSettings | None) -> str | None:
+    try:
+        return object_url(artifact, settings)
+    except Exception as err:  # a link is a convenience: it never fails the task that reports it
+        log.warning("no web page for %s: %s", artifact.uri, err)
+        return None
+
+
+def operator_link(artifact: object, operator: object) -> str:
+    """An extra link's URL for ``artifact`` (a path or URI from the task's XCom): the object's web page
+    as :func:`~airflow_provider_pgbackup.storage.object_url` finds it with the operator's GCS
+    connection (the emulator's page in the demo); "" when there is none."""
+    try:
+        location = parse_location(str(artifact))
+    except ValueError:
+        return ""
+    gcp_conn_id = getattr(operator, "gcp_conn_id", None)
+    settings = StorageSettings(
+        gcp_conn_id=gcp_conn_id if isinstance(gcp_conn_id, str) and gcp_conn_id else None
+    )
+    return _object_url(location, settings) or ""
+
+
+def retention_event_metadata(
+    location: Location, *, kept: Sequence[Location], deleted: Sequence[tuple[Manifest, Location]]
+) -> dict[str, Any]:
+    """The asset-event ``extra`` of a retention run over ``location``: the artifacts it kept (all the
+    complete backups the folder holds now) and each backup it deleted, described by
+    :func:`backup_event_metadata`. A reader of the events drops what was deleted, and what the folder
+    no longer holds, from its list of backups."""
+    return {
+        "event": "retention",
+        "location": location.uri,
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "kept": [artifact.uri for artifact in kept],
+        "deleted": [
+            backup_event_metadata(manifest, artifact, verified=False) for manifest, artifact in deleted
+        ],
+    }
+
+
+def restore_verdict(
+    manifest: Manifest,
+    artifact: Location,
+    *,
+    restored_into: str,
+    dropped_after: bool,
+    verdict: str,
+    differences: Sequence[Mapping[str, Any]] = (),
+    tables_compared: int | None = None,
+    subset: Mapping[str, Sequence[str]] | None = None,
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """What a restore of ``artifact`` found (the XCom :data:`RESTORE_XCOM_KEY`): the verdict
+    (``IDENTICAL``, ``DIFFERENT`` or ``ROW COUNTS DIFFER``), the first differences, the tables compared
+    and the subset restored (``{"tables": [...], "schemas": [...]}``), beside the backup's identity."""
+    return {
+        "event": "restore",
+        "artifact_uri": artifact.uri,
+        "sha256": manifest.sha256,
+        "database": manifest.database,
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "restored_into": restored_into,
+        "dropped_after": dropped_after,
+        "verdict": verdict,
+        "differences": [dict(d) for d in differences[:VERDICT_DIFFERENCES_CAP]],
+        "differences_count": len(differences),
+        "tables_compared": tables_compared,
+        "subset": {k: list(v) for k, v in subset.items()} if subset else None,
+        "notes": list(notes),
+    }
 
 
 def publish_asset_events(context: Any, outlets: Iterable[Any] | None, metadata: Mapping[str, Any]) -> None:

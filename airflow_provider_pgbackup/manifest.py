@@ -81,6 +81,9 @@ class Manifest:
     #: {"format": "age-v1", "recipients": [public keys], "plaintext_size_bytes", "plaintext_sha256"}
     #: (directory: the combined digest over the decrypted files); None for an unencrypted backup.
     encryption: dict[str, Any] | None = None
+    #: Where the backup was dumped from: ``{"postgres_conn_id", "host", "port", "system_identifier"}``
+    #: (nothing secret); what tells a restore that its target is the source database. None: not recorded.
+    source: dict[str, Any] | None = None
     schema_version: int = PLAIN_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,6 +172,7 @@ FIELD_TYPES: dict[str, tuple[type | None, ...]] = {
     "content": (dict, None),
     "options": (dict,),
     "encryption": (dict, None),
+    "source": (dict, None),
     "schema_version": (int,),
 }
 FILE_FIELDS: dict[str, tuple[type | None, ...]] = {"path": (str,), "size_bytes": (int,), "sha256": (str,)}

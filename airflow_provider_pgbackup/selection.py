@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from airflow_provider_pgbackup.options import PgDumpOptions
+from airflow_provider_pgbackup.options import InvalidOptionError, PgDumpOptions, check_name
 
 _REGEX_SPECIALS = set("|*+?()[]{}.^$\\")
 
@@ -109,3 +109,81 @@ class TableSelection:
         if _table_matches(self.exclude_table_data, schema, table, visible):
             return False
         return not (unlogged and self.skip_unlogged_data)
+
+
+#: PostgreSQL keeps at most this many bytes of an identifier (NAMEDATALEN - 1).
+MAX_IDENTIFIER_BYTES = 63
+
+
+def _restore_names(kind: str, values: object) -> tuple[str, ...]:
+    """Exact object names for pg_restore: a list (or one comma-separated string, as a form gives it)."""
+    if values is None or values == "":
+        return ()
+    if isinstance(values, str):
+        values = [v.strip() for v in values.split(",")]
+    if not isinstance(values, (list, tuple)):
+        raise InvalidOptionError(
+            f"{kind}s {values!r} must be a list of names (or one comma-separated string)"
+        )
+    names = []
+    for value in values:
+        if value == "":
+            continue
+        check_name(kind, value)
+        if len(value.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
+            raise InvalidOptionError(
+                f"{kind} {value!r} is longer than {MAX_IDENTIFIER_BYTES} bytes: no PostgreSQL name is"
+            )
+        names.append(value)
+    return tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class RestoreSubset:
+    """Part of an archive to restore: pg_restore's ``--table`` and ``--schema`` (exact names, no patterns).
+
+    A table is restored when its name is one of ``tables`` (in any schema, or only in ``schemas`` when
+    both are given); with ``schemas`` alone, everything in those schemas. pg_restore restores a table
+    named by ``--table`` without its indexes, constraints, triggers or sequences; ``--schema`` restores
+    all of a schema's objects. Neither creates the schema itself.
+    """
+
+    tables: tuple[str, ...] = ()
+    schemas: tuple[str, ...] = ()
+
+    @classmethod
+    def build(cls, tables: object = None, schemas: object = None) -> RestoreSubset | None:
+        """Validate the names (raises :class:`InvalidOptionError` naming the value); None: restore all."""
+        subset = cls(_restore_names("table", tables), _restore_names("schema", schemas))
+        return subset if subset.tables or subset.schemas else None
+
+    def check_format(self, dump_format: str) -> None:
+        """Refuse a backup that cannot be restored in part: plain SQL is one script."""
+        if dump_format not in ("custom", "directory", "tar"):
+            raise InvalidOptionError(
+                f"tables / schemas {self.to_dict()} cannot be restored from a {dump_format} SQL backup; only "
+                "the custom, directory and tar formats can be restored in part"
+            )
+
+    def restores(self, schema: str, table: str) -> bool:
+        """Whether pg_restore restores the table ``schema.table`` of the archive."""
+        if self.tables and table not in self.tables:
+            return False
+        return not self.schemas or schema in self.schemas
+
+    def selected(self, tables: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The ``(schema, table)`` of ``tables`` (the archive's) that this subset restores."""
+        return [(schema, table) for schema, table in tables if self.restores(schema, table)]
+
+    def unmatched(self, tables: list[tuple[str, str]]) -> list[str]:
+        """Names of the subset that match none of ``tables`` (a typo restores nothing, silently)."""
+        names = {table for _schema, table in tables}
+        schemas = {schema for schema, _table in tables}
+        missing = [f"table {t!r}" for t in self.tables if t not in names]
+        missing += [f"schema {s!r}" for s in self.schemas if s not in schemas]
+        if not missing and not self.selected(tables):
+            missing.append(f"tables {list(self.tables)!r} in schemas {list(self.schemas)!r}")
+        return missing
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"tables": list(self.tables), "schemas": list(self.schemas)}

@@ -2,8 +2,10 @@
 
 Not `airflow standalone` (its log servers bind every interface): the api-server, scheduler,
 dag-processor and triggerer are started one by one, log servers off, parallelism small, with a
-SQLite metadata DB and LocalExecutor. The admin login uses Airflow's simple auth manager with a
-password generated for this run.
+SQLite metadata DB and LocalExecutor. Logins use Airflow's simple auth manager (the ``admin`` user, and
+any other user/role given), each with a password generated for this run. The UI's connection *Test*
+button is enabled. ``worker_env`` (storage connections) reaches only the components that run tasks, never
+the api-server: what it serves (the Backups page included) must not need them.
 """
 
 from __future__ import annotations
@@ -79,6 +81,12 @@ class AirflowStack:
     username: str = "admin"
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: More logins: user name -> simple auth manager role (``viewer``, ``user``, ``op``, ``admin``, or
+    #: ``""``: signed in, allowed nothing); their passwords are in :attr:`passwords`.
+    users: dict[str, str] = field(default_factory=dict)
+    passwords: dict[str, str] = field(default_factory=dict)
+    #: Environment of the components that run tasks only (scheduler, triggerer, dag-processor).
+    worker_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -97,11 +105,14 @@ class AirflowStack:
                 "AIRFLOW__API__WORKERS": "1",
                 "AIRFLOW__API__SECRET_KEY": self._secret("api_secret_key"),
                 "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt_secret"),
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+                    f"{name}:{role}" for name, role in {self.username: "admin", **self.users}.items()
+                ),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+                "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
                 **self.extra_env,
             },
         )
@@ -117,7 +128,11 @@ class AirflowStack:
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         passwords = self.home / "simple_auth_manager_passwords.json"
-        passwords.write_text(json.dumps({self.username: self.password}))
+        self.passwords = {
+            self.username: self.password,
+            **{name: self.passwords.get(name) or secrets.token_urlsafe(12) for name in self.users},
+        }
+        passwords.write_text(json.dumps(self.passwords))
         passwords.chmod(0o600)
         env = self.env()
         logs = self.home / "component-logs"
@@ -125,9 +140,10 @@ class AirflowStack:
         run_airflow(["db", "migrate"], env, logs / "db-migrate.log")
         for name, args in COMPONENTS.items():
             argv = [sys.executable, "-m", "airflow", *(a.format(port=self.port) for a in args)]
+            component_env = env if name == "api-server" else {**env, **self.worker_env}
             with open(logs / f"{name}.log", "ab") as log:
                 self.processes[name] = subprocess.Popen(
-                    argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    argv, env=component_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
                 )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -170,9 +186,11 @@ class AirflowStack:
         self.stop()
 
     # ------------------------------------------------------------------------------ REST API client
-    def token(self) -> str:
-        """A JWT from /auth/token, exactly what the UI's login does."""
-        body = self._request("POST", "/auth/token", {"username": self.username, "password": self.password})
+    def token(self, username: str | None = None) -> str:
+        """A JWT from /auth/token for ``username`` (default: the admin), exactly what the UI's login does."""
+        name = username or self.username
+        password = self.password if name == self.username else self.passwords[name]
+        body = self._request("POST", "/auth/token", {"username": name, "password": password})
         return str(body["access_token"])
 
     def _request(self, method: str, path: str, payload: Any = None, token: str | None = None) -> Any:
@@ -192,6 +210,14 @@ class AirflowStack:
 
     def api(self, method: str, path: str, payload: Any = None) -> Any:
         return self._request(method, path, payload, token=self.token())
+
+    def create_connection(self, conn_id: str, fields: dict[str, Any]) -> None:
+        """Create a connection in Airflow's metadata DB through the REST API (JSON body over 127.0.0.1,
+        never argv): the UI lists it, unlike an ``AIRFLOW_CONN_*`` variable."""
+        body = {"connection_id": conn_id, **fields}
+        if isinstance(body.get("extra"), dict):
+            body["extra"] = json.dumps(body["extra"])  # the API takes the extras as a JSON string
+        self.api("POST", "/api/v2/connections", body)
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> None:
         """Wait until the dag-processor has parsed ``dag_id`` (it then exists in the REST API)."""

@@ -8,9 +8,13 @@ copy -> retention), prints the artifact URI, the manifest and
 the verification report, and stops what it started.
 
 `make ui` starts the same services plus Airflow's api-server, scheduler, dag-processor and triggerer on
-127.0.0.1, prints the URL and the admin login, and stops everything on Ctrl-C.
+127.0.0.1, creates the ``postgres_default`` connection in Airflow (so the UI lists it), prints the URL,
+the admin login and how to reach the demo database, and stops everything on Ctrl-C. The api-server gets
+no storage connection: the Backups page works from what the tasks reported.
 
-Everything written stays under ./demo-output.
+What is written stays under ./demo-output: the GCS emulator keeps its objects in ./demo-output/gcs
+(the backups, after the emulator stopped), Airflow its logs and metadata in ./demo-output/airflow-home.
+The PostgreSQL server is throwaway: it is removed when the demo stops.
 """
 
 from __future__ import annotations
@@ -48,7 +52,13 @@ class DemoServices:
     pg: PgCluster
     gcs: GCSEmulator
     backups: Path
-    env: dict[str, str]
+    env: dict[str, str]  # the connections as AIRFLOW_CONN_* and the example DAGs' defaults
+
+    @property
+    def postgres_connection(self) -> dict[str, Any]:
+        """The demo database as the fields of an Airflow ``postgres`` connection."""
+        fields: dict[str, Any] = json.loads(self.env["AIRFLOW_CONN_POSTGRES_DEFAULT"])
+        return fields
 
 
 @contextlib.contextmanager
@@ -61,7 +71,8 @@ def demo_services() -> Iterator[DemoServices]:
     backups = OUTPUT / "backups"
     backups.mkdir(parents=True)
     print(f"Starting an embedded PostgreSQL ({bin_dir}) ...", flush=True)
-    gcs = GCSEmulator(emulator_binary(), OUTPUT / "fake-gcs-server.log")
+    (OUTPUT / "gcs").mkdir()
+    gcs = GCSEmulator(emulator_binary(), OUTPUT / "fake-gcs-server.log", data_dir=OUTPUT / "gcs")
     with running_cluster(bin_dir, password=secrets.token_urlsafe(18), name="demo") as pg:
         pg.create_database("shop")
         sample_db.seed(pg.connect_kwargs("shop"), customers=2_000, orders=50_000)
@@ -137,12 +148,26 @@ def demo() -> None:
         print(f"Running the {DEMO_DAG} DAG with `airflow dags test` ...", flush=True)
         run_airflow(["dags", "test", DEMO_DAG, "-c", json.dumps(conf)], env, log)
         print_gcs_backups(services, home)
-    print(f"\nAirflow's output is in {log}; PostgreSQL and the GCS emulator were stopped.")
+    print(
+        f"\nAirflow's output is in {log}; the backup's objects stay in {OUTPUT / 'gcs' / BUCKET}. "
+        "PostgreSQL and the GCS emulator were stopped."
+    )
+
+
+def connection_help(pg: dict[str, Any]) -> str:
+    """How to reach the demo database: what the Add Connection form asks for."""
+    return (
+        f"Connection postgres_default (Admin -> Connections) reaches the demo database; for your own,\n"
+        f"Add Connection -> Postgres with Host {pg['host']}, Port {pg['port']}, Login {pg['login']}, "
+        f"Password {pg['password']}, Database {pg['schema']}."
+    )
 
 
 def ui() -> None:
     with demo_services() as services:
-        stack = AirflowStack(home=OUTPUT / "airflow-home", dags_folder=EXAMPLE_DAGS, extra_env=services.env)
+        postgres = services.postgres_connection
+        worker_env = {k: v for k, v in services.env.items() if k != "AIRFLOW_CONN_POSTGRES_DEFAULT"}
+        stack = AirflowStack(home=OUTPUT / "airflow-home", dags_folder=EXAMPLE_DAGS, worker_env=worker_env)
         print(
             "Starting Airflow (api-server, scheduler, dag-processor, triggerer) on 127.0.0.1 ...", flush=True
         )
@@ -155,11 +180,14 @@ def ui() -> None:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         with stack:
+            stack.create_connection("postgres_default", postgres)
             print(
                 f"\nAirflow UI: {stack.url}  (login: {stack.username} / {stack.password})\n"
+                f"{connection_help(postgres)}\n"
                 f"Trigger '{DEMO_DAG}' from the UI: the form asks for connection, database, format...\n"
                 f"Backups go to gs://{BUCKET} on the emulator ({services.gcs.endpoint}) and local copies\n"
-                f"to {services.backups}. Ctrl-C stops everything.",
+                f"to {services.backups}. Browse -> Backups lists them and restores one.\n"
+                "Ctrl-C stops everything.",
                 flush=True,
             )
             while not stop:

@@ -16,11 +16,20 @@ executor (Local, Celery, Kubernetes): no task reads a local path another task wr
 dump goes to ``staging_dir`` on the worker's disk and is uploaded from there. On workers that share no
 disk it cannot work, and the tasks after the dump say so at once ("not on this worker"). The directory
 format always stages locally (pg_dump writes a folder, which cannot be streamed); turning **upload**
-off keeps the local backup only. ``stream_to_gcs`` (from earlier versions) forces the bucket staging.
+off keeps the local backup only.
+
+Folders are named after the database dumped: the **Database** field, or when it is left empty the
+connection's own database (its *Database* / schema field, else its login, as libpq does), the name the
+manifest records.
 
 **verify_uploaded** emits an event of the asset ``pgbackup_published_backups`` carrying the backup
 (database, format, size_bytes, sha256, artifact_uri, ``verified: true``...): a DAG scheduled on that
 asset (a copy to another region, a restore drill) reads it from ``triggering_asset_events``.
+**retention** emits one of ``pgbackup_retention``: what the folder still holds and what it deleted.
+Both assets are in the group ``pgbackup``, whose events the "Backups" page of the Airflow UI lists.
+
+Unpausing the DAG schedules its first run for the next midnight (UTC): no run on the defaults starts
+at once, ahead of one you trigger from the form.
 
 Scheduled runs use the defaults below (override them per deployment with the environment variables
 ``PGBACKUP_GCS_BUCKET``, ``PGBACKUP_STAGING`` and ``PGBACKUP_BACKUP_DIR``); the trigger form asks for
@@ -32,9 +41,10 @@ from __future__ import annotations
 import datetime
 import os
 
-import pendulum
 from airflow.sdk import DAG, Asset, Param, task
+from airflow.timetables.trigger import CronTriggerTimetable
 
+from airflow_provider_pgbackup.lineage import CATALOGUE_GROUP
 from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
 from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOperator
 from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
@@ -50,14 +60,15 @@ STAGING_DIR = os.environ.get("PGBACKUP_BACKUP_DIR", "/var/backups/postgres")
 
 # Every run has run_after; runs triggered without a logical date have no ts_nodash.
 STAMP = "{{ dag_run.run_after.strftime('%Y%m%dT%H%M%SZ') }}"
-DATABASE = "{{ params.database or 'default' }}"
+#: The database dumped: the form's, else the connection's own (its schema, else its login, as libpq does).
+DATABASE = (
+    "{{ params.database or conn.get(params.postgres_conn_id).schema or "
+    "conn.get(params.postgres_conn_id).login }}"
+)
 EXTENSION = "{{ {'custom': 'dump', 'directory': 'dir', 'tar': 'tar', 'plain': 'sql'}[params.format] }}"
 GCS_FOLDER = "gs://{{ params.bucket }}/{{ params.prefix }}/" + DATABASE
 # Where the dump lands first: the bucket's staging prefix, or (single machine) the local folder.
-LOCAL_STAGING = (
-    "(params.staging == 'local' and not params.stream_to_gcs) or not params.upload "
-    "or params.format == 'directory'"
-)
+LOCAL_STAGING = "params.staging == 'local' or not params.upload or params.format == 'directory'"
 STAGING_FOLDER = (
     "{% if " + LOCAL_STAGING + " %}{{ params.staging_dir }}"
     "{% else %}gs://{{ params.bucket }}/{{ params.staging_prefix }}/{{ params.prefix }}{% endif %}"
@@ -65,13 +76,25 @@ STAGING_FOLDER = (
 DUMPED = "{{ ti.xcom_pull(task_ids='dump')['artifact_uri'] }}"
 UPLOADED = "{{ ti.xcom_pull(task_ids='upload')['artifact_uri'] }}"
 #: Verified, published backups: the event of verify_uploaded carries the backup (see the module docstring).
-PUBLISHED = Asset(name="pgbackup_published_backups")
+PUBLISHED = Asset(name="pgbackup_published_backups", group=CATALOGUE_GROUP)
+#: What retention left in the folder and what it deleted (the Backups page drops deleted backups).
+RETENTION = Asset(name="pgbackup_retention", group=CATALOGUE_GROUP)
+#: What the form offers; pg_dump accepts any level in these ranges (gzip 1-9, lz4 1-12, zstd 1-22).
+COMPRESSIONS = {
+    "gzip:6": "gzip, level 6 (pg_dump's default)",
+    "gzip:1": "gzip, level 1 (fastest)",
+    "gzip:9": "gzip, level 9 (smallest)",
+    "lz4": "lz4 (fast; pg_dump 16+ built with lz4)",
+    "zstd": "zstd, level 3 (pg_dump 16+ built with zstd)",
+    "zstd:19": "zstd, level 19 (smallest, slow)",
+    "none": "none",
+}
 
 with DAG(
     dag_id="pg_backup_to_gcs",
     description="pg_dump to a staging prefix -> verify -> publish (server-side copy) -> verify -> retention",
-    schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # No start_date and no grace for the last midnight: unpausing waits for the next one.
+    schedule=CronTriggerTimetable("@daily", timezone="UTC", run_immediately=datetime.timedelta(0)),
     catchup=False,
     max_active_runs=1,
     tags=["postgres", "backup", "gcs"],
@@ -104,8 +127,10 @@ with DAG(
         "compression": Param(
             "gzip:6",
             type="string",
+            enum=list(COMPRESSIONS),
+            values_display=COMPRESSIONS,
             title="Compression",
-            description="none, gzip[:1-9], lz4[:1-12], zstd[:1-22]; tar is never compressed",
+            description="Of the dump (tar is never compressed)",
         ),
         "staging": Param(
             STAGING,
@@ -117,12 +142,6 @@ with DAG(
         ),
         "upload": Param(
             True, type="boolean", title="Upload to GCS", description="Off: keep a local copy only"
-        ),
-        "stream_to_gcs": Param(
-            False,
-            type="boolean",
-            title="Stream straight to GCS",
-            description="Kept from earlier versions: on forces the bucket staging",
         ),
         "gcp_conn_id": Param(
             "google_cloud_default", type="string", title="GCP connection", description="Airflow connection id"
@@ -193,6 +212,7 @@ with DAG(
     retention = PgBackupRetentionOperator(
         task_id="retention",
         location=GCS_FOLDER,
+        outlets=[RETENTION],
         gcp_conn_id="{{ params.gcp_conn_id }}",
         keep_last=3,
         keep_daily=7,

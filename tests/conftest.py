@@ -44,7 +44,8 @@ os.environ.update(
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     }
 )
-for _name in [k for k in os.environ if k.startswith(("AIRFLOW_CONN_", "PG"))]:
+# Keep the one switch of the tests themselves (PGBACKUP_SCREENSHOTS=docs refreshes docs/browser/).
+for _name in [k for k in os.environ if k.startswith(("AIRFLOW_CONN_", "PG")) and k != "PGBACKUP_SCREENSHOTS"]:
     del os.environ[_name]
 
 import psycopg  # noqa: E402

@@ -75,6 +75,7 @@ from airflow_provider_pgbackup.content.compare import (
     content_verdict,
     display_name,
     format_differences,
+    restricted_to,
 )
 from airflow_provider_pgbackup.content.measure import fold_digests, measure_content, user_tables
 from airflow_provider_pgbackup.content.record import (
@@ -117,5 +118,6 @@ __all__ = [
     "fold_digests",
     "format_differences",
     "measure_content",
+    "restricted_to",
     "user_tables",
 ]

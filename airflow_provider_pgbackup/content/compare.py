@@ -234,3 +234,22 @@ def allow_sequences_ahead(expected: ContentRecord, found: ContentRecord) -> tupl
             value = before
         adjusted.append(value)
     return replace(found, sequences=tuple(adjusted)), notes
+
+
+def restricted_to(
+    expected: ContentRecord, tables: Sequence[tuple[str, str]], *, schemas: Sequence[str] = ()
+) -> ContentRecord:
+    """The part of ``expected`` a subset restore brings back, to compare with the restored copy: the
+    rows of ``tables`` only; the sequences of ``schemas`` (pg_restore ``--schema`` restores them,
+    ``--table`` alone does not); no large objects and no schema inventory (a subset holds neither whole)."""
+    chosen = set(tables)
+    sequences = None
+    if schemas and expected.sequences is not None:
+        sequences = tuple(s for s in expected.sequences if s.schema in set(schemas))
+    return replace(
+        expected,
+        tables=tuple(t for t in expected.tables if (t.schema, t.table) in chosen),
+        sequences=sequences,
+        large_objects=None,
+        inventory=None,
+    )

@@ -33,6 +33,7 @@ from airflow_provider_pgbackup.catalog import (
     list_databases,
     open_connection,
     server_info,
+    system_identifier,
 )
 from airflow_provider_pgbackup.commands import (
     filter_lines,
@@ -348,6 +349,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
                 server = server_info(snap.conn)
                 binary = self.find_binary("pg_dump", server, session)
                 self._check_compression(binary, options)
+                source = self._source_record(session, snap.conn)
                 dumped_database = session.params.get("dbname") or session.params.get("user") or ""
                 argv = pg_dump_argv(
                     binary,
@@ -372,6 +374,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
                 content=content.to_dict() if content is not None else None,
                 options=self._recorded_options(options),
                 encryption=self._encryption_record(output),
+                source=source,
             )
         except BaseException:
             output.abort()
@@ -467,6 +470,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
             with self.session() as session:
                 with self._server_connection(session) as conn:
                     server = server_info(conn)
+                    source = self._source_record(session, conn)
                 binary = self.find_binary("pg_dumpall", server, session)
                 stages: list[Stage] = []
                 if options.compression.enabled:
@@ -502,6 +506,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
                     if encrypt is None
                     else _encryption_record(recipients, encrypt.plaintext_size, encrypt.plaintext_sha256)
                 ),
+                source=source,
             )
         except BaseException:
             if encrypt is not None:
@@ -549,6 +554,24 @@ class PgDumpHook(RestoreMixin, BaseHook):
             target.location.manifest_uri,
         )
         return manifest
+
+    def _source_record(self, session: LibpqSession, conn: psycopg.Connection[Any]) -> dict[str, Any]:
+        """Where a backup comes from, for its manifest: the connection id, host, port and the server's
+        ``system_identifier`` (what tells a restore that its target is the very database dumped)."""
+        port = session.params.get("port")
+        return {
+            "postgres_conn_id": self.postgres_conn_id,
+            "host": session.params.get("host") or session.params.get("hostaddr"),
+            "port": int(port) if port and str(port).isdigit() else None,
+            "system_identifier": system_identifier(conn),
+        }
+
+    def server_identity(self) -> tuple[str | None, str | None]:
+        """``(host:port, system_identifier)`` of the connection's server, as a manifest's ``source``
+        records them."""
+        with self.session() as session, self._server_connection(session) as conn:
+            record = self._source_record(session, conn)
+        return f"{record['host']}:{record['port'] or 5432}", record["system_identifier"]
 
     @staticmethod
     def _write_manifest_or_undo(target: ArtifactTarget, manifest: Manifest) -> None:

@@ -44,6 +44,7 @@ from airflow_provider_pgbackup.options import (
 )
 from airflow_provider_pgbackup.pipeline import decompressed_chunks
 from airflow_provider_pgbackup.process import CommandResult, PgProcessRunner
+from airflow_provider_pgbackup.selection import RestoreSubset
 from airflow_provider_pgbackup.storage import (
     ArtifactSource,
     Location,
@@ -113,6 +114,21 @@ class RestoreMixin:
         with self._maintenance_connection(database) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database)))
         self.log.info("Created database %s", database)
+
+    def create_schemas(self, database: str, schemas: Iterable[str]) -> list[str]:
+        """Create the schemas ``database`` lacks (``CREATE SCHEMA IF NOT EXISTS``: nothing existing is
+        touched) for a subset restore: pg_restore's ``--table`` / ``--schema`` do not create them.
+        Returns the schemas created."""
+        created = []
+        with self.session(database) as session, session.connect(autocommit=True) as conn:
+            for schema in sorted(set(schemas)):
+                found = conn.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,))
+                if found.fetchone() is None:
+                    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+                    created.append(schema)
+        if created:
+            self.log.info("Created schemas %s in %s for the subset restore", ", ".join(created), database)
+        return created
 
     def drop_database(self, database: str) -> None:
         """``DROP DATABASE IF EXISTS`` (``WITH (FORCE)`` on 13+). Callers drop only what they created."""
@@ -195,6 +211,7 @@ class RestoreMixin:
         transaction_size: int | None = None,
         statistics: bool = False,
         identities: Sequence[Any] | None = None,
+        subset: RestoreSubset | None = None,
     ) -> CommandResult:
         """Restore a (verified) backup into the existing database ``database``.
 
@@ -223,7 +240,11 @@ class RestoreMixin:
         :param identities: age identities (:func:`load_identities`) for an encrypted backup: it is
             decrypted on the fly into psql / pg_restore; a directory archive, or a custom one with
             ``jobs`` > 1, is decrypted into a private temporary folder (0700) removed afterwards.
+        :param subset: only these tables / schemas (pg_restore ``--table`` / ``--schema``; archive formats
+            only: plain SQL cannot be restored in part). Create the schemas first (:meth:`create_schemas`).
         """
+        if subset is not None:
+            subset.check_format(manifest.format)
         if isinstance(source, (str, os.PathLike, Location)):
             source = open_source(source, what="artifact_path")
         if manifest.encryption is not None:
@@ -242,6 +263,7 @@ class RestoreMixin:
                 no_acl=no_acl,
                 transaction_size=transaction_size,
                 statistics=statistics,
+                subset=subset,
             )
         with self.session(database) as session:
             if manifest.format == "plain":
@@ -259,7 +281,12 @@ class RestoreMixin:
             pg_restore = restore_binary(
                 "pg_restore", manifest.client_tool, manifest.client_version, session.pg_bin_dir
             )
-            features = self._restore_features(pg_restore, transaction_size, statistics)
+            flags = {
+                "no_owner": no_owner,
+                "no_acl": no_acl,
+                "subset": subset,
+                **self._restore_features(pg_restore, transaction_size, statistics),
+            }
             parallel = bool(jobs and jobs > 1 and manifest.format == "custom")
             if source.local_path is None and manifest.format != "directory" and not parallel:
                 self.log.info(
@@ -268,9 +295,7 @@ class RestoreMixin:
                     database,
                     pg_restore,
                 )
-                argv = pg_restore_argv(
-                    pg_restore, manifest, None, jobs=None, no_owner=no_owner, no_acl=no_acl, **features
-                )
+                argv = pg_restore_argv(pg_restore, manifest, None, jobs=None, **flags)
                 return self.runner.run(argv, session.env, stdin=source.chunks())
             if source.local_path is None:
                 self.log.info(
@@ -283,9 +308,7 @@ class RestoreMixin:
                 )
             with source.local_copy() as artifact:
                 self.log.info("Restoring %s into %s with %s", source.location.uri, database, pg_restore)
-                argv = pg_restore_argv(
-                    pg_restore, manifest, artifact, jobs=jobs, no_owner=no_owner, no_acl=no_acl, **features
-                )
+                argv = pg_restore_argv(pg_restore, manifest, artifact, jobs=jobs, **flags)
                 return self.runner.run(argv, session.env)
 
     def _restore_encrypted(
@@ -300,6 +323,7 @@ class RestoreMixin:
         no_acl: bool,
         transaction_size: int | None,
         statistics: bool,
+        subset: RestoreSubset | None = None,
     ) -> CommandResult:
         """:meth:`restore` of an age-encrypted backup: decrypted on the fly (plain, custom, tar), or into
         a private temporary folder where pg_restore needs local files (directory, custom with jobs > 1)."""
@@ -322,7 +346,12 @@ class RestoreMixin:
             pg_restore = restore_binary(
                 "pg_restore", manifest.client_tool, manifest.client_version, session.pg_bin_dir
             )
-            features = self._restore_features(pg_restore, transaction_size, statistics)
+            flags = {
+                "no_owner": no_owner,
+                "no_acl": no_acl,
+                "subset": subset,
+                **self._restore_features(pg_restore, transaction_size, statistics),
+            }
             parallel = bool(jobs and jobs > 1 and manifest.format == "custom")
             if manifest.format != "directory" and not parallel:
                 self.log.info(
@@ -331,9 +360,7 @@ class RestoreMixin:
                     database,
                     pg_restore,
                 )
-                argv = pg_restore_argv(
-                    pg_restore, manifest, None, jobs=None, no_owner=no_owner, no_acl=no_acl, **features
-                )
+                argv = pg_restore_argv(pg_restore, manifest, None, jobs=None, **flags)
                 plain = decrypted_stream(source, manifest, identities)
                 try:
                     return self.runner.run(argv, session.env, stdin=plain)
@@ -347,7 +374,5 @@ class RestoreMixin:
                 f" with jobs={jobs}" if parallel else "",
             )
             with decrypted_copy(source, manifest, identities) as artifact:
-                argv = pg_restore_argv(
-                    pg_restore, manifest, artifact, jobs=jobs, no_owner=no_owner, no_acl=no_acl, **features
-                )
+                argv = pg_restore_argv(pg_restore, manifest, artifact, jobs=jobs, **flags)
                 return self.runner.run(argv, session.env)

@@ -16,6 +16,7 @@ from airflow_provider_pgbackup.lineage import (
     backup_event_metadata,
     dumped_rows,
     operator_lineage,
+    operator_link,
     publish_asset_events,
 )
 from airflow_provider_pgbackup.manifest import DEFAULT_FILE_MODE, Manifest
@@ -85,12 +86,7 @@ class StreamedBackupLink(BaseOperatorLink):
 
         result = XCom.get_value(ti_key=ti_key, key="return_value")
         artifact = result.get("artifact_path") if isinstance(result, dict) else None
-        if not artifact:
-            return ""
-        try:
-            return parse_location(str(artifact)).console_url or ""
-        except InvalidOptionError:
-            return ""
+        return operator_link(artifact, operator) if artifact else ""
 
 
 class _BackupOperator(BaseOperator):
@@ -134,7 +130,11 @@ class _BackupOperator(BaseOperator):
         result = xcom_result(manifest, self.output_path)
         self._finished = (manifest, parse_location(result["artifact_uri"]))
         publish_asset_events(
-            context, self.outlets, backup_event_metadata(manifest, self._finished[1], verified=False)
+            context,
+            self.outlets,
+            backup_event_metadata(
+                manifest, self._finished[1], verified=False, settings=_storage_settings(self)
+            ),
         )
         return result
 

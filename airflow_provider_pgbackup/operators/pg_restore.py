@@ -19,14 +19,17 @@ from airflow_provider_pgbackup.content import (
     compare_content,
     content_verdict,
     format_differences,
+    restricted_to,
 )
 from airflow_provider_pgbackup.failures import failure_policy, restore_failure
 from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook, load_identities
 from airflow_provider_pgbackup.lineage import (
+    RESTORE_XCOM_KEY,
     backup_event_metadata,
     dumped_rows,
     operator_lineage,
     publish_asset_events,
+    restore_verdict,
 )
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError
 from airflow_provider_pgbackup.options import (
@@ -38,6 +41,7 @@ from airflow_provider_pgbackup.options import (
     is_templated,
     parse_flag,
 )
+from airflow_provider_pgbackup.selection import RestoreSubset
 from airflow_provider_pgbackup.storage import (
     DEFAULT_AWS_CONN_ID,
     DEFAULT_GCP_CONN_ID,
@@ -123,7 +127,8 @@ class PgRestoreOperator(BaseOperator):
     :param postgres_conn_id: Airflow ``postgres`` connection of the server to restore into. Templated.
     :param database: target database. Default with ``create_database``: a new name
         ``pgbackup_restore_<random>``; required otherwise. Templated.
-    :param create_database: create ``database`` (it must not exist yet) from ``template0``.
+    :param create_database: create ``database`` (it must not exist yet) from ``template0``. Templated
+        (as are ``allow_non_empty_database`` and ``allow_source_database``: a rendered "true"/"false").
     :param drop_after: drop the database at the end, also on failure; only allowed for a database this
         operator creates. Default: the value of ``create_database``.
     :param jobs: parallel pg_restore workers for custom and directory archives (ignored for tar and plain
@@ -164,12 +169,28 @@ class PgRestoreOperator(BaseOperator):
         the ``AGE-SECRET-KEY-1...`` identity (keep it in a secrets backend). The backup is verified
         (plaintext sha256, ``pg_restore --list``) and restored decrypted on the fly; the identity is
         masked in the log and never written to disk, argv or the environment. Templated.
+    :param tables: restore only the tables of these names (pg_restore ``--table``: exact names, each in
+        every schema, or only in ``schemas`` when both are given; the tables without their indexes,
+        constraints and triggers). Archive formats only. A list, or a comma-separated string. Templated.
+    :param schemas: restore only the objects of these schemas (pg_restore ``--schema``). Templated.
+        With either, the schemas are created in the target first, the backup's tables the subset does
+        not name are left out, and the comparison covers exactly what was restored (rows and
+        checksums of those tables, the schemas' sequences; no inventory or large objects). A name that
+        matches no table of the backup fails the task before anything is restored.
+    :param allow_source_database: restore into the very database the backup was taken from (same
+        server, by its ``system_identifier``, and same name). Refused by default: it would add the
+        backup's objects and rows to the live database.
     """
 
     template_fields: Sequence[str] = (
         "artifact_path",
         "postgres_conn_id",
         "database",
+        "tables",
+        "schemas",
+        "create_database",
+        "allow_non_empty_database",
+        "allow_source_database",
         "gcp_conn_id",
         "aws_conn_id",
         "wasb_conn_id",
@@ -201,10 +222,17 @@ class PgRestoreOperator(BaseOperator):
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
         impersonation_chain: str | Sequence[str] | None = None,
         decryption_conn_id: str | None = None,
+        tables: Sequence[str] | str | None = None,
+        schemas: Sequence[str] | str | None = None,
+        allow_source_database: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.decryption_conn_id = decryption_conn_id
+        self.tables = tables
+        self.schemas = schemas
+        self.allow_source_database = allow_source_database
+        self._verdict: dict[str, Any] | None = None  # what the comparison found, pushed as an XCom
         self._identities: list[Any] | None = None
         self._finished: tuple[Manifest, Location, str | None] | None = None  # for lineage
         self.artifact_path = artifact_path
@@ -237,6 +265,8 @@ class PgRestoreOperator(BaseOperator):
             check_conn_id("postgres_conn_id", postgres_conn_id)
         if decryption_conn_id is not None and not is_templated(decryption_conn_id):
             check_conn_id("decryption_conn_id", decryption_conn_id)
+        if not is_templated(tables, schemas):
+            RestoreSubset.build(tables, schemas)
 
     #: The on/off arguments (a rendered "true"/"false" is accepted).
     FLAGS = (
@@ -249,12 +279,16 @@ class PgRestoreOperator(BaseOperator):
         "compare_content",
         "verify_contents",
         "restore_statistics",
+        "allow_source_database",
     )
 
     def _check_flags(self) -> None:
         for name in self.FLAGS:
-            setattr(self, name, parse_flag(name, getattr(self, name)))
-        if self.drop_after and not self.create_database:
+            value = getattr(self, name)
+            if not is_templated(value):  # create_database and the allow_* flags may be templated
+                setattr(self, name, parse_flag(name, value))
+        known = not is_templated(self.create_database, self.drop_after)
+        if known and self.drop_after and not self.create_database:
             raise InvalidOptionError(
                 "drop_after=True needs create_database=True: the operator never drops a database it did "
                 "not create"
@@ -263,7 +297,7 @@ class PgRestoreOperator(BaseOperator):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise InvalidOptionError(f"{name} {value!r} must be a whole number >= 1")
-        if self.database is None and not self.create_database:
+        if known and self.database is None and not self.create_database:
             raise InvalidOptionError("database is required with create_database=False")
         check_bin_dir(self.pg_bin_dir)
         StorageSettings(gcp_conn_id=self.gcp_conn_id or None)
@@ -276,6 +310,12 @@ class PgRestoreOperator(BaseOperator):
         check_conn_id("postgres_conn_id", self.postgres_conn_id)
         if check_optional_name("database", self.database):
             check_database_name(self.database)  # type: ignore[arg-type]
+        RestoreSubset.build(self.tables, self.schemas)
+
+    @property
+    def subset(self) -> RestoreSubset | None:
+        """The tables / schemas to restore (None: the whole backup), from the rendered arguments."""
+        return RestoreSubset.build(self.tables, self.schemas)
 
     def _check_artifact_path(self) -> str:
         return parse_location(self.artifact_path, what="artifact_path").uri
@@ -321,10 +361,15 @@ class PgRestoreOperator(BaseOperator):
             )
 
         self.hook.restore_client(manifest)  # a client too old for the archive fails before any database
+        subset = self._check_subset(manifest)
+        artifact = parse_location(portable_uri(source.location))
         created = False
         try:
             created = self._prepare_database(database)
             self._check_target_is_empty(database)
+            self._check_not_the_source(manifest, database)
+            if subset is not None:
+                self.hook.create_schemas(database, self._subset_schemas(manifest, subset))
             started = time.monotonic()
             self._restore(source, manifest, database)
             restore_seconds = round(time.monotonic() - started, 3)
@@ -333,17 +378,24 @@ class PgRestoreOperator(BaseOperator):
             if created and self.drop_after:
                 self._drop_after_failure(database)
             raise
+        finally:
+            self._push_verdict(context, manifest, artifact, database, dropped=created and self.drop_after)
         dropped = False
         if created and self.drop_after:
             self.hook.drop_database(database)
             dropped = True
-        artifact = parse_location(portable_uri(source.location))
         self._finished = (manifest, artifact, None if dropped else database)
         publish_asset_events(
             context,
             self.outlets,
             backup_event_metadata(
-                manifest, artifact, verified=True, restored_into=database, dropped_after=dropped
+                manifest,
+                artifact,
+                verified=True,
+                settings=settings,
+                restored_into=database,
+                dropped_after=dropped,
+                restore_verdict=(self._verdict or {}).get("verdict"),
             ),
         )
         return {
@@ -357,6 +409,7 @@ class PgRestoreOperator(BaseOperator):
             "row_counts_compared": tables is not None,
             "tables": tables or [],
             "content": content,
+            "subset": subset.to_dict() if subset is not None else None,
             "verification": report.to_dict(),
         }
 
@@ -368,6 +421,97 @@ class PgRestoreOperator(BaseOperator):
         manifest, artifact, kept = self._finished
         outputs = [self.hook.lineage_dataset(kept)] if kept is not None else []
         return operator_lineage([artifact.dataset], outputs, output_rows=dumped_rows(manifest))
+
+    def _check_subset(self, manifest: Manifest) -> RestoreSubset | None:
+        """The subset to restore, refused before anything is created when the backup cannot be restored
+        in part (plain SQL) or a name matches none of its tables."""
+        subset = self.subset
+        if subset is None:
+            return None
+        subset.check_format(manifest.format)
+        archive_tables = self._archive_tables(manifest)
+        if archive_tables is None:
+            self.log.info("The manifest lists no tables: restoring %s without checking the names", subset)
+            return subset
+        missing = subset.unmatched(archive_tables)
+        if missing:
+            shown = ", ".join(f"{s}.{t}" for s, t in archive_tables[:20])
+            raise AirflowFailException(
+                f"{' and '.join(missing)} match no table of the backup; it holds: {shown}"
+                + (" ..." if len(archive_tables) > 20 else "")
+            )
+        return subset
+
+    @staticmethod
+    def _archive_tables(manifest: Manifest) -> list[tuple[str, str]] | None:
+        """The backup's tables, from its content record or row counts (None when it recorded neither)."""
+        if manifest.content is not None:
+            return [(t["schema"], t["table"]) for t in manifest.content.get("tables", [])]
+        if manifest.row_counts is not None:
+            return [(r.schema, r.table) for r in manifest.row_counts]
+        return None
+
+    def _subset_schemas(self, manifest: Manifest, subset: RestoreSubset) -> set[str]:
+        """The schemas a subset restore needs in the target (pg_restore does not create them)."""
+        archive_tables = self._archive_tables(manifest) or []
+        return set(subset.schemas) | {schema for schema, _table in subset.selected(archive_tables)}
+
+    def _check_not_the_source(self, manifest: Manifest, database: str) -> None:
+        """Refuse the database the backup was taken from (unless ``allow_source_database``): the same
+        name on the same server, known by its ``system_identifier`` (else by host and port)."""
+        if self.allow_source_database or database != manifest.database:
+            return
+        recorded = manifest.source or {}
+        where, identifier = self.hook.server_identity()
+        if recorded.get("system_identifier") and identifier:
+            same = recorded["system_identifier"] == identifier
+        elif recorded.get("host"):
+            same = f"{recorded['host']}:{recorded.get('port') or 5432}" == where
+        else:
+            same = True  # an older manifest does not say where it came from: assume the worst
+        if same:
+            raise AirflowFailException(
+                f"database {database!r} on {where} is the database this backup was taken from; refusing "
+                "to restore into it (it would add the backup's objects and rows to the live database). "
+                "Restore into a new database, or pass allow_source_database=True"
+            )
+
+    def _record_verdict(
+        self,
+        verdict: str,
+        differences: Sequence[dict[str, Any]],
+        tables_compared: int | None,
+        notes: Any = (),
+    ) -> None:
+        self._verdict = {
+            "verdict": verdict,
+            "differences": list(differences),
+            "tables_compared": tables_compared,
+            "notes": list(notes),
+        }
+
+    def _push_verdict(
+        self, context: Any, manifest: Manifest, artifact: Location, database: str, *, dropped: bool
+    ) -> None:
+        """The comparison's verdict as the XCom :data:`RESTORE_XCOM_KEY`, identical or not (a failed
+        task emits no asset event; the "Backups" page reads this)."""
+        getter = context.get if hasattr(context, "get") else None
+        ti = getter("ti") if getter else None
+        if self._verdict is None or ti is None:
+            return
+        subset = self.subset
+        verdict = restore_verdict(
+            manifest,
+            artifact,
+            restored_into=database,
+            dropped_after=dropped,
+            subset=subset.to_dict() if subset is not None else None,
+            **self._verdict,
+        )
+        try:
+            ti.xcom_push(key=RESTORE_XCOM_KEY, value=verdict)
+        except Exception:  # the restore's own outcome (and its exception) matters more than this record
+            self.log.exception("Could not keep the restore's verdict as the XCom %s", RESTORE_XCOM_KEY)
 
     def _verify(self, source: ArtifactSource) -> VerificationReport:
         path = source.location.uri
@@ -436,6 +580,7 @@ class PgRestoreOperator(BaseOperator):
                 transaction_size=self.transaction_size,
                 statistics=self.restore_statistics,
                 identities=self._identities,
+                subset=self.subset,
             )
         except PgCommandError as err:
             raise restore_failure(err, f"restoring {source.location.uri} into {database!r}") from err
@@ -455,8 +600,10 @@ class PgRestoreOperator(BaseOperator):
         if manifest.row_counts is None:
             self.log.info("The manifest has no row counts (pg_dumpall, or record_row_counts=False)")
             return None
+        subset = self.subset
+        counted = [r for r in manifest.row_counts if subset is None or subset.restores(r.schema, r.table)]
         restored = self.hook.count_table_rows(
-            database, [(r.schema, r.table) for r in manifest.row_counts], row_security=_row_security(manifest)
+            database, [(r.schema, r.table) for r in counted], row_security=_row_security(manifest)
         )
         rows = [
             {
@@ -466,9 +613,22 @@ class PgRestoreOperator(BaseOperator):
                 "restored": restored[(r.schema, r.table)],
                 "ok": restored[(r.schema, r.table)] == r.rows,
             }
-            for r in manifest.row_counts
+            for r in counted
         ]
         bad = [r for r in rows if not r["ok"]]
+        self._record_verdict(
+            "ROW COUNTS DIFFER" if bad else "ROW COUNTS MATCH",
+            [
+                {
+                    "kind": "rows",
+                    "object": f"{r['schema']}.{r['table']}",
+                    "expected": str(r["expected"]),
+                    "found": "missing" if r["restored"] is None else str(r["restored"]),
+                }
+                for r in bad
+            ],
+            len(rows),
+        )
         if bad:
             raise AirflowFailException(
                 f"restored row counts differ from the manifest in {len(bad)} of {len(rows)} tables:\n"
@@ -483,6 +643,14 @@ class PgRestoreOperator(BaseOperator):
             expected = ContentRecord.from_dict(manifest.content or {})
         except ContentRecordError as err:  # verification parsed it already; this is belt and braces
             raise AirflowFailException(f"the manifest's content record is unreadable: {err}") from err
+        subset = self.subset
+        if subset is not None:
+            expected = restricted_to(
+                expected,
+                subset.selected([(t.schema, t.table) for t in expected.tables]),
+                schemas=subset.schemas,
+            )
+            self.log.info("Comparing only what the subset restored: %d tables", len(expected.tables))
         found = self.hook.measure_restored(database, expected, row_security=_row_security(manifest))
         found, notes = allow_sequences_ahead(expected, found)
         for note in notes:
@@ -510,6 +678,9 @@ class PgRestoreOperator(BaseOperator):
             "notes": [*notes, *skipped],
             "seconds": found.duration_seconds,
         }
+        self._record_verdict(
+            verdict, [d.to_dict() for d in differences], len(found.tables), [*notes, *skipped]
+        )
         if differences:
             raise AirflowFailException(
                 f"the restored database {database!r} is not identical to the backup:\n{table}"

@@ -27,6 +27,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_pgbackup.compat import AirflowFailException
 from airflow_provider_pgbackup.failures import failure_policy
+from airflow_provider_pgbackup.lineage import publish_asset_events, retention_event_metadata
 from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX
 from airflow_provider_pgbackup.operators.backup_folder import (
     StoredBackup,
@@ -44,10 +45,12 @@ from airflow_provider_pgbackup.storage import (
     DEFAULT_WASB_CONN_ID,
     BackupStore,
     EntryChanged,
+    Location,
     StorageSettings,
     StoredEntry,
     open_store,
     parse_location,
+    portable_uri,
 )
 
 
@@ -119,6 +122,12 @@ def _check_duration(name: str, value: Any, *, allow_none: bool) -> datetime.time
     return value
 
 
+def artifact_location(store: BackupStore, backup: StoredBackup) -> Location:
+    """Where a backup's artifact is, as the tasks that read it name it (a local one with its host)."""
+    uri = uri_of(store, backup.manifest_entry)[: -len(MANIFEST_SUFFIX)]
+    return parse_location(portable_uri(uri))
+
+
 def newest_complete_backup(
     location: str,
     *,
@@ -156,7 +165,10 @@ class PgBackupRetentionOperator(BaseOperator):
 
     Deletes a backup's manifest first, then its artifact, so a half-deleted backup is never taken for
     a complete one. Every deletion is logged; ``dry_run=True`` only logs what would be deleted. Returns
-    (XCom) the kept backups with the rules that keep them, and the deleted URIs.
+    (XCom) the kept backups with the rules that keep them, and the deleted URIs. The asset events of
+    its ``outlets`` carry the artifacts kept and the backups deleted
+    (:func:`~airflow_provider_pgbackup.lineage.retention_event_metadata`): the "Backups" page drops
+    what a retention run no longer found.
 
     :param location: local folder (absolute), ``gs://bucket/prefix``, ``s3://bucket/prefix`` or
         ``az://container/prefix`` holding the backups. Templated.
@@ -299,6 +311,7 @@ class PgBackupRetentionOperator(BaseOperator):
             if entries and self.max_newest_age is not None:
                 raise AirflowFailException(f"{store.location.uri} holds no complete backup; deleting nothing")
             self.log.info("No complete backup in %s; nothing to do", store.location.uri)
+            self._publish(context, store, kept=[], deleted=[])
             return {
                 "kept": [],
                 "deleted": [],
@@ -331,6 +344,7 @@ class PgBackupRetentionOperator(BaseOperator):
         )
         verb = "Would delete" if self.is_dry_run else "Deleting"
         deleted: list[str] = []
+        gone: list[StoredBackup] = []
         for index, backup in sorted(enumerate(backups), key=lambda item: item[1].finished_at):
             if index in kept_reasons:
                 continue
@@ -348,6 +362,8 @@ class PgBackupRetentionOperator(BaseOperator):
                 if not self._delete(store, entry):
                     break  # its manifest was replaced since the listing: a new backup, left whole
                 deleted.append(uri_of(store, entry))
+                if entry is backup.manifest_entry and not self.is_dry_run:
+                    gone.append(backup)  # without its manifest it is no backup any more
         incomplete_deleted: list[str] = []
         for entry in incomplete:
             if entry.name in protected:
@@ -380,6 +396,7 @@ class PgBackupRetentionOperator(BaseOperator):
             len(backups) - len(kept),
             len(incomplete_deleted),
         )
+        self._publish(context, store, kept=[b for b in backups if b not in gone], deleted=gone)
         return {
             "kept": kept,
             "deleted": deleted,
@@ -387,6 +404,20 @@ class PgBackupRetentionOperator(BaseOperator):
             "left_alone": foreign,
             "dry_run": self.is_dry_run,
         }
+
+    def _publish(
+        self, context: Any, store: BackupStore, *, kept: list[StoredBackup], deleted: list[StoredBackup]
+    ) -> None:
+        """The outlets' asset events: the folder's backups after this run, and those it deleted."""
+        publish_asset_events(
+            context,
+            self.outlets,
+            retention_event_metadata(
+                parse_location(portable_uri(store.location)),
+                kept=[artifact_location(store, b) for b in kept],
+                deleted=[(b.manifest, artifact_location(store, b)) for b in deleted],
+            ),
+        )
 
 
 __all__ = [

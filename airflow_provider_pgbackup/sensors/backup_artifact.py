@@ -17,7 +17,12 @@ from airflow_provider_pgbackup.compat import (
 )
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.hooks.pg_dump import load_identities
-from airflow_provider_pgbackup.lineage import backup_event_metadata, operator_lineage, publish_asset_events
+from airflow_provider_pgbackup.lineage import (
+    backup_event_metadata,
+    operator_lineage,
+    operator_link,
+    publish_asset_events,
+)
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError
 from airflow_provider_pgbackup.options import (
     InvalidOptionError,
@@ -62,13 +67,7 @@ class VerifiedBackupLink(BaseOperatorLink):
 
         report = XCom.get_value(ti_key=ti_key, key="return_value")
         artifact = report.get("artifact") if isinstance(report, dict) else None
-        if not artifact:
-            return ""
-        try:
-            location = parse_location(str(artifact))
-        except InvalidOptionError:
-            return ""
-        return location.console_url or ""
+        return operator_link(artifact, operator) if artifact else ""
 
 
 class PgBackupArtifactSensor(BaseSensorOperator):
@@ -203,15 +202,16 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         except InvalidOptionError as err:
             raise AirflowFailException(str(err)) from err
 
-    def _source(self) -> ArtifactSource:
-        path = self._check_path()
-        settings = StorageSettings(
+    def _settings(self) -> StorageSettings:
+        return StorageSettings(
             gcp_conn_id=self.gcp_conn_id or None,
             aws_conn_id=self.aws_conn_id or None,
             wasb_conn_id=self.wasb_conn_id or None,
             impersonation_chain=self.impersonation_chain or None,
         )
-        return open_source(path, settings=settings)
+
+    def _source(self) -> ArtifactSource:
+        return open_source(self._check_path(), settings=self._settings())
 
     def _verify(self, context: Any = None) -> VerificationReport:
         """Run the checks; ArtifactMissing propagates, ArtifactCorrupt becomes AirflowFailException.
@@ -263,7 +263,11 @@ class PgBackupArtifactSensor(BaseSensorOperator):
             return
         checks = [check.name for check in report.checks if check.status == "ok"]
         metadata = backup_event_metadata(
-            manifest, artifact, verified=manifest.sha256 == report.sha256, checks=checks
+            manifest,
+            artifact,
+            verified=manifest.sha256 == report.sha256,
+            settings=self._settings(),
+            checks=checks,
         )
         publish_asset_events(context, self.outlets, metadata)
 

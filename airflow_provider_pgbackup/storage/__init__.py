@@ -130,6 +130,20 @@ def portable_uri(value: LocationLike) -> str:
     return uri
 
 
+def object_url(value: LocationLike, settings: StorageSettings | None = None) -> str | None:
+    """Where a person looks at a stored backup in a browser: the store's web console (GCS: the object's
+    Cloud Console page, its emulator's JSON metadata when the connection names one); None for a local
+    path or a store without a page. Reads no credential."""
+    location = parse_location(value)
+    if location.is_local:
+        return None
+    backend = _backend(location.scheme)
+    if hasattr(backend, "object_url"):
+        url: str | None = backend.object_url(location, settings or default_settings())
+        return url
+    return location.console_url
+
+
 def check_output_path(value: LocationLike, *, directory: bool = False, what: str = "output_path") -> Location:
     """Validate a dump's output location: directory-format artifacts need a backend that can stage a
     folder (local paths today). Raises :class:`InvalidOptionError` naming the value."""
@@ -331,6 +345,7 @@ __all__ = [
     "default_settings",
     "discard_promoted",
     "is_local",
+    "object_url",
     "open_source",
     "open_store",
     "open_target",

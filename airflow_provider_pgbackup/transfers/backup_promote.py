@@ -158,6 +158,7 @@ class PgBackupPromoteOperator(TransferOperator):
             manifest,
             source=source.location,
             verified=bool(self.expected_sha256) and manifest.sha256 == self.expected_sha256,
+            settings=settings,
         )
         return {
             "artifact_uri": result.artifact_uri,

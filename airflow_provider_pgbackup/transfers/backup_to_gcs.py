@@ -36,7 +36,7 @@ XCOM_CONSOLE_URL = "gcs_console_url"
 class GCSBackupLink(BaseOperatorLink):
     """Operator extra link: the uploaded backup in the Google Cloud Console."""
 
-    name = "GCS backup"
+    name = "Published backup"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         from airflow.sdk.execution_time.xcom import XCom
@@ -198,7 +198,7 @@ class PgBackupToGCSOperator(TransferOperator):
             self.log.info(
                 "Deleted the local copy %s and its manifest after the verified upload", self.source_path
             )
-        self._publish(context, result, manifest, source=source)
+        self._publish(context, result, manifest, source=source, settings=settings)
         return {
             "artifact_uri": result.artifact_uri,
             "manifest_uri": result.manifest_uri,

@@ -33,7 +33,7 @@ XCOM_CONSOLE_URL = "backup_console_url"
 class BackupConsoleLink(BaseOperatorLink):
     """Operator extra link: the uploaded backup in its cloud console (GCS and S3; none for Azure)."""
 
-    name = "Backup in the cloud console"
+    name = "Published backup"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         from airflow.sdk.execution_time.xcom import XCom
@@ -191,7 +191,7 @@ class PgBackupUploadOperator(TransferOperator):
         if self.delete_local_copy:
             remove_backup(source)
             self.log.info("Deleted the local copy %s and its manifest after the verified upload", source)
-        self._publish(context, result, manifest, source=source)
+        self._publish(context, result, manifest, source=source, settings=settings)
         return {
             "artifact_uri": result.artifact_uri,
             "manifest_uri": result.manifest_uri,

@@ -13,11 +13,18 @@ from airflow_provider_pgbackup.lineage import (
     backup_event_metadata,
     dumped_rows,
     operator_lineage,
+    operator_link,
     publish_asset_events,
 )
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.options import InvalidOptionError
-from airflow_provider_pgbackup.storage import Location, TransferResult, parse_location, portable_uri
+from airflow_provider_pgbackup.storage import (
+    Location,
+    StorageSettings,
+    TransferResult,
+    parse_location,
+    portable_uri,
+)
 
 
 def static_folder_uri(destination: Any) -> str | None:
@@ -70,19 +77,24 @@ class TransferOperator(BaseOperator):
         *,
         source: Location,
         verified: bool = False,
+        settings: StorageSettings | None = None,
     ) -> None:
         """The console link for the extra link (XCom), the outlets' asset-event metadata, and what
         :meth:`get_openlineage_facets_on_complete` reports."""
         getter = context.get if hasattr(context, "get") else None
         ti = getter("ti") if getter else None
-        if ti is not None:
-            ti.xcom_push(key=self.console_url_key, value=result.console_url)
+        if ti is not None:  # a file's page on the store (its emulator's in the demo), a folder's listing
+            file_page = result.console_url == result.artifact.console_url
+            link = operator_link(result.artifact.uri, self) if file_page else result.console_url
+            ti.xcom_push(key=self.console_url_key, value=link or result.console_url)
         source = parse_location(portable_uri(source))  # a local source: file://<this worker>/<path>
         self._finished = (manifest, source, result.artifact)
         publish_asset_events(
             context,
             self.outlets,
-            backup_event_metadata(manifest, result.artifact, verified=verified, source_uri=source.uri),
+            backup_event_metadata(
+                manifest, result.artifact, verified=verified, settings=settings, source_uri=source.uri
+            ),
         )
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:

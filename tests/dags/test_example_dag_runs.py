@@ -64,8 +64,8 @@ def shop(pg18: PgCluster) -> str:
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"stream_to_gcs": True}, {"staging": "local"}],
-    ids=["bucket-staging", "stream_to_gcs-kept", "local-staging"],
+    [{}, {"database": None}, {"staging": "local"}],
+    ids=["bucket-staging", "database-left-empty", "local-staging"],
 )
 def test_pg_backup_to_gcs_runs_green_and_leaves_a_verified_backup_in_gcs(
     pg18: PgCluster,
@@ -78,7 +78,8 @@ def test_pg_backup_to_gcs_runs_green_and_leaves_a_verified_backup_in_gcs(
     options: dict,
 ) -> None:
     conf = {
-        "postgres_conn_id": airflow_conn(pg18, "postgres"),
+        # Database left empty: the connection's own database is dumped, and names the folder.
+        "postgres_conn_id": airflow_conn(pg18, shop),
         "database": shop,
         "bucket": gcs_bucket,
         "prefix": "nightly",
@@ -96,11 +97,15 @@ def test_pg_backup_to_gcs_runs_green_and_leaves_a_verified_backup_in_gcs(
     manifest = json.loads(gcs.client().bucket(gcs_bucket).blob(manifest_name).download_as_bytes())
     assert {(r["table"], r["rows"]) for r in manifest["row_counts"]} == {("orders", 3000), ("customers", 40)}
     assert PASSWORD not in json.dumps(manifest)
-    published = asset_events(dag_run.run_id)["pgbackup_published_backups"]
+    events = asset_events(dag_run.run_id)
+    published = events["pgbackup_published_backups"]
     assert published["verified"] is True
     assert published["database"] == shop
     assert published["sha256"] == manifest["sha256"]
     assert published["artifact_uri"] == f"gs://{gcs_bucket}/{artifact}"
+    # Retention says what the folder holds now: the Backups page drops whatever it no longer lists.
+    assert events["pgbackup_retention"]["location"] == f"gs://{gcs_bucket}/nightly/{shop}"
+    assert events["pgbackup_retention"]["kept"] == [published["artifact_uri"]]
 
 
 def test_pg_restore_drill_restores_the_newest_backup_from_gcs(
@@ -108,7 +113,7 @@ def test_pg_restore_drill_restores_the_newest_backup_from_gcs(
 ) -> None:
     conn_id = airflow_conn(pg18, "postgres")
     common = {"bucket": gcs_bucket, "prefix": "p"}
-    run("pg_backup_to_gcs", {**common, "postgres_conn_id": conn_id, "database": shop, "stream_to_gcs": True})
+    run("pg_backup_to_gcs", {**common, "postgres_conn_id": conn_id, "database": shop})
     before = set(pg18.connect().execute("SELECT datname FROM pg_database").fetchall())
     run("pg_restore_drill", {**common, "restore_conn_id": conn_id, "database": shop})
     after = set(pg18.connect().execute("SELECT datname FROM pg_database").fetchall())
@@ -192,7 +197,7 @@ def test_pg_backup_freshness_passes_after_a_backup_and_fails_with_an_alert_on_a_
 
     common = {"bucket": gcs_bucket, "prefix": "p"}
     conn_id = airflow_conn(pg18, "postgres")
-    run("pg_backup_to_gcs", {**common, "postgres_conn_id": conn_id, "database": shop, "stream_to_gcs": True})
+    run("pg_backup_to_gcs", {**common, "postgres_conn_id": conn_id, "database": shop})
     run("pg_backup_freshness", {**common, "databases": [shop]})
 
     three_days_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=3)
@@ -207,7 +212,59 @@ def test_pg_backup_freshness_passes_after_a_backup_and_fails_with_an_alert_on_a_
     assert states == {"backup_folders": "success", "newest_backups_are_fresh": "failed"}
 
 
+def restore_verdicts(run_id: str) -> list[Any]:
+    """The pgbackup_restore XComs of a run (what the Backups page shows beside the backup)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter(
+            XComModel.run_id == run_id, XComModel.key == "pgbackup_restore"
+        )
+        return [XComModel.deserialize_value(row) for row in rows]
+
+
+def test_pg_restore_backup_restores_a_chosen_backup_into_a_kept_database_and_refuses_what_exists(
+    pg18: PgCluster, shop: str, airflow_conn, airflow_db, gcs: GCSEmulator, gcs_bucket: str
+) -> None:
+    conn_id = airflow_conn(pg18, "postgres")
+    run(
+        "pg_backup_to_gcs",
+        {"bucket": gcs_bucket, "prefix": "p", "postgres_conn_id": conn_id, "database": shop},
+    )
+    [artifact] = [n for n in objects(gcs, gcs_bucket) if not n.endswith(".manifest.json")]
+    target = "restored copy ü"
+    pg18.drop_database(target)
+    conf = {
+        "artifact_uri": f"gs://{gcs_bucket}/{artifact}",
+        "target_conn_id": conn_id,
+        "target_database": target,
+    }
+    dag_run = run("pg_restore_backup", conf)
+    with pg18.connect(target) as conn:  # kept, with every row
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (3000,)
+    [verdict] = restore_verdicts(dag_run.run_id)
+    assert (verdict["verdict"], verdict["restored_into"], verdict["dropped_after"]) == (
+        "IDENTICAL",
+        target,
+        False,
+    )
+    assert asset_events(dag_run.run_id)["pgbackup_restores"]["restore_verdict"] == "IDENTICAL"
+
+    # Again into the same database: it exists now, so the run fails and leaves it as it is.
+    module = load("pg_restore_backup")
+    again = module.dag.test(run_conf=conf)
+    assert again.state == "failed"
+    # Into it as an existing database: it holds tables, refused unless explicitly allowed.
+    existing = module.dag.test(run_conf={**conf, "existing_database": True})
+    assert existing.state == "failed"
+    with pg18.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (3000,)
+    pg18.drop_database(target)
+
+
 def test_every_example_dag_is_run_by_a_test() -> None:
     tested = {"pg_backup_to_gcs", "pg_restore_drill", "pg_backup_all_databases", "pg_dumpall_globals"}
+    tested |= {"pg_restore_backup"}
     tested |= {"pg_backup_local", "pg_backup_to_cloud", "pg_backup_freshness"}
     assert {p.stem for p in EXAMPLE_DAGS.glob("*.py")} == tested

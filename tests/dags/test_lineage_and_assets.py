@@ -184,13 +184,19 @@ def test_asset_events_carry_the_backup_metadata(lineage_run: dict[str, Any]) -> 
     assert PASSWORD not in json.dumps(lineage_run["events"])
 
 
-def test_extra_links_point_at_the_console(lineage_run: dict[str, Any]) -> None:
+def test_extra_links_point_at_the_object_on_the_emulator_the_run_used(
+    lineage_run: dict[str, Any], gcs_emulator: GCSEmulator
+) -> None:
+    """The run's GCS is an emulator (as in the demo): the links open the object there, not in the real
+    Cloud Console (where it does not exist)."""
     links = lineage_run["links"]
-    console = f"https://console.cloud.google.com/storage/browser/_details/{lineage_run['bucket']}/"
-    assert console + "streamed/" in links["streamed/_link_StreamedBackupLink"]
-    assert console + "streamed/" in links["verify_streamed/_link_VerifiedBackupLink"]
-    assert console + "uploaded/" in links["upload/_link_BackupConsoleLink"]
-    assert links["dump/_link_StreamedBackupLink"] in ("", '""')  # a local dump has no console
+    page = f"{gcs_emulator.endpoint}/storage/v1/b/{lineage_run['bucket']}/o/"
+    assert page + "streamed%2F" in links["streamed/_link_StreamedBackupLink"]
+    assert page + "streamed%2F" in links["verify_streamed/_link_VerifiedBackupLink"]
+    assert page + "uploaded%2F" in links["upload/_link_BackupConsoleLink"]
+    assert links["dump/_link_StreamedBackupLink"] in ("", '""')  # a local dump has no page
+    uploaded = {event["asset"]: event for event in lineage_run["events"]}["pgbackup_test_uploaded"]
+    assert uploaded["extra"]["object_url"] == links["upload/_link_BackupConsoleLink"].strip('"')
 
 
 def test_the_provider_does_not_import_openlineage() -> None:

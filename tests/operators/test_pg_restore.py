@@ -169,6 +169,7 @@ def test_failed_restore_into_an_existing_database_never_drops_it(
         database=sample,
         create_database=False,
         allow_non_empty_database=True,
+        allow_source_database=True,  # into the very database dumped, on purpose
     )
     with pytest.raises(AirflowFailException, match=r"(?s)pg_restore failed .*already exists"):
         operator.execute(context={})

@@ -92,3 +92,26 @@ def test_local_promote_copies_artifact_then_manifest_and_refuses_to_overwrite(tm
     assert Path(result.artifact_uri).read_bytes() == artifact.read_bytes()
     with pytest.raises(InvalidOptionError, match="within one kind of store"):
         storage.promote_backup(artifact, "gs://bucket/final", log=logging.getLogger(__name__))
+
+
+def test_object_url_is_the_console_page_or_the_emulators_named_by_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The web page of a stored backup: the Cloud Console's, unless the GCS connection names an emulator
+    (the demo): a link to the real console would show nothing there. No credential is read."""
+    import json
+
+    from airflow_provider_pgbackup.storage import StorageSettings, object_url
+
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    uri = "gs://my-bucket/postgres/shop ü/20260101T000000Z.dump"
+    console = "https://console.cloud.google.com/storage/browser/_details/my-bucket/postgres/shop%20%C3%BC/"
+    assert object_url(uri, StorageSettings(gcp_conn_id=None)).startswith(console)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GCS_DEMO",
+        json.dumps({"conn_type": "google_cloud_platform", "extra": {"emulator_host": "127.0.0.1:4443"}}),
+    )
+    assert object_url(uri, StorageSettings(gcp_conn_id="gcs_demo")) == (
+        "http://127.0.0.1:4443/storage/v1/b/my-bucket/o/postgres%2Fshop%20%C3%BC%2F20260101T000000Z.dump"
+    )
+    assert object_url("/backups/shop.dump") is None

@@ -7,6 +7,7 @@ The Google libraries are imported only when a function here is used.
 
 from __future__ import annotations
 
+from airflow_provider_pgbackup.storage.gcs.client import object_url
 from airflow_provider_pgbackup.storage.gcs.location import SCHEME, GCSLocation, check_settings, parse
 from airflow_provider_pgbackup.storage.gcs.read import (
     GCSArtifactSource,
@@ -26,6 +27,7 @@ __all__ = [
     "GCSObjectWriter",
     "check_settings",
     "discard_promoted",
+    "object_url",
     "open_source",
     "open_store",
     "open_target",

@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_pgbackup.compat import AirflowException, AirflowNotFoundException, BaseHook
-from airflow_provider_pgbackup.storage.base import DEFAULT_GCP_CONN_ID, CredentialsError
+from airflow_provider_pgbackup.storage.base import DEFAULT_GCP_CONN_ID, CredentialsError, StorageSettings
+from airflow_provider_pgbackup.storage.gcs.location import GCSLocation
 
 if TYPE_CHECKING:  # the Google libraries cost ~20 MiB and ~1 s to import: only GCS work pays for them
     from google.auth.credentials import Credentials
@@ -150,6 +152,31 @@ def _provider_credentials(
         scopes=list(DEFAULT_SCOPES), target_principal=target, delegates=delegates
     )
     return credentials, project
+
+
+def emulator_endpoint(gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID) -> str | None:
+    """The emulator a client of ``gcp_conn_id`` would use (``STORAGE_EMULATOR_HOST``, else the
+    connection's ``emulator_host`` extra), or None for the real GCS. Reads no credential."""
+    if os.environ.get(EMULATOR_ENV):
+        return os.environ[EMULATOR_ENV]
+    if not gcp_conn_id:
+        return None
+    try:
+        conn = BaseHook.get_connection(gcp_conn_id)
+    except AirflowNotFoundException:
+        return None
+    emulator = _extra(dict(conn.extra_dejson), "emulator_host")
+    return str(emulator) if emulator else None
+
+
+def object_url(location: GCSLocation, settings: StorageSettings) -> str:
+    """Where a person looks at the object: its Cloud Console page, or on an emulator its JSON
+    metadata (``/storage/v1/b/<bucket>/o/<name>``: size, checksums, the provider's metadata)."""
+    emulator = emulator_endpoint(settings.gcp_conn_id)
+    if emulator is None:
+        return location.console_url
+    name = urllib.parse.quote(location.name, safe="")
+    return f"{_normalise_endpoint(emulator)}/storage/v1/b/{location.bucket}/o/{name}"
 
 
 def get_storage_client(
