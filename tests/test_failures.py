@@ -19,10 +19,10 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_pgbackup.manifest import Manifest, manifest_path_for, read_manifest
-from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
+from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator, PgDumpOperator
 from airflow_provider_pgbackup.operators.pg_restore import PgRestoreOperator
 from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOperator
-from airflow_provider_pgbackup.process import PgCommandError, PgProcessRunner
+from airflow_provider_pgbackup.process import PgCommandError, PgLockTimeout, PgProcessRunner
 from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
 from airflow_provider_pgbackup.storage import Location
 from airflow_provider_pgbackup.storage.local import LocalArtifactSource
@@ -31,7 +31,7 @@ from airflow_provider_pgbackup.verify import ArtifactCorrupt, verify_backup
 from devtools.pgcluster import PgCluster
 from tests.conftest import PASSWORD
 from tests.gcs_emulator import GCSEmulator, synthetic_backup
-from tests.helpers import wait_for_child
+from tests.helpers import leftovers, wait_for_child
 
 ON_PG18 = pytest.mark.parametrize("pg", ["pg18"], indirect=True)
 
@@ -234,3 +234,33 @@ def test_server_restart_mid_restore_is_retried_and_an_sql_error_is_not(airflow_c
                 create_database=False,
                 allow_non_empty_database=True,
             ).execute(context={})
+
+
+def test_pg_dumpall_waiting_on_a_lock_is_a_retryable_lock_timeout_naming_the_setting_and_table(
+    pg18: PgCluster, airflow_conn, tmp_path: Path
+) -> None:
+    # Only the database whose table is locked is dumped ("zz..."), so the run is short.
+    database = "zz_dumpall_locked"
+    pg18.drop_database(database)
+    pg18.create_database(database)
+    pg18.execute("CREATE TABLE busy AS SELECT 1 AS x", dbname=database)
+    dumpall = PgDumpAllOperator(
+        task_id="dumpall",
+        postgres_conn_id=airflow_conn(pg18, "postgres"),
+        output_path=str(tmp_path / "all.sql"),
+        lock_wait_timeout="1s",
+        extra_args=["--exclude-database=[^z]*", "--exclude-database=z[^z]*"],
+    )
+    try:
+        with psycopg.connect(**pg18.connect_kwargs(database)) as locker:
+            locker.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(
+                PgLockTimeout, match=r"could not lock a table .*within lock_wait_timeout=1s"
+            ) as err:
+                dumpall.execute(context={})
+    finally:
+        pg18.drop_database(database)
+    assert not isinstance(err.value, AirflowFailException)  # retried: the lock may be gone next time
+    assert "LOCK TABLE public.busy" in str(err.value)
+    assert f'database "{database}"' in str(err.value)
+    assert leftovers(tmp_path) == []
