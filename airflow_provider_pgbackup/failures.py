@@ -3,7 +3,8 @@
 Fail now (``AirflowFailException``, no retry): bad input, a corrupt artifact (evidence about the
 bytes, also an age authentication failure), a missing tool (pg_restore/psql/decompressor), bad
 credentials, a decryption key that is not a recipient or is malformed, a missing bucket, a different
-object in the way. Retry (the exception as it is): the network, a server restart or a dropped
+object in the way, a plain SQL backup that would touch what exists on the server it is restored to.
+Retry (the exception as it is): the network, a server restart or a dropped
 connection, a lock timeout, another run writing the same path, a local backup that is on another
 worker (``ArtifactNotOnThisWorker``: a retry may run where it is). A kill is reported as a kill.
 
@@ -24,6 +25,7 @@ from airflow_provider_pgbackup.manifest import ManifestError
 from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.pipeline import DecompressorUnavailable
 from airflow_provider_pgbackup.process import PgCommandError
+from airflow_provider_pgbackup.sqlscript import SqlScriptRefused
 from airflow_provider_pgbackup.storage import (
     ArtifactMismatchError,
     CredentialsError,
@@ -48,6 +50,7 @@ FAIL_NOW: tuple[type[BaseException], ...] = (
     NoMatchingIdentity,
     IdentityError,
     CiphertextCorrupt,
+    SqlScriptRefused,
 )
 
 #: What libpq and the server say when the connection, not the request, failed: worth a retry.
