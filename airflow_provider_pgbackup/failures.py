@@ -3,10 +3,12 @@
 Fail now (``AirflowFailException``, no retry): bad input, a corrupt artifact (evidence about the
 bytes, also an age authentication failure), a missing tool (pg_restore/psql/decompressor), bad
 credentials, a decryption key that is not a recipient or is malformed, a missing bucket, a different
-object in the way, a plain SQL backup that would touch what exists on the server it is restored to.
-Retry (the exception as it is): the network, a server restart or a dropped
-connection, a lock timeout, another run writing the same path, a local backup that is on another
-worker (``ArtifactNotOnThisWorker``: a retry may run where it is). A kill is reported as a kill.
+object in the way, a plain SQL backup that would touch what exists on the server it is restored to, and
+a configuration error: a connection id that is not defined, a database or login role that does not
+exist, a refused password or other authentication, no ``pg_hba.conf`` entry. Retry (the exception as it
+is): the network, a server restart or a dropped connection, a lock timeout, another run writing the
+same path, a local backup that is on another worker (``ArtifactNotOnThisWorker``: a retry may run where
+it is). A kill is reported as a kill.
 
 Operators, the sensor and the transfers wrap their work in :func:`failure_policy`; nothing else
 decides retryability.
@@ -15,10 +17,13 @@ decides retryability.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
+import psycopg
+
 from airflow_provider_pgbackup.binaries import PgBinaryNotFound
-from airflow_provider_pgbackup.compat import AirflowFailException
+from airflow_provider_pgbackup.compat import AirflowFailException, AirflowNotFoundException
 from airflow_provider_pgbackup.content import ContentRecordError
 from airflow_provider_pgbackup.encryption import CiphertextCorrupt, IdentityError, NoMatchingIdentity
 from airflow_provider_pgbackup.manifest import ManifestError
@@ -51,6 +56,7 @@ FAIL_NOW: tuple[type[BaseException], ...] = (
     IdentityError,
     CiphertextCorrupt,
     SqlScriptRefused,
+    AirflowNotFoundException,
 )
 
 #: What libpq and the server say when the connection, not the request, failed: worth a retry.
@@ -72,26 +78,88 @@ CONNECTION_LOST = (
 )
 
 
+#: What the server and libpq say when the connection's settings are wrong: the same answer next time.
+#: libpq puts them after "connection to server at ... failed:", which alone means a lost connection.
+CONFIGURATION_ERRORS = re.compile(
+    r'FATAL:\s+database "[^\n]*" does not exist'
+    r'|FATAL:\s+role "[^\n]*" does not exist'
+    r'|FATAL:\s+role "[^\n]*" is not permitted to log in'
+    r'|FATAL:\s+permission denied for database "[^\n]*"'
+    r'|FATAL:\s+[^\n]*authentication failed for user "[^\n]*"'  # password, ident, peer, LDAP, cert...
+    r"|FATAL:\s+no pg_hba\.conf entry for [^\n]*"
+    r"|fe_sendauth: no password supplied"
+)
+
+
+def _messages(err: BaseException) -> Iterator[str]:
+    """The texts of ``err`` and its causes (a pg tool's: the tail of its stderr). An error re-raised
+    from itself (``raise err from err``) is its own cause: each one is read once."""
+    seen: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and not any(current is s for s in seen):
+        seen.append(current)
+        yield "\n".join(current.stderr_tail) if isinstance(current, PgCommandError) else str(current)
+        current = current.__cause__
+
+
+def configuration_error(err: BaseException) -> str | None:
+    """libpq's or the server's words when a connection failed for its settings (an unknown database
+    or role, a refused authentication), not for the network: retrying cannot help. None otherwise."""
+    if isinstance(err, PgCommandError) and err.killed:
+        return None
+    if not isinstance(err, (PgCommandError, psycopg.OperationalError)) and not isinstance(
+        err.__cause__, psycopg.OperationalError
+    ):
+        return None
+    for text in _messages(err):
+        if match := CONFIGURATION_ERRORS.search(text):
+            return " ".join(match.group().split())
+    return None
+
+
 def connection_lost(err: PgCommandError) -> bool:
-    """The tool failed because its connection to the server broke (a network fault, a restart)."""
+    """The tool failed because its connection to the server broke (a network fault, a restart), not
+    because the server refused the connection's settings."""
     text = "\n".join(err.stderr_tail)
-    return any(marker in text for marker in CONNECTION_LOST)
+    return configuration_error(err) is None and any(marker in text for marker in CONNECTION_LOST)
 
 
 @contextlib.contextmanager
-def failure_policy() -> Iterator[None]:
-    """Turn the fail-now errors into ``AirflowFailException`` (message kept, cause chained)."""
+def failure_policy(postgres_conn_id: str | None = None) -> Iterator[None]:
+    """Turn the fail-now errors into ``AirflowFailException`` (message kept, cause chained).
+
+    :param postgres_conn_id: the task's PostgreSQL connection, named when its settings are refused.
+    """
     try:
         yield
     except AirflowFailException:
         raise
     except FAIL_NOW as err:
         raise AirflowFailException(str(err)) from err
+    except Exception as err:
+        reason = configuration_error(err)
+        if reason is None:
+            raise
+        raise AirflowFailException(_refused_settings(reason, postgres_conn_id, err)) from err
+
+
+def _refused_settings(reason: str, postgres_conn_id: str | None, err: BaseException) -> str:
+    where = f"connection {postgres_conn_id!r}" if postgres_conn_id else "the connection"
+    return (
+        f"{where} cannot be used: {reason}. Retrying cannot help: fix the connection (or the database "
+        f"named) and run the task again. ({type(err).__name__}: {err})"
+    )
 
 
 def restore_failure(err: PgCommandError, what: str) -> BaseException:
-    """A pg_restore/psql failure: a dropped connection is retried, a kill stays a kill, anything else
-    (an SQL error replaying the backup) gives the same answer next time: fail now."""
-    if err.killed or connection_lost(err):
+    """A pg_restore/psql failure: a dropped connection is retried, a kill stays a kill, settings the
+    server refuses (an authentication failure, an unknown database) and anything else (an SQL error
+    replaying the backup) give the same answer next time: fail now."""
+    if err.killed:
+        return err
+    reason = configuration_error(err)
+    if reason is not None:
+        return AirflowFailException(f"{what} failed: {_refused_settings(reason, None, err)}")
+    if connection_lost(err):
         return err
     return AirflowFailException(f"{what} failed: {err}")

@@ -281,7 +281,7 @@ class PgRestoreOperator(BaseOperator):
         return PgDumpHook(postgres_conn_id=self.postgres_conn_id, pg_bin_dir=self.pg_bin_dir)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        with failure_policy():
+        with failure_policy(self.postgres_conn_id):
             return self._execute(context)
 
     def _execute(self, context: Any) -> dict[str, Any]:
