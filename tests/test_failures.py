@@ -32,7 +32,7 @@ from airflow_provider_pgbackup.verify import ArtifactCorrupt, verify_backup
 from devtools.pgcluster import PgCluster
 from tests.conftest import PASSWORD
 from tests.gcs_emulator import GCSEmulator, synthetic_backup
-from tests.helpers import leftovers, wait_for_child
+from tests.helpers import database_with, leftovers, wait_for_child
 
 ON_PG18 = pytest.mark.parametrize("pg", ["pg18"], indirect=True)
 
@@ -241,10 +241,6 @@ def test_pg_dumpall_waiting_on_a_lock_is_a_retryable_lock_timeout_naming_the_set
     pg18: PgCluster, airflow_conn, tmp_path: Path
 ) -> None:
     # Only the database whose table is locked is dumped ("zz..."), so the run is short.
-    database = "zz_dumpall_locked"
-    pg18.drop_database(database)
-    pg18.create_database(database)
-    pg18.execute("CREATE TABLE busy AS SELECT 1 AS x", dbname=database)
     dumpall = PgDumpAllOperator(
         task_id="dumpall",
         postgres_conn_id=airflow_conn(pg18, "postgres"),
@@ -252,15 +248,16 @@ def test_pg_dumpall_waiting_on_a_lock_is_a_retryable_lock_timeout_naming_the_set
         lock_wait_timeout="1s",
         extra_args=["--exclude-database=[^z]*", "--exclude-database=z[^z]*"],
     )
-    try:
-        with psycopg.connect(**pg18.connect_kwargs(database)) as locker:
-            locker.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
-            with pytest.raises(
-                PgLockTimeout, match=r"could not lock a table .*within lock_wait_timeout=1s"
-            ) as err:
-                dumpall.execute(context={})
-    finally:
-        pg18.drop_database(database)
+    database = "zz_dumpall_locked"
+    with (
+        database_with(pg18, database, "CREATE TABLE busy AS SELECT 1 AS x"),
+        psycopg.connect(**pg18.connect_kwargs(database)) as locker,
+    ):
+        locker.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(
+            PgLockTimeout, match=r"could not lock a table .*within lock_wait_timeout=1s"
+        ) as err:
+            dumpall.execute(context={})
     assert not isinstance(err.value, AirflowFailException)  # retried: the lock may be gone next time
     assert "LOCK TABLE public.busy" in str(err.value)
     assert f'database "{database}"' in str(err.value)

@@ -262,7 +262,7 @@ class RestoreMixin:
             "%s touches nothing that exists on this server beyond %s%s",
             source.location.uri,
             database,
-            f" (it creates {', '.join(touched)}s)" if touched else "",
+            f" (the {' and '.join(kind + 's' for kind in touched)} it names are new here)" if touched else "",
         )
         return script
 

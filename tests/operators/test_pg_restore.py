@@ -19,7 +19,7 @@ from devtools import sample_db
 from devtools.pgcluster import PgCluster
 from tests.conftest import PASSWORD, row_counts
 from tests.gcs_emulator import GCSEmulator, private_downloads, upload_local_backup
-from tests.helpers import watch_children
+from tests.helpers import database_with, watch_children
 
 DRILLS = [
     ("custom", None, None),
@@ -109,74 +109,60 @@ def roles(cluster: PgCluster) -> set[str]:
 ONLY_ZZ_DATABASES = ["--exclude-database=[^z]*", "--exclude-database=z[^z]*"]
 
 
+def dump_of(conn_id: str, artifact: Path, **kwargs: Any) -> Path:
+    """``artifact``, dumped by PgDumpOperator (``PgDumpAllOperator`` with ``dumpall=True``)."""
+    from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator, PgDumpOperator
+
+    operator = PgDumpAllOperator if kwargs.pop("dumpall", False) else PgDumpOperator
+    operator(task_id="dump", postgres_conn_id=conn_id, output_path=str(artifact), **kwargs).execute(
+        context={}
+    )
+    return artifact
+
+
 @pytest.mark.parametrize("verify_contents", [True, False], ids=["scanned-while-verifying", "scanned-apart"])
 def test_drill_of_a_pg_dumpall_with_clean_drops_nothing_and_names_what_it_would_drop(
     pg: PgCluster, airflow_conn, tmp_path: Path, verify_contents: bool
 ) -> None:
     # The reported case: PgDumpAllOperator(extra_args=["--clean"]), then a default drill on the same
     # server dropped its other databases (psql ran the DROP DATABASE lines before the first error).
-    from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator
-
-    for name in ("zz_accounting", "zz_billing"):
-        pg.drop_database(name)
-        pg.create_database(name)
-    pg.execute("CREATE TABLE ledger AS SELECT 1 AS x", dbname="zz_billing")
     conn_id = airflow_conn(pg, "postgres")
-    artifact = tmp_path / "all.sql"
-    PgDumpAllOperator(
-        task_id="dumpall",
-        postgres_conn_id=conn_id,
-        output_path=str(artifact),
-        extra_args=["--clean", *ONLY_ZZ_DATABASES],
-    ).execute(context={})
-    before = (databases(pg), roles(pg))
-    try:
+    with database_with(pg, "zz_accounting"), database_with(pg, "zz_billing", "CREATE TABLE ledger(x int)"):
+        artifact = dump_of(
+            conn_id, tmp_path / "all.sql", dumpall=True, extra_args=["--clean", *ONLY_ZZ_DATABASES]
+        )
+        before = (databases(pg), roles(pg))
         with pytest.raises(AirflowFailException, match="nothing of it ran") as err:
             drill(conn_id, artifact, verify_contents=verify_contents).execute(context={})
         assert (databases(pg), roles(pg)) == before  # nothing dropped, no scratch database created
-        message = str(err.value)
-        assert (
-            "database 'zz_accounting' (DROP DATABASE, CREATE DATABASE, ALTER DATABASE, \\connect; exists)"
-            in message
-        )
-        assert "database 'zz_billing' (DROP DATABASE" in message
-        assert f"role {pg.superuser!r} (DROP ROLE, CREATE ROLE, ALTER ROLE; exists)" in message
-        assert PASSWORD not in message
-    finally:
-        for name in ("zz_accounting", "zz_billing"):
-            pg.drop_database(name)
+    message = str(err.value)
+    assert (
+        "database 'zz_accounting' (DROP DATABASE, CREATE DATABASE, ALTER DATABASE, \\connect; exists)"
+        in message
+    )
+    assert "database 'zz_billing' (DROP DATABASE" in message
+    assert f"role {pg.superuser!r} (DROP ROLE, CREATE ROLE, ALTER ROLE; exists)" in message
+    assert PASSWORD not in message
 
 
 def test_drill_of_a_plain_dump_with_clean_and_create_is_refused_naming_its_database(
     pg18: PgCluster, airflow_conn, tmp_path: Path
 ) -> None:
-    from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
-
-    source = "zz_created by dump"
-    pg18.drop_database(source)
-    pg18.create_database(source)
-    pg18.execute("CREATE TABLE kept AS SELECT 7 AS x", dbname=source)
-    artifact = tmp_path / "created.sql"
-    PgDumpOperator(
-        task_id="dump",
-        postgres_conn_id=airflow_conn(pg18, source),
-        output_path=str(artifact),
-        format="plain",
-        extra_args=["--clean", "--create"],
-    ).execute(context={})
-    before = databases(pg18)
-    try:
+    with database_with(pg18, "zz_created by dump", "CREATE TABLE kept AS SELECT 7 AS x") as source:
+        artifact = dump_of(
+            airflow_conn(pg18, source),
+            tmp_path / "created.sql",
+            format="plain",
+            extra_args=["--clean", "--create"],
+        )
+        before = databases(pg18)
         with pytest.raises(AirflowFailException, match="nothing of it ran") as err:
             drill(airflow_conn(pg18, "postgres"), artifact).execute(context={})
-        assert (
-            f"database {source!r} (DROP DATABASE, CREATE DATABASE, ALTER DATABASE, \\connect; exists)"
-            in str(err.value)
-        )
-        assert "dump without --create" in str(err.value)
         assert databases(pg18) == before
         assert row_counts(pg18, source) == {("public", "kept"): 1}
-    finally:
-        pg18.drop_database(source)
+    statements = "DROP DATABASE, CREATE DATABASE, ALTER DATABASE, \\connect; exists"
+    assert f"database {source!r} ({statements})" in str(err.value)
+    assert "dump without --create" in str(err.value)
 
 
 @pytest.mark.parametrize("dump_format", ["custom", "tar"])
@@ -185,29 +171,20 @@ def test_an_archive_dumped_with_clean_and_create_restores_into_the_drill_databas
 ) -> None:
     # pg_restore applies --clean / --create only when given them on its own command line, and the
     # drill never gives them: the archive's DROP/CREATE DATABASE entries are not replayed.
-    from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
-
-    source = "zz_archive source"
-    pg18.drop_database(source)
-    pg18.create_database(source)
-    pg18.execute("CREATE TABLE kept AS SELECT g AS x FROM generate_series(1, 5) g", dbname=source)
-    artifact = tmp_path / f"source.{dump_format}"
-    PgDumpOperator(
-        task_id="dump",
-        postgres_conn_id=airflow_conn(pg18, source),
-        output_path=str(artifact),
-        format=dump_format,
-        extra_args=["--clean", "--create"],
-    ).execute(context={})
-    before = databases(pg18)
-    try:
+    rows = "CREATE TABLE kept AS SELECT g AS x FROM generate_series(1, 5) g"
+    with database_with(pg18, "zz_archive source", rows) as source:
+        artifact = dump_of(
+            airflow_conn(pg18, source),
+            tmp_path / f"source.{dump_format}",
+            format=dump_format,
+            extra_args=["--clean", "--create"],
+        )
+        before = databases(pg18)
         xcom = drill(airflow_conn(pg18, "postgres"), artifact).execute(context={})
         assert xcom["content"]["verdict"] == "IDENTICAL"
         assert xcom["dropped_database"] is True
         assert databases(pg18) == before
         assert row_counts(pg18, source) == {("public", "kept"): 5}
-    finally:
-        pg18.drop_database(source)
 
 
 def test_plain_sql_whose_data_reads_like_cluster_statements_restores_identical(
@@ -215,34 +192,21 @@ def test_plain_sql_whose_data_reads_like_cluster_statements_restores_identical(
 ) -> None:
     # Rows, a function body, a comment and a quoted name hold the very statements the guard looks for:
     # text is never taken for a statement, so the drill runs and proves the copy identical.
-    from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
-
-    source = "zz_decoys"
-    pg18.drop_database(source)
-    pg18.create_database(source)
     decoy = "DROP DATABASE postgres; \\connect template1; DROP ROLE postgres;"
-    pg18.execute(
-        f"""
-        CREATE TABLE "{decoy.replace('"', '""')}" (line text);
-        INSERT INTO "{decoy.replace('"', '""')}"
-            VALUES ($d${decoy}$d$), (E'\\\\.'), (E'\\\\connect x\\n\\\\.');
+    table = '"' + decoy.replace('"', '""') + '"'
+    sql = f"""
+        CREATE TABLE {table} (line text);
+        INSERT INTO {table} VALUES ($d${decoy}$d$), (E'\\\\.'), (E'\\\\connect x\\n\\\\.');
         CREATE FUNCTION decoy() RETURNS text LANGUAGE plpgsql
             AS $body$ BEGIN RETURN $x${decoy}$x$; END $body$;
         COMMENT ON FUNCTION decoy() IS $c${decoy}$c$;
-        """,
-        dbname=source,
-    )
-    artifact = tmp_path / "decoys.sql"
-    PgDumpOperator(
-        task_id="dump", postgres_conn_id=airflow_conn(pg18, source), output_path=str(artifact), format="plain"
-    ).execute(context={})
-    before = databases(pg18)
-    try:
+        """
+    with database_with(pg18, "zz_decoys", sql) as source:
+        artifact = dump_of(airflow_conn(pg18, source), tmp_path / "decoys.sql", format="plain")
+        before = databases(pg18)
         xcom = drill(airflow_conn(pg18, "postgres"), artifact).execute(context={})
         assert xcom["content"]["verdict"] == "IDENTICAL"
         assert databases(pg18) == before
-    finally:
-        pg18.drop_database(source)
 
 
 ON_PG18 = pytest.mark.parametrize("pg", ["pg18"], indirect=True)
