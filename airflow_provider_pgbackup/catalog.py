@@ -110,6 +110,16 @@ def system_identifier(conn: psycopg.Connection[Any]) -> str | None:
     return str(row[0]) if row and row[0] is not None else None
 
 
+def server_object_names(conn: psycopg.Connection[Any]) -> dict[str, set[str]]:
+    """The names of the server's databases, roles and tablespaces (readable by any user)."""
+    queries = {
+        "database": "SELECT datname FROM pg_catalog.pg_database",
+        "role": "SELECT rolname FROM pg_catalog.pg_roles",
+        "tablespace": "SELECT spcname FROM pg_catalog.pg_tablespace",
+    }
+    return {kind: {str(row[0]) for row in conn.execute(query)} for kind, query in queries.items()}
+
+
 def list_databases(conn: psycopg.Connection[Any]) -> list[str]:
     """Names of the databases that accept connections, excluding templates, sorted."""
     rows = conn.execute(

@@ -6,10 +6,12 @@ name or the caller says (a plaintext one where an encrypted one belongs), a miss
 (pg_restore/psql/decompressor), bad credentials, a password a passfile cannot carry, a decryption
 key that is not a recipient or is malformed, a missing bucket, a different object in the way, a
 measurement of the dump's snapshot that the server refuses for a reason that does not go away
-(privileges, a row-level security policy, bad data). Retry (the exception as it is): the network, a
-server restart or a dropped connection, a lock timeout, another run writing the same path, a local
-backup that is on another worker (``ArtifactNotOnThisWorker``: a retry may run where it is). A kill is
-reported as a kill.
+(privileges, a row-level security policy, bad data), a plain SQL backup that would touch what exists
+on the server it is restored to, and a configuration error: a connection id that is not defined, a
+database or login role that does not exist, a refused password or other authentication, no
+``pg_hba.conf`` entry. Retry (the exception as it is): the network, a server restart or a dropped
+connection, a lock timeout, another run writing the same path, a local backup that is on another
+worker (``ArtifactNotOnThisWorker``: a retry may run where it is). A kill is reported as a kill.
 
 Operators, the sensor and the transfers wrap their work in :func:`failure_policy`; nothing else
 decides retryability. Being the one place every provider task passes through, it also starts each task
@@ -20,10 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator
 
+import psycopg
+
 from airflow_provider_pgbackup.binaries import PgBinaryNotFound
-from airflow_provider_pgbackup.compat import AirflowFailException
+from airflow_provider_pgbackup.compat import AirflowFailException, AirflowNotFoundException
 from airflow_provider_pgbackup.content import ContentRecordError
 from airflow_provider_pgbackup.encryption import CiphertextCorrupt, IdentityError, NoMatchingIdentity
 from airflow_provider_pgbackup.libpq import UnusablePassword
@@ -33,6 +38,7 @@ from airflow_provider_pgbackup.pipeline import DecompressorUnavailable
 from airflow_provider_pgbackup.process import PgCommandError
 from airflow_provider_pgbackup.scratch import sweep
 from airflow_provider_pgbackup.snapshot import SnapshotMeasurementError
+from airflow_provider_pgbackup.sqlscript import SqlScriptRefused
 from airflow_provider_pgbackup.storage import (
     ArtifactMismatchError,
     CredentialsError,
@@ -63,6 +69,8 @@ FAIL_NOW: tuple[type[BaseException], ...] = (
     CiphertextCorrupt,
     BackupMismatch,  # a plaintext backup where an encrypted one belongs: the same answer next time
     UnusablePassword,  # a password a passfile cannot carry (an InvalidOptionError; named for its row)
+    SqlScriptRefused,
+    AirflowNotFoundException,
 )
 
 #: What libpq and the server say when the connection, not the request, failed: worth a retry.
@@ -99,10 +107,50 @@ def permanent_sqlstate(sqlstate: str | None) -> bool:
     return sqlstate[:2] in PERMANENT_SQLSTATE_CLASSES
 
 
+#: What the server and libpq say when the connection's settings are wrong: the same answer next time.
+#: libpq puts them after "connection to server at ... failed:", which alone means a lost connection.
+CONFIGURATION_ERRORS = re.compile(
+    r'FATAL:\s+database "[^\n]*" does not exist'
+    r'|FATAL:\s+role "[^\n]*" does not exist'
+    r'|FATAL:\s+role "[^\n]*" is not permitted to log in'
+    r'|FATAL:\s+permission denied for database "[^\n]*"'
+    r'|FATAL:\s+[^\n]*authentication failed for user "[^\n]*"'  # password, ident, peer, LDAP, cert...
+    r"|FATAL:\s+no pg_hba\.conf entry for [^\n]*"
+    r"|fe_sendauth: no password supplied"
+)
+
+
+def _messages(err: BaseException) -> Iterator[str]:
+    """The texts of ``err`` and its causes (a pg tool's: the tail of its stderr). An error re-raised
+    from itself (``raise err from err``) is its own cause: each one is read once."""
+    seen: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and not any(current is s for s in seen):
+        seen.append(current)
+        yield "\n".join(current.stderr_tail) if isinstance(current, PgCommandError) else str(current)
+        current = current.__cause__
+
+
+def configuration_error(err: BaseException) -> str | None:
+    """libpq's or the server's words when a connection failed for its settings (an unknown database
+    or role, a refused authentication), not for the network: retrying cannot help. None otherwise."""
+    if isinstance(err, PgCommandError) and err.killed:
+        return None
+    if not isinstance(err, (PgCommandError, psycopg.OperationalError)) and not isinstance(
+        err.__cause__, psycopg.OperationalError
+    ):
+        return None
+    for text in _messages(err):
+        if match := CONFIGURATION_ERRORS.search(text):
+            return " ".join(match.group().split())
+    return None
+
+
 def connection_lost(err: PgCommandError) -> bool:
-    """The tool failed because its connection to the server broke (a network fault, a restart)."""
+    """The tool failed because its connection to the server broke (a network fault, a restart), not
+    because the server refused the connection's settings."""
     text = "\n".join(err.stderr_tail)
-    return any(marker in text for marker in CONNECTION_LOST)
+    return configuration_error(err) is None and any(marker in text for marker in CONNECTION_LOST)
 
 
 def sweep_stale_folders() -> None:
@@ -115,9 +163,12 @@ def sweep_stale_folders() -> None:
 
 
 @contextlib.contextmanager
-def failure_policy() -> Iterator[None]:
+def failure_policy(postgres_conn_id: str | None = None) -> Iterator[None]:
     """Start a provider task: sweep what killed tasks left (:func:`sweep_stale_folders`), then turn the
-    fail-now errors into ``AirflowFailException`` (message kept, cause chained)."""
+    fail-now errors into ``AirflowFailException`` (message kept, cause chained).
+
+    :param postgres_conn_id: the task's PostgreSQL connection, named when its settings are refused.
+    """
     sweep_stale_folders()
     try:
         yield
@@ -129,11 +180,30 @@ def failure_policy() -> Iterator[None]:
         if permanent_sqlstate(err.sqlstate):
             raise AirflowFailException(str(err)) from err
         raise
+    except Exception as err:
+        reason = configuration_error(err)
+        if reason is None:
+            raise
+        raise AirflowFailException(_refused_settings(reason, postgres_conn_id, err)) from err
+
+
+def _refused_settings(reason: str, postgres_conn_id: str | None, err: BaseException) -> str:
+    where = f"connection {postgres_conn_id!r}" if postgres_conn_id else "the connection"
+    return (
+        f"{where} cannot be used: {reason}. Retrying cannot help: fix the connection (or the database "
+        f"named) and run the task again. ({type(err).__name__}: {err})"
+    )
 
 
 def restore_failure(err: PgCommandError, what: str) -> BaseException:
-    """A pg_restore/psql failure: a dropped connection is retried, a kill stays a kill, anything else
-    (an SQL error replaying the backup) gives the same answer next time: fail now."""
-    if err.killed or connection_lost(err):
+    """A pg_restore/psql failure: a dropped connection is retried, a kill stays a kill, settings the
+    server refuses (an authentication failure, an unknown database) and anything else (an SQL error
+    replaying the backup) give the same answer next time: fail now."""
+    if err.killed:
+        return err
+    reason = configuration_error(err)
+    if reason is not None:
+        return AirflowFailException(f"{what} failed: {_refused_settings(reason, None, err)}")
+    if connection_lost(err):
         return err
     return AirflowFailException(f"{what} failed: {err}")

@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -164,17 +165,21 @@ class PgCommandError(AirflowException):
 
 
 class PgLockTimeout(PgCommandError):
-    """pg_dump gave up waiting for a table lock (``lock_wait_timeout``); retryable."""
+    """pg_dump (alone, or as pg_dumpall's child) gave up waiting for a table lock
+    (``lock_wait_timeout``); retryable."""
 
     @classmethod
     def from_error(cls, err: PgCommandError, lock_wait_timeout: str | None) -> PgLockTimeout | None:
-        """pg_dump reports its lock wait as a statement timeout on ``LOCK TABLE``; say what it means."""
+        """pg_dump reports its lock wait as a statement timeout on ``LOCK TABLE``; say what it means,
+        and in which database when pg_dumpall names it."""
         text = "\n".join(err.stderr_tail)
         if not lock_wait_timeout or "statement timeout" not in text or "LOCK TABLE" not in text:
             return None
         detail = next((line for line in err.stderr_tail if "LOCK TABLE" in line), "")
+        database = _DUMPALL_FAILED_ON.search(text)
+        where = f" in database {database.group(1)}" if database else ""
         lock = cls(err.tool, err.returncode, err.stderr_tail)
-        lock.args = (cls._message(err.tool, lock_wait_timeout, detail),)
+        lock.args = (cls._message(err.tool, lock_wait_timeout, detail, where),)
         return lock
 
     @classmethod
@@ -185,11 +190,15 @@ class PgLockTimeout(PgCommandError):
         return lock
 
     @staticmethod
-    def _message(who: str, lock_wait_timeout: str | None, detail: str) -> str:
+    def _message(who: str, lock_wait_timeout: str | None, detail: str, where: str = "") -> str:
         return (
-            f"{who} could not lock a table within lock_wait_timeout={lock_wait_timeout}: another "
+            f"{who} could not lock a table{where} within lock_wait_timeout={lock_wait_timeout}: another "
             f"session holds a conflicting lock ({detail.strip()}). The task may be retried."
         )
+
+
+# pg_dumpall's last words when one of its pg_dump children failed.
+_DUMPALL_FAILED_ON = re.compile(r'pg_dump failed on database ("[^\n]*"), exiting')
 
 
 @dataclass(frozen=True)

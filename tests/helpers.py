@@ -14,6 +14,7 @@ from pathlib import Path
 from airflow_provider_pgbackup.binaries import PgBinary, choose_binary
 from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
 from airflow_provider_pgbackup.manifest import Manifest
+from devtools.pgcluster import PgCluster
 
 
 def restore_tool(manifest: Manifest, tool: str) -> PgBinary:
@@ -113,3 +114,16 @@ def wait_for_child(name: str, timeout: float = 30.0) -> int:
 def leftovers(folder: Path) -> list[str]:
     """Everything in a folder (including hidden partial files), for 'nothing was left' assertions."""
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@contextmanager
+def database_with(cluster: PgCluster, name: str, sql: str = "") -> Iterator[str]:
+    """A database ``name`` on ``cluster``, made by ``sql``, for the block; dropped afterwards."""
+    cluster.drop_database(name)
+    cluster.create_database(name)
+    try:
+        if sql:
+            cluster.execute(sql, dbname=name)
+        yield name
+    finally:
+        cluster.drop_database(name)

@@ -13,16 +13,17 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_pgbackup.manifest import Manifest, manifest_path_for, read_manifest
-from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
+from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator, PgDumpOperator
 from airflow_provider_pgbackup.operators.pg_restore import PgRestoreOperator
 from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOperator
-from airflow_provider_pgbackup.process import PgCommandError, PgProcessRunner
+from airflow_provider_pgbackup.process import PgCommandError, PgLockTimeout, PgProcessRunner
 from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
 from airflow_provider_pgbackup.storage import Location
 from airflow_provider_pgbackup.storage.local import LocalArtifactSource
@@ -31,7 +32,7 @@ from airflow_provider_pgbackup.verify import ArtifactCorrupt, verify_backup
 from devtools.pgcluster import PgCluster
 from tests.conftest import PASSWORD
 from tests.gcs_emulator import GCSEmulator, synthetic_backup
-from tests.helpers import wait_for_child
+from tests.helpers import database_with, leftovers, wait_for_child
 
 ON_PG18 = pytest.mark.parametrize("pg", ["pg18"], indirect=True)
 
@@ -289,3 +290,123 @@ def test_an_unsafe_object_name_fails_now_naming_the_name_and_the_rule(store) -> 
         pass
     assert "object 'pg/db.dir/../../escape.dat'" in str(err.value)
     assert "'..'" in str(err.value)
+
+
+def test_pg_dumpall_waiting_on_a_lock_is_a_retryable_lock_timeout_naming_the_setting_and_table(
+    pg18: PgCluster, airflow_conn, tmp_path: Path
+) -> None:
+    # Only the database whose table is locked is dumped ("zz..."), so the run is short.
+    dumpall = PgDumpAllOperator(
+        task_id="dumpall",
+        postgres_conn_id=airflow_conn(pg18, "postgres"),
+        output_path=str(tmp_path / "all.sql"),
+        lock_wait_timeout="1s",
+        extra_args=["--exclude-database=[^z]*", "--exclude-database=z[^z]*"],
+    )
+    database = "zz_dumpall_locked"
+    with (
+        database_with(pg18, database, "CREATE TABLE busy AS SELECT 1 AS x"),
+        psycopg.connect(**pg18.connect_kwargs(database)) as locker,
+    ):
+        locker.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(
+            PgLockTimeout, match=r"could not lock a table .*within lock_wait_timeout=1s"
+        ) as err:
+            dumpall.execute(context={})
+    assert not isinstance(err.value, AirflowFailException)  # retried: the lock may be gone next time
+    assert "LOCK TABLE public.busy" in str(err.value)
+    assert f'database "{database}"' in str(err.value)
+    assert leftovers(tmp_path) == []
+
+
+# ------------------------------------------------ configuration errors: fail now, naming what is wrong
+WRONG_PASSWORD = "Wr0ng-but-s3cret-pa55"
+MISCONFIGURED = {
+    # case: (what the message must say, the connection id it must name or None)
+    "undefined connection id": ("pgbackup_no_such_conn", "pgbackup_no_such_conn"),
+    "unknown database": ('database "no_such_db" does not exist', "pg_misconfigured"),
+    "wrong password": ('password authentication failed for user "postgres"', "pg_misconfigured"),
+}
+
+
+def misconfigured_conn(cluster: PgCluster, case: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The id of a connection to ``cluster`` that is wrong as ``case`` says (an id never defined)."""
+    if case == "undefined connection id":
+        return "pgbackup_no_such_conn"
+    conn = json.loads(cluster.airflow_conn_json("postgres"))
+    if case == "unknown database":
+        conn["schema"] = "no_such_db"
+    else:
+        conn["password"] = WRONG_PASSWORD
+    monkeypatch.setenv("AIRFLOW_CONN_PG_MISCONFIGURED", json.dumps(conn))
+    return "pg_misconfigured"
+
+
+@ON_PG18
+@pytest.mark.parametrize("task", ["dump", "dumpall", "drill"])
+@pytest.mark.parametrize("case", list(MISCONFIGURED))
+def test_a_misconfigured_connection_fails_now_naming_it_never_the_password(
+    pg: PgCluster, pg_backup, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, task: str, case: str
+) -> None:
+    conn_id = misconfigured_conn(pg, case, monkeypatch)
+    operator: Any
+    if task == "dump":
+        operator = PgDumpOperator(
+            task_id=task, postgres_conn_id=conn_id, output_path=str(tmp_path / "x.dump")
+        )
+    elif task == "dumpall":
+        operator = PgDumpAllOperator(
+            task_id=task, postgres_conn_id=conn_id, output_path=str(tmp_path / "a.sql")
+        )
+    else:
+        operator = PgRestoreOperator(
+            task_id=task, postgres_conn_id=conn_id, artifact_path=str(pg_backup("custom"))
+        )
+    said, named = MISCONFIGURED[case]
+    with pytest.raises(AirflowFailException) as err:  # no retry: the same settings fail the same way
+        operator.execute(context={})
+    assert said in str(err.value)
+    assert repr(named) in str(err.value) or f"`{named}`" in str(err.value)
+    chain = [err.value, *iter_causes(err.value)]
+    assert not any(WRONG_PASSWORD in str(e) for e in chain)
+    if task != "drill":
+        assert leftovers(tmp_path) == []
+
+
+def iter_causes(err: BaseException) -> Iterator[BaseException]:
+    seen = [err]
+    while err.__cause__ is not None and not any(err.__cause__ is e for e in seen):
+        err = err.__cause__
+        seen.append(err)
+        yield err
+
+
+@ON_PG18
+def test_the_sensor_with_an_undefined_decryption_connection_fails_now_naming_it(
+    pg: PgCluster, pg_backup
+) -> None:
+    sensor = PgBackupArtifactSensor(
+        task_id="verify", path=str(pg_backup("custom")), decryption_conn_id="pgbackup_no_such_conn", timeout=5
+    )
+    with pytest.raises(AirflowFailException, match="pgbackup_no_such_conn"):
+        sensor.execute(context={})
+
+
+@ON_PG18
+def test_an_authentication_failure_of_pg_restore_fails_now_and_is_not_taken_for_a_lost_connection(
+    pg: PgCluster, pg_backup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pg_restore itself is refused: libpq says "connection to server at ... failed: FATAL: password
+    # authentication failed", which reads like a lost connection but is the same next time.
+    from airflow_provider_pgbackup.failures import restore_failure
+    from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
+
+    artifact = pg_backup("custom")
+    hook = PgDumpHook(misconfigured_conn(pg, "wrong password", monkeypatch))
+    with pytest.raises(PgCommandError, match="password authentication failed") as err:
+        hook.restore(artifact, read_manifest(manifest_path_for(artifact)), "postgres")
+    assert err.value.tool == "pg_restore"
+    decided = restore_failure(err.value, "restoring into 'postgres'")
+    assert isinstance(decided, AirflowFailException), decided
+    assert "password authentication failed" in str(decided)
+    assert WRONG_PASSWORD not in str(decided)

@@ -481,12 +481,19 @@ class PgDumpHook(RestoreMixin, BaseHook):
                     stages.append(encrypt)
                 pipeline = Pipeline(target.write, stages)
                 started = pendulum.now("UTC")
-                self.runner.run(
-                    pg_dumpall_argv(binary, options),
-                    session.env,
-                    stdout=pipeline.write,
-                    progress=self._progress("pg_dumpall", target),
-                )
+                try:
+                    self.runner.run(
+                        pg_dumpall_argv(binary, options),
+                        session.env,
+                        stdout=pipeline.write,
+                        progress=self._progress("pg_dumpall", target),
+                    )
+                except PgCommandError as err:
+                    # Its pg_dump children wait with --lock-wait-timeout (full mode): say what it means.
+                    lock_timeout = PgLockTimeout.from_error(err, options.lock_wait_timeout)
+                    if lock_timeout is not None and options.mode == "full":
+                        raise lock_timeout from err
+                    raise
                 pipeline.close()
             return self._finish_backup(
                 target,

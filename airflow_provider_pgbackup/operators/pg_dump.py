@@ -122,7 +122,7 @@ class _BackupOperator(BaseOperator):
         raise NotImplementedError
 
     def execute(self, context: Any) -> dict[str, Any]:
-        with failure_policy():
+        with failure_policy(self.postgres_conn_id):
             return self._execute(context)
 
     def _execute(self, context: Any) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from airflow_provider_pgbackup.options import (
     parse_flag,
 )
 from airflow_provider_pgbackup.selection import RestoreSubset
+from airflow_provider_pgbackup.sqlscript import SqlScript
 from airflow_provider_pgbackup.storage import (
     DEFAULT_AWS_CONN_ID,
     DEFAULT_GCP_CONN_ID,
@@ -105,10 +106,11 @@ class PgRestoreOperator(BaseOperator):
     decompressed on the fly. The operator refuses to restore into an existing non-empty database unless
     ``allow_non_empty_database`` is set, and never drops a database it did not create.
 
-    pg_dumpall SQL is cluster-wide: its roles (and, in ``full`` mode, its databases) are created on the
-    target server, not inside ``database``, and are not dropped afterwards. Restore a pg_dumpall artifact
-    into an empty, disposable server; on a server that already has those roles psql stops at the first
-    ``CREATE ROLE`` and the task fails.
+    Nor does the SQL it replays drop, alter or write into a database, role or tablespace it did not
+    create: before anything runs, plain SQL is read as psql splits it (in the ``contents`` pass) and
+    refused, naming them, when what it creates, alters, drops or ``\\connect``-s to exists on the server
+    (pg_dumpall: its roles, ``template1``...; see the README, "Restore drills"). pg_dumpall SQL is
+    cluster-wide and is not dropped afterwards: drill it on an empty, disposable server.
 
     A ``gs://bucket/path/name`` artifact is restored straight from Google Cloud Storage. It is verified
     there first (as :class:`~airflow_provider_pgbackup.sensors.backup_artifact.PgBackupArtifactSensor`
@@ -325,7 +327,7 @@ class PgRestoreOperator(BaseOperator):
         return PgDumpHook(postgres_conn_id=self.postgres_conn_id, pg_bin_dir=self.pg_bin_dir)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        with failure_policy():
+        with failure_policy(self.postgres_conn_id):
             return self._execute(context)
 
     def _execute(self, context: Any) -> dict[str, Any]:
@@ -363,6 +365,7 @@ class PgRestoreOperator(BaseOperator):
         self.hook.restore_client(manifest)  # a client too old for the archive fails before any database
         subset = self._check_subset(manifest)
         artifact = parse_location(portable_uri(source.location))
+        script = self._guard_sql_script(source, manifest, report, database)
         created = False
         try:
             created = self._prepare_database(database)
@@ -371,7 +374,7 @@ class PgRestoreOperator(BaseOperator):
             if subset is not None:
                 self.hook.create_schemas(database, self._subset_schemas(manifest, subset))
             started = time.monotonic()
-            self._restore(source, manifest, database)
+            self._restore(source, manifest, database, script)
             restore_seconds = round(time.monotonic() - started, 3)
             tables, content = self._compare(manifest, database)
         except BaseException:
@@ -523,6 +526,7 @@ class PgRestoreOperator(BaseOperator):
                 pg_bin_dir=self.pg_bin_dir,
                 runner=self.hook.runner,
                 identities=self._identities,
+                scan_script=True,
             )
         except ArtifactMissing as err:
             raise AirflowException(f"nothing to restore: {err}") from err
@@ -536,6 +540,18 @@ class PgRestoreOperator(BaseOperator):
             "Backup %s verified: %s", path, ", ".join(f"{c.name} {c.status}" for c in report.checks)
         )
         return report
+
+    def _guard_sql_script(
+        self, source: ArtifactSource, manifest: Manifest, report: VerificationReport, database: str
+    ) -> SqlScript | None:
+        """Plain SQL: refuse, before the target is created or anything runs, a script that would drop,
+        alter or write into what exists on the server (read during verification's contents check, or
+        now when that check is off)."""
+        if manifest.format != "plain":
+            return None  # pg_restore applies --clean / --create only when given them: it never is
+        return self.hook.guard_sql_script(
+            source, manifest, database, script=report.sql_script, identities=self._identities
+        )
 
     def _prepare_database(self, database: str) -> bool:
         """Create the target (returns True) or check that it exists (returns False)."""
@@ -562,7 +578,9 @@ class PgRestoreOperator(BaseOperator):
             "schemas); refusing to restore into it. Pass allow_non_empty_database=True to do it anyway"
         )
 
-    def _restore(self, source: ArtifactSource, manifest: Manifest, database: str) -> None:
+    def _restore(
+        self, source: ArtifactSource, manifest: Manifest, database: str, script: SqlScript | None
+    ) -> None:
         jobs = self.jobs
         if jobs and manifest.format not in PARALLEL_FORMATS:
             self.log.info("jobs=%s ignored: a %s artifact restores serially", jobs, manifest.format)
@@ -581,6 +599,7 @@ class PgRestoreOperator(BaseOperator):
                 statistics=self.restore_statistics,
                 identities=self._identities,
                 subset=self.subset,
+                script=script,
             )
         except PgCommandError as err:
             raise restore_failure(err, f"restoring {source.location.uri} into {database!r}") from err

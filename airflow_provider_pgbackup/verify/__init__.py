@@ -99,6 +99,7 @@ def verify_backup(
     now: datetime.datetime | None = None,
     switches: Mapping[str, bool] | None = None,
     identities: list[Any] | None = None,
+    scan_script: bool = False,
     **switch_kwargs: bool,
 ) -> VerificationReport:
     """Run the checks (module docstring) on a backup, cheapest first, and return the report.
@@ -115,6 +116,8 @@ def verify_backup(
         trailer); ``verify_tables``: archives, the TOC holds data for every table the manifest counted.
     :param identities: age identities (``encryption.parse_identities``) for an encrypted backup: the
         plaintext is then checked (decryption, contents, tables); without them only the ciphertext is.
+    :param scan_script: plain SQL: while the contents check reads the script, also record what it would
+        do beyond its database (``report.sql_script``, for the restore's guard; not in ``to_dict``).
     :raises ArtifactMissing: the artifact or its manifest is not there yet.
     :raises ArtifactCorrupt: a check failed; ``check`` names it and ``report`` holds what ran.
     :raises BackupMismatch: the backup is not what its name or ``identities`` say (encrypted).
@@ -128,6 +131,7 @@ def verify_backup(
         now=now,
         report=VerificationReport(artifact=source.location.uri, manifest=source.location.manifest_uri),
         identities=identities,
+        scan_script=scan_script,
     )
     enabled = check_switches({**(switches or {}), **switch_kwargs})
     started = time.monotonic()

@@ -12,6 +12,7 @@ from airflow_provider_pgbackup.binaries import PgBinary
 from airflow_provider_pgbackup.options import FORMAT_FLAGS, parse_format
 from airflow_provider_pgbackup.pipeline import StreamCorrupt
 from airflow_provider_pgbackup.process import PgProcessRunner, tool_env
+from airflow_provider_pgbackup.sqlscript import ScriptScanner
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +67,14 @@ MULTI_WORD_TOC_TYPES = tuple(
 )
 
 
-def check_sql_stream(chunks: Iterable[bytes], kind: str) -> int:
+def check_sql_stream(chunks: Iterable[bytes], kind: str, scanner: ScriptScanner | None = None) -> int:
     """Read decompressed plain SQL to its end; raise :class:`StreamCorrupt` unless it ends with the
     completion trailer of ``kind`` (``pg_dump`` or ``pg_dumpall``). Returns the number of SQL bytes.
 
     Only a small tail is kept. After the trailer, pg_dump may write blank lines, ``--`` lines and the
     ``\\unrestrict`` meta-command (PostgreSQL 17.6 / 16.10 / 15.14 and later); nothing else may follow.
+
+    :param scanner: also fed every chunk, so the restore guard's scan costs no second read.
     """
     trailer = SQL_TRAILERS[kind]
     tail = b""
@@ -79,6 +82,8 @@ def check_sql_stream(chunks: Iterable[bytes], kind: str) -> int:
     for chunk in chunks:
         total += len(chunk)
         tail = (tail + chunk)[-SQL_TAIL_BYTES:]
+        if scanner is not None:
+            scanner.feed(chunk)
     if total == 0:
         raise StreamCorrupt("the SQL stream is empty")
     lines = tail.split(b"\n")

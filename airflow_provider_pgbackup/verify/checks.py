@@ -27,6 +27,7 @@ from airflow_provider_pgbackup.manifest import Manifest, ManifestError
 from airflow_provider_pgbackup.options import FORMAT_FLAGS, Compression, InvalidOptionError
 from airflow_provider_pgbackup.pipeline import DecompressorUnavailable, StreamCorrupt, decompressed_chunks
 from airflow_provider_pgbackup.process import PgCommandError, PgProcessRunner
+from airflow_provider_pgbackup.sqlscript import ScriptScanner
 from airflow_provider_pgbackup.storage import ArtifactMismatchError, ArtifactRefused, ArtifactSource
 from airflow_provider_pgbackup.storage.base import combine_file_digests
 from airflow_provider_pgbackup.verify.archive import SQL_TRAILERS, TocSummary, check_sql_stream, list_archive
@@ -82,6 +83,8 @@ class Run:
     passed: set[str] = field(default_factory=set)
     #: pyrage identities from ``decryption_conn_id`` (never logged); None: no key, ciphertext checks only
     identities: list[Any] | None = None
+    #: plain SQL: also scan what the script would do beyond its database (``report.sql_script``)
+    scan_script: bool = False
     _manifest: Manifest | None = None
 
     @property
@@ -368,8 +371,11 @@ class Contents(Check):
         if manifest.format == "plain":
             method = Compression.parse(manifest.compression).method
             stream = decrypted_stream(source, manifest, identities) if encrypted else source.chunks()
+            scanner = ScriptScanner() if run.scan_script else None
             try:
-                report.sql_bytes = check_sql_stream(decompressed_chunks(stream, method), manifest.kind)
+                report.sql_bytes = check_sql_stream(
+                    decompressed_chunks(stream, method), manifest.kind, scanner
+                )
             except DecompressorUnavailable as err:
                 raise Skip(f"skipped: {err}") from err
             except StreamCorrupt as err:
@@ -377,6 +383,8 @@ class Contents(Check):
             finally:
                 if encrypted:
                     stream.close()  # type: ignore[attr-defined]
+            if scanner is not None:
+                report.sql_script = scanner.finish()
             trailer = SQL_TRAILERS[manifest.kind].decode()
             detail.append(f"{report.sql_bytes} bytes of SQL ({method}) end with {trailer!r}")
             return

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+from airflow_provider_pgbackup.sqlscript import SqlScript
 
 
 @dataclass
@@ -37,13 +39,16 @@ class VerificationReport:
     tables_in_toc: list[str] = field(default_factory=list)
     sql_bytes: int | None = None
     duration_ms: float = 0.0
+    #: plain SQL read with ``scan_script``: what it would do beyond its database (not in the XCom)
+    sql_script: SqlScript | None = None
 
     @property
     def ok(self) -> bool:
         return self.failed_check is None and any(c.name == "exists" for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, sql_script=None))
+        del data["sql_script"]
         data["ok"] = self.ok
         return data
 

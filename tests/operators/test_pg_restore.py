@@ -19,7 +19,7 @@ from devtools import sample_db
 from devtools.pgcluster import PgCluster
 from tests.conftest import PASSWORD, row_counts
 from tests.gcs_emulator import GCSEmulator, private_downloads, upload_local_backup
-from tests.helpers import watch_children
+from tests.helpers import database_with, watch_children
 
 DRILLS = [
     ("custom", None, None),
@@ -85,17 +85,148 @@ def test_drill_keeps_the_database_when_asked_and_it_matches_the_source(
     pg18.drop_database("drill source")
 
 
-def test_pg_dumpall_restore_goes_through_psql_and_stops_at_the_first_error(
+def test_pg_dumpall_on_a_server_that_has_its_roles_is_refused_before_anything_runs(
     pg: PgCluster, pg_backup, airflow_conn
 ) -> None:
-    # pg_dumpall output is cluster-wide: on a server that already has its roles, psql with
-    # ON_ERROR_STOP=1 stops at the first CREATE ROLE. The error is named and the scratch database dropped.
+    # pg_dumpall output is cluster-wide: its roles exist on the server it was dumped from. Before the
+    # guard psql ran it and stopped at the first CREATE ROLE; now nothing of it runs, and no scratch
+    # database is created.
     artifact = pg_backup("plain", "gzip", "pg_dumpall")
     before = databases(pg)
-    with pytest.raises(
-        AirflowFailException, match=r"(?s)psql failed with exit code 3:.*role \"postgres\" already exists"
-    ):
+    with pytest.raises(AirflowFailException, match="nothing of it ran") as err:
         drill(airflow_conn(pg, "postgres"), artifact).execute(context={})
+    assert f"role {pg.superuser!r} (CREATE ROLE, ALTER ROLE; exists)" in str(err.value)
+    assert "restore it on a server that has none of them" in str(err.value)
+    assert databases(pg) == before
+
+
+def roles(cluster: PgCluster) -> set[str]:
+    with cluster.connect() as conn:
+        return {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+
+
+# pg_dumpall patterns leaving only the databases whose names start with "zz" (so the dump stays small).
+ONLY_ZZ_DATABASES = ["--exclude-database=[^z]*", "--exclude-database=z[^z]*"]
+
+
+def dump_of(conn_id: str, artifact: Path, **kwargs: Any) -> Path:
+    """``artifact``, dumped by PgDumpOperator (``PgDumpAllOperator`` with ``dumpall=True``)."""
+    from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator, PgDumpOperator
+
+    operator = PgDumpAllOperator if kwargs.pop("dumpall", False) else PgDumpOperator
+    operator(task_id="dump", postgres_conn_id=conn_id, output_path=str(artifact), **kwargs).execute(
+        context={}
+    )
+    return artifact
+
+
+@pytest.mark.parametrize("verify_contents", [True, False], ids=["scanned-while-verifying", "scanned-apart"])
+def test_drill_of_a_pg_dumpall_with_clean_drops_nothing_and_names_what_it_would_drop(
+    pg: PgCluster, airflow_conn, tmp_path: Path, verify_contents: bool
+) -> None:
+    # The reported case: PgDumpAllOperator(extra_args=["--clean"]), then a default drill on the same
+    # server dropped its other databases (psql ran the DROP DATABASE lines before the first error).
+    conn_id = airflow_conn(pg, "postgres")
+    with database_with(pg, "zz_accounting"), database_with(pg, "zz_billing", "CREATE TABLE ledger(x int)"):
+        artifact = dump_of(
+            conn_id, tmp_path / "all.sql", dumpall=True, extra_args=["--clean", *ONLY_ZZ_DATABASES]
+        )
+        before = (databases(pg), roles(pg))
+        with pytest.raises(AirflowFailException, match="nothing of it ran") as err:
+            drill(conn_id, artifact, verify_contents=verify_contents).execute(context={})
+        assert (databases(pg), roles(pg)) == before  # nothing dropped, no scratch database created
+    message = str(err.value)
+    assert (
+        "database 'zz_accounting' (DROP DATABASE, CREATE DATABASE, ALTER DATABASE, \\connect; exists)"
+        in message
+    )
+    assert "database 'zz_billing' (DROP DATABASE" in message
+    assert f"role {pg.superuser!r} (DROP ROLE, CREATE ROLE, ALTER ROLE; exists)" in message
+    assert PASSWORD not in message
+
+
+def test_drill_of_a_plain_dump_with_clean_and_create_is_refused_naming_its_database(
+    pg18: PgCluster, airflow_conn, tmp_path: Path
+) -> None:
+    with database_with(pg18, "zz_created by dump", "CREATE TABLE kept AS SELECT 7 AS x") as source:
+        artifact = dump_of(
+            airflow_conn(pg18, source),
+            tmp_path / "created.sql",
+            format="plain",
+            extra_args=["--clean", "--create"],
+        )
+        before = databases(pg18)
+        with pytest.raises(AirflowFailException, match="nothing of it ran") as err:
+            drill(airflow_conn(pg18, "postgres"), artifact).execute(context={})
+        assert databases(pg18) == before
+        assert row_counts(pg18, source) == {("public", "kept"): 1}
+    statements = "DROP DATABASE, CREATE DATABASE, ALTER DATABASE, \\connect; exists"
+    assert f"database {source!r} ({statements})" in str(err.value)
+    assert "dump without --create" in str(err.value)
+
+
+@pytest.mark.parametrize("dump_format", ["custom", "tar"])
+def test_an_archive_dumped_with_clean_and_create_restores_into_the_drill_database_only(
+    pg18: PgCluster, airflow_conn, tmp_path: Path, dump_format: str
+) -> None:
+    # pg_restore applies --clean / --create only when given them on its own command line, and the
+    # drill never gives them: the archive's DROP/CREATE DATABASE entries are not replayed.
+    rows = "CREATE TABLE kept AS SELECT g AS x FROM generate_series(1, 5) g"
+    with database_with(pg18, "zz_archive source", rows) as source:
+        artifact = dump_of(
+            airflow_conn(pg18, source),
+            tmp_path / f"source.{dump_format}",
+            format=dump_format,
+            extra_args=["--clean", "--create"],
+        )
+        before = databases(pg18)
+        xcom = drill(airflow_conn(pg18, "postgres"), artifact).execute(context={})
+        assert xcom["content"]["verdict"] == "IDENTICAL"
+        assert xcom["dropped_database"] is True
+        assert databases(pg18) == before
+        assert row_counts(pg18, source) == {("public", "kept"): 5}
+
+
+def test_plain_sql_whose_data_reads_like_cluster_statements_restores_identical(
+    pg18: PgCluster, airflow_conn, tmp_path: Path
+) -> None:
+    # Rows, a function body, a comment and a quoted name hold the very statements the guard looks for:
+    # text is never taken for a statement, so the drill runs and proves the copy identical.
+    decoy = "DROP DATABASE postgres; \\connect template1; DROP ROLE postgres;"
+    table = '"' + decoy.replace('"', '""') + '"'
+    sql = f"""
+        CREATE TABLE {table} (line text);
+        INSERT INTO {table} VALUES ($d${decoy}$d$), (E'\\\\.'), (E'\\\\connect x\\n\\\\.');
+        CREATE FUNCTION decoy() RETURNS text LANGUAGE plpgsql
+            AS $body$ BEGIN RETURN $x${decoy}$x$; END $body$;
+        COMMENT ON FUNCTION decoy() IS $c${decoy}$c$;
+        """
+    with database_with(pg18, "zz_decoys", sql) as source:
+        artifact = dump_of(airflow_conn(pg18, source), tmp_path / "decoys.sql", format="plain")
+        before = databases(pg18)
+        xcom = drill(airflow_conn(pg18, "postgres"), artifact).execute(context={})
+        assert xcom["content"]["verdict"] == "IDENTICAL"
+        assert databases(pg18) == before
+
+
+ON_PG18 = pytest.mark.parametrize("pg", ["pg18"], indirect=True)
+
+
+@ON_PG18
+def test_a_script_with_a_meta_command_pg_dump_never_writes_is_refused_and_never_run(
+    pg: PgCluster, pg_backup, airflow_conn, tmp_path: Path
+) -> None:
+    plain = pg_backup("plain")
+    ran = tmp_path / "shell-ran"
+    lines = plain.read_bytes().split(b"\n")
+    plain.write_bytes(b"\n".join([lines[0], f"\\! touch {ran}".encode(), *lines[1:]]))
+    data = json.loads(manifest_path_for(plain).read_text())
+    data.update(size_bytes=plain.stat().st_size, sha256=hashlib.sha256(plain.read_bytes()).hexdigest())
+    manifest_path_for(plain).write_text(json.dumps(data))
+    before = databases(pg)
+    with pytest.raises(AirflowFailException, match=r"the psql meta-command \\! \(pg_dump never writes it\)"):
+        drill(airflow_conn(pg, "postgres"), plain).execute(context={})
+    assert not ran.exists()
     assert databases(pg) == before
 
 

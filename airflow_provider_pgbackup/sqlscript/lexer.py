@@ -1,0 +1,492 @@
+"""The lexer: splits a psql script into statements the way psql does, reading every byte once.
+
+Most of a dump is COPY data and statements that cannot reach beyond their database (``CREATE TABLE``,
+``INSERT`` rows...). Those are skipped with regular expressions and ``bytes.find`` (C speed); only the
+first words of each statement, and the whole of the few that can matter, go through the token loop.
+"""
+
+from __future__ import annotations
+
+import re
+
+from psycopg import Error as PsycopgError
+from psycopg.conninfo import conninfo_to_dict
+
+from airflow_provider_pgbackup.sqlscript.script import SqlScript, python_codec, server_name
+from airflow_provider_pgbackup.sqlscript.statements import (
+    RELEVANT,
+    WRITE_HEAD_TOKENS,
+    WRITES,
+    Token,
+    classify,
+    may_matter,
+)
+
+#: Tokens kept of one statement that matters; a longer one is refused as unreadable.
+MAX_TOKENS = 100_000
+_MAX_TEXT = 4096  # bytes kept of one string literal or quoted identifier
+
+_TOKEN = re.compile(
+    rb"""(?P<space>[ \t\r\f\v]+)|(?P<newline>\n)|(?P<line_comment>--)|(?P<block_comment>/\*)
+    |(?P<dollar>\$(?:[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$)
+    |(?P<escape_string>[eE]')|(?P<unicode_string>[uU]&')|(?P<unicode_ident>[uU]&")
+    |(?P<string>')|(?P<ident>")|(?P<word>[A-Za-z_\x80-\xff][A-Za-z0-9_$\x80-\xff]*)
+    |(?P<number>[0-9][0-9A-Za-z_.]*)|(?P<backslash>\\)|(?P<semicolon>;)|(?P<punct>.)""",
+    re.X | re.S,
+)
+_SPACE = rb"[ \t\r\n\f\v]"
+# The first word of a statement, followed by a space or "(": most statements are decided by it.
+_HEAD = re.compile(_SPACE + rb"*([A-Za-z_]+)(?=[ \t\r\n\f\v(])")
+_NAME = rb'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")*")'
+# The target of a statement that writes rows, when written plainly (else the token loop reads it).
+_WRITE_HEAD = re.compile(
+    _SPACE
+    + rb"*(?i:insert"
+    + _SPACE
+    + rb"+into|update(?:"
+    + _SPACE
+    + rb"+only)?|delete"
+    + _SPACE
+    + rb"+from(?:"
+    + _SPACE
+    + rb"+only)?|truncate(?:"
+    + _SPACE
+    + rb"+table)?(?:"
+    + _SPACE
+    + rb"+only)?|merge"
+    + _SPACE
+    + rb"+into)"
+    + _SPACE
+    + rb"+(?:(?P<schema>"
+    + _NAME
+    + rb")"
+    + _SPACE
+    + rb"*\."
+    + _SPACE
+    + rb"*)?(?P<name>"
+    + _NAME
+    + rb")(?=[ \t\r\n\f\v(;,])"
+)
+# The rest of a statement that does not matter, up to what the token loop must see: standard strings
+# and quoted identifiers whole (a doubled quote reads as two adjacent ones: same split), but never an
+# E'...' string, a dollar quote, a comment, a meta-command or a ";". Possessive: no backtracking.
+_BODY = rb"""(?:[^;'"$\\/\-eE]++|[eE](?!')|'[^']*+'|"[^"]*+"|-(?!-)|/(?!\*))*+"""
+_SKIP_RUN = re.compile(_BODY)
+# pg_dump --inserts rows: a run of whole "INSERT INTO schema.table ...;" statements (not into the
+# system catalogue) read in one match; the caller checks that their parentheses balance.
+_INSERT_ROWS = re.compile(
+    rb"(?:"
+    + _SPACE
+    + rb"*+INSERT INTO (?!(?i:\"?pg_catalog\"?)\.)"
+    + _NAME
+    + rb"\."
+    + _NAME
+    + _BODY
+    + rb";)++"
+)
+_INNER_PARENS = re.compile(rb"\([^()]*+\)")
+_QUOTED = re.compile(rb"'[^']*'|\"[^\"]*\"")
+_SKIP = re.compile(rb"""[;'"$()\\]|--|/\*""")
+_IDENT_CHAR = re.compile(rb"[A-Za-z0-9_$\x80-\xff]")
+_PARTIAL_DOLLAR = re.compile(rb"\$[A-Za-z0-9_\x80-\xff]*")
+_BLOCK_COMMENT = re.compile(rb"/\*|\*/")
+_ESCAPE_STRING = re.compile(rb"[\\']")
+# The meta-commands pg_dump writes, with the arguments it writes them with; any other line is refused.
+_RESTRICT = re.compile(rb"\\(?:restrict|unrestrict)[ \t]+[A-Za-z0-9]+[ \t\r]*")
+_ENCODING = re.compile(rb"\\encoding[ \t]+(?P<encoding>[A-Za-z0-9_]+)[ \t\r]*")
+_CONNECT = re.compile(
+    rb"\\(?:connect|c)[ \t]+(?:-reuse-previous=(?:on|off)[ \t]+)?"
+    rb"""(?:"(?P<quoted>(?:[^"\n]|"")*)"|(?P<bare>[^\s"'`:\\]+))[ \t\r]*"""
+)
+_META_NAME = re.compile(rb"\\(?:[A-Za-z_][A-Za-z0-9_]*|.?)")
+_ATOMIC_WORDS = (b"create", b"function", b"procedure", b"or", b"replace")
+
+
+class _Statement:
+    """The statement being read: its tokens (while it may matter) and psql's state for splitting it.
+
+    psql keeps ``CREATE [OR REPLACE] FUNCTION|PROCEDURE ... BEGIN ATOMIC ... END`` together: it notes
+    the initial of the first four words when they are create/function/procedure/or/replace, and then
+    counts BEGIN (and CASE inside it) against END outside parentheses.
+    """
+
+    __slots__ = ("atomic", "begin_depth", "collecting", "ids", "needs_words", "paren_depth", "tokens")
+
+    def __init__(self) -> None:
+        self.tokens: list[Token] = []
+        self.collecting = True  # False once it cannot matter (or was classified already)
+        self.ids: list[bytes] = []
+        self.atomic = False
+        self.needs_words = True  # it is, or may still become, atomic
+        self.paren_depth = 0
+        self.begin_depth = 0
+
+    def word(self, value: bytes) -> None:
+        if len(self.ids) < 4:
+            self.ids.append(value[:1] if value in _ATOMIC_WORDS else b"")
+            ids = [*self.ids, b"", b"", b""][:4]
+            self.atomic = ids[0] == b"c" and (
+                ids[1] in (b"f", b"p") or (ids[1:3] == [b"o", b"r"] and ids[3] in (b"f", b"p"))
+            )
+            prefix = b"".join(i or b"-" for i in self.ids)
+            self.needs_words = self.atomic or prefix in (b"c", b"co", b"cor")
+        if self.atomic and self.paren_depth == 0:
+            if value == b"begin" or (value == b"case" and self.begin_depth):
+                self.begin_depth += 1
+            elif value == b"end" and self.begin_depth:
+                self.begin_depth -= 1
+
+
+class ScriptScanner:
+    """Feed a script's (decompressed) bytes to :meth:`feed`; :meth:`finish` says what it would do."""
+
+    def __init__(self) -> None:
+        self.script = SqlScript()
+        self._buf = b""
+        self._behind = b""  # the last bytes consumed: E'...' and $tag$ look one or two bytes back
+        # sql, copy, string, escape_string, ident, dollar, line_comment, block_comment
+        self._state = "sql"
+        self._dollar_tag = b""
+        self._comment_depth = 0
+        self._text = bytearray()
+        self._unicode_ident = False
+        self._copy_line_start = True
+        self._copy_pending = False  # a COPY ... FROM stdin ended: its data starts on the next line
+        self._statement = _Statement()
+        self._encoding = "utf-8"
+        self._standard_strings = True
+
+    def feed(self, chunk: bytes) -> None:
+        buf = self._buf + chunk if self._buf else chunk
+        pos = self._run(buf, final=False)
+        self._behind = (self._behind + buf[max(0, pos - 2) : pos])[-2:]
+        self._buf = buf[pos:]
+
+    def finish(self) -> SqlScript:
+        """The end of the script: the rest is read as psql reads the end of its input."""
+        self._run(self._buf, final=True)
+        self._buf = b""
+        if self._state not in ("sql", "copy", "line_comment"):
+            self.script.refuse(f"the script ends inside a {self._state.replace('_', ' ')}")
+        self._end_statement()
+        return self.script
+
+    # ------------------------------------------------------------------------------ the lexer
+    def _run(self, buf: bytes, final: bool) -> int:
+        """Read ``buf`` as far as it can be read; returns how many bytes were consumed."""
+        pos, end = 0, len(buf)
+        while pos < end:
+            if self._state == "copy":
+                pos, wait = self._copy(buf, pos, final)
+            elif self._state != "sql":
+                pos, wait = self._quoted(buf, pos, final)
+            elif self._statement.collecting or self._statement.needs_words or self._copy_pending:
+                if not self._statement.tokens and self._statement.collecting and not self._copy_pending:
+                    head = self._head(buf, pos)
+                    if head > pos:
+                        pos = head
+                        continue
+                pos, wait = self._token(buf, pos, final)
+            else:
+                pos, wait = self._skip(buf, pos, final)
+            if wait:
+                break
+        return pos
+
+    def _head(self, buf: bytes, pos: int) -> int:
+        """A statement's start: when its first words show it cannot matter, consume them and let
+        :meth:`_skip` read the rest. Returns ``pos`` when the token loop must read it."""
+        head = _HEAD.match(buf, pos)
+        if head is None or head.end() == len(buf):
+            return pos
+        word = head.group(1).lower()
+        if word == b"insert" and self._standard_strings:
+            rows = _INSERT_ROWS.match(buf, pos)
+            if rows is not None and rows.end() < len(buf) and _balanced(buf[pos : rows.end()]):
+                return rows.end()
+        if word in RELEVANT:
+            if word not in WRITES:
+                return pos
+            head = _WRITE_HEAD.match(buf, pos)
+            if head is None or head.end() == len(buf) or _catalogue(head["schema"], head["name"]):
+                return pos
+        self._statement.word(word)
+        self._statement.collecting = False
+        return head.end()
+
+    def _before(self, buf: bytes, pos: int, count: int) -> bytes:
+        return buf[pos - count : pos] if pos >= count else (self._behind + buf[:pos])[-count:]
+
+    def _copy(self, buf: bytes, pos: int, final: bool) -> tuple[int, bool]:
+        """COPY data: jump to the line psql ends it with (``\\.`` alone); its text is never SQL."""
+        end = len(buf)
+        while pos < end:
+            if not self._copy_line_start:
+                newline = buf.find(b"\n", pos)
+                if newline < 0:
+                    return end, False
+                pos, self._copy_line_start = newline + 1, True
+                continue
+            if buf.startswith(b"\\.", pos):
+                rest = buf[pos + 2 : pos + 4]
+                if rest[:1] == b"\n" or rest == b"\r\n":
+                    self._state = "sql"
+                    return pos + 2 + (1 if rest[:1] == b"\n" else 2), False
+                if rest in (b"", b"\r"):
+                    if not final:
+                        return pos, True
+                    self._state = "sql"
+                    return end, False
+                pos, self._copy_line_start = pos + 2, False
+                continue
+            if buf[pos:] == b"\\" and not final:
+                return pos, True
+            hit = buf.find(b"\n\\.", pos)
+            if hit >= 0:
+                pos = hit + 1
+                continue
+            if not final and buf.endswith(b"\n"):
+                return end, False
+            if not final and buf.endswith(b"\n\\"):
+                return end - 1, True
+            self._copy_line_start = False
+            return end, False
+        return pos, False
+
+    def _skip(self, buf: bytes, pos: int, final: bool) -> tuple[int, bool]:
+        """A statement that does not matter: jump to what opens a quote or comment, nests or ends."""
+        if self._standard_strings:
+            run = _SKIP_RUN.match(buf, pos)
+            stop = run.end() if run else pos
+            if stop > pos and (stop < len(buf) or final):
+                text = buf[pos:stop]
+                if b"(" in text or b")" in text:
+                    bare = _QUOTED.sub(b"", text)
+                    self._statement.paren_depth += bare.count(b"(") - bare.count(b")")
+                return stop, False
+        match = _SKIP.search(buf, pos)
+        if match is None:
+            if not final and buf.endswith((b"-", b"/")):
+                return len(buf) - 1, True  # maybe the start of a comment
+            return len(buf), False
+        at, char = match.start(), buf[match.start() : match.start() + 1]
+        if char == b"'":
+            behind = self._before(buf, at, 2)
+            prefixed = behind[-1:] in (b"e", b"E") and not (
+                len(behind) == 2 and _IDENT_CHAR.fullmatch(behind[:1])
+            )
+            escapes = prefixed or not self._standard_strings
+            return self._open_string(at + 1, "escape_string" if escapes else "string")
+        if char in (b"(", b")"):
+            self._statement.paren_depth += 1 if char == b"(" else -1
+            return at + 1, False
+        return self._token(buf, at, final)
+
+    def _open_string(self, pos: int, state: str) -> tuple[int, bool]:
+        self._state = state
+        self._text.clear()
+        return pos, False
+
+    def _token(self, buf: bytes, pos: int, final: bool) -> tuple[int, bool]:
+        """Read one token of SQL (or wait when it may go on in the next chunk)."""
+        match = _TOKEN.match(buf, pos)
+        assert match is not None
+        kind, stop = match.lastgroup or "punct", match.end()
+        if not final and (stop == len(buf) or (kind == "punct" and _PARTIAL_DOLLAR.fullmatch(buf, pos))):
+            return pos, True
+        if kind == "dollar" and _IDENT_CHAR.fullmatch(self._before(buf, pos, 1) or b" "):
+            kind, stop = "punct", pos + 1  # a "$" inside a word (a$b), not a dollar quote
+        if self._copy_pending and kind not in ("space", "line_comment"):
+            self._copy_pending = False
+            if kind == "newline":
+                self._state, self._copy_line_start = "copy", True
+                return stop, False
+            self.script.refuse("text after COPY ... FROM stdin on its line")
+        text = buf[pos:stop]
+        if kind in ("space", "newline"):
+            pass
+        elif kind == "line_comment":
+            self._state = "line_comment"
+        elif kind == "block_comment":
+            self._state, self._comment_depth = "block_comment", 1
+        elif kind == "dollar":
+            self._state, self._dollar_tag = "dollar", text
+            self._add("dollar_string", b"")
+        elif kind in ("string", "unicode_string", "escape_string"):
+            escapes = kind == "escape_string" or (kind == "string" and not self._standard_strings)
+            return self._open_string(stop, "escape_string" if escapes else "string")
+        elif kind in ("ident", "unicode_ident"):
+            self._unicode_ident = kind == "unicode_ident"
+            return self._open_string(stop, "ident")
+        elif kind == "backslash":
+            return self._meta_command(buf, pos, final)
+        elif kind == "semicolon":
+            self._semicolon()
+        else:
+            self._add(kind, text.lower() if kind == "word" else text)
+        return stop, False
+
+    def _quoted(self, buf: bytes, pos: int, final: bool) -> tuple[int, bool]:
+        """Inside a string, identifier, dollar body or comment: find its end."""
+        state, end = self._state, len(buf)
+        if state == "line_comment":
+            newline = buf.find(b"\n", pos)
+            if newline < 0:
+                return end, False
+            self._state = "sql"
+            if self._copy_pending:
+                self._copy_pending, self._state, self._copy_line_start = False, "copy", True
+            return newline + 1, False
+        if state == "block_comment":
+            while match := _BLOCK_COMMENT.search(buf, pos):
+                pos = match.end()
+                self._comment_depth += 1 if match.group() == b"/*" else -1
+                if self._comment_depth == 0:
+                    self._state = "sql"
+                    return pos, False
+            if not final and buf.endswith((b"/", b"*")) and pos < end:
+                return end - 1, True
+            return end, False
+        if state == "dollar":
+            close = buf.find(self._dollar_tag, pos)
+            if close >= 0:
+                self._state = "sql"
+                return close + len(self._dollar_tag), False
+            if final:
+                return end, False
+            return max(pos, end - len(self._dollar_tag) + 1), True
+        quote = b'"' if state == "ident" else b"'"
+        while True:
+            if state == "escape_string":
+                found_match = _ESCAPE_STRING.search(buf, pos)
+                found = found_match.start() if found_match else -1
+            else:
+                found = buf.find(quote, pos)
+            if found < 0:
+                self._keep(buf[pos:end])
+                return end, False
+            if found + 1 == end and not final:
+                self._keep(buf[pos:found])
+                return found, True  # a doubled quote or an escaped character may follow
+            self._keep(buf[pos:found])
+            if buf[found : found + 1] == b"\\":
+                self._keep(buf[found : found + 2])
+                pos = found + 2
+            elif buf[found + 1 : found + 2] == quote:
+                self._keep(quote)
+                pos = found + 2
+            else:
+                self._state = "sql"
+                kind = "string" if state != "ident" else "unicode_ident" if self._unicode_ident else "ident"
+                self._add(kind, bytes(self._text))
+                return found + 1, False
+
+    def _keep(self, text: bytes) -> None:
+        if len(self._text) < _MAX_TEXT:
+            self._text += text[: _MAX_TEXT - len(self._text)]
+
+    def _meta_command(self, buf: bytes, pos: int, final: bool) -> tuple[int, bool]:
+        """A psql meta-command (the rest of the line): only pg_dump's own, as pg_dump writes them."""
+        if buf[pos + 1 : pos + 2] in (b";", b":"):  # psql's \; and \: put the character in the query
+            if buf[pos + 1 : pos + 2] == b";" and self._end_statement():
+                self.script.refuse("COPY ... FROM stdin ended by \\;")
+            return pos + 2, False
+        newline = buf.find(b"\n", pos)
+        if newline < 0 and not final:
+            return pos, True
+        stop = len(buf) if newline < 0 else newline
+        line = buf[pos:stop]
+        if _RESTRICT.fullmatch(line):
+            pass
+        elif encoding := _ENCODING.fullmatch(line):
+            self._encoding = python_codec(encoding["encoding"].decode("ascii"))
+        elif connect := _CONNECT.fullmatch(line):
+            quoted = connect["quoted"]
+            self._connect(quoted.replace(b'""', b'"') if quoted is not None else connect["bare"])
+        else:
+            name = _META_NAME.match(line)
+            shown = name.group().decode(self._encoding, "backslashreplace") if name else "\\"
+            self.script.refuse(f"the psql meta-command {shown} (pg_dump never writes it)")
+        return stop, False
+
+    def _connect(self, target: bytes) -> None:
+        text = server_name(target, self._encoding)
+        if "=" in text or text.startswith(("postgresql://", "postgres://")):
+            try:
+                settings = conninfo_to_dict(text)
+            except PsycopgError:
+                self.script.refuse("a \\connect whose connection string cannot be read")
+                return
+            others = sorted(k for k in settings if k != "dbname")
+            if others:  # never show the values: a connection string may hold a password
+                self.script.refuse(f"a \\connect that also sets {', '.join(others)}")
+                return
+            text = server_name(str(settings.get("dbname") or "").encode("utf-8", "surrogateescape"), "utf-8")
+        if not text:
+            self.script.refuse("a \\connect without a database name")
+            return
+        self.script.touch("\\connect", "database", text)
+
+    # --------------------------------------------------------------------------- statements
+    def _add(self, kind: str, value: bytes) -> None:
+        statement = self._statement
+        if kind == "punct" and value in (b"(", b")"):
+            statement.paren_depth += 1 if value == b"(" else -1
+        elif kind == "word":
+            statement.word(value)
+        if not statement.collecting:
+            return
+        statement.tokens.append((kind, value))
+        tokens = statement.tokens
+        if tokens[0][0] != "word" or tokens[0][1] not in RELEVANT or not may_matter(tokens):
+            statement.collecting = False
+        elif tokens[0][1] in WRITES and len(tokens) == WRITE_HEAD_TOKENS:
+            classify(tokens, self)  # its target is named by now; the rest (the rows) is skipped
+            statement.collecting = False
+        elif len(tokens) > MAX_TOKENS:
+            self.script.refuse(f"a {tokens[0][1].decode().upper()} statement too long to read")
+            statement.collecting = False
+
+    def _semicolon(self) -> None:
+        if self._statement.paren_depth > 0 or self._statement.begin_depth > 0:
+            self._add("punct", b";")
+        elif self._end_statement():
+            self._copy_pending = True
+
+    def _end_statement(self) -> bool:
+        """Classify the statement that ended; True when it is ``COPY ... FROM stdin`` (data follows)."""
+        statement, self._statement = self._statement, _Statement()
+        return statement.collecting and bool(statement.tokens) and classify(statement.tokens, self)
+
+    def name(self, token: Token) -> str | None:
+        """A name token as the server keeps it; None (and a refusal) when it cannot be read."""
+        kind, value = token
+        if kind in ("word", "ident"):
+            return server_name(value, self._encoding)
+        if kind == "unicode_ident":
+            self.script.refuse('a U&"..." name (the guard does not decode Unicode escapes)')
+        return None
+
+    def set_setting(self, setting: bytes, value: bytes) -> None:
+        if setting == b"client_encoding":
+            self._encoding = python_codec(value.decode("ascii", "replace"))
+        elif setting == b"standard_conforming_strings":
+            self._standard_strings = value.lower() in (b"on", b"true", b"1", b"yes")
+
+
+def _catalogue(schema: bytes | None, name: bytes) -> bool:
+    """Whether a plainly written target (``_WRITE_HEAD``) may be in the system catalogue."""
+    if schema is not None:
+        return schema.strip(b'"').lower() == b"pg_catalog"
+    return name.lower().startswith(b"pg_") or name.startswith(b'"pg_')
+
+
+def _balanced(text: bytes) -> bool:
+    """Whether every parenthesis outside quotes in ``text`` closes one opened before it in ``text``."""
+    bare = _QUOTED.sub(b"", text)
+    while b"(" in bare:
+        reduced = _INNER_PARENS.sub(b"", bare)
+        if reduced == bare:
+            return False
+        bare = reduced
+    return b")" not in bare
