@@ -19,7 +19,6 @@ from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import (
     AirflowException,
     AirflowFailException,
-    AirflowNotFoundException,
     AirflowRescheduleException,
     AirflowSensorTimeout,
     TaskDeferred,
@@ -410,7 +409,8 @@ def test_sensor_reads_gcs_through_an_explicit_gcp_connection(
         task_id="wait", path=uri, gcp_conn_id=gcp_emulator_conn, poke_interval=1, timeout=30
     ).execute(context={})
     assert xcom["ok"] is True
-    with pytest.raises(AirflowNotFoundException):
+    # An undefined connection id is a configuration error: it fails now, naming the id (no retry).
+    with pytest.raises(AirflowFailException, match="gcp_undefined"):
         PgBackupArtifactSensor(task_id="wait", path=uri, gcp_conn_id="gcp_undefined", timeout=5).poke({})
 
 
