@@ -87,6 +87,14 @@ def permanent_sqlstate(sqlstate: str | None) -> bool:
     return sqlstate[:2] in PERMANENT_SQLSTATE_CLASSES
 
 
+#: What pg_dump says when the role may not read every row of a table (no ``--enable-row-security``).
+ROW_SECURITY_REFUSAL = "row-level security policy"
+ROW_SECURITY_HINT = (
+    "The role is subject to a row-level security policy: pass extra_args=['--enable-row-security'] to dump "
+    "only the rows it may see, or dump as a role that bypasses row-level security"
+)
+
+
 def connection_lost(err: PgCommandError) -> bool:
     """The tool failed because its connection to the server broke (a network fault, a restart)."""
     text = "\n".join(err.stderr_tail)
@@ -105,6 +113,10 @@ def failure_policy() -> Iterator[None]:
     except SnapshotMeasurementError as err:
         if permanent_sqlstate(err.sqlstate):
             raise AirflowFailException(str(err)) from err
+        raise
+    except PgCommandError as err:
+        if not err.killed and err.tool == "pg_dump" and ROW_SECURITY_REFUSAL in "\n".join(err.stderr_tail):
+            raise AirflowFailException(f"{err}\n{ROW_SECURITY_HINT}") from err
         raise
 
 

@@ -40,6 +40,7 @@ from airflow_provider_pgbackup.commands import (
     pg_dumpall_argv,
 )
 from airflow_provider_pgbackup.compat import AirflowException, BaseHook
+from airflow_provider_pgbackup.content import CopyDigest, StreamResult, digest_directory
 from airflow_provider_pgbackup.encryption import (
     AGE_FORMAT,
     AGE_SUFFIX,
@@ -61,7 +62,7 @@ from airflow_provider_pgbackup.options import (
     PgDumpAllOptions,
     PgDumpOptions,
 )
-from airflow_provider_pgbackup.pipeline import GzipStage, Pipeline, Stage
+from airflow_provider_pgbackup.pipeline import BackgroundWriter, GzipStage, Pipeline, Stage, TeeStage
 from airflow_provider_pgbackup.process import CommandResult, PgCommandError, PgLockTimeout, PgProcessRunner
 from airflow_provider_pgbackup.snapshot import DumpSnapshot, SnapshotMeasurementError
 from airflow_provider_pgbackup.storage import (
@@ -85,6 +86,8 @@ __all__ = [
 #: Where pg_dump writes a directory-format dump that is encrypted afterwards: inside the target's own
 #: private (0700) staging folder, so an abort removes it with everything else.
 PLAINTEXT_FOLDER = ".plaintext"
+#: Bytes of pg_dump's output that may wait for the reader of its COPY data (it keeps pace, or pg_dump waits).
+DIGEST_QUEUE_BYTES = 8 * 1024 * 1024
 
 
 def _encryption_record(recipients: tuple[str, ...], size: int, sha256: str) -> dict[str, Any]:
@@ -98,21 +101,41 @@ def _encryption_record(recipients: tuple[str, ...], size: int, sha256: str) -> d
 
 class _DumpOutput:
     """Where pg_dump's output goes: the target (through age for single-file formats with recipients),
-    or, for the directory format, a folder pg_dump writes itself (its plaintext subfolder when encrypted)."""
+    or, for the directory format, a folder pg_dump writes itself (its plaintext subfolder when encrypted);
+    and, when the dump's rows are measured from it, a reader of its COPY data (:class:`CopyDigest`, in a
+    thread of its own fed through a bounded queue; a directory's files are read once pg_dump is done)."""
 
-    def __init__(self, target: ArtifactTarget, recipients: tuple[str, ...]) -> None:
+    def __init__(
+        self, target: ArtifactTarget, recipients: tuple[str, ...], options: PgDumpOptions, from_stream: bool
+    ) -> None:
         self.target = target
         self.recipients = recipients
+        self.options = options
         self.stage: AgeEncryptStage | None = None
         self.directory_file = target.staging_directory
-        self._pipeline: Pipeline | None = None
+        self.stream: StreamResult | None = None
+        self._from_stream = from_stream
+        self._digest: CopyDigest | None = None
+        self._reader: BackgroundWriter | None = None
+        stages: list[Stage] = []
+        if self.directory_file is None and from_stream:
+            self._digest = CopyDigest(
+                options.format,
+                gzip=options.format == "plain" and options.compression.method == "gzip",
+                checksums=options.record_checksums,
+            )
+            self._reader = BackgroundWriter(
+                self._digest.feed, max_queued_bytes=DIGEST_QUEUE_BYTES, name="copy-digest"
+            )
+            stages.append(TeeStage(self._reader.write))
         if self.directory_file is not None and recipients:
             self.directory_file.mkdir(mode=0o700, exist_ok=True)
             self.directory_file = self.directory_file / PLAINTEXT_FOLDER
             self.directory_file.mkdir(mode=0o700)
         elif recipients:
             self.stage = AgeEncryptStage(recipients)
-            self._pipeline = Pipeline(target.write, [self.stage])
+            stages.append(self.stage)
+        self._pipeline = Pipeline(target.write, stages) if stages else None
 
     @property
     def write(self) -> Callable[[bytes], None] | None:
@@ -122,10 +145,20 @@ class _DumpOutput:
         return self._pipeline.write if self._pipeline is not None else self.target.write
 
     def close(self) -> None:
+        """pg_dump finished: flush the stages, and read what it dumped (:attr:`stream`)."""
         if self._pipeline is not None:
             self._pipeline.close()
+        if self._reader is not None and self._digest is not None:
+            self._reader.close()
+            self.stream = self._digest.close()
+        elif self._from_stream and self.directory_file is not None:
+            self.stream = digest_directory(
+                self.directory_file, self.options.jobs or 1, checksums=self.options.record_checksums
+            )
 
     def abort(self) -> None:
+        if self._reader is not None:
+            self._reader.abort()
         if self.stage is not None:
             self.stage.abort()
 
@@ -159,6 +192,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
         self.runner = PgProcessRunner(self.log, progress_interval)
         self._active_target: ArtifactTarget | None = None
         self._snapshot: DumpSnapshot | None = None
+        self._copy_runners = []
 
     # ----------------------------------------------------------------------------------- connection
     @contextlib.contextmanager
@@ -330,10 +364,11 @@ class PgDumpHook(RestoreMixin, BaseHook):
             settings=storage_settings,
         )
         self._active_target = target
-        output = _DumpOutput(target, recipients)
+        output: _DumpOutput | None = None
         try:
             with self.session(database) as session, DumpSnapshot.open(session, options, self.log) as snap:
                 self._snapshot = snap
+                output = _DumpOutput(target, recipients, options, snap.from_stream)
                 server = server_info(snap.conn)
                 binary = self.find_binary("pg_dump", server, session)
                 self._check_compression(binary, options)
@@ -348,7 +383,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
                 self._start_measurement(snap)
                 started = pendulum.now("UTC")
                 self._run_pg_dump(argv, session, output, snap)
-                row_counts, content = snap.facts()
+                row_counts, content = snap.facts(output.stream)
             return self._finish_backup(
                 target,
                 binary,
@@ -363,7 +398,8 @@ class PgDumpHook(RestoreMixin, BaseHook):
                 encryption=self._encryption_record(output),
             )
         except BaseException:
-            output.abort()
+            if output is not None:
+                output.abort()
             target.abort()
             raise
         finally:
@@ -556,7 +592,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
             "exclude_tables": list(options.exclude_tables),
             "lock_wait_timeout": options.lock_wait_timeout,
             "extra_args": list(options.extra_args),
-            "record_checksums": options.record_checksums,
+            "record": options.record,
             "statistics": options.statistics,
         }
 
@@ -564,6 +600,8 @@ class PgDumpHook(RestoreMixin, BaseHook):
     def kill(self) -> None:
         """Stop the running pg tool (whole process group) and remove the partial artifact."""
         self.runner.kill()
+        for runner in list(self._copy_runners):  # a drill reading its restored copy back
+            runner.kill()
         snapshot = self._snapshot
         if snapshot is not None:
             snapshot.cancel()  # a measurement or a table lock it is waiting for

@@ -7,8 +7,11 @@ uses only the hook's session, runner and log.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -16,21 +19,34 @@ from psycopg import sql
 
 from airflow_provider_pgbackup.binaries import (
     PgBinary,
+    choose_binary,
     restore_binary,
     supports_option,
 )
 from airflow_provider_pgbackup.catalog import (
+    copy_groups,
     exact_count,
     open_connection,
     server_info,
     table_exists,
+    table_sizes,
 )
 from airflow_provider_pgbackup.commands import (
+    copy_settings_env,
+    pg_dump_data_argv,
     pg_restore_argv,
     psql_restore_argv,
 )
 from airflow_provider_pgbackup.compat import BaseHook
-from airflow_provider_pgbackup.content import ContentRecord, measure_content
+from airflow_provider_pgbackup.content import (
+    STREAM_METHOD,
+    ContentRecord,
+    CopyDigest,
+    StreamResult,
+    TableContent,
+    measure_content,
+)
+from airflow_provider_pgbackup.content.toc import ArchiveFormatError
 from airflow_provider_pgbackup.encryption import (
     IdentityError,
     parse_identities,
@@ -73,6 +89,8 @@ class RestoreMixin:
 
     runner: PgProcessRunner
     log: Any
+    #: the pg_dump processes reading a restored copy back beside ``runner`` (the hook's kill stops them)
+    _copy_runners: list[PgProcessRunner]
 
     if TYPE_CHECKING:
 
@@ -122,25 +140,105 @@ class RestoreMixin:
         self.log.info("Dropped database %s", database)
 
     def measure_restored(
-        self, database: str, expected: ContentRecord, *, row_security: bool = False
+        self,
+        database: str,
+        expected: ContentRecord,
+        *,
+        row_security: bool = False,
+        jobs: int | None = None,
     ) -> ContentRecord:
         """Measure ``database`` (a restored copy) the way ``expected`` was measured at the dump: the same
-        tables, and sequences, large objects and inventory only where the dump recorded them.
+        tables with the same method, and sequences, large objects and inventory only where the dump
+        recorded them.
 
-        :param row_security: as the dump's ``--enable-row-security`` (else ``row_security=off``)."""
+        :param row_security: as the dump's ``--enable-row-security`` (else ``row_security=off``).
+        :param jobs: pg_dump processes reading the tables back (``pgdump-copy-sha256``); default: 2.
+        """
+        started = time.monotonic()
+        stream = expected.checksum_method == STREAM_METHOD
         with (
             self.session(database) as session,
             open_connection(session, row_security=row_security) as conn,
         ):
-            return measure_content(
+            found = measure_content(
                 conn,
-                [(t.schema, t.table) for t in expected.tables],
+                [] if stream else [(t.schema, t.table) for t in expected.tables],
                 checksums=any(t.checksum is not None for t in expected.tables)
                 or (expected.large_objects is not None and expected.large_objects.checksum is not None),
                 sequences=None if expected.sequences is not None else (),
                 large_objects=expected.large_objects is not None,
                 inventory=expected.inventory is not None,
             )
+            if not stream:
+                return found
+            sizes = dict(table_sizes(conn, [(t.schema, t.table) for t in expected.tables]))
+            binary = choose_binary(
+                "pg_dump", server_info(conn).major, server_info(conn).version, session.pg_bin_dir
+            )
+            read = self._tables_from_pg_dump(session, binary, expected, sizes, row_security, jobs or 2)
+        tables = tuple(
+            read.get((t.schema, t.table), TableContent(t.schema, t.table, None, None))
+            for t in expected.tables
+        )
+        return dataclasses.replace(
+            found,
+            tables=tables,
+            checksum_method=STREAM_METHOD,
+            copy_settings=expected.copy_settings,
+            duration_seconds=round(time.monotonic() - started, 6),
+        )
+
+    def _tables_from_pg_dump(
+        self,
+        session: LibpqSession,
+        binary: PgBinary,
+        expected: ContentRecord,
+        sizes: dict[tuple[str, str], int],
+        row_security: bool,
+        jobs: int,
+    ) -> dict[tuple[str, str], TableContent]:
+        """Rows and checksums of the restored tables, read back by ``pg_dump --data-only`` with the
+        dump's copy settings and hashed as the dump was; the largest tables each in a pg_dump of their
+        own, ``jobs`` at a time."""
+        settings = dict(expected.copy_settings or ())
+        env = copy_settings_env(session.env, settings)
+        groups = copy_groups(sizes, jobs)
+        runners = [
+            self.runner,
+            *(PgProcessRunner(self.log, self.runner.progress_interval) for _ in groups[1:]),
+        ]
+        self._copy_runners = runners[1:]
+
+        def read(
+            runner: PgProcessRunner, group: tuple[list[tuple[str, str]], list[tuple[str, str]]]
+        ) -> StreamResult:
+            if self.runner.killed:
+                runner.kill()
+            digest = CopyDigest("plain")
+            argv = pg_dump_data_argv(
+                binary, settings, tables=group[0], exclude_tables=group[1], row_security=row_security
+            )
+            runner.run(argv, env, stdout=digest.feed)
+            return digest.close()
+
+        try:
+            with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="copy-back") as pool:
+                futures = [
+                    pool.submit(read, runner, group) for runner, group in zip(runners, groups, strict=True)
+                ]
+                results = [future.result() for future in futures]
+        finally:
+            self._copy_runners = []
+        tables: dict[tuple[str, str], TableContent] = {}
+        for result in results:
+            if result.unsupported:
+                raise ArchiveFormatError(f"could not read the restored tables back: {result.unsupported}")
+            for table in result.tables:
+                if (table.schema, table.table) in sizes:
+                    tables[(table.schema, table.table)] = TableContent(
+                        table.schema, table.table, table.rows, table.checksum
+                    )
+        return tables
 
     def count_table_rows(
         self, database: str, tables: Iterable[tuple[str, str]], *, row_security: bool = False
