@@ -181,3 +181,25 @@ def copy_groups(
     largest = sorted(sizes, key=lambda name: sizes[name], reverse=True)[: max(0, jobs - 1)]
     own = [name for name in largest if sizes[name] >= OWN_READER_BYTES]
     return [([], own), *(([name], []) for name in own)]
+
+
+#: Tables counted per round trip (``UNION ALL`` of their ``count(*)``).
+COUNT_BATCH = 200
+
+
+def count_tables(
+    conn: psycopg.Connection[Any], tables: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], int | None]:
+    """Exact ``count(*)`` of each table (None: it does not exist), :data:`COUNT_BATCH` per round trip."""
+    present = {name for name, _size in table_sizes(conn, tables)}
+    counts: dict[tuple[str, str], int | None] = {name: None for name in tables}
+    names = [name for name in tables if name in present]
+    for start in range(0, len(names), COUNT_BATCH):
+        batch = names[start : start + COUNT_BATCH]
+        query = sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT {}, count(*) FROM {}").format(sql.Literal(index), sql.Identifier(schema, table))
+            for index, (schema, table) in enumerate(batch)
+        )
+        for index, count in conn.execute(query).fetchall():
+            counts[batch[int(index)]] = int(count)
+    return counts

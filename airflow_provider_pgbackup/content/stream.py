@@ -37,12 +37,15 @@ from airflow_provider_pgbackup.content.toc import (
     ENCODING,
     ArchiveFormatError,
     ArchiveToc,
-    Pull,
+    ShortRead,
     TocEntry,
     UnreadableData,
     decode,
     unquote,
 )
+
+#: A parser step that waits for bytes; it returns what was asked for.
+Pull = Generator[int, None, bytes]
 
 #: What ends every table's COPY data in every format (dumpTableData_copy).
 COPY_END = b"\\.\n\n\n"
@@ -68,12 +71,21 @@ class TableDigest:
 
     def update(self, data: bytes) -> None:
         """Add COPY text; the last 5 bytes are held back until the next piece (the end marker)."""
-        data = self._tail + data if self._tail else data
-        body, self._tail = data[: -len(COPY_END)], data[-len(COPY_END) :]
-        if body:
-            if self.checksums:
-                self._sha.update(body)
-            self.rows += body.count(b"\n")
+        keep = len(COPY_END)
+        if len(data) < keep:
+            data, self._tail = self._tail + data, b""
+            if len(data) < keep:
+                self._tail = data
+                return
+        if self._tail:
+            self._take(self._tail, len(self._tail))
+        self._take(data, len(data) - keep)
+        self._tail = data[-keep:]
+
+    def _take(self, data: bytes, end: int) -> None:
+        if self.checksums:
+            self._sha.update(memoryview(data)[:end])
+        self.rows += data.count(b"\n", 0, end)
 
     def finish(self) -> None:
         if self._tail != COPY_END:  # no end marker: every byte is a row
@@ -115,7 +127,8 @@ class CopyDigest:
         self._eof = False
         self._tables: list[TableDigest] = []
         self._unsupported: str | None = None
-        self._toc = ArchiveToc(self._take)
+        self._toc = ArchiveToc()
+        self._by_file: dict[str, TocEntry] = {}
         self._encoding: str | None = None
         parse = {"custom": self._custom, "tar": self._tar, "plain": self._plain}.get(dump_format)
         if parse is None:
@@ -176,14 +189,21 @@ class CopyDigest:
     # -- custom: header, TOC, then one block per TOC entry with data
     def _custom(self) -> Generator[int, None, None]:
         toc = self._toc
-        yield from toc.read()
+        while not toc.complete:
+            try:
+                self._pos = toc.parse(self._buf, self._pos)
+            except ShortRead as short:
+                self._pos = short.args[0]
+                if self._eof:
+                    raise ArchiveFormatError("pg_dump's output ends inside its table of contents") from None
+                yield 1
         while True:
             kind = yield from self._some(1)
             if not kind:
                 return
-            dump_id = yield from toc.int_()
+            dump_id = yield from self._int()
             if kind[0] == _BLK_BLOBS:
-                while (yield from toc.int_()) != 0:  # each large object: its oid, then its chunks
+                while (yield from self._int()) != 0:  # each large object: its oid, then its chunks
                     yield from self._chunks(None, None)
                 continue
             if kind[0] != _BLK_DATA:
@@ -191,6 +211,11 @@ class CopyDigest:
             entry = toc.table_entry(dump_id)
             table = self._table(entry) if entry is not None else None
             yield from self._chunks(table, toc.inflater() if table is not None else None)
+
+    def _int(self) -> Generator[int, None, int]:
+        raw = yield from self._take(1 + self._toc.int_size)
+        value = int.from_bytes(raw[1:], "little")
+        return -value if raw[0] else value
 
     def _chunks(
         self, table: TableDigest | None, inflate: Callable[[bytes], bytes] | None
@@ -201,7 +226,7 @@ class CopyDigest:
             yield from self._framed_rows(table, header)
             return
         while True:
-            length = yield from self._toc.int_()
+            length = yield from self._int()
             if length == 0:
                 return
             left = length
@@ -273,16 +298,11 @@ class CopyDigest:
             yield from self._take(pad_left)
 
     def _read_tar_toc(self, member: bytes) -> None:
-        reader = CopyDigest.__new__(CopyDigest)
-        reader._buf, reader._pos, reader._eof = bytearray(member), 0, True
-        toc = ArchiveToc(reader._take)
-        for _ in toc.read():
-            raise ArchiveFormatError("the tar archive's toc.dat is cut short")
-        self._toc = toc
-        self._by_file = {e.filename: e for e in toc.entries.values() if e.filename}
+        self._toc = ArchiveToc().read_all(member)
+        self._by_file = {e.filename: e for e in self._toc.entries.values() if e.filename}
 
     def _tar_member(self, name: str) -> TableDigest | None:
-        entry = getattr(self, "_by_file", {}).get(name)
+        entry = self._by_file.get(name)
         if entry is None or self._toc.table_entry(entry.dump_id) is None:
             return None
         return self._table(entry)
@@ -353,18 +373,15 @@ class CopyDigest:
 def digest_directory(folder: Path, workers: int = 1, *, checksums: bool = True) -> StreamResult:
     """Rows and checksums of a directory-format archive's data files (gzip or uncompressed), read after
     pg_dump wrote them, ``workers`` files at a time (zlib and sha256 run outside the GIL)."""
-    reader = CopyDigest.__new__(CopyDigest)
-    reader._buf, reader._pos, reader._eof = bytearray((folder / "toc.dat").read_bytes()), 0, True
-    toc = ArchiveToc(reader._take)
+    toc = ArchiveToc()
     try:
-        for _ in toc.read():
-            raise ArchiveFormatError("toc.dat is cut short")
+        toc.read_all((folder / "toc.dat").read_bytes())
         entries = [e for e in toc.entries.values() if toc.table_entry(e.dump_id) is not None]
         inflate = toc.compression
         toc.inflater()  # refuses lz4 / zstd
     except UnreadableData as err:
         return StreamResult((), toc.encoding, str(err))
-    except (ArchiveFormatError, struct.error) as err:
+    except ArchiveFormatError as err:
         return StreamResult((), toc.encoding, f"toc.dat could not be parsed: {err}")
 
     def one(entry: TocEntry) -> TableDigest:

@@ -1,25 +1,36 @@
 """pg_dump's archive header and table of contents (custom, tar and directory formats), read as its
 sources write them (pg_backup_archiver.c ``WriteHead``/``WriteToc``; the extra TOC data of
-pg_backup_custom.c and pg_backup_tar.c). Versions 1.12 to 1.16: pg_dump 11 to 18."""
+pg_backup_custom.c and pg_backup_tar.c). Versions 1.12 to 1.16: pg_dump 11 to 18.
+
+:class:`ArchiveToc` reads from a buffer that grows (pg_dump's output as it arrives): :meth:`ArchiveToc.parse`
+takes what is complete, entry by entry, and says where to go on when more bytes come. It keeps only
+what the readers of the COPY data need: the data entries' names, whether they hold COPY rows, their file.
+"""
 
 from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MAGIC = b"PGDMP"
 FORMATS = {1: "custom", 3: "tar", 5: "directory"}
 GZIP, LZ4, ZSTD = 1, 2, 3  # pg_compress_algorithm
 ENCODING = re.compile(rb"SET client_encoding = '([^']+)';")
-#: A parser step that waits for bytes; it returns what was asked for.
-Pull = Generator[int, None, bytes]
-PullInt = Generator[int, None, int]
+_FIRST, _LAST = (1, 12, 0), (1, 16, 255)
 
 
 class ArchiveFormatError(ValueError):
     """pg_dump's output is not what its format says it is (the caller falls back to the server)."""
+
+
+class UnreadableData(Exception):
+    """The dump's data cannot be read in-stream (reason in the message)."""
+
+
+class ShortRead(Exception):
+    """The buffer ends before the item being read: call again with more bytes."""
 
 
 def decode(raw: bytes | None, encoding: str | None) -> str:
@@ -44,22 +55,55 @@ def unquote(ident: bytes) -> bytes:
     return ident[1:-1].replace(b'""', b'"') if ident.startswith(b'"') else ident
 
 
-@dataclass
+@dataclass(frozen=True)
 class TocEntry:
+    """A TABLE DATA entry: the table, whether its data is COPY rows (else INSERTs), its file."""
+
     dump_id: int
-    desc: str
     namespace: str
     tag: str
-    copy_stmt: bytes | None
-    defn: bytes | None
+    copy: bool
     filename: str | None
 
 
-class ArchiveToc:
-    """The archive header and table of contents, read from a byte source ``take(n)``."""
+class _Cursor:
+    """Reads pg_dump's ints (sign byte, then ``size`` bytes little-endian) and strings at ``pos``."""
 
-    def __init__(self, take: Callable[[int], Pull]) -> None:
-        self.take = take
+    def __init__(self, buf: bytes | bytearray, pos: int, int_size: int) -> None:
+        self.buf, self.pos, self.int_size, self.end = buf, pos, int_size, len(buf)
+
+    def take(self, count: int) -> bytes:
+        if self.pos + count > self.end:
+            raise ShortRead
+        data = bytes(self.buf[self.pos : self.pos + count])
+        self.pos += count
+        return data
+
+    def int_(self) -> int:
+        size = self.int_size
+        if self.pos + 1 + size > self.end:
+            raise ShortRead
+        value = int.from_bytes(self.buf[self.pos + 1 : self.pos + 1 + size], "little")
+        negative = self.buf[self.pos]
+        self.pos += 1 + size
+        return -value if negative else value
+
+    def str_(self) -> bytes | None:
+        length = self.int_()
+        return None if length < 0 else self.take(length)
+
+    def skip_str(self) -> None:
+        length = self.int_()
+        if length > 0:
+            if self.pos + length > self.end:
+                raise ShortRead
+            self.pos += length
+
+
+class ArchiveToc:
+    """The archive header and table of contents, read as they arrive (:meth:`parse`)."""
+
+    def __init__(self) -> None:
         self.version = (0, 0, 0)
         self.int_size = 4
         self.off_size = 8
@@ -67,84 +111,102 @@ class ArchiveToc:
         self.compression = 0  # pg_compress_algorithm
         self.entries: dict[int, TocEntry] = {}
         self.encoding: str | None = None
+        self._left: int | None = None  # entries still to read (None: the header is not read yet)
 
-    def int_(self) -> PullInt:
-        raw = yield from self.take(1 + self.int_size)
-        value = int.from_bytes(raw[1:], "little")
-        return -value if raw[0] else value
+    @property
+    def complete(self) -> bool:
+        return self._left == 0
 
-    def str_(self) -> Generator[int, None, bytes | None]:
-        length = yield from self.int_()
-        if length < 0:
-            return None
-        return (yield from self.take(length))
+    def parse(self, buf: bytes | bytearray, pos: int) -> int:
+        """Read what is complete of the header and the entries from ``buf[pos:]``; returns the position
+        after them. When the TOC goes on past the buffer, raises :class:`ShortRead` whose first argument
+        is the position after the last complete item: call again from there with more bytes."""
+        cursor = _Cursor(buf, pos, self.int_size)
+        try:
+            if self._left is None:
+                self._header(cursor)
+                pos = cursor.pos
+            while self._left:
+                self._entry(cursor)
+                self._left -= 1
+                pos = cursor.pos
+        except ShortRead:
+            raise ShortRead(pos) from None
+        return pos
 
-    def read(self) -> Generator[int, None, None]:
-        head = yield from self.take(11)
+    def _header(self, cursor: _Cursor) -> None:
+        head = cursor.take(11)
         if head[:5] != MAGIC:
             raise ArchiveFormatError("not a pg_dump archive (no PGDMP header)")
-        self.version = (head[5], head[6], head[7])
-        self.int_size, self.off_size = head[8], head[9]
-        self.format = FORMATS.get(head[10], str(head[10]))
-        if self.version < (1, 12, 0) or self.version > (1, 16, 255):
-            raise ArchiveFormatError(f"archive version {'.'.join(map(str, self.version))} is not read here")
-        if self.version >= (1, 15, 0):
-            self.compression = (yield from self.take(1))[0]
-        else:
-            self.compression = GZIP if (yield from self.int_()) != 0 else 0
+        version = (head[5], head[6], head[7])
+        if not _FIRST <= version <= _LAST:
+            raise ArchiveFormatError(f"archive version {'.'.join(map(str, version))} is not read here")
+        cursor.int_size = head[8]
+        # 1.15+: the compression algorithm; before: a compression level (0: none, else gzip)
+        compression = cursor.take(1)[0] if version >= (1, 15, 0) else (GZIP if cursor.int_() != 0 else 0)
         for _ in range(7):  # creation time
-            yield from self.int_()
+            cursor.int_()
         for _ in range(3):  # database, server version, pg_dump version
-            yield from self.str_()
-        count = yield from self.int_()
-        for _ in range(count):
-            yield from self._entry()
+            cursor.skip_str()
+        count = cursor.int_()
+        self.version, self.int_size, self.off_size = version, head[8], head[9]
+        self.format, self.compression = FORMATS.get(head[10], str(head[10])), compression
+        self._left = count
 
-    def _entry(self) -> Generator[int, None, None]:
-        dump_id = yield from self.int_()
-        yield from self.int_()  # had a data dumper
-        yield from self.str_()  # table oid
-        yield from self.str_()  # oid
-        tag = yield from self.str_()
-        desc = decode((yield from self.str_()), "UTF8")
-        yield from self.int_()  # section
-        defn = yield from self.str_()
-        yield from self.str_()  # drop statement
-        copy_stmt = yield from self.str_()
-        namespace = yield from self.str_()
-        yield from self.str_()  # tablespace
+    def _entry(self, cursor: _Cursor) -> None:
+        dump_id = cursor.int_()
+        cursor.int_()  # had a data dumper
+        cursor.skip_str()  # table oid
+        cursor.skip_str()  # oid
+        tag = cursor.str_()
+        desc = cursor.str_()
+        cursor.int_()  # section
+        defn = None
+        if desc == b"ENCODING":
+            defn = cursor.str_()
+        else:
+            cursor.skip_str()
+        cursor.skip_str()  # drop statement
+        copy_stmt = cursor.str_()
+        namespace = cursor.str_()
+        cursor.skip_str()  # tablespace
         if self.version >= (1, 14, 0):
-            yield from self.str_()  # table access method
+            cursor.skip_str()  # table access method
         if self.version >= (1, 16, 0):
-            yield from self.int_()  # relkind
-        yield from self.str_()  # owner
-        yield from self.str_()  # "false" (with oids)
-        while (yield from self.str_()) is not None:  # dependencies
+            cursor.int_()  # relkind
+        cursor.skip_str()  # owner
+        cursor.skip_str()  # "false" (with oids)
+        while cursor.str_() is not None:  # dependencies
             pass
         filename = None
         if self.format == "custom":
-            yield from self.take(1 + self.off_size)  # data offset (not set when streamed)
+            cursor.take(1 + self.off_size)  # data offset (not set when streamed)
         else:
-            filename = decode((yield from self.str_()), "UTF8")
-        if desc == "ENCODING" and defn:
+            filename = decode(cursor.str_(), "UTF8")
+        if defn:
             match = ENCODING.search(defn)
             self.encoding = match.group(1).decode("ascii", "replace") if match else None
-        self.entries[dump_id] = TocEntry(
-            dump_id,
-            desc,
-            decode(namespace, self.encoding),
-            decode(tag, self.encoding),
-            copy_stmt,
-            defn,
-            filename,
-        )
+        if desc == b"TABLE DATA":
+            self.entries[dump_id] = TocEntry(
+                dump_id,
+                decode(namespace, self.encoding),
+                decode(tag, self.encoding),
+                bool(copy_stmt),
+                filename,
+            )
+
+    def read_all(self, data: bytes) -> ArchiveToc:
+        """A whole toc.dat (tar and directory formats)."""
+        try:
+            self.parse(data, 0)
+        except ShortRead:
+            raise ArchiveFormatError("toc.dat is cut short") from None
+        return self
 
     def table_entry(self, dump_id: int) -> TocEntry | None:
-        """The TABLE DATA entry of ``dump_id``; an entry without a COPY statement holds INSERTs."""
+        """The TABLE DATA entry of ``dump_id`` (None: other data); refuses INSERT data."""
         entry = self.entries.get(dump_id)
-        if entry is None or entry.desc != "TABLE DATA":
-            return None
-        if not entry.copy_stmt:
+        if entry is not None and not entry.copy:
             raise UnreadableData("the table data is INSERT statements (--inserts), not COPY rows")
         return entry
 
@@ -156,7 +218,3 @@ class ArchiveToc:
             return zlib.decompressobj().decompress
         name = {LZ4: "lz4", ZSTD: "zstd"}.get(self.compression, str(self.compression))
         raise UnreadableData(f"the archive's data is {name}-compressed")
-
-
-class UnreadableData(Exception):
-    """The dump's data cannot be read in-stream (reason in the message)."""

@@ -12,7 +12,6 @@ and the manifest is written last.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -40,21 +39,17 @@ from airflow_provider_pgbackup.commands import (
     pg_dumpall_argv,
 )
 from airflow_provider_pgbackup.compat import AirflowException, BaseHook
-from airflow_provider_pgbackup.content import CopyDigest, StreamResult, digest_directory
 from airflow_provider_pgbackup.encryption import (
-    AGE_FORMAT,
-    AGE_SUFFIX,
     AgeEncryptStage,
     check_artifact_name,
-    encrypt_file,
     parse_recipients,
 )
+from airflow_provider_pgbackup.hooks.dump_output import DumpOutput, encryption_record
 from airflow_provider_pgbackup.hooks.restore import RestoreMixin, load_identities
 from airflow_provider_pgbackup.libpq import LIBPQ_ENV, LibpqSession, open_session, write_private
 from airflow_provider_pgbackup.lineage import postgres_dataset
 from airflow_provider_pgbackup.manifest import (
     ENCRYPTED_SCHEMA_VERSION,
-    FileDigest,
     Manifest,
 )
 from airflow_provider_pgbackup.options import (
@@ -62,7 +57,7 @@ from airflow_provider_pgbackup.options import (
     PgDumpAllOptions,
     PgDumpOptions,
 )
-from airflow_provider_pgbackup.pipeline import BackgroundWriter, GzipStage, Pipeline, Stage, TeeStage
+from airflow_provider_pgbackup.pipeline import GzipStage, Pipeline, Stage
 from airflow_provider_pgbackup.process import CommandResult, PgCommandError, PgLockTimeout, PgProcessRunner
 from airflow_provider_pgbackup.snapshot import DumpSnapshot, SnapshotMeasurementError
 from airflow_provider_pgbackup.storage import (
@@ -70,7 +65,6 @@ from airflow_provider_pgbackup.storage import (
     StorageSettings,
     open_target,
 )
-from airflow_provider_pgbackup.storage.base import combine_file_digests
 from airflow_provider_pgbackup.units import format_bytes
 
 __all__ = [
@@ -82,85 +76,6 @@ __all__ = [
     "SnapshotMeasurementError",
     "load_identities",
 ]
-
-#: Where pg_dump writes a directory-format dump that is encrypted afterwards: inside the target's own
-#: private (0700) staging folder, so an abort removes it with everything else.
-PLAINTEXT_FOLDER = ".plaintext"
-#: Bytes of pg_dump's output that may wait for the reader of its COPY data (it keeps pace, or pg_dump waits).
-DIGEST_QUEUE_BYTES = 8 * 1024 * 1024
-
-
-def _encryption_record(recipients: tuple[str, ...], size: int, sha256: str) -> dict[str, Any]:
-    return {
-        "format": AGE_FORMAT,
-        "recipients": list(recipients),
-        "plaintext_size_bytes": size,
-        "plaintext_sha256": sha256,
-    }
-
-
-class _DumpOutput:
-    """Where pg_dump's output goes: the target (through age for single-file formats with recipients),
-    or, for the directory format, a folder pg_dump writes itself (its plaintext subfolder when encrypted);
-    and, when the dump's rows are measured from it, a reader of its COPY data (:class:`CopyDigest`, in a
-    thread of its own fed through a bounded queue; a directory's files are read once pg_dump is done)."""
-
-    def __init__(
-        self, target: ArtifactTarget, recipients: tuple[str, ...], options: PgDumpOptions, from_stream: bool
-    ) -> None:
-        self.target = target
-        self.recipients = recipients
-        self.options = options
-        self.stage: AgeEncryptStage | None = None
-        self.directory_file = target.staging_directory
-        self.stream: StreamResult | None = None
-        self._from_stream = from_stream
-        self._digest: CopyDigest | None = None
-        self._reader: BackgroundWriter | None = None
-        stages: list[Stage] = []
-        if self.directory_file is None and from_stream:
-            self._digest = CopyDigest(
-                options.format,
-                gzip=options.format == "plain" and options.compression.method == "gzip",
-                checksums=options.record_checksums,
-            )
-            self._reader = BackgroundWriter(
-                self._digest.feed, max_queued_bytes=DIGEST_QUEUE_BYTES, name="copy-digest"
-            )
-            stages.append(TeeStage(self._reader.write))
-        if self.directory_file is not None and recipients:
-            self.directory_file.mkdir(mode=0o700, exist_ok=True)
-            self.directory_file = self.directory_file / PLAINTEXT_FOLDER
-            self.directory_file.mkdir(mode=0o700)
-        elif recipients:
-            self.stage = AgeEncryptStage(recipients)
-            stages.append(self.stage)
-        self._pipeline = Pipeline(target.write, stages) if stages else None
-
-    @property
-    def write(self) -> Callable[[bytes], None] | None:
-        """pg_dump's stdout consumer (None: pg_dump writes a directory itself)."""
-        if self.directory_file is not None:
-            return None
-        return self._pipeline.write if self._pipeline is not None else self.target.write
-
-    def close(self) -> None:
-        """pg_dump finished: flush the stages, and read what it dumped (:attr:`stream`)."""
-        if self._pipeline is not None:
-            self._pipeline.close()
-        if self._reader is not None and self._digest is not None:
-            self._reader.close()
-            self.stream = self._digest.close()
-        elif self._from_stream and self.directory_file is not None:
-            self.stream = digest_directory(
-                self.directory_file, self.options.jobs or 1, checksums=self.options.record_checksums
-            )
-
-    def abort(self) -> None:
-        if self._reader is not None:
-            self._reader.abort()
-        if self.stage is not None:
-            self.stage.abort()
 
 
 class PgDumpHook(RestoreMixin, BaseHook):
@@ -364,11 +279,11 @@ class PgDumpHook(RestoreMixin, BaseHook):
             settings=storage_settings,
         )
         self._active_target = target
-        output: _DumpOutput | None = None
+        output: DumpOutput | None = None
         try:
             with self.session(database) as session, DumpSnapshot.open(session, options, self.log) as snap:
                 self._snapshot = snap
-                output = _DumpOutput(target, recipients, options, snap.from_stream)
+                output = DumpOutput(target, recipients, options, snap.from_stream)
                 server = server_info(snap.conn)
                 binary = self.find_binary("pg_dump", server, session)
                 self._check_compression(binary, options)
@@ -395,7 +310,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
                 row_counts=row_counts,
                 content=content.to_dict() if content is not None else None,
                 options=self._recorded_options(options),
-                encryption=self._encryption_record(output),
+                encryption=output.encryption_record(self.log),
             )
         except BaseException:
             if output is not None:
@@ -418,7 +333,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
             raise
 
     def _run_pg_dump(
-        self, argv: list[str], session: LibpqSession, output: _DumpOutput, snap: DumpSnapshot
+        self, argv: list[str], session: LibpqSession, output: DumpOutput, snap: DumpSnapshot
     ) -> None:
         """pg_dump through the output's pipeline into the target; its failure as what caused it."""
         try:
@@ -434,34 +349,6 @@ class PgDumpHook(RestoreMixin, BaseHook):
             if failure is err:
                 raise
             raise failure from (failure.__cause__ or err)
-
-    def _encryption_record(self, output: _DumpOutput) -> dict[str, Any] | None:
-        """The manifest's ``encryption`` field; a directory archive is encrypted file by file here."""
-        if output.stage is not None:
-            return _encryption_record(
-                output.recipients, output.stage.plaintext_size, output.stage.plaintext_sha256
-            )
-        if output.recipients and output.directory_file is not None:
-            return self._encrypt_directory(output.directory_file, output.recipients)
-        return None
-
-    def _encrypt_directory(self, plaintext: Path, recipients: tuple[str, ...]) -> dict[str, Any]:
-        """Encrypt every file pg_dump wrote into ``plaintext`` (inside the staging folder) to
-        ``<name>.age`` beside the folder, removing each plaintext file at once, then the folder."""
-        staging = plaintext.parent
-        files = []
-        for path in sorted(p for p in plaintext.rglob("*") if p.is_file()):
-            relative = path.relative_to(plaintext)
-            out = staging / (relative.as_posix() + AGE_SUFFIX)
-            out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            size, sha256 = encrypt_file(path, out, recipients)
-            path.unlink()
-            files.append(FileDigest(relative.as_posix(), size, sha256))
-        shutil.rmtree(plaintext)
-        self.log.info("Encrypted the %d files of the directory archive with age", len(files))
-        return _encryption_record(
-            recipients, sum(f.size_bytes for f in files), combine_file_digests(tuple(files))
-        )
 
     def dumpall(
         self,
@@ -523,7 +410,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
                 encryption=(
                     None
                     if encrypt is None
-                    else _encryption_record(recipients, encrypt.plaintext_size, encrypt.plaintext_sha256)
+                    else encryption_record(recipients, encrypt.plaintext_size, encrypt.plaintext_sha256)
                 ),
             )
         except BaseException:

@@ -11,7 +11,6 @@ import dataclasses
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -24,16 +23,12 @@ from airflow_provider_pgbackup.binaries import (
     supports_option,
 )
 from airflow_provider_pgbackup.catalog import (
-    copy_groups,
-    exact_count,
+    count_tables,
     open_connection,
     server_info,
-    table_exists,
     table_sizes,
 )
 from airflow_provider_pgbackup.commands import (
-    copy_settings_env,
-    pg_dump_data_argv,
     pg_restore_argv,
     psql_restore_argv,
 )
@@ -41,16 +36,14 @@ from airflow_provider_pgbackup.compat import BaseHook
 from airflow_provider_pgbackup.content import (
     STREAM_METHOD,
     ContentRecord,
-    CopyDigest,
-    StreamResult,
     TableContent,
     measure_content,
 )
-from airflow_provider_pgbackup.content.toc import ArchiveFormatError
 from airflow_provider_pgbackup.encryption import (
     IdentityError,
     parse_identities,
 )
+from airflow_provider_pgbackup.hooks.copy_back import read_tables_back
 from airflow_provider_pgbackup.libpq import LibpqSession
 from airflow_provider_pgbackup.manifest import (
     Manifest,
@@ -175,7 +168,9 @@ class RestoreMixin:
             binary = choose_binary(
                 "pg_dump", server_info(conn).major, server_info(conn).version, session.pg_bin_dir
             )
-            read = self._tables_from_pg_dump(session, binary, expected, sizes, row_security, jobs or 2)
+            read = read_tables_back(
+                session, binary, expected, sizes, row_security=row_security, jobs=jobs or 2, hook=self
+            )
         tables = tuple(
             read.get((t.schema, t.table), TableContent(t.schema, t.table, None, None))
             for t in expected.tables
@@ -188,73 +183,17 @@ class RestoreMixin:
             duration_seconds=round(time.monotonic() - started, 6),
         )
 
-    def _tables_from_pg_dump(
-        self,
-        session: LibpqSession,
-        binary: PgBinary,
-        expected: ContentRecord,
-        sizes: dict[tuple[str, str], int],
-        row_security: bool,
-        jobs: int,
-    ) -> dict[tuple[str, str], TableContent]:
-        """Rows and checksums of the restored tables, read back by ``pg_dump --data-only`` with the
-        dump's copy settings and hashed as the dump was; the largest tables each in a pg_dump of their
-        own, ``jobs`` at a time."""
-        settings = dict(expected.copy_settings or ())
-        env = copy_settings_env(session.env, settings)
-        groups = copy_groups(sizes, jobs)
-        runners = [
-            self.runner,
-            *(PgProcessRunner(self.log, self.runner.progress_interval) for _ in groups[1:]),
-        ]
-        self._copy_runners = runners[1:]
-
-        def read(
-            runner: PgProcessRunner, group: tuple[list[tuple[str, str]], list[tuple[str, str]]]
-        ) -> StreamResult:
-            if self.runner.killed:
-                runner.kill()
-            digest = CopyDigest("plain")
-            argv = pg_dump_data_argv(
-                binary, settings, tables=group[0], exclude_tables=group[1], row_security=row_security
-            )
-            runner.run(argv, env, stdout=digest.feed)
-            return digest.close()
-
-        try:
-            with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="copy-back") as pool:
-                futures = [
-                    pool.submit(read, runner, group) for runner, group in zip(runners, groups, strict=True)
-                ]
-                results = [future.result() for future in futures]
-        finally:
-            self._copy_runners = []
-        tables: dict[tuple[str, str], TableContent] = {}
-        for result in results:
-            if result.unsupported:
-                raise ArchiveFormatError(f"could not read the restored tables back: {result.unsupported}")
-            for table in result.tables:
-                if (table.schema, table.table) in sizes:
-                    tables[(table.schema, table.table)] = TableContent(
-                        table.schema, table.table, table.rows, table.checksum
-                    )
-        return tables
-
     def count_table_rows(
         self, database: str, tables: Iterable[tuple[str, str]], *, row_security: bool = False
     ) -> dict[tuple[str, str], int | None]:
         """Exact ``count(*)`` of each ``(schema, table)`` in ``database``; None for a missing table.
 
         :param row_security: as the dump's ``--enable-row-security`` (else ``row_security=off``)."""
-        counts: dict[tuple[str, str], int | None] = {}
         with (
             self.session(database) as session,
             open_connection(session, row_security=row_security) as conn,
         ):
-            for schema, table in tables:
-                exists = table_exists(conn, schema, table)
-                counts[(schema, table)] = exact_count(conn, schema, table) if exists else None
-        return counts
+            return count_tables(conn, list(tables))
 
     def _restore_features(
         self, pg_restore: PgBinary, transaction_size: int | None, statistics: bool

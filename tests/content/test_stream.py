@@ -174,3 +174,25 @@ def test_the_drill_of_each_method_proves_the_edge_cases_identical_and_an_edit_di
         pg.drop_database("edge drill")
     assert [(d.kind, d.object) for d in differences] == [("table", "public.edge")]
     assert differences[0].expected.startswith("5 rows, checksum ")
+
+
+@pytest.mark.parametrize("pg", ["pg18"], indirect=True)
+def test_the_drill_reads_the_largest_tables_back_in_pg_dumps_of_their_own(
+    pg: PgCluster, sample: str, pg_backup, airflow_conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_pgbackup import catalog
+    from tests.helpers import watch_children
+
+    monkeypatch.setattr(catalog, "OWN_READER_BYTES", 0)  # every table is "large": jobs - 1 of their own
+    artifact = pg_backup("custom")
+    with watch_children(("pg_dump",)) as children:
+        xcom = PgRestoreOperator(
+            task_id="drill",
+            postgres_conn_id=airflow_conn(pg, "postgres"),
+            artifact_path=str(artifact),
+            jobs=3,
+        ).execute(context={})
+    assert xcom["content"]["verdict"] == "IDENTICAL", xcom["content"]["differences"]
+    readers = [cmdline for cmdline, _env in children.values() if b"--data-only" in cmdline]
+    assert len(readers) == 3
+    assert sum(b"--exclude-table=" in cmdline for cmdline in readers) == 1  # the rest, in one pg_dump
