@@ -23,6 +23,23 @@ def _cpu(raw: Raw, side: str, key: str) -> str:
     return Summary.of(series(raw, side, key)).fmt()
 
 
+def _rows(
+    raw: Raw, base: str, sides: list[str], columns: tuple[str, ...], goal: tuple[str, float]
+) -> list[str]:
+    """One table row per side: wall time, its per-round ratio to ``base``, the ``columns``' medians, and
+    the verdict of the side named in ``goal`` against its target ratio."""
+    lines = []
+    for side in sides:
+        ratio = _ratio(raw, base, side)
+        target = f"<= {goal[1]}: {verdict(ratio.median <= goal[1])}" if side == goal[0] else ""
+        figures = " | ".join(_cpu(raw, side, column) for column in columns)
+        shown = ratio.fmt(3) if side != base else "1"
+        lines.append(
+            f"| {side[3:]} | {Summary.of(series(raw, side)).fmt()} | {shown} | {figures} | {target} |"
+        )
+    return lines
+
+
 def part5(data: dict[str, Any]) -> list[str]:
     raw: Raw = data["raw"]
     if BARE5 not in raw:
@@ -67,16 +84,13 @@ def part5(data: dict[str, Any]) -> list[str]:
         "| Machine CPU busy s | Target |",
         "|---|---|---|---|---|---|---|",
     ]
-    for side in (s for s in raw if s.startswith("p5 drill ")):
-        ratio = _ratio(raw, base, side)
-        target = ""
-        if side == "p5 drill record content (stream)":
-            target = f"<= {TARGET_DRILL}: {verdict(ratio.median <= TARGET_DRILL)}"
-        lines.append(
-            f"| {side.removeprefix('p5 ')} | {Summary.of(series(raw, side)).fmt()} | "
-            f"{ratio.fmt(3) if side != base else '1'} | {_cpu(raw, side, 'restore_seconds')} | "
-            f"{_cpu(raw, side, 'compare_seconds')} | {_cpu(raw, side, 'machine_busy_seconds')} | {target} |"
-        )
+    lines += _rows(
+        raw,
+        base,
+        [s for s in raw if s.startswith("p5 drill ")],
+        ("restore_seconds", "compare_seconds", "machine_busy_seconds"),
+        ("p5 drill record content (stream)", TARGET_DRILL),
+    )
     return [*lines, "", *_candidates(data.get("content_candidates")), ""]
 
 
@@ -114,14 +128,11 @@ def part8(data: dict[str, Any]) -> list[str]:
         "| Side | Wall time s | Wall / bare (per round) | Machine CPU busy s | Python CPU s | Target |",
         "|---|---|---|---|---|---|",
     ]
-    for side in [BARE8, *(s for s in raw if s.startswith("p8 operator "))]:
-        ratio = _ratio(raw, BARE8, side)
-        target = ""
-        if side == "p8 operator record content (default)":
-            target = f"<= {TARGET_MANY_TABLES}: {verdict(ratio.median <= TARGET_MANY_TABLES)}"
-        lines.append(
-            f"| {side.removeprefix('p8 ')} | {Summary.of(series(raw, side)).fmt()} | "
-            f"{ratio.fmt(3) if side != BARE8 else '1'} | {_cpu(raw, side, 'machine_busy_seconds')} | "
-            f"{_cpu(raw, side, 'self_cpu_seconds')} | {target} |"
-        )
+    lines += _rows(
+        raw,
+        BARE8,
+        [BARE8, *(s for s in raw if s.startswith("p8 operator "))],
+        ("machine_busy_seconds", "self_cpu_seconds"),
+        ("p8 operator record content (default)", TARGET_MANY_TABLES),
+    )
     return [*lines, ""]
