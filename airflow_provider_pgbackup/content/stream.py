@@ -229,43 +229,53 @@ class CopyDigest:
             length = yield from self._int()
             if length == 0:
                 return
-            left = length
-            while left:
-                data = yield from self._some(left)
-                if not data:
-                    raise ArchiveFormatError("pg_dump's output ends inside a data block")
-                left -= len(data)
-                if table is not None:
-                    table.update(inflate(data) if inflate else data)
+            yield from self._pass(length, table, inflate, "a data block")
 
     def _framed_rows(self, table: TableDigest, header: int) -> Generator[int, None, None]:
-        """Uncompressed blocks frame every row (``int length`` + the row): walk the frames in place."""
-        unpack = struct.Struct("<xI" if header == 5 else f"<x{header - 1}s").unpack_from
+        """Uncompressed blocks frame every row (``int length`` + the row): walk the frames in place,
+        hashing each row's bytes where it lies (no copy), the end marker's frame left out."""
+        unpack = struct.Struct(f"<x{header - 1}s" if header != 5 else "<xI").unpack_from
         while True:
             while len(self._buf) - self._pos < header:
                 if self._eof:
                     raise ArchiveFormatError("pg_dump's output ends inside a data block")
                 yield header
-            buf, pos, end = self._buf, self._pos, len(self._buf)
-            pieces: list[bytearray] = []
-            while pos + header <= end:
-                (length,) = unpack(buf, pos)
-                if not isinstance(length, int):
-                    length = int.from_bytes(length, "little")
-                if length == 0:
-                    self._pos = pos + header
-                    table.update(b"".join(pieces))
-                    return
-                if pos + header + length > end:
-                    break
-                pieces.append(buf[pos + header : pos + header + length])
-                pos += header + length
-            table.update(b"".join(pieces))
+            buf, pos, end, rows = self._buf, self._pos, len(self._buf), 0
+            update = table._sha.update if table.checksums else None  # the C method: once per row
+            done = False
+            with memoryview(buf) as view:
+                while pos + header <= end:
+                    (length,) = unpack(buf, pos)
+                    if not isinstance(length, int):
+                        length = int.from_bytes(length, "little")
+                    if length == 0:
+                        pos, done = pos + header, True
+                        break
+                    stop = pos + header + length
+                    if stop > end:
+                        break
+                    if length != len(COPY_END) or buf[pos + header : stop] != COPY_END:
+                        if update is not None:
+                            update(view[pos + header : stop])
+                        rows += 1
+                    pos = stop
+            table.rows += rows
             self._pos = pos
-            if pos + header <= end:  # a row longer than what is buffered: wait for all of it
-                yield header + length
-            else:
-                yield header
+            if done:
+                return
+            yield header
+
+    def _pass(
+        self, count: int, table: TableDigest | None, inflate: Callable[[bytes], bytes] | None, where: str
+    ) -> Generator[int, None, None]:
+        """The next ``count`` bytes of the stream into ``table`` (inflated first with ``inflate``)."""
+        while count:
+            data = yield from self._some(count)
+            if not data:
+                raise ArchiveFormatError(f"pg_dump's output ends inside {where}")
+            count -= len(data)
+            if table is not None:
+                table.update(inflate(data) if inflate else data)
 
     def _table(self, entry: TocEntry) -> TableDigest:
         table = TableDigest(entry.namespace, entry.tag, self.checksums)
@@ -287,15 +297,8 @@ class CopyDigest:
                 self._read_tar_toc(member)
                 continue
             table = self._tar_member(name)
-            data_left, pad_left = size, padded - size
-            while data_left:
-                data = yield from self._some(data_left)
-                if not data:
-                    raise ArchiveFormatError("the tar archive ends inside a member")
-                data_left -= len(data)
-                if table is not None:
-                    table.update(data)
-            yield from self._take(pad_left)
+            yield from self._pass(size, table, None, "a tar member")
+            yield from self._take(padded - size)
 
     def _read_tar_toc(self, member: bytes) -> None:
         self._toc = ArchiveToc().read_all(member)
