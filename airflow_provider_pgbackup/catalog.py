@@ -6,6 +6,7 @@ Plain functions over an open ``psycopg`` connection; names are always quoted by 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,3 +171,58 @@ def count_rows(conn: psycopg.Connection[Any], selection: TableSelection) -> tupl
         TableRowCount(schema, table, exact_count(conn, schema, table))
         for schema, table in dumped_tables(conn, selection)
     )
+
+
+def table_sizes(
+    conn: psycopg.Connection[Any], tables: Sequence[tuple[str, str]]
+) -> list[tuple[tuple[str, str], int]]:
+    """``((schema, table), bytes on disk)`` of each of ``tables`` that exists (one query)."""
+    rows = conn.execute(
+        """
+        SELECT t.schema, t.name, pg_catalog.pg_relation_size(c.oid)
+        FROM ROWS FROM (pg_catalog.unnest(%s::text[]), pg_catalog.unnest(%s::text[])) AS t(schema, name)
+        JOIN pg_catalog.pg_namespace n ON n.nspname = t.schema
+        JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.name
+        WHERE c.relkind IN ('r', 'p', 'm', 'f')
+        """,
+        ([s for s, _ in tables], [t for _, t in tables]),
+    ).fetchall()
+    return [((str(schema), str(name)), int(size)) for schema, name, size in rows]
+
+
+#: A table smaller than this is not worth a pg_dump of its own.
+OWN_READER_BYTES = 16 * 1024 * 1024
+
+
+def copy_groups(
+    sizes: dict[tuple[str, str], int], jobs: int
+) -> list[tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
+    """How to read tables back with up to ``jobs`` pg_dump processes: ``(tables, exclude_tables)`` each.
+
+    The ``jobs - 1`` largest tables (of at least :data:`OWN_READER_BYTES`) get a process each; one more
+    reads everything else (all tables but those). One process when nothing is large."""
+    largest = sorted(sizes, key=lambda name: sizes[name], reverse=True)[: max(0, jobs - 1)]
+    own = [name for name in largest if sizes[name] >= OWN_READER_BYTES]
+    return [([], own), *(([name], []) for name in own)]
+
+
+#: Tables counted per round trip (``UNION ALL`` of their ``count(*)``).
+COUNT_BATCH = 200
+
+
+def count_tables(
+    conn: psycopg.Connection[Any], tables: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], int | None]:
+    """Exact ``count(*)`` of each table (None: it does not exist), :data:`COUNT_BATCH` per round trip."""
+    present = {name for name, _size in table_sizes(conn, tables)}
+    counts: dict[tuple[str, str], int | None] = {name: None for name in tables}
+    names = [name for name in tables if name in present]
+    for start in range(0, len(names), COUNT_BATCH):
+        batch = names[start : start + COUNT_BATCH]
+        query = sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT {}, count(*) FROM {}").format(sql.Literal(index), sql.Identifier(schema, table))
+            for index, (schema, table) in enumerate(batch)
+        )
+        for index, count in conn.execute(query).fetchall():
+            counts[batch[int(index)]] = int(count)
+    return counts

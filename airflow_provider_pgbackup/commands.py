@@ -6,6 +6,7 @@ only translate options into flags.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from airflow_provider_pgbackup.binaries import PgBinary
@@ -144,3 +145,55 @@ def psql_restore_argv(psql: PgBinary, manifest: Manifest) -> list[str]:
     if manifest.kind == "pg_dump":
         argv.append("--single-transaction")
     return argv
+
+
+def pg_dump_data_argv(
+    binary: PgBinary,
+    copy_settings: dict[str, str],
+    *,
+    tables: Sequence[tuple[str, str]] = (),
+    exclude_tables: Sequence[tuple[str, str]] = (),
+    row_security: bool = False,
+) -> list[str]:
+    """pg_dump's argv to read a (restored) database's table rows back as plain COPY text, serialised as
+    the dump was: its client encoding and ``--quote-all-identifiers`` (the other copy settings travel in
+    the environment, :func:`copy_settings_env`); ``tables`` only, or all but ``exclude_tables``."""
+    argv = [
+        str(binary.path),
+        "--data-only",
+        "--format=p",
+        "--no-large-objects" if binary.major >= 16 else "--no-blobs",
+    ]
+    if copy_settings.get("client_encoding"):
+        argv.append(f"--encoding={copy_settings['client_encoding']}")
+    if copy_settings.get("quote_all_identifiers") == "on":
+        argv.append("--quote-all-identifiers")
+    if row_security:
+        argv.append("--enable-row-security")
+    argv += [f"--table={table_pattern(schema, table)}" for schema, table in tables]
+    argv += [f"--exclude-table={table_pattern(schema, table)}" for schema, table in exclude_tables]
+    return argv
+
+
+def copy_settings_env(env: dict[str, str], copy_settings: dict[str, str]) -> dict[str, str]:
+    """``env`` with the dump's time zone (``PGTZ``), ``bytea_output`` and ``lc_monetary`` (``PGOPTIONS``)."""
+    env = dict(env)
+    if copy_settings.get("TimeZone"):
+        env["PGTZ"] = copy_settings["TimeZone"]
+    options = [
+        f"-c {name}={_options_escape(copy_settings[name])}"
+        for name in ("bytea_output", "lc_monetary")
+        if copy_settings.get(name)
+    ]
+    if options:
+        env["PGOPTIONS"] = " ".join([env["PGOPTIONS"], *options] if env.get("PGOPTIONS") else options)
+    return env
+
+
+def _options_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+def table_pattern(schema: str, table: str) -> str:
+    """A pg_dump ``--table`` pattern matching exactly this table (quoted: no wildcard, no case folding)."""
+    return '"' + schema.replace('"', '""') + '"."' + table.replace('"', '""') + '"'

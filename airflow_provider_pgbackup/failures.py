@@ -146,6 +146,14 @@ def configuration_error(err: BaseException) -> str | None:
     return None
 
 
+#: What pg_dump says when the role may not read every row of a table (no ``--enable-row-security``).
+ROW_SECURITY_REFUSAL = "row-level security policy"
+ROW_SECURITY_HINT = (
+    "The role is subject to a row-level security policy: pass extra_args=['--enable-row-security'] to dump "
+    "only the rows it may see, or dump as a role that bypasses row-level security"
+)
+
+
 def connection_lost(err: PgCommandError) -> bool:
     """The tool failed because its connection to the server broke (a network fault, a restart), not
     because the server refused the connection's settings."""
@@ -180,10 +188,20 @@ def failure_policy(postgres_conn_id: str | None = None) -> Iterator[None]:
         if permanent_sqlstate(err.sqlstate):
             raise AirflowFailException(str(err)) from err
         raise
+    except PgCommandError as err:
+        if not err.killed and err.tool == "pg_dump" and ROW_SECURITY_REFUSAL in "\n".join(err.stderr_tail):
+            raise AirflowFailException(f"{err}\n{ROW_SECURITY_HINT}") from err
+        _fail_now_if_misconfigured(err, postgres_conn_id)
+        raise
     except Exception as err:
-        reason = configuration_error(err)
-        if reason is None:
-            raise
+        _fail_now_if_misconfigured(err, postgres_conn_id)
+        raise
+
+
+def _fail_now_if_misconfigured(err: BaseException, postgres_conn_id: str | None) -> None:
+    """Raise ``AirflowFailException`` when ``err`` says the connection's settings are refused."""
+    reason = configuration_error(err)
+    if reason is not None:
         raise AirflowFailException(_refused_settings(reason, postgres_conn_id, err)) from err
 
 

@@ -17,6 +17,11 @@ DumpFormat = Literal["custom", "directory", "tar", "plain"]
 DUMP_FORMATS: tuple[DumpFormat, ...] = ("custom", "directory", "tar", "plain")
 FORMAT_FLAGS: dict[DumpFormat, str] = {"custom": "c", "directory": "d", "tar": "t", "plain": "p"}
 
+RecordMode = Literal["content", "row_counts", "none"]
+#: What a dump records about the data it dumps (``record``): the content proof (row counts, per-table
+#: checksums, sequences, large objects, schema inventory), row counts only, or nothing.
+RECORD_MODES: tuple[RecordMode, ...] = ("content", "row_counts", "none")
+
 DumpAllMode = Literal["full", "globals", "roles"]
 DUMPALL_MODES: tuple[DumpAllMode, ...] = ("full", "globals", "roles")
 
@@ -196,6 +201,42 @@ def parse_lock_wait_timeout(value: str | int | float | datetime.timedelta | None
     return f"{match.group(1)}{match.group(2) or 'ms'}"
 
 
+def parse_record(
+    record: str | None,
+    record_row_counts: bool | str | None = None,
+    record_checksums: bool | str | None = None,
+) -> RecordMode:
+    """``record`` (``content``, ``row_counts`` or ``none``), or what the older two booleans meant.
+
+    ``record_checksums=False`` is ``row_counts`` (``none`` with ``record_row_counts=False`` too);
+    ``record_row_counts=False`` alone is ``none``. Both booleans with ``record``, or
+    ``record_row_counts=False`` with ``record_checksums=True`` (a content record holds row counts), are
+    refused, saying what to use.
+    """
+    counts = None if record_row_counts is None else parse_flag("record_row_counts", record_row_counts)
+    checksums = None if record_checksums is None else parse_flag("record_checksums", record_checksums)
+    if record is not None:
+        if not isinstance(record, str) or record.strip().lower() not in RECORD_MODES:
+            raise InvalidOptionError(
+                f"record {record!r} is not supported; use one of: content (row counts and the content "
+                "proof, the default), row_counts, none"
+            )
+        if counts is not None or checksums is not None:
+            raise InvalidOptionError(
+                "record_row_counts and record_checksums cannot be combined with record; use record alone "
+                "(content, row_counts or none)"
+            )
+        return cast("RecordMode", record.strip().lower())
+    if counts is False and checksums:
+        raise InvalidOptionError(
+            "record_row_counts=False with record_checksums=True is contradictory: the content record "
+            "holds the row counts; use record='content' or record='none'"
+        )
+    if counts is False:
+        return "none"
+    return "row_counts" if checksums is False else "content"
+
+
 def parse_flag(name: str, value: bool | str) -> bool:
     """A boolean, also from a rendered template ("True"/"false"/"1"/"0"); anything else is an error."""
     if isinstance(value, bool):
@@ -306,10 +347,19 @@ class PgDumpOptions:
     tables: tuple[str, ...] = ()
     exclude_tables: tuple[str, ...] = ()
     lock_wait_timeout: str | None = "5min"
-    record_row_counts: bool = True
-    record_checksums: bool = True
+    record: RecordMode = "content"
     statistics: bool = False
     extra_args: tuple[str, ...] = ()
+
+    @property
+    def record_row_counts(self) -> bool:
+        """Row counts are recorded (``record`` is ``content`` or ``row_counts``)."""
+        return self.record != "none"
+
+    @property
+    def record_checksums(self) -> bool:
+        """The content record (checksums, sequences, large objects, inventory) is taken."""
+        return self.record == "content"
 
     @classmethod
     def build(
@@ -323,8 +373,9 @@ class PgDumpOptions:
         tables: Iterable[str] | str = (),
         exclude_tables: Iterable[str] | str = (),
         lock_wait_timeout: str | int | float | datetime.timedelta | None = "5min",
-        record_row_counts: bool | str = True,
-        record_checksums: bool | str = True,
+        record: str | None = None,
+        record_row_counts: bool | str | None = None,
+        record_checksums: bool | str | None = None,
         statistics: bool | str = False,
         extra_args: Sequence[str] = (),
     ) -> PgDumpOptions:
@@ -355,8 +406,7 @@ class PgDumpOptions:
             tables=check_names("table pattern", tables),
             exclude_tables=check_names("exclude_tables pattern", exclude_tables),
             lock_wait_timeout=parse_lock_wait_timeout(lock_wait_timeout),
-            record_row_counts=parse_flag("record_row_counts", record_row_counts),
-            record_checksums=parse_flag("record_checksums", record_checksums),
+            record=parse_record(record, record_row_counts, record_checksums),
             statistics=parse_flag("statistics", statistics),
             extra_args=check_extra_args(extra_args, PG_DUMP_SWITCHES, PG_DUMP_VALUED, "pg_dump"),
         )

@@ -56,6 +56,21 @@ class GzipStage:
         return self._compressor.flush()
 
 
+class TeeStage:
+    """Hands every chunk, unchanged, to ``sink`` as well (a reader of the stream, such as a
+    :class:`BackgroundWriter` feeding the parser of pg_dump's COPY data), and passes it on."""
+
+    def __init__(self, sink: Callable[[bytes], None]) -> None:
+        self._sink = sink
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._sink(chunk)
+        return chunk
+
+    def finish(self) -> bytes:
+        return b""
+
+
 class Pipeline:
     """``write(chunk)`` runs the stages in order and hands what comes out to ``sink``; ``close()`` flushes.
 

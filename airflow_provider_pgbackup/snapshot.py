@@ -3,10 +3,17 @@
 
 :class:`DumpSnapshot` is the session whose snapshot pg_dump dumps (``pg_dump --snapshot``): it runs with
 the settings pg_dump gives its own session (:func:`~airflow_provider_pgbackup.catalog.prepare_session`),
-takes the ``ACCESS SHARE`` locks pg_dump takes on the tables it measures *before* pg_dump starts (so a
-``TRUNCATE`` cannot empty a table between pg_dump's end and its measurement), and measures in a thread
-while pg_dump runs. A measurement that fails is raised as :class:`SnapshotMeasurementError`, before
-pg_dump's consequential error (a failed measurement aborts the exported snapshot).
+and measures in a thread while pg_dump runs. A measurement that fails is raised as
+:class:`SnapshotMeasurementError`, before pg_dump's consequential error (a failed measurement aborts the
+exported snapshot).
+
+Where pg_dump's output can be read (:func:`stream_unreadable` is None), the rows of every table are
+counted and checksummed from the COPY data pg_dump writes (:mod:`~airflow_provider_pgbackup.content.stream`,
+fed by the hook): the server reads nothing twice, and this session measures only the sequences, the
+large objects and the schema inventory. Otherwise (lz4/zstd archives, ``--inserts``) the server counts
+and checksums every table in this snapshot, which first takes the ``ACCESS SHARE`` locks pg_dump takes on
+them, *before* pg_dump starts, so a ``TRUNCATE`` cannot empty a table between pg_dump's end and its
+measurement.
 """
 
 from __future__ import annotations
@@ -22,7 +29,15 @@ from psycopg import IsolationLevel, sql
 
 from airflow_provider_pgbackup.catalog import dumped_tables, exact_count, prepare_session
 from airflow_provider_pgbackup.compat import AirflowException
-from airflow_provider_pgbackup.content import ContentRecord, SequenceValue, display_name, measure_content
+from airflow_provider_pgbackup.content import (
+    STREAM_METHOD,
+    ContentRecord,
+    SequenceValue,
+    StreamResult,
+    TableContent,
+    display_name,
+    measure_content,
+)
 from airflow_provider_pgbackup.libpq import LibpqSession
 from airflow_provider_pgbackup.manifest import TableRowCount
 from airflow_provider_pgbackup.options import PgDumpOptions
@@ -51,6 +66,10 @@ class SnapshotMeasurementError(AirflowException):
 
 def _sqlstate(err: BaseException) -> str | None:
     return getattr(err, "sqlstate", None) if isinstance(err, psycopg.Error) else None
+
+
+def _checksummed(options: PgDumpOptions) -> str:
+    return " and checksummed the rows of" if options.record_checksums else " the rows of"
 
 
 def _first_line(err: BaseException) -> str:
@@ -112,6 +131,68 @@ def snapshot_facts(
     return (counts if options.dumps_data else None), content
 
 
+def stream_unreadable(options: PgDumpOptions) -> str | None:
+    """Why the rows of this dump cannot be measured from pg_dump's output (None: they can)."""
+    if options.compression.method in ("lz4", "zstd"):
+        return f"{options.compression.method}-compressed data cannot be read in-stream"
+    if any(
+        a in ("--inserts", "--column-inserts") or a.startswith("--rows-per-insert=")
+        for a in options.extra_args
+    ):
+        return "the data is dumped as INSERT statements, not COPY rows"
+    if options.format == "plain" and "--load-via-partition-root" in options.extra_args:
+        return "plain SQL with --load-via-partition-root names the root, not the table, in COPY"
+    return None
+
+
+def server_extras(
+    log: Any,
+    conn: psycopg.Connection[Any],
+    options: PgDumpOptions,
+    sequences: tuple[SequenceValue, ...] | None,
+) -> ContentRecord:
+    """What the server measures beside a dump whose rows are measured from its stream: sequences, large
+    objects and the schema inventory (a whole-database dump), large objects (where pg_dump dumps them)."""
+    whole = options.dumps_whole_database
+    record = measure_content(
+        conn,
+        [],
+        sequences=() if not whole or sequences is not None else None,
+        large_objects=options.dumps_large_objects,
+        inventory=whole,
+    )
+    if whole and sequences is not None:
+        record = dataclasses.replace(record, sequences=sequences)
+    log.info("Measured%s in the dump's snapshot in %.1f s", _extras(whole, options), record.duration_seconds)
+    return record if whole else dataclasses.replace(record, sequences=None)
+
+
+def _extras(whole: bool, options: PgDumpOptions) -> str:
+    if whole:
+        return " sequences, large objects and the schema inventory"
+    return " large objects" if options.dumps_large_objects else " nothing else"
+
+
+def stream_facts(
+    options: PgDumpOptions,
+    stream: StreamResult,
+    extras: ContentRecord | None,
+    copy_settings: tuple[tuple[str, str], ...],
+) -> Facts:
+    """Row counts and content record of a dump whose rows were measured from its COPY data."""
+    counts = tuple(TableRowCount(t.schema, t.table, t.rows) for t in stream.tables)
+    if not options.record_checksums or extras is None:
+        return counts, None
+    settings = (("client_encoding", stream.encoding or ""), *copy_settings)
+    content = dataclasses.replace(
+        extras,
+        tables=tuple(TableContent(t.schema, t.table, t.rows, t.checksum) for t in stream.tables),
+        checksum_method=STREAM_METHOD,
+        copy_settings=settings,
+    )
+    return counts, content
+
+
 def lock_tables(
     conn: psycopg.Connection[Any], tables: Sequence[tuple[str, str]], lock_wait_timeout: str | None
 ) -> None:
@@ -146,7 +227,23 @@ class DumpSnapshot:
         self.options = options
         self.log = log
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-facts")
-        self._future: Future[Facts] | None = None
+        self._future: Future[Any] | None = None
+        #: The rows are measured from pg_dump's output (the hook feeds a CopyDigest), not by the server.
+        self.from_stream = (
+            options.dumps_data and options.record_row_counts and stream_unreadable(options) is None
+        )
+        row = conn.execute(
+            "SELECT pg_catalog.current_setting('TimeZone'), pg_catalog.current_setting('bytea_output'),"
+            " pg_catalog.current_setting('lc_monetary')"
+        ).fetchone()
+        assert row is not None
+        quoted = "on" if "--quote-all-identifiers" in options.extra_args else "off"
+        self.copy_settings = (
+            ("TimeZone", str(row[0])),
+            ("bytea_output", str(row[1])),
+            ("lc_monetary", str(row[2])),
+            ("quote_all_identifiers", quoted),
+        )
 
     @classmethod
     @contextlib.contextmanager
@@ -171,36 +268,62 @@ class DumpSnapshot:
         return self.options.record_row_counts or self.options.record_checksums
 
     def start_measurement(self) -> None:
-        """Lock the tables whose rows pg_dump dumps, read the sequences (both before pg_dump starts),
-        then measure in a thread. A failure here raises :class:`SnapshotMeasurementError` (or
-        ``PgLockTimeout``) and pg_dump is not started."""
+        """Before pg_dump starts: read the sequences, and for the server's own measurement of the rows
+        lock the tables pg_dump dumps; then measure in a thread. A failure here raises
+        :class:`SnapshotMeasurementError` (or ``PgLockTimeout``) and pg_dump is not started."""
         if not self.measuring:
             return
         options = self.options
+        reason = stream_unreadable(options)
+        if options.dumps_data and options.record_row_counts:
+            how = "from pg_dump's COPY data" if self.from_stream else f"by the server ({reason})"
+            self.log.info("Measuring the rows of the dump %s", how)
         try:
-            selection = TableSelection.from_options(options)
-            tables = dumped_tables(self.conn, selection) if options.dumps_data else []
-            if tables:
-                self.log.info(
-                    "Locking the %d tables to measure in ACCESS SHARE mode, as pg_dump does%s",
-                    len(tables),
-                    f" (lock_wait_timeout={options.lock_wait_timeout})" if options.lock_wait_timeout else "",
-                )
-                lock_tables(self.conn, tables, options.lock_wait_timeout)
+            tables = [] if self.from_stream else self._lock_measured_tables()
             # Sequences ignore snapshots: read them before pg_dump does, never after.
             sequences = sequences_before_dump(self.conn, options)
         except PgLockTimeout:
             raise
         except psycopg.Error as err:
             raise self._measurement_error(err) from err
-        self._future = self._pool.submit(snapshot_facts, self.log, self.conn, options, tables, sequences)
+        if not self.from_stream:
+            self._future = self._pool.submit(snapshot_facts, self.log, self.conn, options, tables, sequences)
+        elif options.record_checksums:
+            self._future = self._pool.submit(server_extras, self.log, self.conn, options, sequences)
 
-    def facts(self) -> Facts:
-        """Row counts and content record (``(None, None)`` when nothing is recorded)."""
-        if self._future is None:
-            return None, None
+    def _lock_measured_tables(self) -> list[tuple[str, str]]:
+        options = self.options
+        if not options.dumps_data:
+            return []
+        tables = dumped_tables(self.conn, TableSelection.from_options(options))
+        if tables:
+            self.log.info(
+                "Locking the %d tables to measure in ACCESS SHARE mode, as pg_dump does%s",
+                len(tables),
+                f" (lock_wait_timeout={options.lock_wait_timeout})" if options.lock_wait_timeout else "",
+            )
+            lock_tables(self.conn, tables, options.lock_wait_timeout)
+        return tables
+
+    def facts(self, stream: StreamResult | None = None) -> Facts:
+        """Row counts and content record (``(None, None)`` when nothing is recorded); ``stream``: what
+        the hook read from pg_dump's output when :attr:`from_stream`."""
         try:
-            return self._future.result()
+            measured = self._future.result() if self._future is not None else None
+            if not self.from_stream:
+                return measured if measured is not None else (None, None)
+            if stream is None or stream.unsupported:
+                # pg_dump's output could not be read (unexpected): the server measures, post hoc
+                self.log.warning(
+                    "Could not read the rows from pg_dump's output (%s); measuring them with the server",
+                    stream.unsupported if stream is not None else "nothing was read",
+                )
+                tables = self._lock_measured_tables()
+                return snapshot_facts(self.log, self.conn, self.options, tables, None)
+            self.log.info(
+                "Counted%s %d tables from pg_dump's COPY data", _checksummed(self.options), len(stream.tables)
+            )
+            return stream_facts(self.options, stream, measured, self.copy_settings)
         except psycopg.Error as err:
             raise self._measurement_error(err) from err
 

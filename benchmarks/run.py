@@ -173,18 +173,21 @@ def operator_spec(
     fmt: str = "custom",
     compression: str,
     jobs: int | None = None,
-    row_counts: bool,
+    row_counts: bool = False,
     checksums: bool = False,
     recipients: list[str] | None = None,
+    record: str | None = None,
 ) -> dict[str, Any]:
+    """A PgDumpOperator run; ``record`` wins, else ``row_counts``/``checksums`` say what is recorded."""
+    if record is None:
+        record = "content" if checksums else ("row_counts" if row_counts else "none")
     operator: dict[str, Any] = {
         "postgres_conn_id": db.conn_id,
         "output_path": str(out),
         "format": fmt,
         "compression": compression,
         "jobs": jobs,
-        "record_row_counts": row_counts,
-        "record_checksums": checksums,
+        "record": record,
         "pg_bin_dir": str(bench.pg_bin),
     }
     if recipients:
@@ -267,54 +270,20 @@ def part1_overhead(bench: Bench, db: Database, compressions: list[str], rounds: 
         interleaved(bench, sides, rounds)
 
 
-def part5_checksums(bench: Bench, db: Database, rounds: int) -> None:
-    """What ``record_checksums`` costs: the dump (counts only vs checksums) and the drill (row counts
-    compared vs the full content comparison), wall time and whole-machine CPU."""
-    bench.log(f"part 5: record_checksums on the dump side and the drill side, {db.name}")
-    sides: dict[str, tuple[SpecMaker, str]] = {
-        f"p5 dump {name}": (
-            lambda out, on=on: operator_spec(
-                bench, db, out, compression="gzip:6", row_counts=True, checksums=on
-            ),
-            ".dump",
-        )
-        for name, on in (("counts only", False), ("checksums", True))
-    }
-    interleaved(bench, sides, rounds)
-    artifacts = {}
-    for name, on in (("counts only", False), ("checksums", True)):
-        out = bench.output_path(f"p5 artifact {name}", ".dump")
-        bench.worker(operator_spec(bench, db, out, compression="gzip:6", row_counts=True, checksums=on))
-        artifacts[name] = out
-    drills: dict[str, tuple[SpecMaker, str]] = {
-        f"p5 drill {name}": (
-            lambda out, a=artifacts[name]: {
-                "kind": "drill",
-                "drill": {
-                    "postgres_conn_id": db.conn_id,
-                    "artifact_path": str(a),
-                    "pg_bin_dir": str(bench.pg_bin),
-                },
-            },
-            ".unused",
-        )
-        for name in artifacts
-    }
-    interleaved(bench, drills, rounds)
-    for out in artifacts.values():
-        cleanup(out)
-        cleanup(out.with_name(out.name + ".manifest.json"))
-
-
 def part2_memory(bench: Bench, dbs: list[Database], rounds: int) -> None:
-    bench.log("part 2: peak RSS of the driving Python process per data size (compression none, counts on)")
-    sides: dict[str, tuple[SpecMaker, str]] = {
-        f"p2 operator none counts on {db.name}": (
-            lambda out, d=db: operator_spec(bench, d, out, compression="none", row_counts=True),
+    """Peak RSS per data size: compression none with the content record (every byte of every row
+    through Python: the stream reader), and the defaults (gzip:6, the content record)."""
+    bench.log("part 2: peak RSS of the driving Python process per data size")
+    sides: dict[str, tuple[SpecMaker, str]] = {}
+    for db in dbs:
+        sides[f"p2 operator none record content {db.name}"] = (
+            lambda out, d=db: operator_spec(bench, d, out, compression="none", record="content"),
             ".dump",
         )
-        for db in dbs
-    }
+        sides[f"p2 operator default {db.name}"] = (
+            lambda out, d=db: operator_spec(bench, d, out, compression="gzip:6", record="content"),
+            ".dump",
+        )
     interleaved(bench, sides, rounds, warmup=False)
 
 
@@ -695,12 +664,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-part3-bare", action="store_true", help="skip bare pg_dump counterparts in part 3"
     )
-    parser.add_argument("--parts", default="1,2,3,4,5,6,7", help="which parts to run")
+    parser.add_argument(
+        "--rounds-content", type=int, help="measured rounds for parts 5 and 8, the content record (default 5)"
+    )
+    parser.add_argument("--parts", default="1,2,3,4,5,6,7,8", help="which parts to run")
     parser.add_argument("--scale-note", default="", help="a sentence for RESULTS.md on why this scale")
     parser.add_argument(
         "--merge",
         action="store_true",
-        help="keep the figures of the parts not run from the existing results.json (same scale only)",
+        help="keep the figures of the parts not run from the existing results.json (each part keeps the "
+        "databases it ran on, so the scales may differ)",
     )
     args = parser.parse_args(argv)
     args.scale = args.scale or (QUICK_SCALE if args.quick else DEFAULT_SCALE)
@@ -710,6 +683,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rounds_other = args.rounds_other or (1 if args.quick else 3)
     args.rounds_encryption = args.rounds_encryption or (2 if args.quick else 7)
     args.rounds_stores = args.rounds_stores or (2 if args.quick else 5)
+    args.rounds_content = args.rounds_content or (2 if args.quick else 5)
     args.part1_compressions = [c for c in args.part1_compressions.split(",") if c]
     args.parts = {int(p) for p in args.parts.split(",") if p}
     return args
@@ -769,27 +743,38 @@ def previous_runs(old: dict[str, Any]) -> list[dict[str, Any]]:
     return runs
 
 
-def merge_base(scale: int) -> dict[str, Any]:
-    """The results.json a ``--merge`` run adds to; checked before the run too, so a wrong scale fails
-    at once instead of after the whole run."""
+def merge_base() -> dict[str, Any]:
+    """The results.json a ``--merge`` run adds to (read before the run too, so a broken file fails at
+    once instead of after the whole run)."""
     old: dict[str, Any] = json.loads((HERE / "results.json").read_text(encoding="utf-8"))
-    if old.get("args", {}).get("scale") != scale:
-        raise SystemExit(
-            f"--merge needs a results.json of the same --scale: it has {old.get('args', {}).get('scale')}, "
-            f"this run {scale}"
-        )
     return old
 
 
 def merge(data: dict[str, Any], parts: set[int]) -> dict[str, Any]:
-    """This run's figures for ``parts``, the previous results.json's for the other parts."""
-    old = merge_base(data["args"]["scale"])
+    """This run's figures for ``parts``, the previous results.json's for the other parts; each part keeps
+    the databases it ran on (``databases_by_part``), whatever the scale of the other runs."""
+    old = merge_base()
     kept = {k: v for k, v in old["raw"].items() if int(k[1]) not in parts}
     data["raw"] = {**kept, **data["raw"]}
     data["profiles"] = {**old.get("profiles", {}), **data.get("profiles", {})}
-    for key in ("methods", "gcs", "encryption", "object_stores", "count_seconds"):
+    for key in (
+        "methods",
+        "gcs",
+        "encryption",
+        "object_stores",
+        "count_seconds",
+        "content_candidates",
+        "many_tables",
+    ):
         if key in old and (key not in data or data[key] == "not selected"):
             data[key] = old[key]
+    old_parts = {p for run in previous_runs(old) for p in run["parts"]}
+    by_part = {str(p): old["databases"] for p in old_parts}
+    by_part.update(old.get("databases_by_part", {}))
+    data["databases_by_part"] = {
+        **{p: dbs for p, dbs in by_part.items() if int(p) not in parts},
+        **data.get("databases_by_part", {}),
+    }
     runs = []
     for run in previous_runs(old):
         left = [p for p in run["parts"] if p not in parts]
@@ -807,7 +792,7 @@ def _loadavg() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.merge:
-        merge_base(args.scale)
+        merge_base()
     started = time.monotonic()
     started_utc = datetime.datetime.now(datetime.timezone.utc)
     load_start = _loadavg()
@@ -837,6 +822,7 @@ def main(argv: list[str] | None = None) -> int:
                 generate(bench, db)
             data["machine"] = machine_info(bench)
             data["databases"] = [vars(d) for d in dbs]
+            data["databases_by_part"] = {str(p): data["databases"] for p in args.parts if p != 8}
             data["raw"] = bench.raw
             data["count_seconds"] = count_seconds(bench, big)
             if 1 in args.parts:
@@ -847,8 +833,10 @@ def main(argv: list[str] | None = None) -> int:
             if 3 in args.parts:
                 data["methods"] = part3_settings(bench, big, args.rounds_other, not args.no_part3_bare)
             profiles = data.setdefault("profiles", {})
+            from benchmarks.content import part5_content, part8_many_tables  # it imports this module
+
             if 5 in args.parts:
-                part5_checksums(bench, big, args.rounds_other)
+                data["content_candidates"] = part5_content(bench, big, args.rounds_content)
             data["gcs"] = (
                 part4_gcs(bench, dbs, args.rounds_gcs, profiles) if 4 in args.parts else "not selected"
             )
@@ -857,6 +845,17 @@ def main(argv: list[str] | None = None) -> int:
                 if 6 in args.parts
                 else "not selected"
             )
+            if 8 in args.parts:
+                data["many_tables"] = part8_many_tables(bench, args.rounds_content)
+                data["databases_by_part"]["8"] = [
+                    {
+                        "name": "many_tables",
+                        "scale": 0,
+                        "size_bytes": data["many_tables"]["size_bytes"],
+                        "tables": data["many_tables"]["tables"],
+                        "rows_per_table": data["many_tables"]["rows_per_table"],
+                    }
+                ]
             timed = dbs if args.part7_all_sizes else dbs[:1]
             data["object_stores"] = (
                 part7_object_stores(bench, timed, [d for d in dbs if d not in timed], args.rounds_stores)

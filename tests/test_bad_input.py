@@ -50,7 +50,7 @@ CASES: list[tuple[type, dict[str, Any], tuple[str, ...]]] = [
         PgDumpOperator,
         {"output_path": "/backups/db.dump"},
         ("output_path", "postgres_conn_id", "database", "format", "compression", "jobs", "schemas",
-         "exclude_schemas", "tables", "exclude_tables", "lock_wait_timeout", "record_row_counts",
+         "exclude_schemas", "tables", "exclude_tables", "lock_wait_timeout", "record", "record_row_counts",
          "record_checksums", "statistics", "extra_args", "pg_bin_dir", "overwrite", "gcp_conn_id",
          "gcs_chunk_size", "file_mode", "aws_conn_id", "wasb_conn_id"),
     ),

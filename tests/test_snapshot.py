@@ -87,9 +87,19 @@ def role(pg: PgCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..
 
 
 # ------------------------------------------------------------------------------ item 6: TRUNCATE race
+#: The rows measured from pg_dump's COPY data (the default), and by the server (data as INSERTs).
+PATHS = pytest.mark.parametrize("extra_args", [[], ["--rows-per-insert=1000"]], ids=["stream", "server"])
+
+
 @ON_PG18
+@PATHS
 def test_a_truncate_committed_after_pg_dump_exits_cannot_empty_the_record(
-    pg: PgCluster, fresh_db, airflow_conn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pg: PgCluster,
+    fresh_db,
+    airflow_conn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    extra_args: list[str],
 ) -> None:
     source = fresh_db("truncate race")
     pg.execute(
@@ -149,7 +159,7 @@ def test_a_truncate_committed_after_pg_dump_exits_cannot_empty_the_record(
     monkeypatch.setattr(LocalArtifactTarget, "write", write)
     monkeypatch.setattr(snapshot, "measure_content", measure)
     artifact = tmp_path / "race.dump"
-    xcom = dump(airflow_conn(pg, source), artifact)
+    xcom = dump(airflow_conn(pg, source), artifact, extra_args=extra_args)
     monkeypatch.undo()
     truncator.join(30)
     assert state["done"].is_set(), "the TRUNCATE ran once the snapshot session ended"
@@ -162,8 +172,9 @@ def test_a_truncate_committed_after_pg_dump_exits_cannot_empty_the_record(
 
 # ------------------------------------------------------------------- item 7: a role's own timeouts
 ROLE_SETTINGS = {
-    # the measurement (md5 of 300k rows) outlasts 50 ms, in the dump and in the drill
-    "statement_timeout": ({"statement_timeout": "50ms"}, {}),
+    # the server's measurement (md5 of 300k rows: the data dumped as INSERTs) outlasts 50 ms, in the dump
+    # and in the drill
+    "statement_timeout": ({"statement_timeout": "50ms"}, {"extra_args": ["--rows-per-insert=1000"]}),
     # nothing measured: the snapshot session is idle in its transaction while pg_dump waits on a lock
     "idle_in_transaction_session_timeout": (
         {"idle_in_transaction_session_timeout": "300ms"},
@@ -171,6 +182,8 @@ ROLE_SETTINGS = {
     ),
     # PostgreSQL 17+: the snapshot's transaction lasts as long as the dump
     "transaction_timeout": ({"transaction_timeout": "300ms"}, {}),
+    # the drill reads the restored tables back with pg_dump and measures the rest with a session
+    "statement_timeout, stream": ({"statement_timeout": "50ms"}, {}),
 }
 
 
@@ -181,6 +194,7 @@ def test_a_role_with_short_timeouts_dumps_and_drills_like_bare_pg_dump(
 ) -> None:
     settings, dump_options = ROLE_SETTINGS[setting]
     source = fresh_db(f"strict {setting}")
+    setting = setting.split(",")[0]
     pg.execute(
         "CREATE TABLE public.big AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 300000) g;"
         "CREATE TABLE public.held (id int)",
@@ -202,7 +216,7 @@ def test_a_role_with_short_timeouts_dumps_and_drills_like_bare_pg_dump(
         release.start()
         xcom = dump(name, tmp_path / "strict.dump", **dump_options)
         release.join()
-    if dump_options:
+    if dump_options.get("record_row_counts") is False:
         return
     assert {(r["table"], r["rows"]) for r in xcom["row_counts"]} == {("big", 300000), ("held", 0)}
     result = drill(role(f"pgbackup_{setting}_drill", **settings), tmp_path / "strict.dump")
@@ -246,17 +260,20 @@ def test_enable_row_security_dumps_counts_and_drills_the_rows_the_role_may_see(
 
 
 @ON_PG18
+@PATHS
 def test_a_policy_the_role_is_subject_to_fails_now_saying_so_not_as_a_lost_snapshot(
-    pg: PgCluster, policed: tuple[str, str], tmp_path: Path
+    pg: PgCluster, policed: tuple[str, str], tmp_path: Path, extra_args: list[str]
 ) -> None:
     _source, reader = policed
     with pytest.raises(AirflowFailException) as err:
-        dump(reader, tmp_path / "policed.dump")
+        dump(reader, tmp_path / "policed.dump", extra_args=extra_args)
     message = str(err.value)
-    assert message.startswith("measuring the dump's snapshot"), message
     assert 'row-level security policy for table "notes"' in message
     assert "--enable-row-security" in message
-    assert message.index("row-level security") < message.find("pg_dump then failed")
+    assert "could not import the requested snapshot" not in message.split("pg_dump then failed")[0]
+    if extra_args:  # the server measures the rows: its error is the one reported, pg_dump's after it
+        assert message.startswith("measuring the dump's snapshot"), message
+        assert message.index("row-level security") < message.find("pg_dump then failed")
     assert not (tmp_path / "policed.dump").exists()
 
 

@@ -11,7 +11,9 @@ from typing import Any
 
 __all__ = [
     "CHECKSUM_METHOD",
+    "CHECKSUM_METHODS",
     "CONTENT_SCHEMA_VERSION",
+    "COPY_SETTINGS",
     "DEFINITION_MAX",
     "DETERMINISTIC_SETTINGS",
     "DIFFERENT",
@@ -19,6 +21,7 @@ __all__ = [
     "INVENTORY_ITEMS_CAP",
     "INVENTORY_KINDS",
     "MOD128",
+    "STREAM_METHOD",
     "TWO64",
     "ContentRecord",
     "ContentRecordError",
@@ -29,8 +32,16 @@ __all__ = [
     "TableContent",
 ]
 
-CONTENT_SCHEMA_VERSION = 1
+#: 2 added ``copy_settings`` (and the method ``pgdump-copy-sha256``); records of version 1 are still read.
+CONTENT_SCHEMA_VERSION = 2
+#: Table checksums computed by the server in the dump's snapshot (a second read of every table).
 CHECKSUM_METHOD = "md5-sum128"
+#: Table checksums taken from the COPY data pg_dump writes (content.stream): no second read.
+STREAM_METHOD = "pgdump-copy-sha256"
+CHECKSUM_METHODS = (CHECKSUM_METHOD, STREAM_METHOD)
+#: The session settings the server's output functions depend on and pg_dump does not set: the drill's
+#: pg_dump runs with the values the dump had (the client encoding is the archive's).
+COPY_SETTINGS = ("client_encoding", "TimeZone", "bytea_output", "lc_monetary", "quote_all_identifiers")
 INVENTORY_ITEMS_CAP = 200
 IDENTICAL = "IDENTICAL"
 DIFFERENT = "DIFFERENT"
@@ -145,12 +156,15 @@ class ContentRecord:
     duration_seconds: float
     checksum_method: str = CHECKSUM_METHOD
     schema_version: int = CONTENT_SCHEMA_VERSION
+    #: :data:`COPY_SETTINGS` of the dump's session, for :data:`STREAM_METHOD` (None otherwise).
+    copy_settings: tuple[tuple[str, str], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (for a manifest or an XCom)."""
         return {
             "schema_version": self.schema_version,
             "checksum_method": self.checksum_method,
+            "copy_settings": None if self.copy_settings is None else dict(self.copy_settings),
             "server_version_num": self.server_version_num,
             "encoding": self.encoding,
             "duration_seconds": self.duration_seconds,
@@ -259,6 +273,7 @@ def _parse_record(data: Any) -> ContentRecord:
         (
             "schema_version",
             "checksum_method",
+            "copy_settings",
             "server_version_num",
             "encoding",
             "duration_seconds",
@@ -365,6 +380,24 @@ def _parse_record(data: Any) -> ContentRecord:
         server_version_num=_need(top, "server_version_num", "", "a non-negative integer", _is_count),
         encoding=_need(top, "encoding", "", "a string", _is_str),
         duration_seconds=float(duration),
-        checksum_method=_need(top, "checksum_method", "", "a string", _is_str),
+        checksum_method=_need(
+            top,
+            "checksum_method",
+            "",
+            f"one of {', '.join(CHECKSUM_METHODS)}",
+            lambda v: v in CHECKSUM_METHODS,
+        ),
         schema_version=version,
+        copy_settings=_parse_copy_settings(top.get("copy_settings")),
+    )
+
+
+def _parse_copy_settings(raw: Any) -> tuple[tuple[str, str], ...] | None:
+    if raw is None:
+        return None
+    settings = _object(raw, "copy_settings", COPY_SETTINGS)
+    return tuple(
+        (name, _need(settings, name, "copy_settings", "a string", _is_str))
+        for name in COPY_SETTINGS
+        if name in settings
     )

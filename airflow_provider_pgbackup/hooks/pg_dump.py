@@ -12,7 +12,6 @@ and the manifest is written last.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -42,19 +41,16 @@ from airflow_provider_pgbackup.commands import (
 )
 from airflow_provider_pgbackup.compat import AirflowException, BaseHook
 from airflow_provider_pgbackup.encryption import (
-    AGE_FORMAT,
-    AGE_SUFFIX,
     AgeEncryptStage,
     check_artifact_name,
-    encrypt_file,
     parse_recipients,
 )
+from airflow_provider_pgbackup.hooks.dump_output import DumpOutput, encryption_record
 from airflow_provider_pgbackup.hooks.restore import RestoreMixin, load_identities
 from airflow_provider_pgbackup.libpq import LIBPQ_ENV, LibpqSession, open_session
 from airflow_provider_pgbackup.lineage import postgres_dataset
 from airflow_provider_pgbackup.manifest import (
     ENCRYPTED_SCHEMA_VERSION,
-    FileDigest,
     Manifest,
 )
 from airflow_provider_pgbackup.options import (
@@ -64,14 +60,12 @@ from airflow_provider_pgbackup.options import (
 )
 from airflow_provider_pgbackup.pipeline import GzipStage, Pipeline, Stage
 from airflow_provider_pgbackup.process import CommandResult, PgCommandError, PgLockTimeout, PgProcessRunner
-from airflow_provider_pgbackup.scratch import private_folder
 from airflow_provider_pgbackup.snapshot import DumpSnapshot, SnapshotMeasurementError
 from airflow_provider_pgbackup.storage import (
     ArtifactTarget,
     StorageSettings,
     open_target,
 )
-from airflow_provider_pgbackup.storage.base import combine_file_digests
 from airflow_provider_pgbackup.units import format_bytes
 
 __all__ = [
@@ -83,63 +77,6 @@ __all__ = [
     "SnapshotMeasurementError",
     "load_identities",
 ]
-
-#: Where pg_dump writes a directory-format dump that is encrypted afterwards: in a private (0700)
-#: ``plaintext`` scratch folder in TMPDIR (``scratch.private_folder``), never in the destination. The
-#: folder goes when the dump ends, however it ends; one a SIGKILL stranded goes at the next task's sweep.
-PLAINTEXT_FOLDER = ".plaintext"
-
-
-def _encryption_record(recipients: tuple[str, ...], size: int, sha256: str) -> dict[str, Any]:
-    return {
-        "format": AGE_FORMAT,
-        "recipients": list(recipients),
-        "plaintext_size_bytes": size,
-        "plaintext_sha256": sha256,
-    }
-
-
-class _DumpOutput:
-    """Where pg_dump's output goes: the target (through age for single-file formats with recipients),
-    or, for the directory format, a folder pg_dump writes itself (its plaintext subfolder when encrypted)."""
-
-    def __init__(self, target: ArtifactTarget, recipients: tuple[str, ...]) -> None:
-        self.target = target
-        self.recipients = recipients
-        self.stage: AgeEncryptStage | None = None
-        self.directory_file = target.staging_directory
-        self.staging = target.staging_directory
-        self._pipeline: Pipeline | None = None
-        self._plaintext = contextlib.ExitStack()  # an encrypted directory dump's plaintext folder
-        if self.directory_file is not None and recipients:
-            self.directory_file.mkdir(mode=0o700, exist_ok=True)
-            # pg_dump's plaintext goes to a private scratch folder the sweep finds after a SIGKILL,
-            # never into the destination; each file is encrypted into the staging folder.
-            scratch = self._plaintext.enter_context(private_folder("plaintext"))
-            self.directory_file = scratch / PLAINTEXT_FOLDER
-            self.directory_file.mkdir(mode=0o700)
-        elif recipients:
-            self.stage = AgeEncryptStage(recipients)
-            self._pipeline = Pipeline(target.write, [self.stage])
-
-    @property
-    def write(self) -> Callable[[bytes], None] | None:
-        """pg_dump's stdout consumer (None: pg_dump writes a directory itself)."""
-        if self.directory_file is not None:
-            return None
-        return self._pipeline.write if self._pipeline is not None else self.target.write
-
-    def close(self) -> None:
-        if self._pipeline is not None:
-            self._pipeline.close()
-
-    def abort(self) -> None:
-        if self.stage is not None:
-            self.stage.abort()
-
-    def close_plaintext(self) -> None:
-        """Remove the plaintext scratch folder (whatever happened)."""
-        self._plaintext.close()
 
 
 class PgDumpHook(RestoreMixin, BaseHook):
@@ -171,6 +108,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
         self.runner = PgProcessRunner(self.log, progress_interval)
         self._active_target: ArtifactTarget | None = None
         self._snapshot: DumpSnapshot | None = None
+        self._copy_runners = []
 
     # ----------------------------------------------------------------------------------- connection
     @contextlib.contextmanager
@@ -342,10 +280,11 @@ class PgDumpHook(RestoreMixin, BaseHook):
             settings=storage_settings,
         )
         self._active_target = target
-        output = _DumpOutput(target, recipients)
+        output: DumpOutput | None = None
         try:
             with self.session(database) as session, DumpSnapshot.open(session, options, self.log) as snap:
                 self._snapshot = snap
+                output = DumpOutput(target, recipients, options, snap.from_stream)
                 server = server_info(snap.conn)
                 binary = self.find_binary("pg_dump", server, session)
                 self._check_compression(binary, options)
@@ -361,7 +300,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
                 self._start_measurement(snap)
                 started = pendulum.now("UTC")
                 self._run_pg_dump(argv, session, output, snap)
-                row_counts, content = snap.facts()
+                row_counts, content = snap.facts(output.stream)
             return self._finish_backup(
                 target,
                 binary,
@@ -373,15 +312,17 @@ class PgDumpHook(RestoreMixin, BaseHook):
                 row_counts=row_counts,
                 content=content.to_dict() if content is not None else None,
                 options=self._recorded_options(options),
-                encryption=self._encryption_record(output),
+                encryption=output.encryption_record(self.log),
                 source=source,
             )
         except BaseException:
-            output.abort()
+            if output is not None:
+                output.abort()
             target.abort()
             raise
         finally:
-            output.close_plaintext()
+            if output is not None:
+                output.close_plaintext()
             self._active_target = None
             self._snapshot = None
 
@@ -397,7 +338,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
             raise
 
     def _run_pg_dump(
-        self, argv: list[str], session: LibpqSession, output: _DumpOutput, snap: DumpSnapshot
+        self, argv: list[str], session: LibpqSession, output: DumpOutput, snap: DumpSnapshot
     ) -> None:
         """pg_dump through the output's pipeline into the target; its failure as what caused it."""
         try:
@@ -413,35 +354,6 @@ class PgDumpHook(RestoreMixin, BaseHook):
             if failure is err:
                 raise
             raise failure from (failure.__cause__ or err)
-
-    def _encryption_record(self, output: _DumpOutput) -> dict[str, Any] | None:
-        """The manifest's ``encryption`` field; a directory archive is encrypted file by file here."""
-        if output.stage is not None:
-            return _encryption_record(
-                output.recipients, output.stage.plaintext_size, output.stage.plaintext_sha256
-            )
-        if output.recipients and output.directory_file is not None and output.staging is not None:
-            return self._encrypt_directory(output.directory_file, output.recipients, output.staging)
-        return None
-
-    def _encrypt_directory(
-        self, plaintext: Path, recipients: tuple[str, ...], staging: Path
-    ) -> dict[str, Any]:
-        """Encrypt every file pg_dump wrote into ``plaintext`` (a private scratch folder) to
-        ``<name>.age`` in the target's ``staging`` folder, removing each plaintext file at once."""
-        files = []
-        for path in sorted(p for p in plaintext.rglob("*") if p.is_file()):
-            relative = path.relative_to(plaintext)
-            out = staging / (relative.as_posix() + AGE_SUFFIX)
-            out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            size, sha256 = encrypt_file(path, out, recipients)
-            path.unlink()
-            files.append(FileDigest(relative.as_posix(), size, sha256))
-        shutil.rmtree(plaintext)
-        self.log.info("Encrypted the %d files of the directory archive with age", len(files))
-        return _encryption_record(
-            recipients, sum(f.size_bytes for f in files), combine_file_digests(tuple(files))
-        )
 
     def dumpall(
         self,
@@ -511,7 +423,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
                 encryption=(
                     None
                     if encrypt is None
-                    else _encryption_record(recipients, encrypt.plaintext_size, encrypt.plaintext_sha256)
+                    else encryption_record(recipients, encrypt.plaintext_size, encrypt.plaintext_sha256)
                 ),
                 source=source,
             )
@@ -599,7 +511,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
             "exclude_tables": list(options.exclude_tables),
             "lock_wait_timeout": options.lock_wait_timeout,
             "extra_args": list(options.extra_args),
-            "record_checksums": options.record_checksums,
+            "record": options.record,
             "statistics": options.statistics,
         }
 
@@ -607,6 +519,8 @@ class PgDumpHook(RestoreMixin, BaseHook):
     def kill(self) -> None:
         """Stop the running pg tool (whole process group) and remove the partial artifact."""
         self.runner.kill()
+        for runner in list(self._copy_runners):  # a drill reading its restored copy back
+            runner.kill()
         snapshot = self._snapshot
         if snapshot is not None:
             snapshot.cancel()  # a measurement or a table lock it is waiting for

@@ -7,7 +7,9 @@ uses only the hook's session, runner and log.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,26 +18,33 @@ from psycopg import sql
 
 from airflow_provider_pgbackup.binaries import (
     PgBinary,
+    choose_binary,
     restore_binary,
     supports_option,
 )
 from airflow_provider_pgbackup.catalog import (
-    exact_count,
+    count_tables,
     open_connection,
     server_info,
     server_object_names,
-    table_exists,
+    table_sizes,
 )
 from airflow_provider_pgbackup.commands import (
     pg_restore_argv,
     psql_restore_argv,
 )
 from airflow_provider_pgbackup.compat import BaseHook
-from airflow_provider_pgbackup.content import ContentRecord, measure_content
+from airflow_provider_pgbackup.content import (
+    STREAM_METHOD,
+    ContentRecord,
+    TableContent,
+    measure_content,
+)
 from airflow_provider_pgbackup.encryption import (
     IdentityError,
     parse_identities,
 )
+from airflow_provider_pgbackup.hooks.copy_back import read_tables_back
 from airflow_provider_pgbackup.libpq import LibpqSession
 from airflow_provider_pgbackup.manifest import (
     Manifest,
@@ -104,6 +113,8 @@ class RestoreMixin:
 
     runner: PgProcessRunner
     log: Any
+    #: the pg_dump processes reading a restored copy back beside ``runner`` (the hook's kill stops them)
+    _copy_runners: list[PgProcessRunner]
 
     if TYPE_CHECKING:
 
@@ -168,25 +179,55 @@ class RestoreMixin:
         self.log.info("Dropped database %s", database)
 
     def measure_restored(
-        self, database: str, expected: ContentRecord, *, row_security: bool = False
+        self,
+        database: str,
+        expected: ContentRecord,
+        *,
+        row_security: bool = False,
+        jobs: int | None = None,
     ) -> ContentRecord:
         """Measure ``database`` (a restored copy) the way ``expected`` was measured at the dump: the same
-        tables, and sequences, large objects and inventory only where the dump recorded them.
+        tables with the same method, and sequences, large objects and inventory only where the dump
+        recorded them.
 
-        :param row_security: as the dump's ``--enable-row-security`` (else ``row_security=off``)."""
+        :param row_security: as the dump's ``--enable-row-security`` (else ``row_security=off``).
+        :param jobs: pg_dump processes reading the tables back (``pgdump-copy-sha256``); default: 2.
+        """
+        started = time.monotonic()
+        stream = expected.checksum_method == STREAM_METHOD
         with (
             self.session(database) as session,
             open_connection(session, row_security=row_security) as conn,
         ):
-            return measure_content(
+            found = measure_content(
                 conn,
-                [(t.schema, t.table) for t in expected.tables],
+                [] if stream else [(t.schema, t.table) for t in expected.tables],
                 checksums=any(t.checksum is not None for t in expected.tables)
                 or (expected.large_objects is not None and expected.large_objects.checksum is not None),
                 sequences=None if expected.sequences is not None else (),
                 large_objects=expected.large_objects is not None,
                 inventory=expected.inventory is not None,
             )
+            if not stream:
+                return found
+            sizes = dict(table_sizes(conn, [(t.schema, t.table) for t in expected.tables]))
+            binary = choose_binary(
+                "pg_dump", server_info(conn).major, server_info(conn).version, session.pg_bin_dir
+            )
+            read = read_tables_back(
+                session, binary, expected, sizes, row_security=row_security, jobs=jobs or 2, hook=self
+            )
+        tables = tuple(
+            read.get((t.schema, t.table), TableContent(t.schema, t.table, None, None))
+            for t in expected.tables
+        )
+        return dataclasses.replace(
+            found,
+            tables=tables,
+            checksum_method=STREAM_METHOD,
+            copy_settings=expected.copy_settings,
+            duration_seconds=round(time.monotonic() - started, 6),
+        )
 
     def count_table_rows(
         self, database: str, tables: Iterable[tuple[str, str]], *, row_security: bool = False
@@ -194,15 +235,11 @@ class RestoreMixin:
         """Exact ``count(*)`` of each ``(schema, table)`` in ``database``; None for a missing table.
 
         :param row_security: as the dump's ``--enable-row-security`` (else ``row_security=off``)."""
-        counts: dict[tuple[str, str], int | None] = {}
         with (
             self.session(database) as session,
             open_connection(session, row_security=row_security) as conn,
         ):
-            for schema, table in tables:
-                exists = table_exists(conn, schema, table)
-                counts[(schema, table)] = exact_count(conn, schema, table) if exists else None
-        return counts
+            return count_tables(conn, list(tables))
 
     def _restore_features(
         self, pg_restore: PgBinary, transaction_size: int | None, statistics: bool

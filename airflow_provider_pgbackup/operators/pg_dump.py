@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import warnings
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
@@ -199,14 +200,17 @@ class PgDumpOperator(_BackupOperator):
     :param exclude_tables: ``--exclude-table`` patterns. Templated.
     :param lock_wait_timeout: give up (fail, retryable) when a table lock is not granted within this
         duration: ``"5min"``, ``"30s"``, seconds as a number, or a timedelta.
-    :param record_row_counts: count every dumped table's rows in the dump's own snapshot and record
-        them in the manifest (the restore drill compares against them).
-    :param record_checksums: also record, in the same snapshot, an order-independent checksum of every
-        dumped table's rows, and for a whole-database dump the sequences' values, the large objects'
-        checksum and a schema inventory (tables, indexes, constraints, functions, triggers...): the
-        restore drill then proves the restored database IDENTICAL, not just equal in row counts.
-        Default on; it costs one extra read of every table by the server (md5 of each row's text), run
-        beside pg_dump: see ``make bench``. Turn it off for the cheapest dump.
+    :param record: what the manifest records about the data dumped, taken in the dump's own snapshot:
+        ``"content"`` (the default) the row count and a checksum of every dumped table's rows and, for
+        a whole-database dump, the sequences' values, the large objects' checksum and a schema inventory
+        (tables, indexes, constraints, functions, triggers...): the restore drill then proves the
+        restored database IDENTICAL, not just equal in row counts; ``"row_counts"`` the row counts only;
+        ``"none"`` nothing. Rows are counted and checksummed from the COPY data pg_dump writes, as it
+        streams through the provider (custom and tar archives, plain SQL; a directory archive's files
+        once written): the server reads nothing twice. lz4/zstd archives and ``--inserts`` dumps are
+        measured by the server instead (one more read of every table). Cost: see ``make bench``.
+    :param record_row_counts: deprecated, use ``record``: ``False`` is ``record="none"``.
+    :param record_checksums: deprecated, use ``record``: ``False`` is ``record="row_counts"``.
     :param statistics: also dump the planner statistics (``pg_dump --statistics``, PostgreSQL 18+;
         refused before dumping by a pg_dump without it), so a restore with ``restore_statistics``
         needs no ANALYZE.
@@ -269,8 +273,9 @@ class PgDumpOperator(_BackupOperator):
         tables: Sequence[str] = (),
         exclude_tables: Sequence[str] = (),
         lock_wait_timeout: TimeoutValue = "5min",
-        record_row_counts: bool = True,
-        record_checksums: bool = True,
+        record: str | None = None,
+        record_row_counts: bool | None = None,
+        record_checksums: bool | None = None,
         statistics: bool = False,
         extra_args: Sequence[str] = (),
         pg_bin_dir: str | None = None,
@@ -303,8 +308,16 @@ class PgDumpOperator(_BackupOperator):
         self.tables = tables
         self.exclude_tables = exclude_tables
         self.lock_wait_timeout = lock_wait_timeout
+        self.record = record
         self.record_row_counts = record_row_counts
         self.record_checksums = record_checksums
+        if record_row_counts is not None or record_checksums is not None:
+            warnings.warn(
+                "record_row_counts and record_checksums are deprecated: use record='content' (the default), "
+                "'row_counts' or 'none'",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         self.statistics = statistics
         self.extra_args = extra_args
         self.pg_bin_dir = pg_bin_dir
@@ -334,6 +347,7 @@ class PgDumpOperator(_BackupOperator):
             tables=self.tables,
             exclude_tables=self.exclude_tables,
             lock_wait_timeout=self.lock_wait_timeout,
+            record=self.record,
             record_row_counts=self.record_row_counts,
             record_checksums=self.record_checksums,
             statistics=self.statistics,

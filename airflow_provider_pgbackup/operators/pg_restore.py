@@ -13,6 +13,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_pgbackup.compat import AirflowException, AirflowFailException
 from airflow_provider_pgbackup.content import (
     INVENTORY_KINDS,
+    STREAM_METHOD,
     ContentRecord,
     ContentRecordError,
     allow_sequences_ahead,
@@ -607,23 +608,59 @@ class PgRestoreOperator(BaseOperator):
     def _compare(
         self, manifest: Manifest, database: str
     ) -> tuple[list[dict[str, Any]] | None, dict[str, Any] | None]:
-        """Row counts (always, when recorded), then the content record (when recorded and asked)."""
-        rows = self._compare_row_counts(manifest, database)
-        if not self.compare_content or manifest.content is None:
-            return rows, None
-        return rows, self._compare_content(manifest, database)
+        """Row counts (always, when recorded), then the content record (when recorded and asked).
 
-    def _compare_row_counts(self, manifest: Manifest, database: str) -> list[dict[str, Any]] | None:
+        A record taken from pg_dump's COPY data is measured first: reading the restored tables back
+        gives their row counts too, so they are not counted a second time."""
+        expected = self._expected_content(manifest)
+        found = None
+        if expected is not None and expected.checksum_method == STREAM_METHOD:
+            found = self._measure(manifest, database, expected)
+        rows = self._compare_row_counts(manifest, database, found)
+        if expected is None:
+            return rows, None
+        return rows, self._compare_content(
+            database, expected, found or self._measure(manifest, database, expected)
+        )
+
+    def _expected_content(self, manifest: Manifest) -> ContentRecord | None:
+        if not self.compare_content or manifest.content is None:
+            return None
+        try:
+            expected = ContentRecord.from_dict(manifest.content)
+        except ContentRecordError as err:  # verification parsed it already; this is belt and braces
+            raise AirflowFailException(f"the manifest's content record is unreadable: {err}") from err
+        subset = self.subset
+        if subset is not None:
+            expected = restricted_to(
+                expected,
+                subset.selected([(t.schema, t.table) for t in expected.tables]),
+                schemas=subset.schemas,
+            )
+            self.log.info("Comparing only what the subset restored: %d tables", len(expected.tables))
+        return expected
+
+    def _measure(self, manifest: Manifest, database: str, expected: ContentRecord) -> ContentRecord:
+        return self.hook.measure_restored(
+            database, expected, row_security=_row_security(manifest), jobs=self.jobs
+        )
+
+    def _compare_row_counts(
+        self, manifest: Manifest, database: str, found: ContentRecord | None
+    ) -> list[dict[str, Any]] | None:
         if not self.compare_row_counts:
             return None
         if manifest.row_counts is None:
-            self.log.info("The manifest has no row counts (pg_dumpall, or record_row_counts=False)")
+            self.log.info("The manifest has no row counts (pg_dumpall, or record='none')")
             return None
         subset = self.subset
         counted = [r for r in manifest.row_counts if subset is None or subset.restores(r.schema, r.table)]
-        restored = self.hook.count_table_rows(
-            database, [(r.schema, r.table) for r in counted], row_security=_row_security(manifest)
-        )
+        names = [(r.schema, r.table) for r in counted]
+        if found is not None:
+            measured = {(t.schema, t.table): t.rows for t in found.tables}
+            restored = {name: measured.get(name) for name in names}
+        else:
+            restored = self.hook.count_table_rows(database, names, row_security=_row_security(manifest))
         rows = [
             {
                 "schema": r.schema,
@@ -656,21 +693,10 @@ class PgRestoreOperator(BaseOperator):
         self.log.info("Row counts of all %d tables match the manifest", len(rows))
         return rows
 
-    def _compare_content(self, manifest: Manifest, database: str) -> dict[str, Any]:
+    def _compare_content(
+        self, database: str, expected: ContentRecord, found: ContentRecord
+    ) -> dict[str, Any]:
         """Checksums, sequences, large objects and inventory of the restored database vs the manifest."""
-        try:
-            expected = ContentRecord.from_dict(manifest.content or {})
-        except ContentRecordError as err:  # verification parsed it already; this is belt and braces
-            raise AirflowFailException(f"the manifest's content record is unreadable: {err}") from err
-        subset = self.subset
-        if subset is not None:
-            expected = restricted_to(
-                expected,
-                subset.selected([(t.schema, t.table) for t in expected.tables]),
-                schemas=subset.schemas,
-            )
-            self.log.info("Comparing only what the subset restored: %d tables", len(expected.tables))
-        found = self.hook.measure_restored(database, expected, row_security=_row_security(manifest))
         found, notes = allow_sequences_ahead(expected, found)
         for note in notes:
             self.log.info("%s", note)

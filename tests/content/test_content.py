@@ -432,8 +432,8 @@ def test_error_names_the_field_and_its_type() -> None:
         ContentRecordError, match=r"inventory\.indexes\.items\[0\] must be an object, got list"
     ):
         ContentRecord.from_dict(data)
-    with pytest.raises(ContentRecordError, match="schema_version is 2"):
-        ContentRecord.from_dict({**_valid_record().to_dict(), "schema_version": 2})
+    with pytest.raises(ContentRecordError, match="schema_version is 3"):
+        ContentRecord.from_dict({**_valid_record().to_dict(), "schema_version": 3})
 
 
 def _kind(names: list[str]) -> InventoryKind:

@@ -40,6 +40,12 @@ DUMPALL_TRAILER = b"-- PostgreSQL database cluster dump complete"
         ({"tables": ["a\nb"]}, "contains a newline"),
         ({"output_path": "relative/x.dump"}, "must be an absolute path"),
         ({"output_path": "/backups/../etc/x.dump"}, "must not contain '..'"),
+        ({"record": "checksums"}, "record 'checksums' is not supported; use one of: content (row counts"),
+        ({"record": "none", "record_checksums": False}, "cannot be combined with record; use record alone"),
+        (
+            {"record_row_counts": False, "record_checksums": True},
+            "record_row_counts=False with record_checksums=True is contradictory",
+        ),
     ],
 )
 def test_bad_arguments_fail_at_construction_naming_the_value(kwargs: dict, message: str) -> None:
@@ -47,6 +53,23 @@ def test_bad_arguments_fail_at_construction_naming_the_value(kwargs: dict, messa
     with pytest.raises(ValueError) as err:  # noqa: PT011 - the message is asserted below
         PgDumpOperator(**args)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "record"),
+    [
+        ({}, "content"),
+        ({"record": "row_counts"}, "row_counts"),
+        ({"record": "NONE"}, "none"),
+        ({"record_checksums": False}, "row_counts"),
+        ({"record_row_counts": False}, "none"),
+        ({"record_row_counts": False, "record_checksums": False}, "none"),
+        ({"record_row_counts": True, "record_checksums": "true"}, "content"),
+    ],
+)
+def test_record_is_one_knob_and_the_old_booleans_keep_their_meaning(kwargs: dict, record: str) -> None:
+    operator = PgDumpOperator(task_id="dump", output_path="/backups/x.dump", **kwargs)
+    assert operator._options().record == record
 
 
 def test_templated_bad_value_fails_in_execute_before_any_subprocess(tmp_path: Path) -> None:

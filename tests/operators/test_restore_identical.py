@@ -177,3 +177,58 @@ def test_statistics_and_transaction_size_are_used_where_the_binaries_have_them(
         ).fetchone()
     assert (row is not None and row[0] > 0) is has_features  # planner statistics came with the restore
     pg.drop_database("drill stats")
+
+
+# ---------------------------------------------- issue 21: the method is versioned; old records still drill
+@pytest.mark.parametrize("pg", ["pg18"], indirect=True)
+def test_a_content_record_of_the_previous_method_still_drills_identical_and_names_a_change(
+    pg: PgCluster, sample: str, pg_backup, airflow_conn
+) -> None:
+    """A manifest written before the stream method: content record schema 1, ``md5-sum128`` checksums
+    computed by the server, no copy settings. The drill measures the copy that way and still decides."""
+    from airflow_provider_pgbackup.content import measure_content
+
+    artifact = pg_backup("plain")
+    manifest = read_manifest(manifest_path_for(artifact))
+    assert manifest.content is not None
+    assert manifest.content["checksum_method"] == "pgdump-copy-sha256"
+    with pg.connect(sample) as conn:  # the sample database does not change: as at the dump
+        old = measure_content(conn, [(r.schema, r.table) for r in manifest.row_counts or ()]).to_dict()
+    old["schema_version"] = 1
+    del old["copy_settings"]
+    fields = manifest.to_dict()
+    fields["content"] = old
+    manifest_path_for(artifact).write_text(Manifest.from_dict(fields).to_json())
+
+    xcom = drill(airflow_conn(pg, "postgres"), artifact).execute(context={})
+    assert xcom["content"]["verdict"] == "IDENTICAL", xcom["content"]["differences"]
+
+    rewrite(artifact, re.compile(rb"\tCustomer 7 J\xc3\xbcrgen\t"), b"\tCustomer 7 Jurgen\t")
+    with pytest.raises(AirflowFailException, match=r"(?s)not identical.*table\s+shop\.customers"):
+        drill(airflow_conn(pg, "postgres"), artifact).execute(context={})
+
+
+@pytest.mark.parametrize("pg", ["pg18"], indirect=True)
+@pytest.mark.parametrize("record", ["row_counts", "none"])
+def test_record_row_counts_or_none_dumps_and_drills_what_it_records(
+    pg: PgCluster, sample: str, airflow_conn, tmp_path: Path, record: str
+) -> None:
+    from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
+
+    artifact = tmp_path / f"{record}.dump"
+    xcom = PgDumpOperator(
+        task_id="dump", postgres_conn_id=airflow_conn(pg, sample), output_path=str(artifact), record=record
+    ).execute(context={})
+    assert xcom["content"] is None
+    assert xcom["options"]["record"] == record
+    assert (xcom["row_counts"] is not None) is (record == "row_counts")
+    result = drill(airflow_conn(pg, "postgres"), artifact).execute(context={})
+    assert result["content"] is None
+    if record == "row_counts":
+        assert {(t["table"], t["restored"]) for t in result["tables"]} >= {
+            ("customers", 200),
+            ("session_cache", 20),
+        }
+        assert all(t["ok"] for t in result["tables"])
+    else:
+        assert result["tables"] == []
