@@ -176,8 +176,9 @@ def pg_dump_data_argv(
 
 
 def copy_settings_env(env: dict[str, str], copy_settings: dict[str, str]) -> dict[str, str]:
-    """``env`` with the dump's time zone (``PGTZ``), ``bytea_output`` and ``lc_monetary`` (``PGOPTIONS``)."""
-    env = dict(env)
+    """``env`` with the dump's time zone (``PGTZ``), ``bytea_output`` and ``lc_monetary`` (``PGOPTIONS``);
+    a session's env stays one (``ChildEnv.copy``: the child still inherits its passfile)."""
+    env = env.copy()
     if copy_settings.get("TimeZone"):
         env["PGTZ"] = copy_settings["TimeZone"]
     options = [

@@ -81,6 +81,28 @@ class ChildEnv(dict[str, str]):
         super().__init__(variables)
         self.pass_fds = tuple(pass_fds)
 
+    def copy(self) -> ChildEnv:
+        """A copy to change variables in that still hands the child its descriptors."""
+        return ChildEnv(self, self.pass_fds)
+
+
+_FD_PATH = re.compile(r"^/proc/self/fd/(\d+)$")
+
+
+def _check_inherited(env: dict[str, str]) -> tuple[int, ...]:
+    """The descriptors ``env`` hands the child; a variable naming ``/proc/self/fd/N`` that is not among
+    them (an environment copied into a plain dict) is a bug: the child would find no passfile and
+    ask for a password, so it is refused before anything starts."""
+    pass_fds = env.pass_fds if isinstance(env, ChildEnv) else ()
+    for name, value in env.items():
+        match = _FD_PATH.match(value)
+        if match and int(match.group(1)) not in pass_fds:
+            raise RuntimeError(
+                f"{name} names descriptor {match.group(1)}, which this environment does not hand to the "
+                "child (copy a session's env with .copy(), not dict())"
+            )
+    return pass_fds
+
 
 def tool_env() -> dict[str, str]:
     """A minimal environment for pg_restore --list, probes and decompressors: no connection, no secrets."""
@@ -265,7 +287,7 @@ class PgProcessRunner:
                 start_new_session=True,
                 restore_signals=True,
                 close_fds=True,
-                pass_fds=env.pass_fds if isinstance(env, ChildEnv) else (),
+                pass_fds=_check_inherited(env),
                 preexec_fn=_parent_death_signal(os.getpid()),
             )
         proc = self._proc

@@ -43,3 +43,23 @@ def test_on_kill_arriving_while_popen_starts_the_child_is_not_lost(monkeypatch: 
     (child,) = children
     assert child.returncode == -signal.SIGTERM, "the child was stopped, not left to run its 60 s"
     assert not os.path.exists(f"/proc/{child.pid}")
+
+
+def test_a_session_env_copied_into_a_plain_dict_is_refused_before_the_child_starts() -> None:
+    """A copy of a session's env made with dict() loses the descriptors its PGPASSFILE names: the child
+    would find no passfile and prompt for a password. The runner refuses that before anything starts;
+    ``ChildEnv.copy()`` keeps them (a real memfd, a real child reading it)."""
+    runner = PgProcessRunner(structlog.get_logger("test"))
+    fd = os.memfd_create("pgpass")
+    try:
+        os.write(fd, b"secret-line\n")
+        env = process.ChildEnv({"PATH": os.environ["PATH"], "PGPASSFILE": f"/proc/self/fd/{fd}"}, [fd])
+        seen: list[bytes] = []
+        cat = shutil.which("cat")
+        assert cat is not None
+        runner.run([cat, env["PGPASSFILE"]], env.copy(), stdout=seen.append)
+        assert b"".join(seen) == b"secret-line\n"
+        with pytest.raises(RuntimeError, match=rf"PGPASSFILE names descriptor {fd}"):
+            runner.run([cat, env["PGPASSFILE"]], dict(env))
+    finally:
+        os.close(fd)

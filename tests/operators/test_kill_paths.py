@@ -26,7 +26,8 @@ import psycopg
 import pyrage
 import pytest
 
-from airflow_provider_pgbackup.hooks.pg_dump import PLAINTEXT_FOLDER, PgDumpHook
+from airflow_provider_pgbackup.hooks.dump_output import PLAINTEXT_FOLDER
+from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
 from airflow_provider_pgbackup.options import PgDumpOptions
 from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
 from devtools.pgcluster import PgCluster
