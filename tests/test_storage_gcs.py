@@ -455,8 +455,8 @@ def test_streamed_dumps_use_the_explicit_gcp_connection_and_chunk_size(
     assert report["ok"] is True
     assert report["sha256"] == xcom["sha256"]
 
-    # The id really is used: an undefined one fails before anything is dumped.
-    with pytest.raises(AirflowNotFoundException, match="gcp_undefined"):
+    # The id really is used: an undefined one fails now (a configuration error) before anything is dumped.
+    with pytest.raises(AirflowFailException, match="gcp_undefined"):
         PgDumpOperator(
             task_id="dump",
             postgres_conn_id=airflow_conn(pg18, big_db),

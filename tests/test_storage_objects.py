@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook
 from airflow_provider_pgbackup.manifest import Manifest
@@ -501,7 +501,8 @@ def test_explicit_connections_are_used_and_an_undefined_one_fails_before_any_upl
             task_id="u", source_path=str(artifact), destination=destination,
             aws_conn_id="backup_aws", wasb_conn_id="backup_wasb",
         ).execute(context={})  # fmt: skip
-        with pytest.raises(AirflowNotFoundException, match="undefined"):
+        # An undefined connection is a configuration error: it fails now (failures.py), naming the id.
+        with pytest.raises(AirflowFailException, match="undefined"):
             PgBackupUploadOperator(
                 task_id="u", source_path=str(artifact), destination=destination + "/x",
                 aws_conn_id="undefined", wasb_conn_id="undefined",
