@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseOperator, BaseOperatorLink
+from airflow.sdk import BaseOperator
 
 from airflow_provider_pgbackup.encryption import check_artifact_name, parse_recipients
 from airflow_provider_pgbackup.failures import failure_policy
@@ -17,9 +17,9 @@ from airflow_provider_pgbackup.lineage import (
     backup_event_metadata,
     dumped_rows,
     operator_lineage,
-    operator_link,
     publish_asset_events,
 )
+from airflow_provider_pgbackup.links import XCOM_LINK, BackupConsoleLink, published_link, push_link
 from airflow_provider_pgbackup.manifest import DEFAULT_FILE_MODE, Manifest
 from airflow_provider_pgbackup.options import (
     InvalidOptionError,
@@ -77,26 +77,13 @@ def xcom_result(manifest: Manifest, output_path: str) -> dict[str, Any]:
     return result
 
 
-class StreamedBackupLink(BaseOperatorLink):
-    """Operator extra link: a dump streamed to an object store, in its web console (GCS: Cloud Console)."""
-
-    name = "Backup in console"
-
-    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        result = XCom.get_value(ti_key=ti_key, key="return_value")
-        artifact = result.get("artifact_path") if isinstance(result, dict) else None
-        return operator_link(artifact, operator) if artifact else ""
-
-
 class _BackupOperator(BaseOperator):
     """What both dump operators share: the hook, validation errors as non-retryable failures, on_kill."""
 
     postgres_conn_id: str
     pg_bin_dir: str | None
     output_path: str
-    operator_extra_links = (StreamedBackupLink(),)
+    operator_extra_links = (BackupConsoleLink(name="Backup in console", key=XCOM_LINK),)
     encryption_recipients: str | Sequence[str] | None
     _finished: tuple[Manifest, Location] | None = None  # what execute wrote, for lineage
 
@@ -130,6 +117,7 @@ class _BackupOperator(BaseOperator):
         manifest = self._backup()
         result = xcom_result(manifest, self.output_path)
         self._finished = (manifest, parse_location(result["artifact_uri"]))
+        push_link(context, XCOM_LINK, published_link(self, context, self._finished[1]))
         publish_asset_events(
             context,
             self.outlets,
