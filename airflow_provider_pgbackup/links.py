@@ -86,7 +86,10 @@ def published_link(operator: Any, context: Any, artifact: Location) -> str:
 
 
 def _downstream(operator: Any) -> Iterator[Any]:
-    """Every task after ``operator`` in its DAG, nearest first, each once."""
+    """Every task after ``operator`` in its DAG, nearest first, each once (none outside a DAG)."""
+    has_dag = getattr(operator, "has_dag", None)
+    if not callable(has_dag) or not has_dag():
+        return
     seen: set[str] = set()
     queue = list(getattr(operator, "downstream_list", ()))
     while queue:
