@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 
 import pendulum
 
-from airflow_provider_pgbackup import __version__
 from airflow_provider_pgbackup.binaries import (
     PgBinary,
     supports_compression,
@@ -40,11 +39,10 @@ from airflow_provider_pgbackup.encryption import (
     parse_recipients,
 )
 from airflow_provider_pgbackup.hooks.connection import ConnectionMixin
-from airflow_provider_pgbackup.hooks.dump_output import DumpOutput, encryption_record
+from airflow_provider_pgbackup.hooks.dump_output import DumpOutput, encryption_record, finish_backup
 from airflow_provider_pgbackup.hooks.restore import RestoreMixin, load_identities
 from airflow_provider_pgbackup.libpq import LIBPQ_ENV, LibpqSession
 from airflow_provider_pgbackup.manifest import (
-    ENCRYPTED_SCHEMA_VERSION,
     Manifest,
 )
 from airflow_provider_pgbackup.options import (
@@ -178,22 +176,14 @@ class PgDumpHook(ConnectionMixin, RestoreMixin, BaseHook):
                 self._snapshot = snap
                 output = DumpOutput(target, recipients, options, snap.from_stream)
                 server = server_info(snap.conn)
-                binary = self.find_binary("pg_dump", server, session)
-                self._check_compression(binary, options)
+                binary, argv = self._pg_dump_command(server, options, session, snap, output)
                 source = self._source_record(session, snap.conn)
                 dumped_database = session.params.get("dbname") or session.params.get("user") or ""
-                argv = pg_dump_argv(
-                    binary,
-                    options,
-                    snap.snapshot_id,
-                    output.directory_file,
-                    self._filter_file(binary, options, session),
-                )
                 self._start_measurement(snap)
                 started = pendulum.now("UTC")
                 self._run_pg_dump(argv, session, output, snap)
                 row_counts, content = snap.facts(output.stream)
-            return self._finish_backup(
+            return finish_backup(
                 target,
                 binary,
                 server,
@@ -206,6 +196,7 @@ class PgDumpHook(ConnectionMixin, RestoreMixin, BaseHook):
                 options=self._recorded_options(options),
                 encryption=output.encryption_record(self.log),
                 source=source,
+                log=self.log,
             )
         except BaseException:
             if output is not None:
@@ -217,6 +208,27 @@ class PgDumpHook(ConnectionMixin, RestoreMixin, BaseHook):
                 output.close_plaintext()
             self._active_target = None
             self._snapshot = None
+
+    def _pg_dump_command(
+        self,
+        server: ServerInfo,
+        options: PgDumpOptions,
+        session: LibpqSession,
+        snap: DumpSnapshot,
+        output: DumpOutput,
+    ) -> tuple[PgBinary, list[str]]:
+        """The pg_dump for ``server``, refused when it cannot do what ``options`` ask, and its command
+        line: dumping the exported snapshot, into the output's folder (directory format)."""
+        binary = self.find_binary("pg_dump", server, session)
+        self._check_compression(binary, options)
+        argv = pg_dump_argv(
+            binary,
+            options,
+            snap.snapshot_id,
+            output.directory_file,
+            self._filter_file(binary, options, session),
+        )
+        return binary, argv
 
     def _start_measurement(self, snap: DumpSnapshot) -> None:
         """Lock and start measuring; a kill while the snapshot session waits for a lock is a kill."""
@@ -299,7 +311,7 @@ class PgDumpHook(ConnectionMixin, RestoreMixin, BaseHook):
                         raise lock_timeout from err
                     raise
                 pipeline.close()
-            return self._finish_backup(
+            return finish_backup(
                 target,
                 binary,
                 server,
@@ -318,6 +330,7 @@ class PgDumpHook(ConnectionMixin, RestoreMixin, BaseHook):
                     else encryption_record(recipients, encrypt.plaintext_size, encrypt.plaintext_sha256)
                 ),
                 source=source,
+                log=self.log,
             )
         except BaseException:
             if encrypt is not None:
@@ -326,54 +339,6 @@ class PgDumpHook(ConnectionMixin, RestoreMixin, BaseHook):
             raise
         finally:
             self._active_target = None
-
-    def _finish_backup(
-        self,
-        target: ArtifactTarget,
-        binary: PgBinary,
-        server: ServerInfo,
-        started: pendulum.DateTime,
-        **fields: Any,
-    ) -> Manifest:
-        """Commit the artifact, then write its manifest, last; ``fields`` are what differs per tool."""
-        if fields.get("encryption") is not None:
-            fields["schema_version"] = ENCRYPTED_SCHEMA_VERSION
-        digest = target.commit()
-        finished = pendulum.now("UTC")
-        manifest = Manifest(
-            kind=binary.tool,
-            artifact=target.location.basename,
-            server_version=server.version,
-            server_version_num=server.version_num,
-            client_tool=binary.tool,
-            client_version=binary.version,
-            started_at=started.isoformat(),
-            finished_at=finished.isoformat(),
-            duration_seconds=round((finished - started).total_seconds(), 3),
-            size_bytes=digest.size_bytes,
-            sha256=digest.sha256,
-            tool_version=__version__,
-            files=digest.files,
-            **fields,
-        )
-        self._write_manifest_or_undo(target, manifest)
-        self.log.info(
-            "Backup finished: %s (%s, sha256 %s), manifest %s",
-            target.location.uri,
-            format_bytes(manifest.size_bytes),
-            manifest.sha256,
-            target.location.manifest_uri,
-        )
-        return manifest
-
-    @staticmethod
-    def _write_manifest_or_undo(target: ArtifactTarget, manifest: Manifest) -> None:
-        """Write the manifest through the target (last); if that fails the artifact must not look finished."""
-        try:
-            target.write_manifest(manifest)
-        except BaseException:
-            target.remove_committed()
-            raise
 
     @staticmethod
     def _recorded_options(options: PgDumpOptions) -> dict[str, Any]:
