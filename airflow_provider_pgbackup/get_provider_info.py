@@ -33,6 +33,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "PostgreSQL backups",
                 "python-modules": [
                     "airflow_provider_pgbackup.operators.pg_dump",
+                    "airflow_provider_pgbackup.operators.pg_dumpall",
                     "airflow_provider_pgbackup.operators.pg_restore",
                     "airflow_provider_pgbackup.operators.retention",
                     "airflow_provider_pgbackup.operators.freshness",

@@ -27,6 +27,21 @@ from airflow_provider_pgbackup.libpq import LibpqSession, open_session
 from airflow_provider_pgbackup.lineage import postgres_dataset
 
 
+class HookHalf:
+    """What the hook's other halves (:mod:`.databases`, :mod:`.plain_sql`, :mod:`.restore`) use of this one
+    and of the hook: declared here once, for the type checker; :class:`ConnectionMixin` has them."""
+
+    log: Any
+
+    if TYPE_CHECKING:
+
+        def session(self, database: str | None = None) -> contextlib.AbstractContextManager[LibpqSession]: ...
+
+        def _maintenance_connection(
+            self, database: str
+        ) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]: ...
+
+
 class ConnectionMixin:
     """Session, catalogue and connection-test methods of the hook."""
 

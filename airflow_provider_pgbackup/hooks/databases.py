@@ -6,35 +6,22 @@ half (:class:`~airflow_provider_pgbackup.hooks.restore.RestoreMixin`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
 
-import psycopg
 from psycopg import sql
 
 from airflow_provider_pgbackup.binaries import choose_binary
 from airflow_provider_pgbackup.catalog import count_tables, open_connection, server_info, table_sizes
 from airflow_provider_pgbackup.content import STREAM_METHOD, ContentRecord, TableContent, measure_content
+from airflow_provider_pgbackup.hooks.connection import HookHalf
 from airflow_provider_pgbackup.hooks.copy_back import read_tables_back
-from airflow_provider_pgbackup.libpq import LibpqSession
 
 
-class DatabaseMixin:
+class DatabaseMixin(HookHalf):
     """Create, check, drop and measure the restore's target database (the hook provides ``session``,
     ``_maintenance_connection`` and ``log``)."""
-
-    log: Any
-
-    if TYPE_CHECKING:
-
-        def session(self, database: str | None = None) -> contextlib.AbstractContextManager[LibpqSession]: ...
-
-        def _maintenance_connection(
-            self, database: str
-        ) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]: ...
 
     def database_exists(self, database: str) -> bool:
         """Whether ``database`` exists on the connection's server."""

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
-
-import psycopg
+from typing import Any
 
 from airflow_provider_pgbackup.catalog import server_object_names
-from airflow_provider_pgbackup.libpq import LibpqSession
+from airflow_provider_pgbackup.hooks.connection import HookHalf
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.options import Compression
 from airflow_provider_pgbackup.pipeline import decompressed_chunks
@@ -49,19 +47,9 @@ def _shown(entries: list[str]) -> str:
     return "; ".join(entries[:REFUSAL_ENTRIES_SHOWN]) + (f"; and {more} more" if more > 0 else "")
 
 
-class PlainSqlMixin:
+class PlainSqlMixin(HookHalf):
     """Read a plain backup's SQL and guard what it would do (the hook provides ``_maintenance_connection``
     and ``log``)."""
-
-    log: Any
-
-    if TYPE_CHECKING:
-
-        def session(self, database: str | None = None) -> contextlib.AbstractContextManager[LibpqSession]: ...
-
-        def _maintenance_connection(
-            self, database: str
-        ) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]: ...
 
     @contextlib.contextmanager
     def _plain_sql(

@@ -6,10 +6,9 @@ uses only the hook's session, runner and log.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_provider_pgbackup.binaries import (
     PgBinary,
@@ -27,7 +26,6 @@ from airflow_provider_pgbackup.encryption import (
 )
 from airflow_provider_pgbackup.hooks.databases import DatabaseMixin
 from airflow_provider_pgbackup.hooks.plain_sql import PlainSqlMixin
-from airflow_provider_pgbackup.libpq import LibpqSession
 from airflow_provider_pgbackup.manifest import (
     Manifest,
 )
@@ -65,10 +63,6 @@ class RestoreMixin(DatabaseMixin, PlainSqlMixin):
     log: Any
     #: the pg_dump processes reading a restored copy back beside ``runner`` (the hook's kill stops them)
     _copy_runners: list[PgProcessRunner]
-
-    if TYPE_CHECKING:
-
-        def session(self, database: str | None = None) -> contextlib.AbstractContextManager[LibpqSession]: ...
 
     # -------------------------------------------------------------------------------------- restore
     def _restore_features(

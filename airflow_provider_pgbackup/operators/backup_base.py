@@ -21,9 +21,11 @@ from airflow_provider_pgbackup.lineage import (
     publish_asset_events,
 )
 from airflow_provider_pgbackup.links import XCOM_LINK, BackupConsoleLink, published_link, push_link
-from airflow_provider_pgbackup.manifest import Manifest
+from airflow_provider_pgbackup.manifest import DEFAULT_FILE_MODE, Manifest
 from airflow_provider_pgbackup.options import (
     InvalidOptionError,
+    PgDumpAllOptions,
+    PgDumpOptions,
     check_bin_dir,
     check_conn_id,
     check_optional_name,
@@ -31,6 +33,10 @@ from airflow_provider_pgbackup.options import (
     parse_flag,
 )
 from airflow_provider_pgbackup.storage import (
+    DEFAULT_AWS_CONN_ID,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_GCP_CONN_ID,
+    DEFAULT_WASB_CONN_ID,
     Location,
     StorageSettings,
     check_output_path,
@@ -74,7 +80,37 @@ def xcom_result(manifest: Manifest, output_path: str) -> dict[str, Any]:
 
 
 class BackupOperator(BaseOperator):
-    """What both dump operators share: the hook, validation errors as non-retryable failures, on_kill."""
+    """What both dump operators share: their connection, output, storage and encryption arguments (each
+    documented on the operators), the hook, validation errors as non-retryable failures, on_kill."""
+
+    def __init__(
+        self,
+        *,
+        output_path: str,
+        postgres_conn_id: str = PgDumpHook.default_conn_name,
+        pg_bin_dir: str | None = None,
+        overwrite: bool = False,
+        gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
+        gcs_chunk_size: int = DEFAULT_CHUNK_SIZE,
+        file_mode: int = DEFAULT_FILE_MODE,
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
+        wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
+        impersonation_chain: str | Sequence[str] | None = None,
+        encryption_recipients: str | Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.encryption_recipients = encryption_recipients
+        self.postgres_conn_id = postgres_conn_id
+        self.output_path = output_path
+        self.gcp_conn_id = gcp_conn_id
+        self.aws_conn_id = aws_conn_id
+        self.wasb_conn_id = wasb_conn_id
+        self.gcs_chunk_size = gcs_chunk_size
+        self.file_mode = file_mode
+        self.impersonation_chain = impersonation_chain
+        self.pg_bin_dir = pg_bin_dir
+        self.overwrite = overwrite
 
     postgres_conn_id: str
     pg_bin_dir: str | None
@@ -103,6 +139,14 @@ class BackupOperator(BaseOperator):
         """Check every argument without touching a server or storage; raise :class:`InvalidOptionError`
         naming the first bad value. Run at construction for literal values, and again at the start of
         ``execute`` once templates are rendered."""
+        self._check_connection_arguments()
+        options = self._options()
+        check_output_path(self.output_path, directory=getattr(options, "format", None) == "directory")
+        storage_settings(self)
+        check_artifact_name(self.output_path, parse_recipients(self.encryption_recipients))
+
+    def _options(self) -> PgDumpOptions | PgDumpAllOptions:
+        """The tool's options from the (rendered) arguments; raises :class:`InvalidOptionError`."""
         raise NotImplementedError
 
     def execute(self, context: Any) -> dict[str, Any]:

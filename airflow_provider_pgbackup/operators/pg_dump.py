@@ -7,9 +7,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_pgbackup.encryption import check_artifact_name, parse_recipients
-from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
-from airflow_provider_pgbackup.manifest import DEFAULT_FILE_MODE, Manifest
+from airflow_provider_pgbackup.encryption import parse_recipients
+from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.operators.backup_base import (
     BackupOperator,
     TimeoutValue,
@@ -24,10 +23,6 @@ from airflow_provider_pgbackup.options import (
     parse_flag,
 )
 from airflow_provider_pgbackup.storage import (
-    DEFAULT_AWS_CONN_ID,
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_GCP_CONN_ID,
-    DEFAULT_WASB_CONN_ID,
     check_output_path,
 )
 
@@ -129,8 +124,6 @@ class PgDumpOperator(BackupOperator):
     def __init__(
         self,
         *,
-        output_path: str,
-        postgres_conn_id: str = PgDumpHook.default_conn_name,
         database: str | None = None,
         format: str = "custom",
         compression: str | None = None,
@@ -145,27 +138,11 @@ class PgDumpOperator(BackupOperator):
         record_checksums: bool | None = None,
         statistics: bool = False,
         extra_args: Sequence[str] = (),
-        pg_bin_dir: str | None = None,
-        overwrite: bool = False,
-        gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
-        gcs_chunk_size: int = DEFAULT_CHUNK_SIZE,
-        file_mode: int = DEFAULT_FILE_MODE,
-        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
-        wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
-        impersonation_chain: str | Sequence[str] | None = None,
-        encryption_recipients: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
+        # output_path, postgres_conn_id, pg_bin_dir, overwrite, the storage and encryption arguments:
+        # BackupOperator's (documented above).
         super().__init__(**kwargs)
-        self.encryption_recipients = encryption_recipients
-        self.postgres_conn_id = postgres_conn_id
-        self.output_path = output_path
-        self.gcp_conn_id = gcp_conn_id
-        self.aws_conn_id = aws_conn_id
-        self.wasb_conn_id = wasb_conn_id
-        self.gcs_chunk_size = gcs_chunk_size
-        self.file_mode = file_mode
-        self.impersonation_chain = impersonation_chain
         self.database = database
         self.format = format
         self.compression = compression
@@ -187,22 +164,13 @@ class PgDumpOperator(BackupOperator):
             )
         self.statistics = statistics
         self.extra_args = extra_args
-        self.pg_bin_dir = pg_bin_dir
-        self.overwrite = overwrite
         storage_settings(self)  # gcs_chunk_size and file_mode are not templated
         self._check_connection_arguments()
         if not is_templated(format, compression, schemas, exclude_schemas, tables, exclude_tables):
             self._options()
-        if not is_templated(output_path, format):
-            check_output_path(output_path, directory=format == "directory")
+        if not is_templated(self.output_path, format):
+            check_output_path(self.output_path, directory=format == "directory")
         self._check_encryption_literal()
-
-    def validate(self) -> None:
-        self._check_connection_arguments()
-        options = self._options()
-        check_output_path(self.output_path, directory=options.format == "directory")
-        storage_settings(self)
-        check_artifact_name(self.output_path, parse_recipients(self.encryption_recipients))
 
     def _options(self) -> PgDumpOptions:
         return PgDumpOptions.build(

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_pgbackup.encryption import check_artifact_name, parse_recipients
-from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
-from airflow_provider_pgbackup.manifest import DEFAULT_FILE_MODE, Manifest
+from airflow_provider_pgbackup.encryption import parse_recipients
+from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.operators.backup_base import BackupOperator, TimeoutValue, storage_settings
 from airflow_provider_pgbackup.options import (
     PgDumpAllOptions,
@@ -15,10 +14,6 @@ from airflow_provider_pgbackup.options import (
     parse_flag,
 )
 from airflow_provider_pgbackup.storage import (
-    DEFAULT_AWS_CONN_ID,
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_GCP_CONN_ID,
-    DEFAULT_WASB_CONN_ID,
     check_output_path,
 )
 
@@ -81,55 +76,28 @@ class PgDumpAllOperator(BackupOperator):
     def __init__(
         self,
         *,
-        output_path: str,
-        postgres_conn_id: str = PgDumpHook.default_conn_name,
         mode: str = "full",
         no_role_passwords: bool | str = False,
         compression: str | None = None,
         lock_wait_timeout: TimeoutValue = "5min",
         extra_args: Sequence[str] = (),
-        pg_bin_dir: str | None = None,
-        overwrite: bool = False,
-        gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
-        gcs_chunk_size: int = DEFAULT_CHUNK_SIZE,
-        file_mode: int = DEFAULT_FILE_MODE,
-        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
-        wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
-        impersonation_chain: str | Sequence[str] | None = None,
-        encryption_recipients: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
+        # output_path, postgres_conn_id, pg_bin_dir, overwrite, the storage and encryption arguments:
+        # BackupOperator's (documented above).
         super().__init__(**kwargs)
-        self.encryption_recipients = encryption_recipients
-        self.postgres_conn_id = postgres_conn_id
-        self.output_path = output_path
-        self.gcp_conn_id = gcp_conn_id
-        self.aws_conn_id = aws_conn_id
-        self.wasb_conn_id = wasb_conn_id
-        self.gcs_chunk_size = gcs_chunk_size
-        self.file_mode = file_mode
-        self.impersonation_chain = impersonation_chain
         self.mode = mode
         self.no_role_passwords = no_role_passwords
         self.compression = compression
         self.lock_wait_timeout = lock_wait_timeout
         self.extra_args = extra_args
-        self.pg_bin_dir = pg_bin_dir
-        self.overwrite = overwrite
         storage_settings(self)  # gcs_chunk_size and file_mode are not templated
         self._check_connection_arguments()
         if not is_templated(mode, compression, no_role_passwords):
             self._options()
-        if not is_templated(output_path):
-            check_output_path(output_path)
+        if not is_templated(self.output_path):
+            check_output_path(self.output_path)
         self._check_encryption_literal()
-
-    def validate(self) -> None:
-        self._check_connection_arguments()
-        self._options()
-        check_output_path(self.output_path)
-        storage_settings(self)
-        check_artifact_name(self.output_path, parse_recipients(self.encryption_recipients))
 
     def _options(self) -> PgDumpAllOptions:
         return PgDumpAllOptions.build(
