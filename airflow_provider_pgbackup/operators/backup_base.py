@@ -124,6 +124,18 @@ class BackupOperator(BaseOperator):
         return PgDumpHook(postgres_conn_id=self.postgres_conn_id, pg_bin_dir=self.pg_bin_dir)
 
     def _backup(self) -> Manifest:
+        """Validate the rendered arguments, then dump with what both tools take."""
+        self.validate()
+        return self._dump(
+            self._options(),
+            overwrite=parse_flag("overwrite", self.overwrite),
+            storage_settings=storage_settings(self),
+            encryption_recipients=parse_recipients(self.encryption_recipients),
+        )
+
+    def _dump(self, options: PgDumpOptions | PgDumpAllOptions, **common: Any) -> Manifest:
+        """Run the tool through the hook; ``common``: ``overwrite``, ``storage_settings`` and
+        ``encryption_recipients``."""
         raise NotImplementedError
 
     def _check_connection_arguments(self) -> None:

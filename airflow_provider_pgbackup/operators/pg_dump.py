@@ -7,7 +7,6 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_pgbackup.encryption import parse_recipients
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.operators.backup_base import (
     BackupOperator,
@@ -17,10 +16,10 @@ from airflow_provider_pgbackup.operators.backup_base import (
 )
 from airflow_provider_pgbackup.operators.pg_dumpall import PgDumpAllOperator
 from airflow_provider_pgbackup.options import (
+    PgDumpAllOptions,
     PgDumpOptions,
     check_optional_name,
     is_templated,
-    parse_flag,
 )
 from airflow_provider_pgbackup.storage import (
     check_output_path,
@@ -189,14 +188,7 @@ class PgDumpOperator(BackupOperator):
             extra_args=self.extra_args,
         )
 
-    def _backup(self) -> Manifest:
-        self.validate()
-        options = self._options()
-        return self.hook.dump(
-            options,
-            self.output_path,
-            database=check_optional_name("database", self.database),
-            overwrite=parse_flag("overwrite", self.overwrite),
-            storage_settings=storage_settings(self),
-            encryption_recipients=parse_recipients(self.encryption_recipients),
-        )
+    def _dump(self, options: PgDumpOptions | PgDumpAllOptions, **common: Any) -> Manifest:
+        assert isinstance(options, PgDumpOptions)
+        database = check_optional_name("database", self.database)
+        return self.hook.dump(options, self.output_path, database=database, **common)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_pgbackup.encryption import parse_recipients
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.operators.backup_base import BackupOperator, TimeoutValue, storage_settings
 from airflow_provider_pgbackup.options import (
     PgDumpAllOptions,
+    PgDumpOptions,
     is_templated,
-    parse_flag,
 )
 from airflow_provider_pgbackup.storage import (
     check_output_path,
@@ -108,13 +107,6 @@ class PgDumpAllOperator(BackupOperator):
             extra_args=self.extra_args,
         )
 
-    def _backup(self) -> Manifest:
-        self.validate()
-        options = self._options()
-        return self.hook.dumpall(
-            options,
-            self.output_path,
-            overwrite=parse_flag("overwrite", self.overwrite),
-            storage_settings=storage_settings(self),
-            encryption_recipients=parse_recipients(self.encryption_recipients),
-        )
+    def _dump(self, options: PgDumpOptions | PgDumpAllOptions, **common: Any) -> Manifest:
+        assert isinstance(options, PgDumpAllOptions)
+        return self.hook.dumpall(options, self.output_path, **common)
