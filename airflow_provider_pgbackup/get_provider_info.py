@@ -33,6 +33,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "PostgreSQL backups",
                 "python-modules": [
                     "airflow_provider_pgbackup.operators.pg_dump",
+                    "airflow_provider_pgbackup.operators.pg_dumpall",
                     "airflow_provider_pgbackup.operators.pg_restore",
                     "airflow_provider_pgbackup.operators.retention",
                     "airflow_provider_pgbackup.operators.freshness",
@@ -57,10 +58,7 @@ def get_provider_info() -> dict[str, Any]:
             },
         ],
         "extra-links": [
-            "airflow_provider_pgbackup.transfers.backup_to_gcs.GCSBackupLink",
-            "airflow_provider_pgbackup.transfers.backup_upload.BackupConsoleLink",
-            "airflow_provider_pgbackup.operators.pg_dump.StreamedBackupLink",
-            "airflow_provider_pgbackup.sensors.backup_artifact.VerifiedBackupLink",
+            "airflow_provider_pgbackup.links.BackupConsoleLink",
         ],
         "sensors": [
             {

@@ -12,6 +12,9 @@ copy (manifest last), verified again, and the staged copy is then discarded. No 
 another task wrote. **staging = local** dumps to ``staging_dir`` and uploads from there instead: for a
 single machine (LocalExecutor) or a folder every worker mounts; on workers without a shared disk the
 tasks after the dump fail at once with "not on this worker".
+
+Unpausing the DAG schedules its first run for the next midnight (UTC): no run on the defaults starts at once,
+ahead of one you trigger from the form.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ import datetime
 import os
 import urllib.parse
 
-import pendulum
 from airflow.sdk import DAG, Param, task, task_group
+from airflow.timetables.trigger import CronTriggerTimetable
 
 from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
 from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
@@ -43,8 +46,8 @@ UPLOADED = "{{ ti.xcom_pull(task_ids='backup_database.upload', map_indexes=ti.ma
 with DAG(
     dag_id="pg_backup_all_databases",
     description="Fan out over every database: dump to staging -> verify -> publish -> verify",
-    schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # No start_date and no grace for the last cron time: unpausing waits for the next one.
+    schedule=CronTriggerTimetable("@daily", timezone="UTC", run_immediately=datetime.timedelta(0)),
     catchup=False,
     max_active_runs=1,
     tags=["postgres", "backup", "gcs"],

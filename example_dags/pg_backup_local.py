@@ -3,6 +3,9 @@
 For a single machine or workers that share a filesystem. Triggered from the UI, the form asks for
 the connection, database, format, compression and folder; a scheduled run uses the defaults.
 Nothing here touches a connection or the network at parse time.
+
+Unpausing the DAG schedules its first run for the next midnight (UTC): no run on the defaults starts at once,
+ahead of one you trigger from the form.
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ from __future__ import annotations
 import datetime
 import os
 
-import pendulum
 from airflow.sdk import DAG, Param
+from airflow.timetables.trigger import CronTriggerTimetable
 
 from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator, PgDumpOperator
 
@@ -19,12 +22,17 @@ from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator, PgDum
 BACKUP_DIR = os.environ.get("PGBACKUP_BACKUP_DIR", "/var/backups/postgres")
 # Every run has run_after; runs triggered without a logical date have no ts_nodash.
 STAMP = "{{ dag_run.run_after.strftime('%Y%m%dT%H%M%SZ') }}"
+#: The database dumped: the form's, else the connection's own (its schema, else its login, as libpq does).
+DATABASE = (
+    "{{ params.database or conn.get(params.postgres_conn_id).schema or "
+    "conn.get(params.postgres_conn_id).login }}"
+)
 
 with DAG(
     dag_id="pg_backup_local",
     description="pg_dump one database and pg_dumpall its server's globals into a local folder",
-    schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # No start_date and no grace for the last cron time: unpausing waits for the next one.
+    schedule=CronTriggerTimetable("@daily", timezone="UTC", run_immediately=datetime.timedelta(0)),
     catchup=False,
     max_active_runs=1,
     tags=["postgres", "backup"],
@@ -68,9 +76,7 @@ with DAG(
         task_id="dump",
         postgres_conn_id="{{ params.postgres_conn_id }}",
         database="{{ params.database or '' }}",
-        output_path=(
-            "{{ params.output_dir }}/{{ params.database or 'default' }}/" + STAMP + ".{{ params.format }}"
-        ),
+        output_path=("{{ params.output_dir }}/" + DATABASE + "/" + STAMP + ".{{ params.format }}"),
         format="{{ params.format }}",
         compression="{{ 'none' if params.format == 'tar' else params.compression }}",
         execution_timeout=datetime.timedelta(hours=6),

@@ -6,6 +6,9 @@ verified there, and pruned by retention.
 
 **Managed services** (Cloud SQL, RDS, Azure) forbid reading ``pg_authid``: keep
 ``no_role_passwords`` on there (``--no-role-passwords``); roles then restore without passwords.
+
+Unpausing the DAG schedules its first run for the next midnight (UTC): no run on the defaults starts at once,
+ahead of one you trigger from the form.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from __future__ import annotations
 import datetime
 import os
 
-import pendulum
 from airflow.sdk import DAG, Param
+from airflow.timetables.trigger import CronTriggerTimetable
 
 from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator
 from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOperator
@@ -27,8 +30,8 @@ FOLDER = "gs://{{ params.bucket }}/{{ params.prefix }}/_globals"
 with DAG(
     dag_id="pg_dumpall_globals",
     description="pg_dumpall --globals-only (roles, tablespaces) straight into GCS",
-    schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # No start_date and no grace for the last cron time: unpausing waits for the next one.
+    schedule=CronTriggerTimetable("@daily", timezone="UTC", run_immediately=datetime.timedelta(0)),
     catchup=False,
     max_active_runs=1,
     tags=["postgres", "backup", "gcs"],

@@ -1,7 +1,8 @@
 """Where a dump's output goes (:class:`DumpOutput`): the storage target, through the age stage for a
 single-file format; a folder pg_dump writes itself for the directory format (a private plaintext folder
 when it is encrypted afterwards, file by file); and the reader of pg_dump's COPY data when the dump's rows
-are measured from it. Used by :meth:`~airflow_provider_pgbackup.hooks.pg_dump.PgDumpHook.dump`."""
+are measured from it; and how a finished dump is committed, its manifest last (:func:`finish_backup`).
+Used by :meth:`~airflow_provider_pgbackup.hooks.pg_dump.PgDumpHook.dump` and ``dumpall``."""
 
 from __future__ import annotations
 
@@ -11,14 +12,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pendulum
+
+from airflow_provider_pgbackup import __version__
+from airflow_provider_pgbackup.binaries import PgBinary
+from airflow_provider_pgbackup.catalog import ServerInfo
 from airflow_provider_pgbackup.content import CopyDigest, StreamResult, digest_directory
 from airflow_provider_pgbackup.encryption import AGE_FORMAT, AGE_SUFFIX, AgeEncryptStage, encrypt_file
-from airflow_provider_pgbackup.manifest import FileDigest
+from airflow_provider_pgbackup.manifest import ENCRYPTED_SCHEMA_VERSION, FileDigest, Manifest
 from airflow_provider_pgbackup.options import PgDumpOptions
 from airflow_provider_pgbackup.pipeline import BackgroundWriter, Pipeline, Stage, TeeStage
 from airflow_provider_pgbackup.scratch import private_folder
 from airflow_provider_pgbackup.storage import ArtifactTarget
 from airflow_provider_pgbackup.storage.base import combine_file_digests
+from airflow_provider_pgbackup.units import format_bytes
 
 #: Where pg_dump writes a directory-format dump that is encrypted afterwards: in a private (0700)
 #: ``plaintext`` scratch folder in TMPDIR (``scratch.private_folder``), never in the destination. The
@@ -134,3 +141,52 @@ def _encrypt_directory(
     shutil.rmtree(plaintext)
     log.info("Encrypted the %d files of the directory archive with age", len(files))
     return encryption_record(recipients, sum(f.size_bytes for f in files), combine_file_digests(tuple(files)))
+
+
+def finish_backup(
+    target: ArtifactTarget,
+    binary: PgBinary,
+    server: ServerInfo,
+    started: pendulum.DateTime,
+    log: Any,
+    **fields: Any,
+) -> Manifest:
+    """Commit the artifact, then write its manifest, last; ``fields`` are what differs per tool."""
+    if fields.get("encryption") is not None:
+        fields["schema_version"] = ENCRYPTED_SCHEMA_VERSION
+    digest = target.commit()
+    finished = pendulum.now("UTC")
+    manifest = Manifest(
+        kind=binary.tool,
+        artifact=target.location.basename,
+        server_version=server.version,
+        server_version_num=server.version_num,
+        client_tool=binary.tool,
+        client_version=binary.version,
+        started_at=started.isoformat(),
+        finished_at=finished.isoformat(),
+        duration_seconds=round((finished - started).total_seconds(), 3),
+        size_bytes=digest.size_bytes,
+        sha256=digest.sha256,
+        tool_version=__version__,
+        files=digest.files,
+        **fields,
+    )
+    write_manifest_or_undo(target, manifest)
+    log.info(
+        "Backup finished: %s (%s, sha256 %s), manifest %s",
+        target.location.uri,
+        format_bytes(manifest.size_bytes),
+        manifest.sha256,
+        target.location.manifest_uri,
+    )
+    return manifest
+
+
+def write_manifest_or_undo(target: ArtifactTarget, manifest: Manifest) -> None:
+    """Write the manifest through the target (last); if that fails the artifact must not look finished."""
+    try:
+        target.write_manifest(manifest)
+    except BaseException:
+        target.remove_committed()
+        raise

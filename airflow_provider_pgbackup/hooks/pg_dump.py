@@ -11,46 +11,38 @@ and the manifest is written last.
 
 from __future__ import annotations
 
-import contextlib
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pendulum
-import psycopg
 
-from airflow_provider_pgbackup import __version__
 from airflow_provider_pgbackup.binaries import (
     PgBinary,
-    choose_binary,
     supports_compression,
     supports_option,
 )
 from airflow_provider_pgbackup.catalog import (
     ServerInfo,
-    list_databases,
-    open_connection,
     server_info,
-    system_identifier,
 )
 from airflow_provider_pgbackup.commands import (
     filter_lines,
     pg_dump_argv,
     pg_dumpall_argv,
 )
-from airflow_provider_pgbackup.compat import AirflowException, BaseHook
+from airflow_provider_pgbackup.compat import BaseHook
 from airflow_provider_pgbackup.encryption import (
     AgeEncryptStage,
     check_artifact_name,
     parse_recipients,
 )
-from airflow_provider_pgbackup.hooks.dump_output import DumpOutput, encryption_record
+from airflow_provider_pgbackup.hooks.connection import ConnectionMixin
+from airflow_provider_pgbackup.hooks.dump_output import DumpOutput, encryption_record, finish_backup
 from airflow_provider_pgbackup.hooks.restore import RestoreMixin, load_identities
-from airflow_provider_pgbackup.libpq import LIBPQ_ENV, LibpqSession, open_session
-from airflow_provider_pgbackup.lineage import postgres_dataset
+from airflow_provider_pgbackup.libpq import LIBPQ_ENV, LibpqSession
 from airflow_provider_pgbackup.manifest import (
-    ENCRYPTED_SCHEMA_VERSION,
     Manifest,
 )
 from airflow_provider_pgbackup.options import (
@@ -79,7 +71,7 @@ __all__ = [
 ]
 
 
-class PgDumpHook(RestoreMixin, BaseHook):
+class PgDumpHook(ConnectionMixin, RestoreMixin, BaseHook):
     """Run PostgreSQL client tools against an Airflow ``postgres`` connection, without exposing secrets.
 
     :param postgres_conn_id: Airflow connection id (host, port, login, password, schema = database,
@@ -109,108 +101,6 @@ class PgDumpHook(RestoreMixin, BaseHook):
         self._active_target: ArtifactTarget | None = None
         self._snapshot: DumpSnapshot | None = None
         self._copy_runners = []
-
-    # ----------------------------------------------------------------------------------- connection
-    @contextlib.contextmanager
-    def session(self, database: str | None = None) -> Iterator[LibpqSession]:
-        """Read the connection and yield a :class:`LibpqSession`; its secret files are removed on exit."""
-        conn = self.get_connection(self.postgres_conn_id)
-        with open_session(
-            conn, self.postgres_conn_id, database=database, pg_bin_dir=self.pg_bin_dir, log=self.log
-        ) as session:
-            yield session
-
-    def get_conn(self) -> psycopg.Connection[Any]:
-        """A psycopg connection to the connection's database (the caller closes it)."""
-        with self.session() as session:
-            return session.connect(autocommit=True)
-
-    def lineage_dataset(self, database: str | None = None) -> tuple[str, str]:
-        """OpenLineage's ``(namespace, name)`` of ``database`` (default: the connection's) on this server."""
-        conn = self.get_connection(self.postgres_conn_id)
-        return postgres_dataset(conn.host, conn.port, database or conn.schema or conn.login or "postgres")
-
-    def test_connection(self) -> tuple[bool, str]:
-        """Whether the server answers, its version, and which pg_dump a dump would use.
-
-        What a connection form's *Test* button shows: ``(True, "...")`` or ``(False, reason)``. The
-        message names host, port, user and binaries, never the password (it is also cut out of any
-        error text, to be sure).
-        """
-        password: str | None = None
-        try:
-            conn = self.get_connection(self.postgres_conn_id)
-            password = conn.password or None
-            with open_session(
-                conn, self.postgres_conn_id, pg_bin_dir=self.pg_bin_dir, log=self.log
-            ) as session:
-                with open_connection(session) as pg:
-                    server = server_info(pg)
-                    user = str(pg.info.user)
-                    where = f"{pg.info.host}:{pg.info.port}"
-                    database = str(pg.info.dbname)
-                try:
-                    binary = choose_binary("pg_dump", server.major, server.version, session.pg_bin_dir)
-                    dump_with = f"pg_dump {binary.version} ({binary.path}) would be used"
-                except Exception as err:  # the server answers; say why no dump could run yet
-                    return False, self._scrub(
-                        f"PostgreSQL {server.version} answers at {where}, but no usable pg_dump: {err}",
-                        password,
-                    )
-        except Exception as err:
-            return False, self._scrub(f"{type(err).__name__}: {err}", password)
-        return True, (
-            f"Connected to PostgreSQL {server.version} at {where} as {user!r}, database {database!r}; "
-            f"{dump_with}"
-        )
-
-    @staticmethod
-    def _scrub(message: str, secret: str | None) -> str:
-        return message.replace(secret, "***") if secret else message
-
-    # ------------------------------------------------------------------------------------ catalogue
-    _server_info = staticmethod(server_info)
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _server_connection(session: LibpqSession) -> Iterator[psycopg.Connection[Any]]:
-        """An autocommit connection for server-wide questions. Without a database in the connection,
-        connect as pg_dumpall does: to ``postgres``, else ``template1`` (libpq's own default, a
-        database named after the user, rarely exists)."""
-        if session.params.get("dbname"):
-            with open_connection(session) as conn:
-                yield conn
-            return
-        try:
-            conn = open_connection(session, "postgres")
-        except AirflowException as first:
-            try:
-                conn = open_connection(session, "template1")
-            except AirflowException:
-                raise first from None
-        with conn:
-            yield conn
-
-    def get_server_version(self) -> ServerInfo:
-        with self.session() as session, self._server_connection(session) as conn:
-            return server_info(conn)
-
-    def list_databases(self) -> list[str]:
-        """Names of the databases that accept connections, excluding templates, sorted."""
-        with self.session() as session, self._server_connection(session) as conn:
-            return list_databases(conn)
-
-    def find_binary(self, tool: str, server: ServerInfo, session: LibpqSession | None = None) -> PgBinary:
-        """The ``tool`` for ``server`` (see :func:`~airflow_provider_pgbackup.binaries.choose_binary`).
-
-        Pass the open ``session``: it already holds ``pg_bin_dir``, so the connection is not read again.
-        """
-        if session is None:
-            with self.session() as own:
-                return self.find_binary(tool, server, own)
-        binary = choose_binary(tool, server.major, server.version, session.pg_bin_dir)
-        self.log.info("Using %s for PostgreSQL server %s", binary, server.version)
-        return binary
 
     # ---------------------------------------------------------------------------------------- dumps
     def _filter_file(self, binary: PgBinary, options: PgDumpOptions, session: LibpqSession) -> Path | None:
@@ -286,22 +176,14 @@ class PgDumpHook(RestoreMixin, BaseHook):
                 self._snapshot = snap
                 output = DumpOutput(target, recipients, options, snap.from_stream)
                 server = server_info(snap.conn)
-                binary = self.find_binary("pg_dump", server, session)
-                self._check_compression(binary, options)
+                binary, argv = self._pg_dump_command(server, options, session, snap, output)
                 source = self._source_record(session, snap.conn)
                 dumped_database = session.params.get("dbname") or session.params.get("user") or ""
-                argv = pg_dump_argv(
-                    binary,
-                    options,
-                    snap.snapshot_id,
-                    output.directory_file,
-                    self._filter_file(binary, options, session),
-                )
                 self._start_measurement(snap)
                 started = pendulum.now("UTC")
                 self._run_pg_dump(argv, session, output, snap)
                 row_counts, content = snap.facts(output.stream)
-            return self._finish_backup(
+            return finish_backup(
                 target,
                 binary,
                 server,
@@ -314,6 +196,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
                 options=self._recorded_options(options),
                 encryption=output.encryption_record(self.log),
                 source=source,
+                log=self.log,
             )
         except BaseException:
             if output is not None:
@@ -325,6 +208,27 @@ class PgDumpHook(RestoreMixin, BaseHook):
                 output.close_plaintext()
             self._active_target = None
             self._snapshot = None
+
+    def _pg_dump_command(
+        self,
+        server: ServerInfo,
+        options: PgDumpOptions,
+        session: LibpqSession,
+        snap: DumpSnapshot,
+        output: DumpOutput,
+    ) -> tuple[PgBinary, list[str]]:
+        """The pg_dump for ``server``, refused when it cannot do what ``options`` ask, and its command
+        line: dumping the exported snapshot, into the output's folder (directory format)."""
+        binary = self.find_binary("pg_dump", server, session)
+        self._check_compression(binary, options)
+        argv = pg_dump_argv(
+            binary,
+            options,
+            snap.snapshot_id,
+            output.directory_file,
+            self._filter_file(binary, options, session),
+        )
+        return binary, argv
 
     def _start_measurement(self, snap: DumpSnapshot) -> None:
         """Lock and start measuring; a kill while the snapshot session waits for a lock is a kill."""
@@ -407,7 +311,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
                         raise lock_timeout from err
                     raise
                 pipeline.close()
-            return self._finish_backup(
+            return finish_backup(
                 target,
                 binary,
                 server,
@@ -426,6 +330,7 @@ class PgDumpHook(RestoreMixin, BaseHook):
                     else encryption_record(recipients, encrypt.plaintext_size, encrypt.plaintext_sha256)
                 ),
                 source=source,
+                log=self.log,
             )
         except BaseException:
             if encrypt is not None:
@@ -434,72 +339,6 @@ class PgDumpHook(RestoreMixin, BaseHook):
             raise
         finally:
             self._active_target = None
-
-    def _finish_backup(
-        self,
-        target: ArtifactTarget,
-        binary: PgBinary,
-        server: ServerInfo,
-        started: pendulum.DateTime,
-        **fields: Any,
-    ) -> Manifest:
-        """Commit the artifact, then write its manifest, last; ``fields`` are what differs per tool."""
-        if fields.get("encryption") is not None:
-            fields["schema_version"] = ENCRYPTED_SCHEMA_VERSION
-        digest = target.commit()
-        finished = pendulum.now("UTC")
-        manifest = Manifest(
-            kind=binary.tool,
-            artifact=target.location.basename,
-            server_version=server.version,
-            server_version_num=server.version_num,
-            client_tool=binary.tool,
-            client_version=binary.version,
-            started_at=started.isoformat(),
-            finished_at=finished.isoformat(),
-            duration_seconds=round((finished - started).total_seconds(), 3),
-            size_bytes=digest.size_bytes,
-            sha256=digest.sha256,
-            tool_version=__version__,
-            files=digest.files,
-            **fields,
-        )
-        self._write_manifest_or_undo(target, manifest)
-        self.log.info(
-            "Backup finished: %s (%s, sha256 %s), manifest %s",
-            target.location.uri,
-            format_bytes(manifest.size_bytes),
-            manifest.sha256,
-            target.location.manifest_uri,
-        )
-        return manifest
-
-    def _source_record(self, session: LibpqSession, conn: psycopg.Connection[Any]) -> dict[str, Any]:
-        """Where a backup comes from, for its manifest: the connection id, host, port and the server's
-        ``system_identifier`` (what tells a restore that its target is the very database dumped)."""
-        port = session.params.get("port")
-        return {
-            "postgres_conn_id": self.postgres_conn_id,
-            "host": session.params.get("host") or session.params.get("hostaddr"),
-            "port": int(port) if port and str(port).isdigit() else None,
-            "system_identifier": system_identifier(conn),
-        }
-
-    def server_identity(self) -> tuple[str | None, str | None]:
-        """``(host:port, system_identifier)`` of the connection's server, as a manifest's ``source``
-        records them."""
-        with self.session() as session, self._server_connection(session) as conn:
-            record = self._source_record(session, conn)
-        return f"{record['host']}:{record['port'] or 5432}", record["system_identifier"]
-
-    @staticmethod
-    def _write_manifest_or_undo(target: ArtifactTarget, manifest: Manifest) -> None:
-        """Write the manifest through the target (last); if that fails the artifact must not look finished."""
-        try:
-            target.write_manifest(manifest)
-        except BaseException:
-            target.remove_committed()
-            raise
 
     @staticmethod
     def _recorded_options(options: PgDumpOptions) -> dict[str, Any]:

@@ -10,34 +10,29 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_pgbackup.compat import AirflowException, AirflowFailException
-from airflow_provider_pgbackup.content import (
-    INVENTORY_KINDS,
-    STREAM_METHOD,
-    ContentRecord,
-    ContentRecordError,
-    allow_sequences_ahead,
-    compare_content,
-    content_verdict,
-    format_differences,
-    restricted_to,
-)
 from airflow_provider_pgbackup.failures import failure_policy, restore_failure
 from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook, load_identities
 from airflow_provider_pgbackup.lineage import (
-    RESTORE_XCOM_KEY,
     backup_event_metadata,
     dumped_rows,
     operator_lineage,
     publish_asset_events,
-    restore_verdict,
 )
-from airflow_provider_pgbackup.manifest import Manifest, ManifestError
+from airflow_provider_pgbackup.manifest import Manifest
+from airflow_provider_pgbackup.operators.restore_comparison import RestoreComparison
+from airflow_provider_pgbackup.operators.restore_source import verified_backup
+from airflow_provider_pgbackup.operators.restore_target import (
+    check_database_name,
+    check_not_the_source,
+    check_subset,
+    check_target_is_empty,
+    prepare_database,
+    subset_schemas,
+)
 from airflow_provider_pgbackup.options import (
     InvalidOptionError,
     check_bin_dir,
     check_conn_id,
-    check_name,
     check_optional_name,
     is_templated,
     parse_flag,
@@ -51,50 +46,15 @@ from airflow_provider_pgbackup.storage import (
     ArtifactSource,
     Location,
     StorageSettings,
-    StoreNotFound,
     open_source,
     parse_location,
     portable_uri,
 )
 from airflow_provider_pgbackup.verify import (
-    ArtifactCorrupt,
-    ArtifactMissing,
     VerificationReport,
-    verify_backup,
 )
 
 PARALLEL_FORMATS = ("custom", "directory")
-# PostgreSQL silently truncates longer identifiers (NAMEDATALEN - 1 bytes).
-MAX_DATABASE_NAME_BYTES = 63
-
-
-def check_database_name(database: str) -> str:
-    """A database name PostgreSQL keeps as given: no newline or NUL, at most 63 bytes in UTF-8."""
-    check_name("database", database)
-    if len(database.encode("utf-8")) > MAX_DATABASE_NAME_BYTES:
-        raise InvalidOptionError(
-            f"database {database!r} is longer than {MAX_DATABASE_NAME_BYTES} bytes; PostgreSQL would "
-            "silently truncate it"
-        )
-    return database
-
-
-def _row_security(manifest: Manifest) -> bool:
-    """Whether the dump read rows with ``--enable-row-security``: the drill then reads them so too."""
-    extra = manifest.options.get("extra_args") if isinstance(manifest.options, dict) else None
-    return isinstance(extra, list) and "--enable-row-security" in extra
-
-
-def mismatch_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Plain-text table of the tables whose restored row count differs from the manifest's."""
-    bad = [r for r in rows if not r["ok"]]
-    names = [f"{r['schema']}.{r['table']}" for r in bad]
-    width = max([len("table"), *(len(n) for n in names)])
-    lines = [f"  {'table':<{width}}  {'expected':>10}  {'restored':>10}"]
-    for name, row in zip(names, bad, strict=True):
-        restored = "missing" if row["restored"] is None else str(row["restored"])
-        lines.append(f"  {name:<{width}}  {row['expected']:>10}  {restored:>10}")
-    return "\n".join(lines)
 
 
 class PgRestoreOperator(BaseOperator):
@@ -235,7 +195,6 @@ class PgRestoreOperator(BaseOperator):
         self.tables = tables
         self.schemas = schemas
         self.allow_source_database = allow_source_database
-        self._verdict: dict[str, Any] | None = None  # what the comparison found, pushed as an XCom
         self._identities: list[Any] | None = None
         self._finished: tuple[Manifest, Location, str | None] | None = None  # for lineage
         self.artifact_path = artifact_path
@@ -333,7 +292,6 @@ class PgRestoreOperator(BaseOperator):
 
     def _execute(self, context: Any) -> dict[str, Any]:
         self.validate()
-        path = self._check_artifact_path()
         database = self.database or f"pgbackup_restore_{secrets.token_hex(4)}"
         check_database_name(database)
         settings = StorageSettings(
@@ -342,48 +300,44 @@ class PgRestoreOperator(BaseOperator):
             wasb_conn_id=self.wasb_conn_id or None,
             impersonation_chain=self.impersonation_chain or None,
         )
-        source = open_source(path, what="artifact_path", settings=settings)
+        source = open_source(self._check_artifact_path(), what="artifact_path", settings=settings)
         if self.decryption_conn_id:
             self._identities = load_identities(check_conn_id("decryption_conn_id", self.decryption_conn_id))
-        report = self._verify(source)
-        try:
-            manifest = Manifest.from_json(source.manifest_bytes())
-        except (OSError, ManifestError) as err:
-            raise AirflowException(
-                f"could not read the manifest of {path} after verifying it: {err}"
-            ) from err
-        if manifest.sha256 != report.sha256:
-            raise AirflowException(
-                f"the manifest of {path} changed after verification (sha256 {manifest.sha256}, verified "
-                f"{report.sha256}): the backup is being replaced; not restoring it"
-            )
-        if manifest.encryption is not None and self._identities is None:
-            raise AirflowFailException(
-                f"{path} is encrypted (age): give decryption_conn_id, a connection whose password holds "
-                "an AGE-SECRET-KEY-1... identity of one of its recipients"
-            )
-
+        report, manifest = verified_backup(
+            source,
+            runner=self.hook.runner,
+            verify_contents=bool(self.verify_contents),
+            pg_bin_dir=self.pg_bin_dir,
+            identities=self._identities,
+            log=self.log,
+        )
         self.hook.restore_client(manifest)  # a client too old for the archive fails before any database
-        subset = self._check_subset(manifest)
-        artifact = parse_location(portable_uri(source.location))
+        subset = check_subset(self.subset, manifest, self.log)
         script = self._guard_sql_script(source, manifest, report, database)
+        comparison = RestoreComparison(
+            self.hook,
+            self.log,
+            subset=subset,
+            compare_row_counts=bool(self.compare_row_counts),
+            compare_content=bool(self.compare_content),
+            jobs=self.jobs,
+        )
+        artifact = parse_location(portable_uri(source.location))
         created = False
         try:
-            created = self._prepare_database(database)
-            self._check_target_is_empty(database)
-            self._check_not_the_source(manifest, database)
-            if subset is not None:
-                self.hook.create_schemas(database, self._subset_schemas(manifest, subset))
+            created = self._prepare_target(manifest, database, subset)
             started = time.monotonic()
             self._restore(source, manifest, database, script)
             restore_seconds = round(time.monotonic() - started, 3)
-            tables, content = self._compare(manifest, database)
+            tables, content = comparison.compare(manifest, database)
         except BaseException:
             if created and self.drop_after:
                 self._drop_after_failure(database)
             raise
         finally:
-            self._push_verdict(context, manifest, artifact, database, dropped=created and self.drop_after)
+            comparison.push_verdict(
+                context, manifest, artifact, database, dropped=created and self.drop_after
+            )
         dropped = False
         if created and self.drop_after:
             self.hook.drop_database(database)
@@ -399,12 +353,12 @@ class PgRestoreOperator(BaseOperator):
                 settings=settings,
                 restored_into=database,
                 dropped_after=dropped,
-                restore_verdict=(self._verdict or {}).get("verdict"),
+                restore_verdict=(comparison.verdict or {}).get("verdict"),
             ),
         )
         return {
             "database": database,
-            "artifact_path": path,
+            "artifact_path": source.location.uri,
             "kind": manifest.kind,
             "format": manifest.format,
             "created_database": created,
@@ -426,121 +380,15 @@ class PgRestoreOperator(BaseOperator):
         outputs = [self.hook.lineage_dataset(kept)] if kept is not None else []
         return operator_lineage([artifact.dataset], outputs, output_rows=dumped_rows(manifest))
 
-    def _check_subset(self, manifest: Manifest) -> RestoreSubset | None:
-        """The subset to restore, refused before anything is created when the backup cannot be restored
-        in part (plain SQL) or a name matches none of its tables."""
-        subset = self.subset
-        if subset is None:
-            return None
-        subset.check_format(manifest.format)
-        archive_tables = self._archive_tables(manifest)
-        if archive_tables is None:
-            self.log.info("The manifest lists no tables: restoring %s without checking the names", subset)
-            return subset
-        missing = subset.unmatched(archive_tables)
-        if missing:
-            shown = ", ".join(f"{s}.{t}" for s, t in archive_tables[:20])
-            raise AirflowFailException(
-                f"{' and '.join(missing)} match no table of the backup; it holds: {shown}"
-                + (" ..." if len(archive_tables) > 20 else "")
-            )
-        return subset
-
-    @staticmethod
-    def _archive_tables(manifest: Manifest) -> list[tuple[str, str]] | None:
-        """The backup's tables, from its content record or row counts (None when it recorded neither)."""
-        if manifest.content is not None:
-            return [(t["schema"], t["table"]) for t in manifest.content.get("tables", [])]
-        if manifest.row_counts is not None:
-            return [(r.schema, r.table) for r in manifest.row_counts]
-        return None
-
-    def _subset_schemas(self, manifest: Manifest, subset: RestoreSubset) -> set[str]:
-        """The schemas a subset restore needs in the target (pg_restore does not create them)."""
-        archive_tables = self._archive_tables(manifest) or []
-        return set(subset.schemas) | {schema for schema, _table in subset.selected(archive_tables)}
-
-    def _check_not_the_source(self, manifest: Manifest, database: str) -> None:
-        """Refuse the database the backup was taken from (unless ``allow_source_database``): the same
-        name on the same server, known by its ``system_identifier`` (else by host and port)."""
-        if self.allow_source_database or database != manifest.database:
-            return
-        recorded = manifest.source or {}
-        where, identifier = self.hook.server_identity()
-        if recorded.get("system_identifier") and identifier:
-            same = recorded["system_identifier"] == identifier
-        elif recorded.get("host"):
-            same = f"{recorded['host']}:{recorded.get('port') or 5432}" == where
-        else:
-            same = True  # an older manifest does not say where it came from: assume the worst
-        if same:
-            raise AirflowFailException(
-                f"database {database!r} on {where} is the database this backup was taken from; refusing "
-                "to restore into it (it would add the backup's objects and rows to the live database). "
-                "Restore into a new database, or pass allow_source_database=True"
-            )
-
-    def _record_verdict(
-        self,
-        verdict: str,
-        differences: Sequence[dict[str, Any]],
-        tables_compared: int | None,
-        notes: Any = (),
-    ) -> None:
-        self._verdict = {
-            "verdict": verdict,
-            "differences": list(differences),
-            "tables_compared": tables_compared,
-            "notes": list(notes),
-        }
-
-    def _push_verdict(
-        self, context: Any, manifest: Manifest, artifact: Location, database: str, *, dropped: bool
-    ) -> None:
-        """The comparison's verdict as the XCom :data:`RESTORE_XCOM_KEY`, identical or not (a failed
-        task emits no asset event; the "Backups" page reads this)."""
-        getter = context.get if hasattr(context, "get") else None
-        ti = getter("ti") if getter else None
-        if self._verdict is None or ti is None:
-            return
-        subset = self.subset
-        verdict = restore_verdict(
-            manifest,
-            artifact,
-            restored_into=database,
-            dropped_after=dropped,
-            subset=subset.to_dict() if subset is not None else None,
-            **self._verdict,
-        )
-        try:
-            ti.xcom_push(key=RESTORE_XCOM_KEY, value=verdict)
-        except Exception:  # the restore's own outcome (and its exception) matters more than this record
-            self.log.exception("Could not keep the restore's verdict as the XCom %s", RESTORE_XCOM_KEY)
-
-    def _verify(self, source: ArtifactSource) -> VerificationReport:
-        path = source.location.uri
-        try:
-            report = verify_backup(
-                source,
-                verify_checksum=True,
-                verify_contents=self.verify_contents,
-                pg_bin_dir=self.pg_bin_dir,
-                runner=self.hook.runner,
-                identities=self._identities,
-                scan_script=True,
-            )
-        except ArtifactMissing as err:
-            raise AirflowException(f"nothing to restore: {err}") from err
-        except ArtifactCorrupt as err:
-            raise AirflowFailException(
-                f"refusing to restore {path}: check {err.check!r} failed: {err.reason}"
-            ) from err
-        except StoreNotFound as err:
-            raise AirflowFailException(f"nothing to restore: {err}") from err
-        self.log.info(
-            "Backup %s verified: %s", path, ", ".join(f"{c.name} {c.status}" for c in report.checks)
-        )
-        return report
+    def _prepare_target(self, manifest: Manifest, database: str, subset: RestoreSubset | None) -> bool:
+        """Create the target database (returns True) or check the existing one; refuse a non-empty one
+        and the backup's own source; create the schemas a subset needs."""
+        created = prepare_database(self.hook, database, create=bool(self.create_database))
+        check_target_is_empty(self.hook, database, allow_non_empty=bool(self.allow_non_empty_database))
+        check_not_the_source(self.hook, manifest, database, allow_source=bool(self.allow_source_database))
+        if subset is not None:
+            self.hook.create_schemas(database, subset_schemas(manifest, subset))
+        return created
 
     def _guard_sql_script(
         self, source: ArtifactSource, manifest: Manifest, report: VerificationReport, database: str
@@ -552,31 +400,6 @@ class PgRestoreOperator(BaseOperator):
             return None  # pg_restore applies --clean / --create only when given them: it never is
         return self.hook.guard_sql_script(
             source, manifest, database, script=report.sql_script, identities=self._identities
-        )
-
-    def _prepare_database(self, database: str) -> bool:
-        """Create the target (returns True) or check that it exists (returns False)."""
-        exists = self.hook.database_exists(database)
-        if self.create_database:
-            if exists:
-                raise AirflowFailException(
-                    f"database {database!r} already exists; create_database=True restores only into a new "
-                    "database (choose another name, drop it yourself, or pass create_database=False)"
-                )
-            self.hook.create_database(database)
-            return True
-        if not exists:
-            raise AirflowFailException(
-                f"database {database!r} does not exist; pass create_database=True to create it"
-            )
-        return False
-
-    def _check_target_is_empty(self, database: str) -> None:
-        if self.allow_non_empty_database or self.hook.database_is_empty(database):
-            return
-        raise AirflowFailException(
-            f"database {database!r} is not empty (it has tables, views or sequences outside the system "
-            "schemas); refusing to restore into it. Pass allow_non_empty_database=True to do it anyway"
         )
 
     def _restore(
@@ -604,134 +427,6 @@ class PgRestoreOperator(BaseOperator):
             )
         except PgCommandError as err:
             raise restore_failure(err, f"restoring {source.location.uri} into {database!r}") from err
-
-    def _compare(
-        self, manifest: Manifest, database: str
-    ) -> tuple[list[dict[str, Any]] | None, dict[str, Any] | None]:
-        """Row counts (always, when recorded), then the content record (when recorded and asked).
-
-        A record taken from pg_dump's COPY data is measured first: reading the restored tables back
-        gives their row counts too, so they are not counted a second time."""
-        expected = self._expected_content(manifest)
-        found = None
-        if expected is not None and expected.checksum_method == STREAM_METHOD:
-            found = self._measure(manifest, database, expected)
-        rows = self._compare_row_counts(manifest, database, found)
-        if expected is None:
-            return rows, None
-        return rows, self._compare_content(
-            database, expected, found or self._measure(manifest, database, expected)
-        )
-
-    def _expected_content(self, manifest: Manifest) -> ContentRecord | None:
-        if not self.compare_content or manifest.content is None:
-            return None
-        try:
-            expected = ContentRecord.from_dict(manifest.content)
-        except ContentRecordError as err:  # verification parsed it already; this is belt and braces
-            raise AirflowFailException(f"the manifest's content record is unreadable: {err}") from err
-        subset = self.subset
-        if subset is not None:
-            expected = restricted_to(
-                expected,
-                subset.selected([(t.schema, t.table) for t in expected.tables]),
-                schemas=subset.schemas,
-            )
-            self.log.info("Comparing only what the subset restored: %d tables", len(expected.tables))
-        return expected
-
-    def _measure(self, manifest: Manifest, database: str, expected: ContentRecord) -> ContentRecord:
-        return self.hook.measure_restored(
-            database, expected, row_security=_row_security(manifest), jobs=self.jobs
-        )
-
-    def _compare_row_counts(
-        self, manifest: Manifest, database: str, found: ContentRecord | None
-    ) -> list[dict[str, Any]] | None:
-        if not self.compare_row_counts:
-            return None
-        if manifest.row_counts is None:
-            self.log.info("The manifest has no row counts (pg_dumpall, or record='none')")
-            return None
-        subset = self.subset
-        counted = [r for r in manifest.row_counts if subset is None or subset.restores(r.schema, r.table)]
-        names = [(r.schema, r.table) for r in counted]
-        if found is not None:
-            measured = {(t.schema, t.table): t.rows for t in found.tables}
-            restored = {name: measured.get(name) for name in names}
-        else:
-            restored = self.hook.count_table_rows(database, names, row_security=_row_security(manifest))
-        rows = [
-            {
-                "schema": r.schema,
-                "table": r.table,
-                "expected": r.rows,
-                "restored": restored[(r.schema, r.table)],
-                "ok": restored[(r.schema, r.table)] == r.rows,
-            }
-            for r in counted
-        ]
-        bad = [r for r in rows if not r["ok"]]
-        self._record_verdict(
-            "ROW COUNTS DIFFER" if bad else "ROW COUNTS MATCH",
-            [
-                {
-                    "kind": "rows",
-                    "object": f"{r['schema']}.{r['table']}",
-                    "expected": str(r["expected"]),
-                    "found": "missing" if r["restored"] is None else str(r["restored"]),
-                }
-                for r in bad
-            ],
-            len(rows),
-        )
-        if bad:
-            raise AirflowFailException(
-                f"restored row counts differ from the manifest in {len(bad)} of {len(rows)} tables:\n"
-                + mismatch_table(rows)
-            )
-        self.log.info("Row counts of all %d tables match the manifest", len(rows))
-        return rows
-
-    def _compare_content(
-        self, database: str, expected: ContentRecord, found: ContentRecord
-    ) -> dict[str, Any]:
-        """Checksums, sequences, large objects and inventory of the restored database vs the manifest."""
-        found, notes = allow_sequences_ahead(expected, found)
-        for note in notes:
-            self.log.info("%s", note)
-        differences = compare_content(expected, found)
-        skipped = []
-        source_major, target_major = expected.server_version_num // 10000, found.server_version_num // 10000
-        if source_major != target_major:
-            kinds = set(INVENTORY_KINDS)
-            differences = [d for d in differences if d.kind not in kinds]
-            skipped.append(
-                f"schema inventory not compared: dumped from PostgreSQL {source_major}, restored into "
-                f"{target_major} (definitions are deparsed per version)"
-            )
-            self.log.info("%s", skipped[-1])
-        verdict = content_verdict(differences)
-        table = format_differences(differences)
-        result = {
-            "verdict": verdict,
-            "differences": [d.to_dict() for d in differences],
-            "tables": len(found.tables),
-            "sequences": len(found.sequences) if found.sequences is not None else None,
-            "large_objects": found.large_objects.count if found.large_objects is not None else None,
-            "inventory_kinds": len(found.inventory) if found.inventory is not None else None,
-            "notes": [*notes, *skipped],
-            "seconds": found.duration_seconds,
-        }
-        self._record_verdict(
-            verdict, [d.to_dict() for d in differences], len(found.tables), [*notes, *skipped]
-        )
-        if differences:
-            raise AirflowFailException(
-                f"the restored database {database!r} is not identical to the backup:\n{table}"
-            )
-        self.log.info("Restored database compared with the manifest's content record:\n%s", table)
-        return result
 
     def _drop_after_failure(self, database: str) -> None:
         """Drop the database this run created; a failure here is logged, the original error is kept."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any, NoReturn
 
-from airflow.sdk import BaseOperator, BaseOperatorLink, BaseSensorOperator, PokeReturnValue
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_pgbackup.compat import (
     AirflowException,
@@ -20,9 +20,9 @@ from airflow_provider_pgbackup.hooks.pg_dump import load_identities
 from airflow_provider_pgbackup.lineage import (
     backup_event_metadata,
     operator_lineage,
-    operator_link,
     publish_asset_events,
 )
+from airflow_provider_pgbackup.links import XCOM_LINK, BackupConsoleLink, published_link, push_link
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError
 from airflow_provider_pgbackup.options import (
     InvalidOptionError,
@@ -55,19 +55,6 @@ from airflow_provider_pgbackup.verify import (
     parse_max_age,
     verify_backup,
 )
-
-
-class VerifiedBackupLink(BaseOperatorLink):
-    """Operator extra link: the verified backup in its store's web console (``gs://``: Cloud Console)."""
-
-    name = "Backup in console"
-
-    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        report = XCom.get_value(ti_key=ti_key, key="return_value")
-        artifact = report.get("artifact") if isinstance(report, dict) else None
-        return operator_link(artifact, operator) if artifact else ""
 
 
 class PgBackupArtifactSensor(BaseSensorOperator):
@@ -132,7 +119,7 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         "impersonation_chain",
         "decryption_conn_id",
     )
-    operator_extra_links = (VerifiedBackupLink(),)
+    operator_extra_links = (BackupConsoleLink(name="Backup in console", key=XCOM_LINK),)
     _verified: Location | None = None  # the backup the checks passed, for lineage
     ui_color = "#d5f5e3"
 
@@ -243,6 +230,8 @@ class PgBackupArtifactSensor(BaseSensorOperator):
                 "check %-9s %-7s %8.1f ms  %s", check.name, check.status, check.duration_ms, check.detail
             )
         self._verified = parse_location(portable_uri(source.location))
+        if context is not None:
+            push_link(context, XCOM_LINK, published_link(self, context, self._verified))
         if context is not None and self.outlets:
             self._publish(context, source, self._verified, report)
         return report

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import re
 
-from psycopg import Error as PsycopgError
-from psycopg.conninfo import conninfo_to_dict
-
+from airflow_provider_pgbackup.sqlscript.psql import PendingStatement, meta_command
 from airflow_provider_pgbackup.sqlscript.script import SqlScript, python_codec, server_name
 from airflow_provider_pgbackup.sqlscript.statements import (
     RELEVANT,
@@ -91,50 +89,6 @@ _IDENT_CHAR = re.compile(rb"[A-Za-z0-9_$\x80-\xff]")
 _PARTIAL_DOLLAR = re.compile(rb"\$[A-Za-z0-9_\x80-\xff]*")
 _BLOCK_COMMENT = re.compile(rb"/\*|\*/")
 _ESCAPE_STRING = re.compile(rb"[\\']")
-# The meta-commands pg_dump writes, with the arguments it writes them with; any other line is refused.
-_RESTRICT = re.compile(rb"\\(?:restrict|unrestrict)[ \t]+[A-Za-z0-9]+[ \t\r]*")
-_ENCODING = re.compile(rb"\\encoding[ \t]+(?P<encoding>[A-Za-z0-9_]+)[ \t\r]*")
-_CONNECT = re.compile(
-    rb"\\(?:connect|c)[ \t]+(?:-reuse-previous=(?:on|off)[ \t]+)?"
-    rb"""(?:"(?P<quoted>(?:[^"\n]|"")*)"|(?P<bare>[^\s"'`:\\]+))[ \t\r]*"""
-)
-_META_NAME = re.compile(rb"\\(?:[A-Za-z_][A-Za-z0-9_]*|.?)")
-_ATOMIC_WORDS = (b"create", b"function", b"procedure", b"or", b"replace")
-
-
-class _Statement:
-    """The statement being read: its tokens (while it may matter) and psql's state for splitting it.
-
-    psql keeps ``CREATE [OR REPLACE] FUNCTION|PROCEDURE ... BEGIN ATOMIC ... END`` together: it notes
-    the initial of the first four words when they are create/function/procedure/or/replace, and then
-    counts BEGIN (and CASE inside it) against END outside parentheses.
-    """
-
-    __slots__ = ("atomic", "begin_depth", "collecting", "ids", "needs_words", "paren_depth", "tokens")
-
-    def __init__(self) -> None:
-        self.tokens: list[Token] = []
-        self.collecting = True  # False once it cannot matter (or was classified already)
-        self.ids: list[bytes] = []
-        self.atomic = False
-        self.needs_words = True  # it is, or may still become, atomic
-        self.paren_depth = 0
-        self.begin_depth = 0
-
-    def word(self, value: bytes) -> None:
-        if len(self.ids) < 4:
-            self.ids.append(value[:1] if value in _ATOMIC_WORDS else b"")
-            ids = [*self.ids, b"", b"", b""][:4]
-            self.atomic = ids[0] == b"c" and (
-                ids[1] in (b"f", b"p") or (ids[1:3] == [b"o", b"r"] and ids[3] in (b"f", b"p"))
-            )
-            prefix = b"".join(i or b"-" for i in self.ids)
-            self.needs_words = self.atomic or prefix in (b"c", b"co", b"cor")
-        if self.atomic and self.paren_depth == 0:
-            if value == b"begin" or (value == b"case" and self.begin_depth):
-                self.begin_depth += 1
-            elif value == b"end" and self.begin_depth:
-                self.begin_depth -= 1
 
 
 class ScriptScanner:
@@ -152,7 +106,7 @@ class ScriptScanner:
         self._unicode_ident = False
         self._copy_line_start = True
         self._copy_pending = False  # a COPY ... FROM stdin ended: its data starts on the next line
-        self._statement = _Statement()
+        self._statement = PendingStatement()
         self._encoding = "utf-8"
         self._standard_strings = True
 
@@ -395,37 +349,8 @@ class ScriptScanner:
         if newline < 0 and not final:
             return pos, True
         stop = len(buf) if newline < 0 else newline
-        line = buf[pos:stop]
-        if _RESTRICT.fullmatch(line):
-            pass
-        elif encoding := _ENCODING.fullmatch(line):
-            self._encoding = python_codec(encoding["encoding"].decode("ascii"))
-        elif connect := _CONNECT.fullmatch(line):
-            quoted = connect["quoted"]
-            self._connect(quoted.replace(b'""', b'"') if quoted is not None else connect["bare"])
-        else:
-            name = _META_NAME.match(line)
-            shown = name.group().decode(self._encoding, "backslashreplace") if name else "\\"
-            self.script.refuse(f"the psql meta-command {shown} (pg_dump never writes it)")
+        self._encoding = meta_command(buf[pos:stop], self._encoding, self.script)
         return stop, False
-
-    def _connect(self, target: bytes) -> None:
-        text = server_name(target, self._encoding)
-        if "=" in text or text.startswith(("postgresql://", "postgres://")):
-            try:
-                settings = conninfo_to_dict(text)
-            except PsycopgError:
-                self.script.refuse("a \\connect whose connection string cannot be read")
-                return
-            others = sorted(k for k in settings if k != "dbname")
-            if others:  # never show the values: a connection string may hold a password
-                self.script.refuse(f"a \\connect that also sets {', '.join(others)}")
-                return
-            text = server_name(str(settings.get("dbname") or "").encode("utf-8", "surrogateescape"), "utf-8")
-        if not text:
-            self.script.refuse("a \\connect without a database name")
-            return
-        self.script.touch("\\connect", "database", text)
 
     # --------------------------------------------------------------------------- statements
     def _add(self, kind: str, value: bytes) -> None:
@@ -455,7 +380,7 @@ class ScriptScanner:
 
     def _end_statement(self) -> bool:
         """Classify the statement that ended; True when it is ``COPY ... FROM stdin`` (data follows)."""
-        statement, self._statement = self._statement, _Statement()
+        statement, self._statement = self._statement, PendingStatement()
         return statement.collecting and bool(statement.tokens) and classify(statement.tokens, self)
 
     def name(self, token: Token) -> str | None:

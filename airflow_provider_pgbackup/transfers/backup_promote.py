@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import jinja2
 from airflow.sdk import BaseOperator
 
 from airflow_provider_pgbackup.compat import AirflowException, AirflowFailException
 from airflow_provider_pgbackup.failures import failure_policy
+from airflow_provider_pgbackup.links import BackupConsoleLink
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.options import is_templated
 from airflow_provider_pgbackup.storage import (
@@ -24,13 +26,14 @@ from airflow_provider_pgbackup.storage import (
     DEFAULT_RETRY_TIMEOUT,
     DEFAULT_WASB_CONN_ID,
     ArtifactMismatchError,
+    Location,
     StorageSettings,
     discard_promoted,
     open_source,
     parse_location,
     publish_backup,
 )
-from airflow_provider_pgbackup.transfers.backup_to_gcs import XCOM_CONSOLE_URL, GCSBackupLink
+from airflow_provider_pgbackup.transfers.backup_to_gcs import XCOM_CONSOLE_URL
 from airflow_provider_pgbackup.transfers.base import TransferOperator, static_folder_uri
 
 
@@ -83,7 +86,7 @@ class PgBackupPromoteOperator(TransferOperator):
         "kms_key_name",
     )
     ui_color = "#b7e4c7"
-    operator_extra_links = (GCSBackupLink(),)
+    operator_extra_links = (BackupConsoleLink(name="Published backup", key=XCOM_CONSOLE_URL),)
     console_url_key = XCOM_CONSOLE_URL
 
     def __init__(
@@ -122,6 +125,19 @@ class PgBackupPromoteOperator(TransferOperator):
             retry_timeout=self.retry_timeout,
             kms_key_name=self.kms_key_name or None,
         )
+
+    def published_location(self, context: Any, staged: Location, *, staged_by: str) -> Location | None:
+        """Where this promotion puts ``staged`` (the artifact keeps its name under ``destination``), the
+        artifact the task ``staged_by`` wrote: when ``source`` renders to it, or (the dump asking before
+        its XCom exists) is a template naming that task. None when it promotes another backup."""
+        try:
+            source = self.render_template(self.source, context)
+        except jinja2.UndefinedError:  # the XCom it pulls does not exist yet: the dump is asking
+            source = None
+        if not (source == staged.uri or (is_templated(self.source) and _names_task(self.source, staged_by))):
+            return None
+        destination = self.render_template(self.destination, context)
+        return parse_location(destination, what="destination", folder=True).child(staged.basename)
 
     def execute(self, context: Any) -> dict[str, Any]:
         try:
@@ -170,6 +186,11 @@ class PgBackupPromoteOperator(TransferOperator):
             "console_url": result.console_url,
             "manifest": manifest.to_dict(),
         }
+
+
+def _names_task(template: str, task_id: str) -> bool:
+    """Whether ``template`` pulls an XCom of ``task_id`` (``task_ids='dump'`` or ``task_ids="dump"``)."""
+    return f"'{task_id}'" in template or f'"{task_id}"' in template
 
 
 class PgBackupDiscardStagedOperator(BaseOperator):

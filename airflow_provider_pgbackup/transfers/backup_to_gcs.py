@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-from airflow.sdk import BaseOperator, BaseOperatorLink
+from typing import Any
 
 from airflow_provider_pgbackup.failures import failure_policy
+from airflow_provider_pgbackup.links import BackupConsoleLink
 from airflow_provider_pgbackup.options import (
     InvalidOptionError,
     check_positive_number,
@@ -27,22 +26,7 @@ from airflow_provider_pgbackup.storage import (
 )
 from airflow_provider_pgbackup.transfers.base import TransferOperator, static_folder_uri
 
-if TYPE_CHECKING:
-    from airflow.sdk.types import TaskInstanceKey
-
 XCOM_CONSOLE_URL = "gcs_console_url"
-
-
-class GCSBackupLink(BaseOperatorLink):
-    """Operator extra link: the uploaded backup in the Google Cloud Console."""
-
-    name = "Published backup"
-
-    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        url = XCom.get_value(ti_key=ti_key, key=XCOM_CONSOLE_URL)
-        return str(url) if url else ""
 
 
 def gcs_destination(bucket: str, prefix: str) -> Location:
@@ -102,7 +86,7 @@ class PgBackupToGCSOperator(TransferOperator):
         "impersonation_chain",
     )
     ui_color = "#a8dadc"
-    operator_extra_links = (GCSBackupLink(),)
+    operator_extra_links = (BackupConsoleLink(name="Published backup", key=XCOM_CONSOLE_URL),)
     console_url_key = XCOM_CONSOLE_URL
 
     def __init__(

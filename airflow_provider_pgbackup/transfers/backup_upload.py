@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-from airflow.sdk import BaseOperator, BaseOperatorLink
+from typing import Any
 
 from airflow_provider_pgbackup.failures import failure_policy
+from airflow_provider_pgbackup.links import XCOM_LINK, BackupConsoleLink
 from airflow_provider_pgbackup.options import InvalidOptionError, is_templated
 from airflow_provider_pgbackup.storage import (
     DEFAULT_AWS_CONN_ID,
@@ -24,22 +23,8 @@ from airflow_provider_pgbackup.storage import (
 )
 from airflow_provider_pgbackup.transfers.base import TransferOperator, static_folder_uri
 
-if TYPE_CHECKING:
-    from airflow.sdk.types import TaskInstanceKey
-
-XCOM_CONSOLE_URL = "backup_console_url"
-
-
-class BackupConsoleLink(BaseOperatorLink):
-    """Operator extra link: the uploaded backup in its cloud console (GCS and S3; none for Azure)."""
-
-    name = "Published backup"
-
-    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        url = XCom.get_value(ti_key=ti_key, key=XCOM_CONSOLE_URL)
-        return str(url) if url else ""
+XCOM_CONSOLE_URL = XCOM_LINK
+__all__ = ["BackupConsoleLink", "PgBackupUploadOperator"]  # the link's old home (get_provider_info, imports)
 
 
 class PgBackupUploadOperator(TransferOperator):
@@ -87,7 +72,7 @@ class PgBackupUploadOperator(TransferOperator):
         "encryption_scope",
     )
     ui_color = "#a8dadc"
-    operator_extra_links = (BackupConsoleLink(),)
+    operator_extra_links = (BackupConsoleLink(name="Published backup", key=XCOM_CONSOLE_URL),)
     console_url_key = XCOM_CONSOLE_URL
 
     def __init__(

@@ -16,6 +16,7 @@ from airflow_provider_pgbackup.lineage import (
     operator_link,
     publish_asset_events,
 )
+from airflow_provider_pgbackup.links import push_link
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.storage import (
@@ -81,12 +82,10 @@ class TransferOperator(BaseOperator):
     ) -> None:
         """The console link for the extra link (XCom), the outlets' asset-event metadata, and what
         :meth:`get_openlineage_facets_on_complete` reports."""
-        getter = context.get if hasattr(context, "get") else None
-        ti = getter("ti") if getter else None
-        if ti is not None:  # a file's page on the store (its emulator's in the demo), a folder's listing
-            file_page = result.console_url == result.artifact.console_url
-            link = operator_link(result.artifact.uri, self) if file_page else result.console_url
-            ti.xcom_push(key=self.console_url_key, value=link or result.console_url)
+        # A file's page on the store (its emulator's in the demo), a folder's listing.
+        file_page = result.console_url == result.artifact.console_url
+        link = operator_link(result.artifact.uri, self) if file_page else result.console_url
+        push_link(context, self.console_url_key, link or result.console_url)
         source = parse_location(portable_uri(source))  # a local source: file://<this worker>/<path>
         self._finished = (manifest, source, result.artifact)
         publish_asset_events(

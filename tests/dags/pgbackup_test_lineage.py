@@ -9,6 +9,10 @@ from airflow.sdk import DAG, Asset, Param
 from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
 from airflow_provider_pgbackup.operators.pg_restore import PgRestoreOperator
 from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
+from airflow_provider_pgbackup.transfers.backup_promote import (
+    PgBackupDiscardStagedOperator,
+    PgBackupPromoteOperator,
+)
 from airflow_provider_pgbackup.transfers.backup_upload import PgBackupUploadOperator
 
 DUMPED = Asset(name="pgbackup_test_dumped", uri="pgbackup-test://dumped")
@@ -67,5 +71,29 @@ with DAG(
         poke_interval=1,
         timeout=60,
     )
+    # As pg_backup_to_gcs: staged in the bucket, published, the staged copy deleted.
+    staged = PgDumpOperator(
+        task_id="staged",
+        postgres_conn_id="{{ params.conn_id }}",
+        database="{{ params.database }}",
+        output_path="gs://{{ params.bucket }}/_staging/{{ ts_nodash }}.dump",
+    )
+    verify_staged = PgBackupArtifactSensor(
+        task_id="verify_staged",
+        path="{{ ti.xcom_pull(task_ids='staged')['artifact_uri'] }}",
+        poke_interval=1,
+        timeout=60,
+    )
+    promote = PgBackupPromoteOperator(
+        task_id="promote",
+        source="{{ ti.xcom_pull(task_ids='staged')['artifact_uri'] }}",
+        destination="gs://{{ params.bucket }}/published",
+    )
+    discard = PgBackupDiscardStagedOperator(
+        task_id="discard",
+        staged="{{ ti.xcom_pull(task_ids='staged')['artifact_uri'] }}",
+        promoted="{{ ti.xcom_pull(task_ids='promote')['artifact_uri'] }}",
+    )
     dump >> verify >> [upload, drill]
     streamed >> verify_streamed
+    staged >> verify_staged >> promote >> discard

@@ -2,7 +2,8 @@
 database and two Celery workers that share no backup disk (devtools/celery_stack.py).
 
 Each worker runs in its own mount and UTS namespace: its own hostname, and its own empty tmpfs over the
-backup folder, as on two machines. A cluster policy pins ``pg_backup_to_gcs``'s dump to worker-a and
+backup folder, as on two machines. A cluster policy pins the dump of ``pg_backup_to_gcs`` and of
+``pg_backup_to_cloud`` (the destination-URI example, here with a ``gs://`` destination) to worker-a and
 every later task to worker-b, so the dump and everything after it always run on different machines;
 ``pg_backup_all_databases`` is left to Celery. Runs are triggered through the REST API with conf, as
 the UI does.
@@ -28,11 +29,11 @@ from tests.gcs_emulator import GCSEmulator
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 DATABASES = ("alpha", "beta ü/2", "gamma")
 RUNS_PER_DAG = 2
-POLICY = '''"""Test cluster policy: pg_backup_to_gcs's dump on worker-a, everything after it on worker-b."""
+POLICY = '''"""Test cluster policy: the one-database DAGs dump on worker-a, the rest runs on worker-b."""
 
 
 def task_policy(task):
-    if task.dag_id == "pg_backup_to_gcs":
+    if task.dag_id in ("pg_backup_to_gcs", "pg_backup_to_cloud"):
         task.queue = "worker_a" if task.task_id == "dump" else "worker_b"
 '''
 
@@ -121,7 +122,10 @@ def test_both_dags_run_green_on_two_workers_that_share_no_disk(deployment: Deplo
     stack, bucket = deployment.stack, deployment.bucket
     stack.wait_for_dag("pg_backup_to_gcs")
     stack.wait_for_dag("pg_backup_all_databases")
-    runs = []
+    stack.wait_for_dag("pg_backup_to_cloud")
+    # One run of the destination-URI example beside them: it stages in the store as pg_backup_to_gcs does.
+    cloud = {"postgres_conn_id": "pg_celery", "destination": f"gs://{bucket}/cloud"}
+    runs = [("pg_backup_to_cloud", stack.trigger("pg_backup_to_cloud", cloud))]
     for _ in range(RUNS_PER_DAG):  # max_active_runs=1: each DAG's second run waits for its first
         conf = {"postgres_conn_id": "pg_celery", "database": "alpha", "bucket": bucket, "prefix": "celery"}
         runs.append(("pg_backup_to_gcs", stack.trigger("pg_backup_to_gcs", conf)))
@@ -141,7 +145,7 @@ def test_both_dags_run_green_on_two_workers_that_share_no_disk(deployment: Deplo
         failed = {ti["task_id"]: ti["state"] for ti in tis if ti["state"] not in ("success", "skipped")}
         assert states[run_id] == "success", f"{dag_id} {run_id}: {failed}"
         hosts[run_id] = {str(ti["hostname"]) for ti in tis if ti["state"] == "success"}
-        if dag_id == "pg_backup_to_gcs":
+        if dag_id in ("pg_backup_to_gcs", "pg_backup_to_cloud"):
             by_task = {ti["task_id"]: ti["hostname"] for ti in tis}
             assert by_task["dump"] == "worker-a"
             assert by_task["verify_staged"] == by_task["upload"] == by_task["verify_uploaded"] == "worker-b"
@@ -150,6 +154,8 @@ def test_both_dags_run_green_on_two_workers_that_share_no_disk(deployment: Deplo
     names = sorted(b.name for b in deployment.gcs.client().list_blobs(bucket))
     assert not [n for n in names if n.startswith("_staging/")], names  # every staged copy discarded
     assert len([n for n in names if n.startswith("celery/alpha/")]) == 2 * RUNS_PER_DAG
+    # Database left empty: the folder is the connection's database's.
+    assert len([n for n in names if n.startswith("cloud/alpha/")]) == 2, names
     for folder in ("alpha", "beta%20%C3%BC%2F2", "gamma"):
         assert len([n for n in names if n.startswith(f"postgres/{folder}/")]) == 2 * RUNS_PER_DAG, names
     manifest = deployment.gcs.client().bucket(bucket).blob(names[1]).download_as_text()

@@ -50,6 +50,18 @@ def asset_events(run_id: str) -> dict[str, dict[str, Any]]:
         }
 
 
+def xcom(run_id: str, task_id: str) -> Any:
+    """The return value of one task of a run."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(XComModel.get_many(run_id=run_id, task_ids=task_id, key="return_value")).first()
+        assert row is not None, f"{task_id} of {run_id} returned nothing"
+        value = XComModel.deserialize_value(row)
+    return json.loads(value) if isinstance(value, str) else value
+
+
 @pytest.fixture
 def shop(pg18: PgCluster) -> str:
     name = "shop ü"
@@ -111,11 +123,14 @@ def test_pg_backup_to_gcs_runs_green_and_leaves_a_verified_backup_in_gcs(
 def test_pg_restore_drill_restores_the_newest_backup_from_gcs(
     pg18: PgCluster, shop: str, airflow_conn, airflow_db, gcs: GCSEmulator, gcs_bucket: str, tmp_path: Path
 ) -> None:
-    conn_id = airflow_conn(pg18, "postgres")
+    """Both on their defaults for the folder (Database left empty): the drill looks where the backup DAG
+    wrote, the folder named after the connection's database."""
+    conn_id, shop_conn = airflow_conn(pg18, "postgres"), airflow_conn(pg18, shop)
     common = {"bucket": gcs_bucket, "prefix": "p"}
-    run("pg_backup_to_gcs", {**common, "postgres_conn_id": conn_id, "database": shop})
+    run("pg_backup_to_gcs", {**common, "postgres_conn_id": shop_conn})
+    assert {name.split("/")[1] for name in objects(gcs, gcs_bucket)} == {shop}
     before = set(pg18.connect().execute("SELECT datname FROM pg_database").fetchall())
-    run("pg_restore_drill", {**common, "restore_conn_id": conn_id, "database": shop})
+    run("pg_restore_drill", {**common, "restore_conn_id": conn_id, "postgres_conn_id": shop_conn})
     after = set(pg18.connect().execute("SELECT datname FROM pg_database").fetchall())
     assert after == before  # the scratch database is gone
 
@@ -157,10 +172,16 @@ def test_pg_dumpall_globals_streams_roles_to_gcs(
     assert names[0].endswith(".sql.gz")
 
 
+@pytest.mark.parametrize("database_left_empty", [False, True])
 def test_pg_backup_local_runs_green(
-    pg18: PgCluster, shop: str, airflow_conn, airflow_db, tmp_path: Path
+    pg18: PgCluster, shop: str, airflow_conn, airflow_db, tmp_path: Path, database_left_empty: bool
 ) -> None:
-    conf = {"postgres_conn_id": airflow_conn(pg18, "postgres"), "database": shop, "output_dir": str(tmp_path)}
+    """The folder is named after the database dumped, the connection's own when Database is empty."""
+    conf = {
+        "postgres_conn_id": airflow_conn(pg18, shop if database_left_empty else "postgres"),
+        "database": None if database_left_empty else shop,
+        "output_dir": str(tmp_path),
+    }
     run("pg_backup_local", conf)
     assert len(list((tmp_path / shop).glob("*.manifest.json"))) == 1
     assert len(list((tmp_path / "globals").glob("*.manifest.json"))) == 1
@@ -177,15 +198,17 @@ def test_pg_backup_to_cloud_serves_every_store_from_the_destination_param(
         "destination": store.uri(container, "nightly"),
         "staging_dir": str(tmp_path),
     }
-    run("pg_backup_to_cloud", conf)
+    dag_run = run("pg_backup_to_cloud", conf)
+    dumped = xcom(dag_run.run_id, "dump")["artifact_uri"]
+    assert dumped.startswith(store.uri(container, "_staging/nightly/shop ü/"))  # staged in the store
     found = store.objects(container)
-    assert len(found) == 2, sorted(found)
+    assert len(found) == 2, sorted(found)  # the staged copy was discarded once the published one verified
     artifact, manifest_name = sorted(found)
     assert artifact.startswith("nightly/shop ü/")
     assert manifest_name == artifact + ".manifest.json"
     manifest = json.loads(found[manifest_name])
     assert {(r["table"], r["rows"]) for r in manifest["row_counts"]} == {("orders", 3000), ("customers", 40)}
-    assert list((tmp_path / shop).iterdir()) == []  # the local copy went after the verified upload
+    assert list(tmp_path.iterdir()) == []  # nothing went through the worker's disk
 
 
 def test_pg_backup_freshness_passes_after_a_backup_and_fails_with_an_alert_on_a_stale_folder(

@@ -191,12 +191,29 @@ def test_extra_links_point_at_the_object_on_the_emulator_the_run_used(
     Cloud Console (where it does not exist)."""
     links = lineage_run["links"]
     page = f"{gcs_emulator.endpoint}/storage/v1/b/{lineage_run['bucket']}/o/"
-    assert page + "streamed%2F" in links["streamed/_link_StreamedBackupLink"]
-    assert page + "streamed%2F" in links["verify_streamed/_link_VerifiedBackupLink"]
+    assert page + "streamed%2F" in links["streamed/_link_BackupConsoleLink"]
+    assert page + "streamed%2F" in links["verify_streamed/_link_BackupConsoleLink"]
     assert page + "uploaded%2F" in links["upload/_link_BackupConsoleLink"]
-    assert links["dump/_link_StreamedBackupLink"] in ("", '""')  # a local dump has no page
+    assert links["dump/_link_BackupConsoleLink"] in ("", '""')  # a local dump has no page
     uploaded = {event["asset"]: event for event in lineage_run["events"]}["pgbackup_test_uploaded"]
     assert uploaded["extra"]["object_url"] == links["upload/_link_BackupConsoleLink"].strip('"')
+
+
+def test_a_staged_dump_links_to_the_published_copy_not_the_one_discard_deletes(
+    lineage_run: dict[str, Any], gcs_emulator: GCSEmulator
+) -> None:
+    """Issue 23: the staged copy is gone after a green run (discard), so the dump and the sensor that
+    verified it link to where the promotion downstream published the backup, under the same name."""
+    links = lineage_run["links"]
+    assert lineage_run["tasks"]["discard"] == "success"
+    page = f"{gcs_emulator.endpoint}/storage/v1/b/{lineage_run['bucket']}/o/"
+    promoted = links["promote/_link_BackupConsoleLink"].strip('"')
+    assert promoted.startswith(page + "published%2F")
+    assert links["staged/_link_BackupConsoleLink"].strip('"') == promoted
+    assert links["verify_staged/_link_BackupConsoleLink"].strip('"') == promoted
+    assert "_staging" not in json.dumps(
+        {key: value for key, value in links.items() if key.split("/")[0] in ("staged", "verify_staged")}
+    )
 
 
 def test_the_provider_does_not_import_openlineage() -> None:
