@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import warnings
 from collections.abc import Sequence
@@ -38,7 +39,9 @@ from airflow_provider_pgbackup.storage import (
     DEFAULT_WASB_CONN_ID,
     Location,
     StorageSettings,
+    check_lock_destination,
     check_output_path,
+    lock_request,
     parse_location,
     portable_uri,
 )
@@ -49,7 +52,16 @@ TimeoutValue = str | int | float | datetime.timedelta | None
 def _storage_settings(operator: Any) -> StorageSettings:
     """Where the dump goes and how; raises InvalidOptionError naming a bad gcs_chunk_size or file_mode."""
     try:
+        lock = (
+            None
+            if is_templated(operator.lock_for)
+            else lock_request(operator.lock_for, operator.lock_mode, operator.lock_legal_hold)
+        )
+        if lock is not None and not is_templated(operator.output_path):
+            where = check_output_path(operator.output_path)
+            check_lock_destination(lock, where.scheme, where.uri)  # a local or gs:// path: refused now
         return StorageSettings(
+            lock=lock,
             gcp_conn_id=operator.gcp_conn_id or None,
             aws_conn_id=operator.aws_conn_id or None,
             wasb_conn_id=operator.wasb_conn_id or None,
@@ -100,6 +112,20 @@ class _BackupOperator(BaseOperator):
     encryption_recipients: str | Sequence[str] | None
     _finished: tuple[Manifest, Location] | None = None  # what execute wrote, for lineage
 
+    def __init__(
+        self,
+        *,
+        lock_for: datetime.timedelta | float | str | None = None,
+        lock_mode: str | None = None,
+        lock_legal_hold: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """The arguments both dump operators take for a locked backup (see :class:`PgDumpOperator`)."""
+        super().__init__(**kwargs)
+        self.lock_for = lock_for
+        self.lock_mode = lock_mode
+        self.lock_legal_hold = lock_legal_hold
+
     @cached_property
     def hook(self) -> PgDumpHook:
         return PgDumpHook(postgres_conn_id=self.postgres_conn_id, pg_bin_dir=self.pg_bin_dir)
@@ -128,6 +154,12 @@ class _BackupOperator(BaseOperator):
 
     def _execute(self, context: Any) -> dict[str, Any]:
         manifest = self._backup()
+        lock = _storage_settings(self).lock
+        if lock is not None:  # what the object layer recorded in the stored manifest (the same date)
+            where = parse_location(self.output_path)
+            manifest = dataclasses.replace(
+                manifest, lock=lock.lock_for(where.scheme, manifest.finished_at).to_dict()
+            )
         result = xcom_result(manifest, self.output_path)
         self._finished = (manifest, parse_location(result["artifact_uri"]))
         publish_asset_events(
@@ -239,6 +271,13 @@ class PgDumpOperator(_BackupOperator):
         daily one). ``output_path`` must then end with ``.age`` (and must not without them). A malformed
         key fails at parse time, named. Needs the ``[age]`` extra. Templated (e.g. from a Variable).
         With the directory format every file of the folder is encrypted (``toc.dat.age``...).
+    :param lock_for: publish the backup locked (write once, read many) until its finish time plus this
+        duration: a timedelta, seconds, or text such as ``"30d"``. s3:// (S3 Object Lock) and az://
+        (version-level immutability) only; the bucket/container is checked before pg_dump starts. The
+        manifest records the lock (``lock``: mode, until) and is locked the same. Templated.
+    :param lock_mode: ``governance`` (default) or ``compliance`` on S3; ``unlocked`` (default) or
+        ``locked`` on Azure. Compliance / locked cannot be lifted by anyone before the date.
+    :param lock_legal_hold: also put a legal hold on the objects (no date: held until released).
     """
 
     template_fields: Sequence[str] = (
@@ -256,6 +295,7 @@ class PgDumpOperator(_BackupOperator):
         "tables",
         "exclude_tables",
         "encryption_recipients",
+        "lock_for",
     )
     ui_color = "#c6e2ff"
 
@@ -406,6 +446,8 @@ class PgDumpAllOperator(_BackupOperator):
         worker (any one of their identities decrypts it; keep an offline break-glass key beside the
         daily one). ``output_path`` must then end with ``.age`` (and must not without them). A malformed
         key fails at parse time, named. Needs the ``[age]`` extra. Templated (e.g. from a Variable).
+    :param lock_for: publish the backup locked until its finish time plus this duration; with
+        ``lock_mode`` and ``lock_legal_hold``, as :class:`PgDumpOperator` takes them. Templated.
     """
 
     template_fields: Sequence[str] = (
@@ -419,6 +461,7 @@ class PgDumpAllOperator(_BackupOperator):
         "wasb_conn_id",
         "impersonation_chain",
         "encryption_recipients",
+        "lock_for",
     )
     ui_color = "#b0d4f1"
 
