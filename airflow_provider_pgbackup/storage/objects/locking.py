@@ -68,12 +68,13 @@ def lock_objects(client: ObjectClient, names: Iterable[str], lock: ObjectLock | 
     if lock is None:
         return
     locker = locking(client)
+    names = list(names)
     for name in names:
         locker.set_lock(name, lock)
     if log is not None:
         log.info(
             "Locked %s until %s (%s%s)",
-            client.location.uri,
+            ", ".join(f"{client.location.uri}/{name}" for name in names),
             lock.to_dict()["until"],
             lock.mode,
             ", legal hold" if lock.legal_hold else "",
