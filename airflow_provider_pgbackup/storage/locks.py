@@ -108,20 +108,21 @@ def lock_request(lock_for: Any, lock_mode: Any = None, legal_hold: Any = False) 
 
 
 def check_lock_destination(request: LockRequest | None, scheme: str, where: str) -> None:
-    """Refuse a lock where the destination cannot take it, naming the mode each store has (no I/O)."""
+    """Refuse a lock where the destination cannot take it, naming the modes each store has (no I/O; bad
+    input, an :class:`InvalidOptionError`). What the bucket itself allows is the client's check."""
     if request is None:
         return
     if scheme in ("", "file"):
-        raise LockNotSupported(
+        raise InvalidOptionError(
             f"lock_for cannot lock a local destination ({where}): a file can be deleted by whoever runs the "
             "task; publish to s3:// (S3 Object Lock) or az:// (version-level immutability) instead"
         )
     if scheme not in MODES:
-        raise LockNotSupported(
+        raise InvalidOptionError(
             f"lock_for is not supported on {scheme}:// yet ({where}); locks are available on s3:// and az://"
         )
     if request.mode is not None and request.mode not in MODES[scheme]:
-        raise LockNotSupported(
+        raise InvalidOptionError(
             f"lock_mode {request.mode!r} does not exist on {scheme}://; use one of "
             f"{', '.join(map(repr, MODES[scheme]))}"
         )

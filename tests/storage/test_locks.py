@@ -112,7 +112,7 @@ def test_bad_lock_values_fail_at_construction_naming_the_value_and_what_is_allow
 def test_lock_is_refused_for_local_and_gcs_destinations_and_checked_again_when_templated() -> None:
     with pytest.raises(InvalidOptionError, match="cannot lock a local destination"):
         PgDumpOperator(task_id="d", output_path="/backups/x.dump", lock_for="7d")
-    with pytest.raises(LockNotSupported, match=r"not supported on gs:// yet .*available on s3:// and az://"):
+    with pytest.raises(InvalidOptionError, match=r"not supported on gs:// yet .*available on s3:// and az://"):
         PgBackupUploadOperator(
             task_id="u", source_path="/b/x.dump", destination="gs://bucket/p", lock_for="7d"
         )
