@@ -112,7 +112,9 @@ def test_bad_lock_values_fail_at_construction_naming_the_value_and_what_is_allow
 def test_lock_is_refused_for_local_and_gcs_destinations_and_checked_again_when_templated() -> None:
     with pytest.raises(InvalidOptionError, match="cannot lock a local destination"):
         PgDumpOperator(task_id="d", output_path="/backups/x.dump", lock_for="7d")
-    with pytest.raises(InvalidOptionError, match=r"not supported on gs:// yet .*available on s3:// and az://"):
+    with pytest.raises(
+        InvalidOptionError, match=r"not supported on gs:// yet .*available on s3:// and az://"
+    ):
         PgBackupUploadOperator(
             task_id="u", source_path="/b/x.dump", destination="gs://bucket/p", lock_for="7d"
         )
@@ -196,6 +198,12 @@ def test_locked_dump_and_its_manifest_survive_a_delete_by_the_same_credentials(
         task_id="fresh", location=f"s3://{bucket}/pg", max_age=3600, require_locked=True
     ).execute(context={})
     assert fresh["postgres"]["lock"]["mode"] == "compliance"
+
+    with pytest.raises(AirflowFailException, match=r"is a locked backup \(compliance until .*overwrite=True"):
+        PgDumpOperator(
+            task_id="again", postgres_conn_id=airflow_conn(pg18, "postgres"), output_path=uri, overwrite=True
+        ).execute(context={})
+    assert len(_versions(s3, bucket)["pg/locked.dump.manifest.json"]) == 1  # not even hidden
 
     # A plain delete is accepted but only puts a delete marker in front: the locked version stays whole.
     marker = client.delete_object(Bucket=bucket, Key="pg/locked.dump")
@@ -319,6 +327,47 @@ def test_locked_promotion_records_the_lock_a_retry_is_a_no_op_and_the_staged_cop
         keep_monthly=0, bypass_governance=True,
     ).execute(context={})  # fmt: skip
     assert result["deleted"] == []  # the newest is always kept: one backup, nothing to plan
+
+
+def test_a_directory_backup_is_locked_file_by_file_and_a_legal_hold_keeps_it_without_a_date(
+    pg18: PgCluster, airflow_conn, tmp_path: Path, s3: S3Emulator
+) -> None:
+    bucket = s3.new_bucket(object_lock=True)
+    pg18.drop_database("locked dir")
+    pg18.create_database("locked dir")
+    pg18.execute("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g", dbname="locked dir")
+    local = tmp_path / "old.dir"
+    PgDumpOperator(
+        task_id="dump",
+        postgres_conn_id=airflow_conn(pg18, "locked dir"),
+        output_path=str(local),
+        format="directory",
+    ).execute(context={})
+    xcom = PgBackupUploadOperator(
+        task_id="upload", source_path=str(local), destination=f"s3://{bucket}/pg", lock_for="1d",
+        lock_legal_hold=True,
+    ).execute(context={})  # fmt: skip
+    keys = [uri.removeprefix(f"s3://{bucket}/") for uri in xcom["object_uris"]]
+    assert len(keys) >= 3  # toc.dat, a data file or more, the manifest
+    for key in keys:
+        head = s3.client().head_object(Bucket=bucket, Key=key)
+        assert (head["ObjectLockMode"], head["ObjectLockLegalHoldStatus"]) == ("GOVERNANCE", "ON")
+    assert xcom["manifest"]["lock"]["legal_hold"] is True
+    newer, _ = synthetic_backup(tmp_path / "new", "new.dump", size=64)  # finished now: after the dump
+    upload_backup(newer, f"s3://{bucket}/pg", settings=StorageSettings(retry_timeout=2.0), log=LOG)
+    result = PgBackupRetentionOperator(
+        task_id="retention", location=f"s3://{bucket}/pg", keep_last=1, keep_daily=0, keep_weekly=0,
+        keep_monthly=0, bypass_governance=True,
+    ).execute(context={})  # fmt: skip
+    assert result["held"] == [
+        {
+            "name": f"s3://{bucket}/pg/old.dir",
+            "mode": "governance",
+            "deletable_after": None,
+            "legal_hold": True,
+        }
+    ]
+    assert all(key in _versions(s3, bucket) for key in keys)
 
 
 def test_a_lock_date_already_past_is_refused_before_anything_is_copied(

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from airflow_provider_pgbackup.manifest import Manifest
+from airflow_provider_pgbackup.storage.base import ObjectConflictError
 from airflow_provider_pgbackup.storage.locks import (
     LockNotSupported,
     ObjectLock,
@@ -42,6 +43,20 @@ def check_locking(client: ObjectClient) -> None:
         return
     check_lock_destination(request, client.location.scheme, client.location.uri)
     locking(client).check_locking(request)
+
+
+def refuse_replacing_locked(client: ObjectClient, names: Iterable[str], uri: str) -> None:
+    """``overwrite=True`` never hides a backup whose lock is in force behind a new version."""
+    locks = [lock for lock in locks_of(client, names) if lock is not None]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    active = [lock for lock in locks if lock.active(now)]
+    if active:
+        until = max((lock.until for lock in active if lock.until is not None), default=None)
+        raise ObjectConflictError(
+            f"{uri} is a locked backup ({active[0].mode or 'legal hold'}"
+            + (f" until {until.isoformat()}" if until is not None else "")
+            + "): overwrite=True does not replace it; write to another name"
+        )
 
 
 def lock_to_record(client: ObjectClient, manifest: Manifest) -> ObjectLock | None:

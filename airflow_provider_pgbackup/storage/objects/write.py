@@ -32,6 +32,7 @@ from airflow_provider_pgbackup.storage.objects.locking import (
     lock_objects,
     lock_to_record,
     locked_manifest,
+    refuse_replacing_locked,
 )
 from airflow_provider_pgbackup.storage.ownership import check_object_replaceable
 from airflow_provider_pgbackup.units import format_bytes
@@ -358,4 +359,6 @@ def open_object_target(
             "PgBackupUploadOperator, or use format 'custom', 'tar' or 'plain'"
         )
     check_locking(client)  # before pg_dump starts: a bucket that cannot lock says what to enable
+    if overwrite:
+        refuse_replacing_locked(client, [location.name, location.manifest.name], location.uri)
     return ObjectArtifactTarget(client, location, overwrite=overwrite)
