@@ -104,7 +104,7 @@ class ObjectArtifactSource:
             files.append(FileDigest(self._relative(name), size, sha))
         return directory_digest(tuple(files))
 
-    def lock(self) -> ObjectLock | None:
+    def lock_in_force(self) -> ObjectLock | None:
         """The lock in force now over the pinned artifact objects and the manifest (the weakest of
         them); None when any of them is not locked, or the store cannot lock."""
         return backup_lock(self.client, [*sorted(self._pin()), self.manifest_location.name])
