@@ -378,6 +378,7 @@ class PgBackupRetentionOperator(BaseOperator):
         deleted: list[str] = []
         gone: list[StoredBackup] = []
         held: list[dict[str, Any]] = []
+        held_backups = 0
         for index, backup in sorted(enumerate(backups), key=lambda item: item[1].finished_at):
             if index in kept_reasons:
                 continue
@@ -386,6 +387,7 @@ class PgBackupRetentionOperator(BaseOperator):
             name = uri_of(store, backup.manifest_entry)[: -len(MANIFEST_SUFFIX)]
             if not plan.deletable:
                 held.append(plan.held(name))
+                held_backups += 1
                 self.log.info(
                     "Cannot delete backup %s yet (finished %s): locked (%s) %s",
                     name,
@@ -413,6 +415,7 @@ class PgBackupRetentionOperator(BaseOperator):
                 except ObjectLockedError as err:  # locked since the plan was made: left as it is
                     self.log.warning("Leaving %s: %s", name, err)
                     held.append({**plan.held(name), "reason": str(err)})
+                    held_backups += 1
                     break
                 deleted.append(uri_of(store, entry))
                 if entry is backup.manifest_entry and not self.is_dry_run:
@@ -426,6 +429,13 @@ class PgBackupRetentionOperator(BaseOperator):
                     "Keeping incomplete %s: younger than %s", uri_of(store, entry), self.incomplete_grace
                 )
                 continue
+            leftover_plan = plan_deletion(
+                object_locks(store, entry), now, bypass_governance=self.bypass_governance
+            )
+            if not leftover_plan.deletable:  # a locked object whose manifest never came: its date first
+                self.log.info("Keeping incomplete %s: locked", uri_of(store, entry))
+                held.append(leftover_plan.held(uri_of(store, entry)))
+                continue
             self.log.info(
                 "%s incomplete %s, %s (last modified %s)",
                 verb,
@@ -433,7 +443,7 @@ class PgBackupRetentionOperator(BaseOperator):
                 provider_leftover(entry, {e.name for e in entries}),
                 entry.updated.isoformat(),
             )
-            if self._delete(store, entry):
+            if self._delete(store, entry, leftover_plan):
                 incomplete_deleted.append(uri_of(store, entry))
         kept = [
             {"name": backups[i].name, "finished_at": backups[i].manifest.finished_at, "rules": reasons}
@@ -446,9 +456,9 @@ class PgBackupRetentionOperator(BaseOperator):
             store.location.uri,
             len(kept),
             "would delete" if self.is_dry_run else "deleted",
-            len(backups) - len(kept) - len(held),
+            len(backups) - len(kept) - held_backups,
             len(incomplete_deleted),
-            f"; {len(held)} locked backups cannot be deleted yet" if held else "",
+            f"; {len(held)} locked backups or leftovers cannot be deleted yet" if held else "",
         )
         self._publish(context, store, kept=[b for b in backups if b not in gone], deleted=gone)
         return {

@@ -236,16 +236,29 @@ def test_retention_reports_locked_backups_with_their_date_and_deletes_them_only_
     bucket = s3.new_bucket(object_lock=True)
     names = _upload_history(tmp_path, bucket, [0, 1, 2, 3], lock_for="7d")
     location = f"s3://{bucket}/pg"
+    s3.client().put_object(  # a run of ours that locked its artifact and stopped before the manifest
+        Bucket=bucket, Key="pg/crashed.dump", Body=b"partial",
+        Metadata={"pgbackup-upload-id": "0123456789abcdef"},
+        ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=datetime.datetime.now(UTC) + DAY,
+        ChecksumAlgorithm="CRC32",
+    )  # fmt: skip
     before = _versions(s3, bucket)
-    arguments = {"location": location, "keep_last": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}
+    arguments = {
+        "location": location, "keep_last": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0,
+        "incomplete_grace": 0,
+    }  # fmt: skip
 
     dry = PgBackupRetentionOperator(task_id="dry", dry_run=True, **arguments).execute(context={})
     held = PgBackupRetentionOperator(task_id="retention", **arguments).execute(context={})
     for result in (dry, held):
         assert result["deleted"] == []
         assert [k["name"] for k in result["kept"]] == [names[0]]
-        assert [h["name"] for h in result["held"]] == [f"{location}/{n}" for n in reversed(names[1:])]
-    for entry, name in zip(held["held"], reversed(names[1:]), strict=True):
+        assert [h["name"] for h in result["held"]] == [
+            *(f"{location}/{n}" for n in reversed(names[1:])),
+            f"{location}/crashed.dump",
+        ]
+        assert result["incomplete_deleted"] == []
+    for entry, name in zip(held["held"][:-1], reversed(names[1:]), strict=True):
         finished = datetime.datetime.strptime(name, "%Y%m%dT%H%M%S.dump").replace(tzinfo=UTC)
         assert entry == {
             "name": f"{location}/{name}",
@@ -259,6 +272,7 @@ def test_retention_reports_locked_backups_with_their_date_and_deletes_them_only_
         context={}
     )
     assert bypass["held"] == []
+    assert bypass["incomplete_deleted"] == [f"{location}/crashed.dump"]
     assert sorted(bypass["deleted"]) == sorted(
         f"{location}/{n}{suffix}" for n in names[1:] for suffix in ("", ".manifest.json")
     )
