@@ -33,7 +33,7 @@ from botocore.exceptions import ClientError
 
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.operators.freshness import PgBackupFreshnessOperator
-from airflow_provider_pgbackup.operators.pg_dump import PgDumpOperator
+from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator, PgDumpOperator
 from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOperator
 from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.sensors.backup_artifact import PgBackupArtifactSensor
@@ -214,6 +214,18 @@ def test_locked_dump_and_its_manifest_survive_a_delete_by_the_same_credentials(
     assert len(_versions(s3, bucket)["pg/locked.dump"]) == 1
     client.delete_object(Bucket=bucket, Key="pg/locked.dump", VersionId=marker["VersionId"])  # undo
     assert PgBackupArtifactSensor(task_id="again", path=uri, timeout=30).execute(context={})["ok"] is True
+
+
+def test_pg_dumpall_publishes_locked_too(pg18: PgCluster, airflow_conn, s3: S3Emulator) -> None:
+    bucket = s3.new_bucket(object_lock=True)
+    xcom = PgDumpAllOperator(
+        task_id="dumpall", postgres_conn_id=airflow_conn(pg18, "postgres"), mode="globals",
+        output_path=f"s3://{bucket}/pg/globals.sql", lock_for=datetime.timedelta(hours=6),
+    ).execute(context={})  # fmt: skip
+    assert xcom["lock"]["mode"] == "governance"
+    for key in ("pg/globals.sql", "pg/globals.sql.manifest.json"):
+        head = s3.client().head_object(Bucket=bucket, Key=key)
+        assert _iso(head["ObjectLockRetainUntilDate"]) == xcom["lock"]["until"]
 
 
 def test_freshness_require_locked_fails_on_an_unlocked_newest_backup(tmp_path: Path, s3: S3Emulator) -> None:
