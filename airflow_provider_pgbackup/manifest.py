@@ -86,7 +86,7 @@ class Manifest:
     source: dict[str, Any] | None = None
     schema_version: int = PLAIN_SCHEMA_VERSION
     #: The lock its published copy was given: ``{"mode", "until" (UTC ISO-8601), "legal_hold"}``
-    #: (:mod:`~airflow_provider_pgbackup.storage.locks`); None (and absent from the JSON): not locked.
+    #: (:mod:`~airflow_provider_pgbackup.storage.object_lock`); None (and absent from the JSON): not locked.
     lock: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from airflow_provider_pgbackup.storage import (
     open_store,
     parse_location,
 )
-from airflow_provider_pgbackup.storage.locks import ObjectLock, weakest
+from airflow_provider_pgbackup.storage.object_lock import ObjectLock, weakest
 
 
 def backup_subject(backup: StoredBackup) -> str:

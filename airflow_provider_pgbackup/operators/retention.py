@@ -11,7 +11,7 @@ plus always the newest complete backup. The provider's own leftovers (failed or 
 staging files), known by the evidence the store finds (:mod:`.backup_folder`), never by a name, are
 removed once older than ``incomplete_grace``; anything else no manifest describes is left alone.
 
-A backup the store holds locked (:mod:`~airflow_provider_pgbackup.storage.locks`: S3 Object Lock,
+A backup the store holds locked (:mod:`~airflow_provider_pgbackup.storage.object_lock`: S3 Object Lock,
 Azure immutability) is never touched before its date: the run reports it (XCom ``held``, with when it
 becomes deletable) and a run after that date deletes its exact versions; ``bypass_governance`` lifts a
 governance / unlocked lock where the user allows it. The GFS keep-set does not depend on locks.

@@ -59,7 +59,7 @@ from airflow_provider_pgbackup.storage.base import (
     UnsafeObjectName,
     UploadCancelled,
 )
-from airflow_provider_pgbackup.storage.locks import (
+from airflow_provider_pgbackup.storage.object_lock import (
     DeletionPlan,
     LockNotSupported,
     LockRequest,

@@ -11,7 +11,7 @@ from airflow_provider_pgbackup.storage.base import (
     Location,
     StorageSettings,
 )
-from airflow_provider_pgbackup.storage.locks import LockRequest, ObjectLock
+from airflow_provider_pgbackup.storage.object_lock import LockRequest, ObjectLock
 
 #: Object metadata key holding a random id per upload, so undoing a commit only ever deletes our object.
 UPLOAD_ID_KEY = "pgbackup-upload-id"
@@ -104,8 +104,8 @@ class LockingObjectClient(ObjectClient, Protocol):
     """A client of a store that can lock objects (S3 Object Lock, Azure version-level immutability)."""
 
     def check_locking(self, request: LockRequest) -> None:
-        """Raise :class:`~airflow_provider_pgbackup.storage.locks.LockNotSupported`, saying what to enable,
-        unless the bucket/container can hold objects locked as ``request`` asks."""
+        """Raise :class:`~airflow_provider_pgbackup.storage.object_lock.LockNotSupported`, saying what to
+        enable, unless the bucket/container can hold objects locked as ``request`` asks."""
         ...
 
     def lock_of(self, name: str) -> ObjectLock | None:
@@ -117,7 +117,7 @@ class LockingObjectClient(ObjectClient, Protocol):
     def delete_locked(self, name: str, etag: str, *, bypass: bool) -> None:
         """Delete the exact version that has ``etag`` (freeing its storage), lifting a governance/unlocked
         lock first when ``bypass``; a lock in force raises
-        :class:`~airflow_provider_pgbackup.storage.locks.ObjectLockedError`."""
+        :class:`~airflow_provider_pgbackup.storage.object_lock.ObjectLockedError`."""
         ...
 
 

@@ -2,7 +2,7 @@
 and locking each object once it exists (the artifact's objects first, the manifest last).
 
 Called by the writer (a dump), the upload and the promotion when the client's settings carry a
-:class:`~airflow_provider_pgbackup.storage.locks.LockRequest`; nothing happens without one.
+:class:`~airflow_provider_pgbackup.storage.object_lock.LockRequest`; nothing happens without one.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.storage.base import ObjectConflictError
-from airflow_provider_pgbackup.storage.locks import (
+from airflow_provider_pgbackup.storage.object_lock import (
     LockNotSupported,
     ObjectLock,
     check_lock_destination,

@@ -15,7 +15,7 @@ from airflow_provider_pgbackup.storage.base import (
     directory_digest,
 )
 from airflow_provider_pgbackup.storage.files import safe_relative
-from airflow_provider_pgbackup.storage.locks import ObjectLock
+from airflow_provider_pgbackup.storage.object_lock import ObjectLock
 from airflow_provider_pgbackup.storage.objects.client import UPLOAD_ID_KEY, ObjectClient, ObjectInfo
 from airflow_provider_pgbackup.storage.objects.locking import backup_lock, locking, locks_of
 

@@ -16,7 +16,7 @@ from airflow_provider_pgbackup.storage.base import (
     backup_metadata,
 )
 from airflow_provider_pgbackup.storage.files import walk_files
-from airflow_provider_pgbackup.storage.locks import same_but_lock
+from airflow_provider_pgbackup.storage.object_lock import same_but_lock
 from airflow_provider_pgbackup.storage.objects.client import UPLOAD_ID_KEY, ObjectClient
 from airflow_provider_pgbackup.storage.objects.locking import (
     check_locking,

@@ -22,7 +22,7 @@ from airflow_provider_pgbackup.storage.base import (
     StorageSettings,
     StoreNotFound,
 )
-from airflow_provider_pgbackup.storage.locks import (
+from airflow_provider_pgbackup.storage.object_lock import (
     LockNotSupported,
     LockRequest,
     ObjectLock,
