@@ -87,6 +87,8 @@ def backup_event_metadata(
         metadata["server"] = f"{source['host']}:{source.get('port') or DEFAULT_PORT}"
     if manifest.mode is not None:
         metadata["mode"] = manifest.mode
+    if manifest.lock is not None:
+        metadata["lock"] = manifest.lock
     metadata.update(more)
     return metadata
 

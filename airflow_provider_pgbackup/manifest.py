@@ -85,6 +85,9 @@ class Manifest:
     #: (nothing secret); what tells a restore that its target is the source database. None: not recorded.
     source: dict[str, Any] | None = None
     schema_version: int = PLAIN_SCHEMA_VERSION
+    #: The lock its published copy was given: ``{"mode", "until" (UTC ISO-8601), "legal_hold"}``
+    #: (:mod:`~airflow_provider_pgbackup.storage.object_lock`); None (and absent from the JSON): not locked.
+    lock: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (also the XCom value of the dump operators).
@@ -93,9 +96,11 @@ class Manifest:
         for the content record of a database with thousands of tables. The JSON values (``content``,
         ``options``, ``encryption``) are copied by a JSON round trip of their own, in C."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("content", "options", "encryption"):
+        for name in ("content", "options", "encryption", "lock"):
             if data[name] is not None:
                 data[name] = json.loads(json.dumps(data[name]))
+        if data["lock"] is None:
+            del data["lock"]  # an unlocked backup's manifest reads as before locks existed
         data["files"] = [asdict(f) for f in self.files] if self.files is not None else None
         data["row_counts"] = (
             [{"schema": r.schema, "table": r.table, "rows": r.rows} for r in self.row_counts]
@@ -191,6 +196,7 @@ FIELD_TYPES: dict[str, tuple[type | None, ...]] = {
     "options": (dict,),
     "encryption": (dict, None),
     "source": (dict, None),
+    "lock": (dict, None),
     "schema_version": (int,),
 }
 FILE_FIELDS: dict[str, tuple[type | None, ...]] = {"path": (str,), "size_bytes": (int,), "sha256": (str,)}

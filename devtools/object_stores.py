@@ -121,9 +121,12 @@ class S3Emulator:
             region_name="us-east-1",
         )
 
-    def new_bucket(self) -> str:
+    def new_bucket(self, *, object_lock: bool = False) -> str:
+        """A new bucket; ``object_lock``: created with S3 Object Lock enabled (and so versioning)."""
         name = f"pgbackup-{uuid.uuid4().hex[:12]}"
-        self.client().create_bucket(Bucket=name)
+        self.client().create_bucket(
+            Bucket=name, **({"ObjectLockEnabledForBucket": True} if object_lock else {})
+        )
         return name
 
 

@@ -52,7 +52,13 @@ CASES: list[tuple[type, dict[str, Any], tuple[str, ...]]] = [
         ("output_path", "postgres_conn_id", "database", "format", "compression", "jobs", "schemas",
          "exclude_schemas", "tables", "exclude_tables", "lock_wait_timeout", "record", "record_row_counts",
          "record_checksums", "statistics", "extra_args", "pg_bin_dir", "overwrite", "gcp_conn_id",
-         "gcs_chunk_size", "file_mode", "aws_conn_id", "wasb_conn_id"),
+         "gcs_chunk_size", "file_mode", "aws_conn_id", "wasb_conn_id", "lock_for", "lock_mode",
+         "lock_legal_hold"),
+    ),
+    (
+        PgDumpOperator,
+        {"output_path": "s3://my-bucket/db.dump", "lock_for": "7d"},
+        ("lock_for", "lock_mode", "lock_legal_hold"),
     ),
     (
         PgDumpAllOperator,
@@ -80,7 +86,7 @@ CASES: list[tuple[type, dict[str, Any], tuple[str, ...]]] = [
         {"location": "/backups"},
         ("location", "keep_last", "keep_daily", "keep_weekly", "keep_monthly", "dry_run", "incomplete_grace",
          "max_newest_age", "verify_newest", "timezone", "gcp_conn_id", "retry_timeout", "aws_conn_id",
-         "wasb_conn_id"),
+         "wasb_conn_id", "bypass_governance"),
     ),
     (
         PgBackupToGCSOperator,
@@ -93,7 +99,7 @@ CASES: list[tuple[type, dict[str, Any], tuple[str, ...]]] = [
         {"source_path": "/backups/db.dump", "destination": "s3://my-bucket/pg"},
         ("source_path", "destination", "gcp_conn_id", "aws_conn_id", "wasb_conn_id", "chunk_size",
          "storage_class", "kms_key_name", "encryption_scope", "retry_timeout", "progress_interval",
-         "delete_local_copy"),
+         "delete_local_copy", "lock_for", "lock_mode", "lock_legal_hold"),
     ),
 ]  # fmt: skip
 ARGUMENTS = [(cls, base, name) for cls, base, names in CASES for name in names]

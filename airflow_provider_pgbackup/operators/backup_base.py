@@ -4,6 +4,7 @@ dump, and the base class (the hook, validation, the asset event, the extra link,
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Sequence
 from functools import cached_property
@@ -39,7 +40,9 @@ from airflow_provider_pgbackup.storage import (
     DEFAULT_WASB_CONN_ID,
     Location,
     StorageSettings,
+    check_lock_destination,
     check_output_path,
+    lock_request,
     parse_location,
     portable_uri,
 )
@@ -51,7 +54,16 @@ TimeoutValue = str | int | float | datetime.timedelta | None
 def storage_settings(operator: Any) -> StorageSettings:
     """Where the dump goes and how; raises InvalidOptionError naming a bad gcs_chunk_size or file_mode."""
     try:
+        lock = (
+            None
+            if is_templated(operator.lock_for)
+            else lock_request(operator.lock_for, operator.lock_mode, operator.lock_legal_hold)
+        )
+        if lock is not None and not is_templated(operator.output_path):
+            where = check_output_path(operator.output_path)
+            check_lock_destination(lock, where.scheme, where.uri)  # a local or gs:// path: refused now
         return StorageSettings(
+            lock=lock,
             gcp_conn_id=operator.gcp_conn_id or None,
             aws_conn_id=operator.aws_conn_id or None,
             wasb_conn_id=operator.wasb_conn_id or None,
@@ -97,9 +109,15 @@ class BackupOperator(BaseOperator):
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
         impersonation_chain: str | Sequence[str] | None = None,
         encryption_recipients: str | Sequence[str] | None = None,
+        lock_for: datetime.timedelta | float | str | None = None,
+        lock_mode: str | None = None,
+        lock_legal_hold: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.lock_for = lock_for
+        self.lock_mode = lock_mode
+        self.lock_legal_hold = lock_legal_hold
         self.encryption_recipients = encryption_recipients
         self.postgres_conn_id = postgres_conn_id
         self.output_path = output_path
@@ -167,6 +185,12 @@ class BackupOperator(BaseOperator):
 
     def _execute(self, context: Any) -> dict[str, Any]:
         manifest = self._backup()
+        lock = storage_settings(self).lock
+        if lock is not None:  # what the object layer recorded in the stored manifest (the same date)
+            where = parse_location(self.output_path)
+            manifest = dataclasses.replace(
+                manifest, lock=lock.lock_for(where.scheme, manifest.finished_at).to_dict()
+            )
         result = xcom_result(manifest, self.output_path)
         self._finished = (manifest, parse_location(result["artifact_uri"]))
         push_link(context, XCOM_LINK, published_link(self, context, self._finished[1]))

@@ -18,16 +18,18 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_pgbackup.compat import AirflowFailException
 from airflow_provider_pgbackup.operators.retention import StoredBackup, artifact_problem, find_backups
-from airflow_provider_pgbackup.options import InvalidOptionError, is_templated
+from airflow_provider_pgbackup.options import InvalidOptionError, is_templated, parse_flag
 from airflow_provider_pgbackup.storage import (
     DEFAULT_GCP_CONN_ID,
     DEFAULT_RETRY_TIMEOUT,
     BackupStore,
     StorageSettings,
     StoreNotFound,
+    object_locks,
     open_store,
     parse_location,
 )
+from airflow_provider_pgbackup.storage.object_lock import ObjectLock, weakest
 
 
 def backup_subject(backup: StoredBackup) -> str:
@@ -36,6 +38,15 @@ def backup_subject(backup: StoredBackup) -> str:
     if manifest.database:
         return manifest.database
     return f"pg_dumpall ({manifest.mode or 'full'})"
+
+
+def backup_lock_now(store: BackupStore, backup: StoredBackup, now: datetime.datetime) -> ObjectLock | None:
+    """The lock in force now over a stored backup's manifest and artifact objects (the weakest)."""
+    entries = [e for e in (backup.manifest_entry, backup.artifact_entry) if e is not None]
+    locks = [lock for entry in entries for lock in object_locks(store, entry)]
+    if len(locks) < sum(len(entry.objects) for entry in entries):
+        return None  # a store without locks
+    return weakest(locks, now)
 
 
 def check_max_age(value: Any) -> datetime.timedelta:
@@ -76,6 +87,9 @@ class PgBackupFreshnessOperator(BaseOperator):
     :param impersonation_chain: service account(s) to impersonate for ``gs://`` (needs the ``google``
         extra): one account, or a chain whose last one is impersonated. Templated.
     :param retry_timeout: seconds each object-store request is retried on transient errors.
+    :param require_locked: also fail when a database's newest verified backup is not locked in the store
+        now (S3 Object Lock / Azure immutability on its manifest and every artifact object: see
+        ``lock_for`` on the dump and transfer operators); the XCom gives each one's ``lock``.
     """
 
     template_fields: Sequence[str] = ("location", "databases", "gcp_conn_id", "impersonation_chain")
@@ -90,9 +104,11 @@ class PgBackupFreshnessOperator(BaseOperator):
         gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
         impersonation_chain: str | Sequence[str] | None = None,
         retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+        require_locked: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.require_locked = parse_flag("require_locked", require_locked)
         self.location = location
         self.max_age = check_max_age(max_age)
         self.databases = databases
@@ -164,6 +180,15 @@ class PgBackupFreshnessOperator(BaseOperator):
                 "age_seconds": round(age.total_seconds(), 1),
                 "fresh": fresh,
             }
+            if self.require_locked:
+                lock = backup_lock_now(store, best, now)
+                report[subject]["lock"] = lock.to_dict() if lock is not None else None
+                if lock is None:
+                    problems.append(
+                        f"{subject!r}: the newest verified backup, {uri}, is not locked in the store "
+                        "(require_locked): publish with lock_for on an s3:// bucket with Object Lock or "
+                        "an az:// container with version-level immutability"
+                    )
             skipped = len(found) - len(verified)
             self.log.info(
                 "%s: newest verified backup %s finished %s (%s ago)%s",

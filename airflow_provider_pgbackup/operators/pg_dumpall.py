@@ -56,6 +56,8 @@ class PgDumpAllOperator(BackupOperator):
         worker (any one of their identities decrypts it; keep an offline break-glass key beside the
         daily one). ``output_path`` must then end with ``.age`` (and must not without them). A malformed
         key fails at parse time, named. Needs the ``[age]`` extra. Templated (e.g. from a Variable).
+    :param lock_for: publish the backup locked until its finish time plus this duration; with
+        ``lock_mode`` and ``lock_legal_hold``, as :class:`PgDumpOperator` takes them. Templated.
     """
 
     template_fields: Sequence[str] = (
@@ -69,6 +71,7 @@ class PgDumpAllOperator(BackupOperator):
         "wasb_conn_id",
         "impersonation_chain",
         "encryption_recipients",
+        "lock_for",
     )
     ui_color = "#b0d4f1"
 

@@ -11,6 +11,11 @@ plus always the newest complete backup. The provider's own leftovers (failed or 
 staging files), known by the evidence the store finds (:mod:`.backup_folder`), never by a name, are
 removed once older than ``incomplete_grace``; anything else no manifest describes is left alone.
 
+A backup the store holds locked (:mod:`~airflow_provider_pgbackup.storage.object_lock`: S3 Object Lock,
+Azure immutability) is never touched before its date: the run reports it (XCom ``held``, with when it
+becomes deletable) and a run after that date deletes its exact versions; ``bypass_governance`` lifts a
+governance / unlocked lock where the user allows it. The GFS keep-set does not depend on locks.
+
 Nothing is deleted when the newest complete backup is older than ``max_newest_age`` or fails its check
 (artifact present with the sizes its manifest records): the task fails instead, because backups have
 stopped working and old ones are then all there is.
@@ -44,12 +49,17 @@ from airflow_provider_pgbackup.storage import (
     DEFAULT_RETRY_TIMEOUT,
     DEFAULT_WASB_CONN_ID,
     BackupStore,
+    DeletionPlan,
     EntryChanged,
     Location,
+    ObjectLockedError,
     StorageSettings,
     StoredEntry,
+    delete_locked,
+    object_locks,
     open_store,
     parse_location,
+    plan_deletion,
     portable_uri,
 )
 
@@ -122,6 +132,17 @@ def _check_duration(name: str, value: Any, *, allow_none: bool) -> datetime.time
     return value
 
 
+def lock_plan(
+    store: BackupStore, backup: StoredBackup, now: datetime.datetime, *, bypass_governance: bool = False
+) -> DeletionPlan:
+    """Whether a backup the GFS policy drops can be deleted now, from the locks the store reports on its
+    manifest and artifact objects (one HEAD each; nothing on a store without locks): never before the
+    last object's date, unless ``bypass_governance`` and every lock in force can be lifted."""
+    locks = [lock for entry in (backup.manifest_entry, backup.artifact_entry) if entry is not None
+             for lock in object_locks(store, entry)]  # fmt: skip
+    return plan_deletion(locks, now, bypass_governance=bypass_governance)
+
+
 def artifact_location(store: BackupStore, backup: StoredBackup) -> Location:
     """Where a backup's artifact is, as the tasks that read it name it (a local one with its host)."""
     uri = uri_of(store, backup.manifest_entry)[: -len(MANIFEST_SUFFIX)]
@@ -186,6 +207,11 @@ class PgBackupRetentionOperator(BaseOperator):
     :param verify_newest: delete nothing (and fail) unless the newest backup's artifact is present with
         the size(s) its manifest records (and, on GCS, the same sha256 in its metadata).
     :param timezone: time zone in which days, weeks and months are counted.
+    :param bypass_governance: delete a backup the policy drops even while it is locked in a mode that a
+        privileged principal can lift (S3 ``governance``, Azure ``unlocked``), lifting the lock (needs
+        ``s3:BypassGovernanceRetention`` / the right to delete the policy). Off: a locked backup is never
+        touched before its date; it is reported (XCom ``held``, with ``deletable_after``) and deleted
+        by the first run after that date. Compliance / locked modes and legal holds are never bypassed.
     :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for ``gs://`` locations.
     :param aws_conn_id: Airflow ``aws`` connection for ``s3://`` locations.
     :param wasb_conn_id: Airflow ``wasb`` connection for ``az://`` locations.
@@ -221,10 +247,12 @@ class PgBackupRetentionOperator(BaseOperator):
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
         impersonation_chain: str | Sequence[str] | None = None,
+        bypass_governance: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.location = location
+        self.bypass_governance = parse_flag("bypass_governance", bypass_governance)
         self.keep_last = _check_count("keep_last", keep_last)
         self.keep_daily = _check_count("keep_daily", keep_daily)
         self.keep_weekly = _check_count("keep_weekly", keep_weekly)
@@ -274,7 +302,7 @@ class PgBackupRetentionOperator(BaseOperator):
         with failure_policy():
             return self._execute(context)
 
-    def _delete(self, store: BackupStore, entry: StoredEntry) -> bool:
+    def _delete(self, store: BackupStore, entry: StoredEntry, plan: DeletionPlan | None = None) -> bool:
         """Delete one listed entry (nothing in a dry run); False when it changed since it was listed.
 
         Another run may have deleted it already (no error: the store logs it) or replaced it (a dump
@@ -283,7 +311,10 @@ class PgBackupRetentionOperator(BaseOperator):
         if self.is_dry_run:
             return True
         try:
-            store.delete(entry)
+            if plan is not None and plan.locked:  # its exact versions: no delete marker left in front
+                delete_locked(store, entry, bypass=plan.bypass)
+            else:
+                store.delete(entry)
         except EntryChanged as err:
             self.log.warning("Leaving %s alone: %s", uri_of(store, entry), err)
             return False
@@ -317,6 +348,7 @@ class PgBackupRetentionOperator(BaseOperator):
                 "deleted": [],
                 "incomplete_deleted": [],
                 "left_alone": foreign,
+                "held": [],
                 "dry_run": self.is_dry_run,
             }
         newest = max(backups, key=lambda b: b.finished_at)
@@ -345,22 +377,46 @@ class PgBackupRetentionOperator(BaseOperator):
         verb = "Would delete" if self.is_dry_run else "Deleting"
         deleted: list[str] = []
         gone: list[StoredBackup] = []
+        held: list[dict[str, Any]] = []
+        held_backups = 0
         for index, backup in sorted(enumerate(backups), key=lambda item: item[1].finished_at):
             if index in kept_reasons:
                 continue
             assert backup is not newest
+            plan = lock_plan(store, backup, now, bypass_governance=self.bypass_governance)
+            name = uri_of(store, backup.manifest_entry)[: -len(MANIFEST_SUFFIX)]
+            if not plan.deletable:
+                held.append(plan.held(name))
+                held_backups += 1
+                self.log.info(
+                    "Cannot delete backup %s yet (finished %s): locked (%s) %s",
+                    name,
+                    backup.manifest.finished_at,
+                    "legal hold" if plan.legal_hold else plan.mode,
+                    "until the hold is released"
+                    if plan.deletable_after is None
+                    else f"until {plan.deletable_after.isoformat()}; a run after that deletes it",
+                )
+                continue
             self.log.info(
-                "%s backup %s (finished %s, %d bytes)",
+                "%s backup %s (finished %s, %d bytes)%s",
                 verb,
-                uri_of(store, backup.manifest_entry)[: -len(MANIFEST_SUFFIX)],
+                name,
                 backup.manifest.finished_at,
                 backup.manifest.size_bytes,
+                f", lifting its {plan.mode} lock (bypass_governance)" if plan.bypass else "",
             )
             for entry in (backup.manifest_entry, backup.artifact_entry):  # the manifest goes first
                 if entry is None:
                     continue
-                if not self._delete(store, entry):
-                    break  # its manifest was replaced since the listing: a new backup, left whole
+                try:
+                    if not self._delete(store, entry, plan):
+                        break  # its manifest was replaced since the listing: a new backup, left whole
+                except ObjectLockedError as err:  # locked since the plan was made: left as it is
+                    self.log.warning("Leaving %s: %s", name, err)
+                    held.append({**plan.held(name), "reason": str(err)})
+                    held_backups += 1
+                    break
                 deleted.append(uri_of(store, entry))
                 if entry is backup.manifest_entry and not self.is_dry_run:
                     gone.append(backup)  # without its manifest it is no backup any more
@@ -373,6 +429,13 @@ class PgBackupRetentionOperator(BaseOperator):
                     "Keeping incomplete %s: younger than %s", uri_of(store, entry), self.incomplete_grace
                 )
                 continue
+            leftover_plan = plan_deletion(
+                object_locks(store, entry), now, bypass_governance=self.bypass_governance
+            )
+            if not leftover_plan.deletable:  # a locked object whose manifest never came: its date first
+                self.log.info("Keeping incomplete %s: locked", uri_of(store, entry))
+                held.append(leftover_plan.held(uri_of(store, entry)))
+                continue
             self.log.info(
                 "%s incomplete %s, %s (last modified %s)",
                 verb,
@@ -380,7 +443,7 @@ class PgBackupRetentionOperator(BaseOperator):
                 provider_leftover(entry, {e.name for e in entries}),
                 entry.updated.isoformat(),
             )
-            if self._delete(store, entry):
+            if self._delete(store, entry, leftover_plan):
                 incomplete_deleted.append(uri_of(store, entry))
         kept = [
             {"name": backups[i].name, "finished_at": backups[i].manifest.finished_at, "rules": reasons}
@@ -389,12 +452,13 @@ class PgBackupRetentionOperator(BaseOperator):
             )
         ]
         self.log.info(
-            "Retention of %s: kept %d backups, %s %d backups and %d incomplete entries",
+            "Retention of %s: kept %d backups, %s %d backups and %d incomplete entries%s",
             store.location.uri,
             len(kept),
             "would delete" if self.is_dry_run else "deleted",
-            len(backups) - len(kept),
+            len(backups) - len(kept) - held_backups,
             len(incomplete_deleted),
+            f"; {len(held)} locked backups or leftovers cannot be deleted yet" if held else "",
         )
         self._publish(context, store, kept=[b for b in backups if b not in gone], deleted=gone)
         return {
@@ -402,6 +466,7 @@ class PgBackupRetentionOperator(BaseOperator):
             "deleted": deleted,
             "incomplete_deleted": incomplete_deleted,
             "left_alone": foreign,
+            "held": held,
             "dry_run": self.is_dry_run,
         }
 
@@ -426,6 +491,7 @@ __all__ = [
     "artifact_problem",
     "find_backups",
     "foreign_entries",
+    "lock_plan",
     "newest_complete_backup",
     "provider_leftover",
     "select_kept",

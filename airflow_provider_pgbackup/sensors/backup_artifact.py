@@ -40,6 +40,7 @@ from airflow_provider_pgbackup.storage import (
     Location,
     StorageSettings,
     StoreNotFound,
+    backup_lock,
     open_source,
     parse_location,
     portable_uri,
@@ -229,6 +230,9 @@ class PgBackupArtifactSensor(BaseSensorOperator):
             self.log.info(
                 "check %-9s %-7s %8.1f ms  %s", check.name, check.status, check.duration_ms, check.detail
             )
+        lock = backup_lock(source)  # what the store says now of the objects it verified, and the manifest
+        report.lock = lock.to_dict() if lock is not None else None
+        self.log.info("lock: %s", report.lock or "none (the store does not hold the backup locked)")
         self._verified = parse_location(portable_uri(source.location))
         if context is not None:
             push_link(context, XCOM_LINK, published_link(self, context, self._verified))

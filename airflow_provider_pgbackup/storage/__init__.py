@@ -59,6 +59,16 @@ from airflow_provider_pgbackup.storage.base import (
     UnsafeObjectName,
     UploadCancelled,
 )
+from airflow_provider_pgbackup.storage.object_lock import (
+    DeletionPlan,
+    LockNotSupported,
+    LockRequest,
+    ObjectLock,
+    ObjectLockedError,
+    check_lock_destination,
+    lock_request,
+    plan_deletion,
+)
 
 #: scheme -> backend module ("" is a local absolute path; file://<host>/<path> names its writer too).
 BACKENDS: dict[str, str] = {
@@ -179,6 +189,7 @@ def open_target(
 ) -> ArtifactTarget:
     """The target a dump writes into (nothing with the final name exists before its commit)."""
     location = check_output_path(value, directory=directory)
+    check_lock_destination((settings or default_settings()).lock, location.scheme, location.uri)
     target: ArtifactTarget = _backend(location.scheme).open_target(
         location, directory=directory, overwrite=overwrite, settings=settings or default_settings()
     )
@@ -223,6 +234,7 @@ def upload_backup(
     if missing is not None:
         raise missing
     folder = parse_location(destination, what="destination", folder=True)
+    check_lock_destination((settings or default_settings()).lock, folder.scheme, folder.uri)
     result: tuple[TransferResult, Manifest] = _backend(folder.scheme).upload(
         local, folder, settings=settings or default_settings(), log=log, cancel=cancel
     )
@@ -248,6 +260,7 @@ def promote_backup(
             f"cannot promote {source.location.uri} to {folder.uri}: a promotion copies within one kind of "
             "store (gs:// to gs://, s3:// to s3://, local to local); use upload_backup from a local folder"
         )
+    check_lock_destination(settings.lock, folder.scheme, folder.uri)
     result: tuple[TransferResult, Manifest] = _backend(folder.scheme).promote(
         source, folder, settings=settings, log=log, cancel=cancel
     )
@@ -302,6 +315,30 @@ def discard_promoted(
     return deleted
 
 
+def backup_lock(source: ArtifactSource) -> ObjectLock | None:
+    """The lock in force now over a backup (its artifact objects and manifest: the weakest of them);
+    None when a part of it is not locked, or the store cannot lock (a local folder, gs:// for now)."""
+    lock = getattr(source, "lock_in_force", None)
+    found: ObjectLock | None = lock() if callable(lock) else None
+    return found
+
+
+def object_locks(store: BackupStore, entry: StoredEntry) -> list[ObjectLock | None]:
+    """The lock of each object of a listed entry (also expired ones); empty where the store cannot lock."""
+    locks = getattr(store, "object_locks", None)
+    return list(locks(entry)) if callable(locks) else []
+
+
+def delete_locked(store: BackupStore, entry: StoredEntry, *, bypass: bool = False) -> None:
+    """Delete the exact versions of an entry that is (or was) locked; ``bypass`` lifts a governance /
+    unlocked lock first (:class:`ObjectLockedError` when the store refuses)."""
+    delete = getattr(store, "delete_locked", None)
+    if not callable(delete):
+        store.delete(entry)
+        return
+    delete(entry, bypass=bypass)
+
+
 def remove_backup(value: LocationLike) -> None:
     """Delete a backup the provider wrote: the manifest first, so a half-deleted backup never looks
     finished. Local paths only (object stores are cleaned by retention, with generation preconditions)."""
@@ -329,10 +366,15 @@ __all__ = [
     "ArtifactTarget",
     "BackupStore",
     "CredentialsError",
+    "DeletionPlan",
     "EntryChanged",
     "Location",
     "LocationLike",
+    "LockNotSupported",
+    "LockRequest",
     "ObjectConflictError",
+    "ObjectLock",
+    "ObjectLockedError",
     "StorageError",
     "StorageSettings",
     "StoreNotFound",
@@ -340,16 +382,22 @@ __all__ = [
     "TransferResult",
     "UnsafeObjectName",
     "UploadCancelled",
+    "backup_lock",
+    "check_lock_destination",
     "check_output_path",
     "check_settings",
     "default_settings",
+    "delete_locked",
     "discard_promoted",
     "is_local",
+    "lock_request",
+    "object_locks",
     "object_url",
     "open_source",
     "open_store",
     "open_target",
     "parse_location",
+    "plan_deletion",
     "portable_uri",
     "promote_backup",
     "publish_backup",

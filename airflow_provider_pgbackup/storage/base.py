@@ -26,6 +26,7 @@ from typing import Protocol, TypeVar
 
 from airflow_provider_pgbackup.manifest import DEFAULT_FILE_MODE, MANIFEST_SUFFIX, FileDigest, Manifest
 from airflow_provider_pgbackup.options import InvalidOptionError
+from airflow_provider_pgbackup.storage.object_lock import LockRequest
 
 HASH_CHUNK_BYTES = 1024 * 1024
 #: Object stores take upload chunks in multiples of 256 KiB (GCS resumable uploads require it).
@@ -219,6 +220,8 @@ class StorageSettings:
         credentials (the Google provider's ``impersonation_chain``: one account, or a chain whose last
         account is impersonated, each granting the previous the Token Creator role). Needs
         ``apache-airflow-providers-google``. Stored as a tuple.
+    :param lock: publish the backup locked (:mod:`~airflow_provider_pgbackup.storage.object_lock`): its
+        objects and its manifest, until its finish time + ``lock.duration``; s3:// and az:// only.
     """
 
     gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID
@@ -233,6 +236,7 @@ class StorageSettings:
     wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID
     encryption_scope: str | None = None
     impersonation_chain: str | Sequence[str] | None = None
+    lock: LockRequest | None = None
 
     def __post_init__(self) -> None:
         size = self.chunk_size
@@ -267,6 +271,10 @@ class StorageSettings:
         if isinstance(queued, bool) or not isinstance(queued, int) or queued < 1:
             raise InvalidOptionError(f"queue_chunks {queued!r} must be a whole number >= 1")
         object.__setattr__(self, "impersonation_chain", check_impersonation_chain(self.impersonation_chain))
+        if self.lock is not None and not isinstance(self.lock, LockRequest):
+            raise InvalidOptionError(
+                f"lock {self.lock!r} must be a LockRequest (see storage.object_lock.lock_request)"
+            )
 
 
 def check_impersonation_chain(value: object) -> tuple[str, ...] | None:

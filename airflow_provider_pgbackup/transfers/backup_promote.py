@@ -74,9 +74,16 @@ class PgBackupPromoteOperator(TransferOperator):
         ``AZURE_STORAGE_ACCOUNT_URL`` when the default connection does not exist). Templated.
     :param kms_key_name: Cloud KMS key for the copies (default: the bucket's encryption). Templated.
     :param retry_timeout: seconds each request is retried on transient errors, with backoff.
+    :param lock_for: publish the copy locked until the backup's finish time (its manifest's) plus this
+        duration (timedelta, seconds, or ``"30d"``); s3:// and az:// only, the bucket/container checked
+        before anything is copied; a date already past is refused. Templated.
+    :param lock_mode: ``governance`` (default) / ``compliance`` on S3, ``unlocked`` (default) / ``locked``
+        on Azure.
+    :param lock_legal_hold: also put a legal hold on the objects.
     """
 
     template_fields: Sequence[str] = (
+        "lock_for",
         "source",
         "destination",
         "expected_sha256",
@@ -124,6 +131,7 @@ class PgBackupPromoteOperator(TransferOperator):
             wasb_conn_id=self.wasb_conn_id or None,
             retry_timeout=self.retry_timeout,
             kms_key_name=self.kms_key_name or None,
+            lock=self._lock(None if is_templated(self.destination) else self._destination_location()),
         )
 
     def published_location(self, context: Any, staged: Location, *, staged_by: str) -> Location | None:
@@ -138,6 +146,9 @@ class PgBackupPromoteOperator(TransferOperator):
             return None
         destination = self.render_template(self.destination, context)
         return parse_location(destination, what="destination", folder=True).child(staged.basename)
+
+    def _destination_location(self) -> Location:
+        return parse_location(self.destination, what="destination", folder=True)
 
     def execute(self, context: Any) -> dict[str, Any]:
         try:

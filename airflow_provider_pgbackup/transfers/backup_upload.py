@@ -59,9 +59,16 @@ class PgBackupUploadOperator(TransferOperator):
     :param delete_local_copy: delete the local artifact and manifest after a verified upload.
     :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
         whose last account is impersonated; needs the ``google`` extra). Templated.
+    :param lock_for: publish the copy locked until the backup's finish time (its manifest's) plus this
+        duration (timedelta, seconds, or ``"30d"``); s3:// and az:// only, the bucket/container checked
+        before anything is copied; a date already past is refused. Templated.
+    :param lock_mode: ``governance`` (default) / ``compliance`` on S3, ``unlocked`` (default) / ``locked``
+        on Azure.
+    :param lock_legal_hold: also put a legal hold on the objects.
     """
 
     template_fields: Sequence[str] = (
+        "lock_for",
         "source_path",
         "destination",
         "impersonation_chain",
@@ -140,12 +147,14 @@ class PgBackupUploadOperator(TransferOperator):
             kms_key_name=self.kms_key_name or None,
             encryption_scope=self.encryption_scope or None,
             progress_interval=self.progress_interval,
+            lock=self._lock(None),
             impersonation_chain=None
             if is_templated(self.impersonation_chain)
             else (self.impersonation_chain or None),
         )
 
     def _settings(self, destination: Location) -> StorageSettings:
+        self._lock(destination)
         return check_settings(destination.scheme, self._storage_settings())
 
     def validate(self) -> None:

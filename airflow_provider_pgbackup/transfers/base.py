@@ -3,6 +3,7 @@ of their destination folder, the cancel event ``on_kill`` sets, and what they pu
 
 from __future__ import annotations
 
+import datetime
 import threading
 from functools import cached_property
 from typing import Any
@@ -18,11 +19,14 @@ from airflow_provider_pgbackup.lineage import (
 )
 from airflow_provider_pgbackup.links import push_link
 from airflow_provider_pgbackup.manifest import Manifest
-from airflow_provider_pgbackup.options import InvalidOptionError
+from airflow_provider_pgbackup.options import InvalidOptionError, is_templated
 from airflow_provider_pgbackup.storage import (
     Location,
+    LockRequest,
     StorageSettings,
     TransferResult,
+    check_lock_destination,
+    lock_request,
     parse_location,
     portable_uri,
 )
@@ -54,12 +58,34 @@ class TransferOperator(BaseOperator):
     console_url_key: str
     _finished: tuple[Manifest, Location, Location] | None = None  # what execute moved, for lineage
 
-    def __init__(self, *, outlet_uri: str | None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        outlet_uri: str | None,
+        lock_for: datetime.timedelta | float | str | None = None,
+        lock_mode: str | None = None,
+        lock_legal_hold: bool = False,
+        **kwargs: Any,
+    ) -> None:
         if "outlets" not in kwargs and outlet_uri is not None:
             from airflow.sdk import Asset
 
             kwargs["outlets"] = [Asset(uri=outlet_uri, name=outlet_uri)]
         super().__init__(**kwargs)
+        self.lock_for = lock_for
+        self.lock_mode = lock_mode
+        self.lock_legal_hold = lock_legal_hold
+        self._lock(None)
+
+    def _lock(self, destination: Location | None) -> LockRequest | None:
+        """The lock to publish with (``lock_for``, ``lock_mode``, ``lock_legal_hold``: see the README's
+        "Immutable backups"), checked against ``destination`` when given; None while templated."""
+        if is_templated(self.lock_for):
+            return None
+        lock = lock_request(self.lock_for, self.lock_mode, self.lock_legal_hold)
+        if destination is not None:
+            check_lock_destination(lock, destination.scheme, destination.uri)
+        return lock
 
     @cached_property
     def _cancel(self) -> threading.Event:

@@ -39,6 +39,9 @@ class VerificationReport:
     tables_in_toc: list[str] = field(default_factory=list)
     sql_bytes: int | None = None
     duration_ms: float = 0.0
+    #: the lock in force on the verified objects and the manifest (``mode``, ``until``, ``legal_hold``;
+    #: the weakest of them), as the store reports it; None: not locked (or a store without locks)
+    lock: dict[str, Any] | None = None
     #: plain SQL read with ``scan_script``: what it would do beyond its database (not in the XCom)
     sql_script: SqlScript | None = None
 

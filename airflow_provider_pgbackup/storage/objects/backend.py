@@ -77,7 +77,8 @@ class ObjectBackend:
     ) -> tuple[TransferResult, Manifest]:
         """Server-side copy of the pinned objects to ``destination`` (the source's client when the
         container is the same)."""
-        same = destination.container == source.location.container
+        # A lock is asked with these settings: the destination's client carries them.
+        same = destination.container == source.location.container and settings.lock is None
         client = source.client if same else self.client_for(destination, settings)
         return promote_backup(source, client, destination, log=log, cancel=cancel)
 

@@ -11,6 +11,7 @@ from airflow_provider_pgbackup.storage.base import (
     Location,
     StorageSettings,
 )
+from airflow_provider_pgbackup.storage.object_lock import LockRequest, ObjectLock
 
 #: Object metadata key holding a random id per upload, so undoing a commit only ever deletes our object.
 UPLOAD_ID_KEY = "pgbackup-upload-id"
@@ -96,6 +97,27 @@ class ObjectClient(Protocol):
 
     def set_metadata(self, name: str, etag: str, metadata: dict[str, str]) -> bool:
         """Replace the object's metadata if it still has ``etag``; False where the store cannot."""
+        ...
+
+
+class LockingObjectClient(ObjectClient, Protocol):
+    """A client of a store that can lock objects (S3 Object Lock, Azure version-level immutability)."""
+
+    def check_locking(self, request: LockRequest) -> None:
+        """Raise :class:`~airflow_provider_pgbackup.storage.object_lock.LockNotSupported`, saying what to
+        enable, unless the bucket/container can hold objects locked as ``request`` asks."""
+        ...
+
+    def lock_of(self, name: str) -> ObjectLock | None:
+        """The object's lock (also one whose date has passed); None: never locked, or no such object."""
+        ...
+
+    def set_lock(self, name: str, lock: ObjectLock) -> None: ...
+
+    def delete_locked(self, name: str, etag: str, *, bypass: bool) -> None:
+        """Delete the exact version that has ``etag`` (freeing its storage), lifting a governance/unlocked
+        lock first when ``bypass``; a lock in force raises
+        :class:`~airflow_provider_pgbackup.storage.object_lock.ObjectLockedError`."""
         ...
 
 

@@ -15,7 +15,9 @@ from airflow_provider_pgbackup.storage.base import (
     directory_digest,
 )
 from airflow_provider_pgbackup.storage.files import safe_relative
+from airflow_provider_pgbackup.storage.object_lock import ObjectLock
 from airflow_provider_pgbackup.storage.objects.client import UPLOAD_ID_KEY, ObjectClient, ObjectInfo
+from airflow_provider_pgbackup.storage.objects.locking import backup_lock, locking, locks_of
 
 
 # ------------------------------------------------------------------------------------------- source
@@ -102,6 +104,11 @@ class ObjectArtifactSource:
             files.append(FileDigest(self._relative(name), size, sha))
         return directory_digest(tuple(files))
 
+    def lock_in_force(self) -> ObjectLock | None:
+        """The lock in force now over the pinned artifact objects and the manifest (the weakest of
+        them); None when any of them is not locked, or the store cannot lock."""
+        return backup_lock(self.client, [*sorted(self._pin()), self.manifest_location.name])
+
     def chunks(self) -> Iterator[bytes]:
         self._pin()
         if self._is_folder:
@@ -184,6 +191,16 @@ class ObjectBackupStore:
     def delete(self, entry: StoredEntry) -> None:
         for name, etag in entry.objects:
             self.client.delete(name, str(etag))
+
+    def object_locks(self, entry: StoredEntry) -> list[ObjectLock | None]:
+        """The lock of each object of ``entry`` (one HEAD each; empty where the store cannot lock)."""
+        return locks_of(self.client, [name for name, _etag in entry.objects])
+
+    def delete_locked(self, entry: StoredEntry, *, bypass: bool) -> None:
+        """Delete the exact versions of a backup that is (or was) locked, once its date has passed or,
+        with ``bypass``, lifting a governance/unlocked lock."""
+        for name, etag in entry.objects:
+            locking(self.client).delete_locked(name, str(etag), bypass=bypass)
 
     def location_of(self, entry: StoredEntry) -> Location:
         return self._location.child(entry.name)

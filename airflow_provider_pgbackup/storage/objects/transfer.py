@@ -16,7 +16,14 @@ from airflow_provider_pgbackup.storage.base import (
     backup_metadata,
 )
 from airflow_provider_pgbackup.storage.files import walk_files
+from airflow_provider_pgbackup.storage.object_lock import same_but_lock
 from airflow_provider_pgbackup.storage.objects.client import UPLOAD_ID_KEY, ObjectClient
+from airflow_provider_pgbackup.storage.objects.locking import (
+    check_locking,
+    lock_objects,
+    lock_to_record,
+    locked_manifest,
+)
 from airflow_provider_pgbackup.storage.objects.read import ObjectArtifactSource
 from airflow_provider_pgbackup.storage.objects.write import PartedObjectWriter, put_small_object
 
@@ -100,6 +107,8 @@ def upload_backup(
     """
     path = Path(source.name)
     manifest, manifest_file = _check_local_backup(path)
+    check_locking(client)
+    lock = lock_to_record(client, manifest)  # None unless lock_for; refused before any upload when past
     started = time.monotonic()
     artifact = destination.child(path.name)
     metadata = backup_metadata(manifest)
@@ -133,11 +142,15 @@ def upload_backup(
         skipped += 0 if sent_now else 1
     if _stopped(cancel):
         raise UploadCancelled(f"upload of {path.name} was stopped before its manifest was written")
+    lock_objects(client, [loc.name for _, loc, _, _, _ in uploads], lock, log)
+    manifest = locked_manifest(manifest, lock)
+    raw_manifest = manifest_file.read_bytes() if lock is None else manifest.to_json().encode("utf-8")
     if not put_small_object(
-        client, artifact.manifest, manifest_file.read_bytes(), metadata={"backup-sha256": manifest.sha256}
+        client, artifact.manifest, raw_manifest, metadata={"backup-sha256": manifest.sha256}
     ):
         skipped += 1
         log.info("%s already exists with the same content", artifact.manifest_uri)
+    lock_objects(client, [artifact.manifest.name], lock, None)
     result = TransferResult(
         artifact=artifact,
         manifest=artifact.manifest,
@@ -167,10 +180,16 @@ def promote_backup(
     started = time.monotonic()
     raw_manifest = source.manifest_bytes()
     manifest = Manifest.from_json(raw_manifest)
+    check_locking(client)
+    lock = lock_to_record(client, manifest)  # None unless lock_for; refused before any copy when past
+    if lock is not None:
+        manifest = locked_manifest(manifest, lock)
+        raw_manifest = manifest.to_json().encode("utf-8")
     expected = {f.path: f.sha256 for f in manifest.files or ()}
     artifact = destination.child(source.location.basename)
     copied = skipped = 0
     uris = []
+    names: list[str] = []
     for name, info in sorted(source.pinned_objects.items()):
         if _stopped(cancel):
             raise UploadCancelled(f"promotion of {source.location.uri} was stopped; no manifest was written")
@@ -183,6 +202,7 @@ def promote_backup(
                 log.info("%s already holds these bytes; not copied again", target.uri)
                 skipped += 1
                 uris.append(target.uri)
+                names.append(target.name)
                 continue
             raise ObjectConflictError(
                 f"{target.uri} already exists with different content; the provider never overwrites an object"
@@ -195,14 +215,17 @@ def promote_backup(
             raise ArtifactMismatchError(f"the copy {target.uri} does not have the size of {name}")
         copied += info.size
         uris.append(target.uri)
+        names.append(target.name)
     if _stopped(cancel):
         raise UploadCancelled(
             f"promotion of {source.location.uri} was stopped before its manifest was written"
         )
+    lock_objects(client, names, lock, log)
     if not put_small_object(
         client, artifact.manifest, raw_manifest, metadata={"backup-sha256": manifest.sha256}
     ):
         skipped += 1
+    lock_objects(client, [artifact.manifest.name], lock, None)
     result = TransferResult(
         artifact=artifact,
         manifest=artifact.manifest,
@@ -228,7 +251,7 @@ def discard_promoted(staged: ObjectArtifactSource, promoted: ObjectArtifactSourc
     manifest_info = client.head(staged.manifest_location.name)
     if manifest_info is not None:
         data = b"".join(client.stream(manifest_info.name, manifest_info.etag, max(manifest_info.size, 1)))
-        if data != promoted_manifest:
+        if not same_but_lock(data, promoted_manifest):
             raise ArtifactMismatchError(
                 f"{staged.manifest_location.uri} differs from {promoted.manifest_location.uri}: the staged "
                 "backup is not the one that was promoted; nothing was deleted"

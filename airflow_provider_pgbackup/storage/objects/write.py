@@ -27,6 +27,13 @@ from airflow_provider_pgbackup.storage.objects.client import (
     PartUpload,
     part_size,
 )
+from airflow_provider_pgbackup.storage.objects.locking import (
+    check_locking,
+    lock_objects,
+    lock_to_record,
+    locked_manifest,
+    refuse_replacing_locked,
+)
 from airflow_provider_pgbackup.storage.ownership import check_object_replaceable
 from airflow_provider_pgbackup.units import format_bytes
 
@@ -323,15 +330,19 @@ class ObjectArtifactTarget:
 
     def write_manifest(self, manifest: Manifest) -> str:
         assert self._writer.etag is not None
+        lock = lock_to_record(self.client, manifest)  # None unless lock_for: the manifest records it
+        manifest = locked_manifest(manifest, lock)
         self.client.set_metadata(
             self._location.name, self._writer.etag, {**self._writer.metadata, **backup_metadata(manifest)}
         )
+        lock_objects(self.client, [self._location.name], lock, log)
         put_small_object(
             self.client,
             self.manifest_location,
             manifest.to_json().encode("utf-8"),
             metadata={"backup-sha256": manifest.sha256},
         )
+        lock_objects(self.client, [self.manifest_location.name], lock, None)
         return self.manifest_location.uri
 
     def remove_committed(self) -> None:
@@ -347,4 +358,7 @@ def open_object_target(
             "(pg_dump writes a directory itself); dump to a local folder and upload it with "
             "PgBackupUploadOperator, or use format 'custom', 'tar' or 'plain'"
         )
+    check_locking(client)  # before pg_dump starts: a bucket that cannot lock says what to enable
+    if overwrite:
+        refuse_replacing_locked(client, [location.name, location.manifest.name], location.uri)
     return ObjectArtifactTarget(client, location, overwrite=overwrite)
