@@ -1,7 +1,7 @@
 """Where bytes go and come from: the scheme registry, the only place a URI's scheme is looked at.
 
 ``BACKENDS`` maps a scheme to the module that serves it (imported on first use, so the Google, AWS and
-Azure libraries load only when ``gs://``, ``s3://`` or ``az://`` is used). S3 and Azure share the
+Azure libraries load only when ``gs://``, ``s3://`` or ``az://`` is used). GCS, S3 and Azure share the
 object-store machinery of :mod:`~airflow_provider_pgbackup.storage.objects`. Every backend module
 provides the same functions:
 

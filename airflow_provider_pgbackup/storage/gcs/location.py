@@ -17,8 +17,6 @@ if TYPE_CHECKING:
 
 SCHEME = "gs"
 CONSOLE_URL = "https://console.cloud.google.com/storage/browser"
-#: Object metadata key holding a random id per upload, so a failed commit only ever deletes its own object.
-UPLOAD_ID_KEY = "pgbackup-upload-id"
 STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")

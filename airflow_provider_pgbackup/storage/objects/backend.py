@@ -1,6 +1,6 @@
 """The registry functions of an object-store backend, once for every store built on this layer.
 
-S3 and Azure differ only in their :class:`~airflow_provider_pgbackup.storage.objects.ObjectClient`
+GCS, S3 and Azure differ only in their :class:`~airflow_provider_pgbackup.storage.objects.ObjectClient`
 and the settings they accept; each backend module binds an :class:`ObjectBackend` and exposes its
 methods as the module-level functions the storage registry calls.
 """
