@@ -536,7 +536,7 @@ def part7_object_stores(
     result: dict[str, Any] = {
         "status": "ran",
         "chunk_size": defaults.chunk_size,
-        "queue_chunks": defaults.queue_chunks,
+        "parts_in_flight": defaults.parts_in_flight,
         "timed": [db.name for db in timed],
         "memory": [db.name for db in memory],
         "stores": {},

@@ -27,6 +27,7 @@ from airflow_provider_pgbackup.storage import (
     check_output_path,
     check_settings,
     open_source,
+    parse_location,
     promote_backup,
     upload_backup,
 )
@@ -64,6 +65,7 @@ def _upload(store: Store, source: Path, destination: str, **kwargs) -> PgBackupU
         source_path=str(source),
         destination=destination,
         chunk_size=CHUNK,
+        part_size=store.settings().part_size,
         **{"retry_timeout": 2.0, **store.conn_kwargs, **kwargs},
     )
 
@@ -459,7 +461,7 @@ def test_storage_class_and_sse_kms_reach_the_s3_objects(tmp_path: Path, s3: S3Em
     artifact, _ = synthetic_backup(tmp_path, "db.dump", size=6 * MIB)
     PgBackupUploadOperator(
         task_id="upload", source_path=str(artifact), destination=f"s3://{bucket}/pg", chunk_size=CHUNK,
-        storage_class="STANDARD_IA", kms_key_name="alias/pgbackup",
+        part_size=5 * MIB, storage_class="STANDARD_IA", kms_key_name="alias/pgbackup",
     ).execute(context={})  # fmt: skip
     for key in ("pg/db.dump", "pg/db.dump.manifest.json"):
         head = s3.client().head_object(Bucket=bucket, Key=key)
@@ -475,7 +477,7 @@ def test_access_tier_reaches_the_azure_blobs(tmp_path: Path, azurite: AzuriteEmu
     artifact, _ = synthetic_backup(tmp_path, "db.dump", size=3 * MIB)
     PgBackupUploadOperator(
         task_id="upload", source_path=str(artifact), destination=f"az://{container}/pg", chunk_size=CHUNK,
-        storage_class="Cool",
+        part_size=MIB, storage_class="Cool",
     ).execute(context={})  # fmt: skip
     blob = azurite.client().get_blob_client(container, "pg/db.dump")
     assert blob.get_blob_properties().blob_tier == "Cool"
@@ -563,3 +565,85 @@ def test_retry_replaces_its_own_object_left_without_manifest_but_never_a_foreign
     with pytest.raises(InvalidOptionError, match=r"already holds a backup"):
         hook.dump(PgDumpOptions.build(), store.uri(container, "pg/theirs.dump"))
     assert store.objects(container)["pg/theirs.dump"] == b"foreign"
+
+
+# ------------------------------------------------------------------------------ parts in flight
+def test_each_store_sizes_its_parts_by_its_own_rules() -> None:
+    """Pure arithmetic: GCS parts are multiples of 256 KiB, S3 parts at least 5 MiB, Azure blocks at most
+    4000 MiB; a part size a store cannot take is refused naming it and the store's limits."""
+    from airflow_provider_pgbackup.storage.azure.client import AzureObjectClient
+    from airflow_provider_pgbackup.storage.gcs.objects import GCSObjectClient
+    from airflow_provider_pgbackup.storage.objects.client import check_part_size
+    from airflow_provider_pgbackup.storage.s3.client import S3ObjectClient
+
+    sizes = [
+        part_size(sent, 256 * 1024, minimum=256 * 1024, maximum=5 * 1024**3, expected=known,
+                  max_parts=10**9, multiple=256 * 1024)
+        for sent in (0, 3 * 1024**3, 10**12) for known in (None, 10**9 + 1)
+    ]  # fmt: skip
+    assert all(size % (256 * 1024) == 0 for size in sizes)
+    assert (
+        part_size(0, 1, minimum=5 * MIB, maximum=5 * 1024 * MIB, expected=None, max_parts=10_000) == 5 * MIB
+    )
+    settings = StorageSettings(part_size=MIB, chunk_size=CHUNK)
+    for client_class, container in ((S3ObjectClient, "bucket"), (AzureObjectClient, "container")):
+        client = client_class.__new__(client_class)  # the size rules only: no SDK client is built
+        client.base_part_size = settings.part_size
+        client.location = parse_location(
+            f"{'s3' if client_class is S3ObjectClient else 'az'}://{container}", folder=True
+        )
+        if client_class is S3ObjectClient:
+            with pytest.raises(InvalidOptionError, match=r"part_size 1048576 is not a part size s3:// takes"):
+                check_part_size(client)
+        else:
+            check_part_size(client)  # 1 MiB blocks are fine on Azure
+    gcs = GCSObjectClient.__new__(GCSObjectClient)
+    gcs.base_part_size, gcs.location = CHUNK, parse_location("gs://bucket", folder=True)
+    check_part_size(gcs)  # gcs_chunk_size sizes GCS's parts, part_size is not read there
+
+
+@pytest.mark.parametrize("store", ["s3", "az"], indirect=True)
+def test_parts_go_several_at_once_in_order_and_a_failed_one_leaves_nothing(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failure injection (the one way to fail a chosen part): the part upload's ``send`` is wrapped."""
+    import threading
+
+    container = store.new_container()
+    artifact, manifest = synthetic_backup(tmp_path, "db.dump", size=6 * store.settings().part_size + 17)
+    from airflow_provider_pgbackup.storage.azure.client import AzurePartUpload
+    from airflow_provider_pgbackup.storage.s3.client import S3PartUpload
+
+    upload_class = S3PartUpload if store.scheme == "s3" else AzurePartUpload
+    original = upload_class.send
+    lock, busy, most = threading.Lock(), [0], [0]
+
+    def counting_send(self, number: int, data: bytes) -> None:
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+        try:
+            time.sleep(0.2)  # long enough for the next parts to start beside this one
+            original(self, number, data)
+        finally:
+            with lock:
+                busy[0] -= 1
+
+    monkeypatch.setattr(upload_class, "send", counting_send)
+    result = _upload(store, artifact, store.uri(container, "pg"), parts_in_flight=4).execute(context={})
+    assert store.objects(container)[f"pg/{artifact.name}"] == artifact.read_bytes()  # parts in order
+    assert result["uploaded_bytes"] == manifest.size_bytes
+    assert most[0] >= 2  # several parts were on the wire at once
+
+    def failing_send(self, number: int, data: bytes) -> None:
+        if number == 3:
+            raise ConnectionError("part 3 lost")
+        counting_send(self, number, data)
+
+    monkeypatch.setattr(upload_class, "send", failing_send)
+    again = store.new_container()
+    with pytest.raises(ConnectionError, match="part 3 lost"):
+        _upload(store, artifact, store.uri(again, "pg"), parts_in_flight=4).execute(context={})
+    assert store.objects(again) == {}  # no object, no manifest: nothing looks finished
+    assert store.pending_uploads(again) == []  # the multipart upload was aborted
+

@@ -31,6 +31,7 @@ HASH_CHUNK_BYTES = 1024 * 1024
 #: Object stores take upload chunks in multiples of 256 KiB (GCS resumable uploads require it).
 CHUNK_MULTIPLE = 256 * 1024
 DEFAULT_CHUNK_SIZE = 32 * 1024 * 1024
+DEFAULT_PARTS_IN_FLIGHT = 4
 DEFAULT_RETRY_TIMEOUT = 300.0
 DEFAULT_GCP_CONN_ID = "google_cloud_default"
 DEFAULT_AWS_CONN_ID = "aws_default"
@@ -200,9 +201,16 @@ class StorageSettings:
         identity...); None, or the default id when no such connection exists:
         ``AZURE_STORAGE_CONNECTION_STRING``, else ``AZURE_STORAGE_ACCOUNT_URL`` with
         ``DefaultAzureCredential``.
-    :param chunk_size: bytes per upload request (a multiple of 256 KiB). The upload runs in a thread
-        of its own beside the producer (pg_dump, or a file being read), with at most ``queue_chunks``
-        further chunks queued: memory is bounded by about ``(queue_chunks + 2) x chunk_size``.
+    :param chunk_size: bytes per request on GCS (a multiple of 256 KiB): the resumable upload's chunk
+        (its part) and every store's download read size. S3 and Azure size their parts with
+        ``part_size``.
+    :param part_size: bytes of an S3 part / Azure block before parts grow with the stream (None: the
+        store's default, 8 MiB on S3, 4 MiB on Azure); each store checks its own limits (S3: 5 MiB to
+        5 GiB, 10,000 parts; Azure: up to 4000 MiB, 50,000 blocks). Unused on GCS.
+    :param parts_in_flight: parts an upload holds at once, sent beside the producer (pg_dump, or a file
+        being read): S3 and Azure send that many at once; GCS's resumable upload takes its bytes in
+        order, so there they wait in line for the one session. Memory is bounded by about
+        ``(parts_in_flight + 1) x part size``.
     :param retry_timeout: seconds a request (or chunk) is retried on transient errors, with backoff.
     :param storage_class: storage class of new objects (``STANDARD``, ``NEARLINE``, ``COLDLINE``,
         ``ARCHIVE`` on GCS; ``STANDARD``, ``STANDARD_IA``, ``INTELLIGENT_TIERING``... on S3), or the
@@ -212,7 +220,6 @@ class StorageSettings:
         alias on S3 (SSE-KMS). None keeps the bucket's default encryption. Unused on Azure.
     :param encryption_scope: Azure encryption scope for new blobs (the account's default when None).
     :param progress_interval: seconds between progress log lines of an upload.
-    :param queue_chunks: chunks queued between the producer and the upload thread (>= 1).
     :param file_mode: mode of a finished local backup's files (artifact, manifest); its folders get
         the matching search bits (0o600 -> 0o700). Default owner-only; 0o640 shares with the group.
     :param impersonation_chain: ``gs://``: service account(s) to impersonate with the connection's
@@ -227,7 +234,8 @@ class StorageSettings:
     storage_class: str | None = None
     kms_key_name: str | None = None
     progress_interval: float = 5.0
-    queue_chunks: int = 1
+    parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT
+    part_size: int | None = None
     file_mode: int = DEFAULT_FILE_MODE
     aws_conn_id: str | None = DEFAULT_AWS_CONN_ID
     wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID
@@ -263,9 +271,12 @@ class StorageSettings:
                 f"file_mode {mode!r} must be a file mode that lets the owner read and write (0o600) and "
                 "grants nothing more than read/write (at most 0o666), e.g. 0o600 or 0o640"
             )
-        queued = self.queue_chunks
-        if isinstance(queued, bool) or not isinstance(queued, int) or queued < 1:
-            raise InvalidOptionError(f"queue_chunks {queued!r} must be a whole number >= 1")
+        for field, optional in (("parts_in_flight", False), ("part_size", True)):
+            value = getattr(self, field)
+            if (value is not None or not optional) and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise InvalidOptionError(f"{field} {value!r} must be a whole number >= 1")
         object.__setattr__(self, "impersonation_chain", check_impersonation_chain(self.impersonation_chain))
 
 

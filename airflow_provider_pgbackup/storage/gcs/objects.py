@@ -86,11 +86,12 @@ class GCSObjectClient:
     part_multiple = PART_MULTIPLE
     max_part_size = MAX_PART_SIZE
     max_parts = MAX_PARTS
-    #: Parts in flight at once: one (a resumable session takes its bytes in order).
-    parallel_parts = 1
+    #: A resumable session takes its bytes in order: parts wait in line, one is sent at a time.
+    parallel_parts = False
 
     def __init__(self, bucket: str, settings: StorageSettings, client: storage.Client | None = None) -> None:
         self.settings = settings
+        self.base_part_size = settings.chunk_size  # gcs_chunk_size: GCS's part
         self.location = GCSLocation(SCHEME, bucket, "")
         self.gcs = client if client is not None else make_client(settings)
         self.bucket = self.gcs.bucket(bucket)

@@ -5,12 +5,12 @@ import logging
 import secrets
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.options import InvalidOptionError
-from airflow_provider_pgbackup.pipeline import BackgroundWriter
 from airflow_provider_pgbackup.storage.base import (
     ArtifactDigest,
     ArtifactMismatchError,
@@ -18,6 +18,7 @@ from airflow_provider_pgbackup.storage.base import (
     ObjectConflictError,
     Sha256Counter,
     StorageError,
+    UploadCancelled,
     backup_metadata,
 )
 from airflow_provider_pgbackup.storage.objects.client import (
@@ -25,6 +26,7 @@ from airflow_provider_pgbackup.storage.objects.client import (
     ObjectClient,
     ObjectInfo,
     PartUpload,
+    check_part_size,
     part_size,
 )
 from airflow_provider_pgbackup.storage.ownership import check_object_replaceable
@@ -33,13 +35,80 @@ from airflow_provider_pgbackup.units import format_bytes
 log = logging.getLogger(__name__)
 
 
+class PartSender:
+    """Sends the parts of one upload, numbered in the order they come: up to ``parts_in_flight`` at once
+    where the store allows it, else one after the other in a thread of their own (GCS's session).
+
+    :meth:`submit` waits while that many parts are in flight, and raises the first part's failure; after
+    one failure nothing more is sent. :meth:`finish` waits for every part; :meth:`abort` drops those not
+    started, waits for those being sent, then aborts the upload (nothing appears).
+    """
+
+    def __init__(self, client: ObjectClient, upload: PartUpload, location: Location) -> None:
+        self.upload = upload
+        self.location = location
+        self.max_parts = client.max_parts
+        in_flight = client.settings.parts_in_flight
+        workers = in_flight if client.parallel_parts else 1
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"upload-{location.basename}"[:30])
+        self._slots = threading.BoundedSemaphore(in_flight)
+        self._futures: list[Future[None]] = []
+        self._failure: BaseException | None = None
+        self._number = 0
+        self.parts_sent = 0
+
+    def _run(self, number: int, data: bytes) -> None:
+        try:
+            if self._failure is None:
+                self.upload.send(number, data)
+                self.parts_sent += 1
+        except BaseException as err:
+            self._failure = self._failure or err
+            raise
+        finally:
+            self._slots.release()
+
+    def _raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def submit(self, data: bytes) -> None:
+        self._raise_if_failed()
+        if self._number >= self.max_parts:
+            raise StorageError(f"{self.location.uri} would need more than {self.max_parts} parts")
+        self._slots.acquire()
+        try:
+            self._raise_if_failed()  # a part failed while this one waited for its slot
+            self._futures.append(self._pool.submit(self._run, self._number + 1, data))
+        except BaseException:
+            self._slots.release()
+            raise
+        self._number += 1
+        self._futures = [f for f in self._futures if not f.done() or f.exception() is not None]
+
+    def finish(self) -> None:
+        for future in self._futures:
+            future.exception()  # wait
+        self._pool.shutdown()
+        self._raise_if_failed()
+
+    def abort(self) -> None:
+        self._failure = self._failure or UploadCancelled(f"upload to {self.location.uri} was aborted")
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        with contextlib.suppress(Exception):
+            self.upload.abort()
+
+
 class PartedObjectWriter:
     """One object written in parts beside its producer; it exists only after :meth:`commit`.
 
-    :meth:`write` hashes the bytes (sha256) and queues them for the upload thread, which gathers them
-    into parts and sends each with its own checksum. A stream smaller than one part is sent as a single
-    create-only PUT at commit. Memory: ``queue_chunks`` queued chunks plus the part being gathered and
-    the part being sent.
+    :meth:`write` hashes the bytes (sha256) and gathers them into parts of the store's size (GCS:
+    multiples of 256 KiB); each full part goes to :class:`PartSender`, which sends up to
+    ``settings.parts_in_flight`` at once where the store allows it (S3 part numbers, Azure block ids)
+    and one after the other into the resumable session on GCS. The producer waits only when that many
+    parts are already in flight, so pg_dump and the upload overlap. A stream smaller than one part is
+    sent as a single create-only PUT at commit. Memory: ``parts_in_flight`` parts plus the one being
+    gathered. A failed part fails the next :meth:`write` (or :meth:`commit`) and nothing appears.
 
     :param client: the bucket/container.
     :param location: object to write.
@@ -62,6 +131,7 @@ class PartedObjectWriter:
         expected_size: int | None = None,
         log: Any | None = None,
     ) -> None:
+        check_part_size(client)
         self.client = client
         self.location = location
         self.settings = client.settings
@@ -74,14 +144,7 @@ class PartedObjectWriter:
         self.log = log
         self._buffer: list[bytes] = []
         self._buffered = 0
-        self._upload: PartUpload | None = None
-        self._parts = 0
-        self._sent = 0
-        self._background = BackgroundWriter(
-            self._gather,
-            max_queued_bytes=self.settings.queue_chunks * self.settings.chunk_size,
-            name=f"upload-{location.basename}"[:40],
-        )
+        self._sender: PartSender | None = None
         self._lock = threading.RLock()
         self._hash = Sha256Counter()
         self._finished = False
@@ -95,49 +158,48 @@ class PartedObjectWriter:
 
     @property
     def parts_sent(self) -> int:
-        return self._parts
+        return 0 if self._sender is None else self._sender.parts_sent
 
     def _part_size(self) -> int:
         return part_size(
-            self._sent,
-            self.settings.chunk_size,
+            self._hash.size - self._buffered,
+            self.client.base_part_size,
             minimum=self.client.min_part_size,
             maximum=self.client.max_part_size,
             expected=self.expected_size,
             max_parts=self.client.max_parts,
+            multiple=self.client.part_multiple,
         )
 
-    def _gather(self, chunk: bytes) -> None:
-        """In the upload thread: collect chunks into parts and send every full one."""
-        self._buffer.append(chunk)
-        self._buffered += len(chunk)
-        if self._buffered >= self._part_size():
-            self._send(self._take())
-
-    def _take(self) -> bytes:
+    def _take(self, size: int | None = None) -> bytes:
+        """The first ``size`` bytes gathered (all of them when None); the rest stays."""
         data = b"".join(self._buffer)
-        self._buffer, self._buffered = [], 0
-        return data
+        if size is None or size >= len(data):
+            self._buffer, self._buffered = [], 0
+            return data
+        rest = data[size:]
+        self._buffer, self._buffered = [rest], len(rest)
+        return data[:size]
 
     def _send(self, data: bytes) -> None:
-        if self._upload is None:
-            self._upload = self.client.start_upload(
+        if self._sender is None:
+            upload = self.client.start_upload(
                 self.location.name,
                 metadata=self.metadata,
                 content_type=self.content_type,
                 create_only=self.create_only,
             )
-        if self._parts >= self.client.max_parts:
-            raise StorageError(f"{self.location.uri} would need more than {self.client.max_parts} parts")
-        self._parts += 1
-        self._upload.send(self._parts, data)
-        self._sent += len(data)
+            self._sender = PartSender(self.client, upload, self.location)
+        self._sender.submit(data)
 
     def write(self, chunk: bytes) -> None:
         if self._finished:
             raise RuntimeError(f"upload to {self.location.uri} was already committed or aborted")
-        self._background.write(chunk)
         self._hash.update(chunk)
+        self._buffer.append(chunk)
+        self._buffered += len(chunk)
+        while self._buffered >= (size := self._part_size()):
+            self._send(self._take(size))  # waits while parts_in_flight parts are being sent
         now = time.monotonic()
         if self.log is not None and now - self._last_progress >= self.settings.progress_interval:
             self._last_progress = now
@@ -149,7 +211,7 @@ class PartedObjectWriter:
         total = f" of {format_bytes(self.expected_size)}" if self.expected_size is not None else ""
         return (
             f"Uploading {self.location.uri}: {format_bytes(written)}{total} in {elapsed:.0f} s "
-            f"({format_bytes(rate)}/s, {self._parts} parts)"
+            f"({format_bytes(rate)}/s, {self.parts_sent} parts)"
         )
 
     def commit(self) -> ArtifactDigest:
@@ -171,9 +233,8 @@ class PartedObjectWriter:
                     "manifest says; nothing was uploaded"
                 )
             try:
-                self._background.close()  # every queued chunk gathered (and every full part sent)
                 last = self._take()
-                if self._upload is None:
+                if self._sender is None:
                     self._finished = True
                     self.client.put(
                         self.location.name, last, metadata=self.metadata,
@@ -182,8 +243,9 @@ class PartedObjectWriter:
                 else:
                     if last:
                         self._send(last)
+                    self._sender.finish()  # every part on the server, in order
                     self._finished = True
-                    self._upload.complete()
+                    self._sender.upload.complete()
             except BaseException:
                 self._finished = False
                 self.abort()
@@ -211,10 +273,9 @@ class PartedObjectWriter:
             if self._finished:
                 return
             self._finished = True
-            self._background.abort()
-            if self._upload is not None:
-                with contextlib.suppress(Exception):
-                    self._upload.abort()
+            self._buffer, self._buffered = [], 0
+            if self._sender is not None:
+                self._sender.abort()
 
     def delete_if_ours(self) -> None:
         """Delete the object if it is the one this writer uploaded (used to undo a commit)."""
