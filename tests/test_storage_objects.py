@@ -83,7 +83,9 @@ def _upload(store: Store, source: Path, destination: str, **kwargs) -> PgBackupU
         ("az://container/", "must name a blob"),
         ("az://container/a//b", "must not contain empty"),
         ("az://container/a\\b", "backslash"),
-        ("abfs://container/x.dump", "scheme abfs://, which is not supported"),
+        ("abfss://container@account.dfs.core.windows.net/x.dump", "names a storage account"),
+        ("abfs://a--b/x.dump", "no valid container name"),
+        ("adl://container/x.dump", "scheme adl://, which is not supported"),
     ],
 )
 def test_bad_object_store_paths_are_refused_naming_the_value(uri: str, message: str) -> None:
@@ -647,3 +649,21 @@ def test_parts_go_several_at_once_in_order_and_a_failed_one_leaves_nothing(
     assert store.objects(again) == {}  # no object, no manifest: nothing looks finished
     assert store.pending_uploads(again) == []  # the multipart upload was aborted
 
+
+def test_abfs_and_abfss_name_the_same_blobs_as_az_on_azurite(
+    pg18: PgCluster, airflow_conn, azurite: AzuriteEmulator
+) -> None:
+    """Airflow's Azure filesystem (adlfs) registers abfs:// and abfss://: the backend serves them as az://."""
+    container = azurite.new_container()
+    assert check_output_path(f"abfss://{container}/pg/x.dump").uri == f"az://{container}/pg/x.dump"
+    xcom = PgDumpOperator(
+        task_id="dump",
+        postgres_conn_id=airflow_conn(pg18, "postgres"),
+        output_path=f"abfs://{container}/pg/x.dump",
+    ).execute(context={})
+    assert xcom["artifact_path"] == f"az://{container}/pg/x.dump"
+    report = PgBackupArtifactSensor(
+        task_id="verify", path=f"abfss://{container}/pg/x.dump", timeout=30
+    ).execute(context={})
+    assert report["ok"] is True
+    assert report["sha256"] == xcom["sha256"]

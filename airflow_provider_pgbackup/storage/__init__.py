@@ -68,6 +68,8 @@ BACKENDS: dict[str, str] = {
     "gs": "airflow_provider_pgbackup.storage.gcs",
     "s3": "airflow_provider_pgbackup.storage.s3",
     "az": "airflow_provider_pgbackup.storage.azure",
+    "abfs": "airflow_provider_pgbackup.storage.azure",  # adlfs's names for the same blobs: read as az://
+    "abfss": "airflow_provider_pgbackup.storage.azure",
 }
 
 LocationLike = str | os.PathLike[str] | Location
