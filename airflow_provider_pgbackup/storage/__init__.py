@@ -28,7 +28,6 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from types import ModuleType
 from typing import Any
 
 from airflow_provider_pgbackup.manifest import Manifest
@@ -93,8 +92,10 @@ def _scheme(text: str, what: str = "path") -> str:
     return scheme
 
 
-def _backend(scheme: str) -> ModuleType:
-    return importlib.import_module(BACKENDS[scheme])
+def _backend(scheme: str) -> Any:
+    """The backend of ``scheme``: an object store's ``BACKEND`` (an ``ObjectBackend``), else the module."""
+    module = importlib.import_module(BACKENDS[scheme])
+    return getattr(module, "BACKEND", module)
 
 
 def parse_location(value: LocationLike, *, what: str = "path", folder: bool = False) -> Location:

@@ -78,8 +78,8 @@ class PgBackupToGCSOperator(PgBackupUploadOperator):
     :param delete_local_copy: delete the local artifact and manifest after a verified upload.
     :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
         whose last account is impersonated; needs the ``google`` extra). Templated.
-    :param kwargs: also ``parts_in_flight`` (chunks queued for the resumable session, default 4) and
-        the :class:`~airflow.sdk.BaseOperator` arguments.
+    :param kwargs: the :class:`~airflow.sdk.BaseOperator` arguments (and ``parts_in_flight``: on GCS
+        one chunk is sent while at most one more waits).
     """
 
     template_fields: Sequence[str] = (

@@ -73,8 +73,8 @@ class PgBackupUploadOperator(TransferOperator):
         32 MiB); also the read size of the local file.
     :param part_size: S3 part / Azure block size before parts grow with large files (so S3's
         10,000-part limit is never reached); default 8 MiB on S3 (at least 5 MiB), 4 MiB on Azure.
-    :param parts_in_flight: parts held and sent at once (default 4; GCS sends them in order, one
-        session): memory is about ``(parts_in_flight + 1) x`` the part size.
+    :param parts_in_flight: parts held and sent at once (default 4; GCS sends them in order through
+        one session, holding at most 2): memory is about ``(parts_in_flight + 1) x`` the part size.
     :param storage_class: GCS storage class, S3 storage class (``STANDARD_IA``...) or Azure access tier
         (``Hot``, ``Cool``, ``Cold``, ``Archive``); default: the bucket's.
     :param kms_key_name: GCS Cloud KMS key name, or S3 KMS key id/ARN/alias (SSE-KMS). Templated.

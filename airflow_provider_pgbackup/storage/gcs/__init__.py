@@ -14,27 +14,14 @@ from airflow_provider_pgbackup.storage.gcs.location import SCHEME, GCSLocation, 
 from airflow_provider_pgbackup.storage.gcs.objects import GCSObjectClient
 from airflow_provider_pgbackup.storage.objects.backend import ObjectBackend
 
-_BACKEND = ObjectBackend(GCSObjectClient, check_settings)
-client_for = _BACKEND.client_for
-open_target = _BACKEND.open_target
-open_source = _BACKEND.open_source
-open_store = _BACKEND.open_store
-upload = _BACKEND.upload
-promote = _BACKEND.promote
-discard_promoted = _BACKEND.discard_promoted
+BACKEND = ObjectBackend(GCSObjectClient, parse=parse, check_settings=check_settings, object_url=object_url)
 
 __all__ = [
+    "BACKEND",
     "SCHEME",
     "GCSLocation",
     "GCSObjectClient",
     "check_settings",
-    "client_for",
-    "discard_promoted",
     "object_url",
-    "open_source",
-    "open_store",
-    "open_target",
     "parse",
-    "promote",
-    "upload",
 ]
