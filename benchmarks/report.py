@@ -402,7 +402,7 @@ def _part7(data: dict[str, Any]) -> list[str]:
     info = data.get("object_stores")
     if not any(s.startswith("p7 ") for s in raw) or not isinstance(info, dict):
         return [*lines, f"Not measured: {_status(data, 'object_stores')}.", ""]
-    chunk = info.get("chunk_size", 0)
+    chunk = info.get("part_size", 8 * 1024 * 1024 if "parts_in_flight" in info else info.get("chunk_size", 0))
     queued = info.get("parts_in_flight", info.get("queue_chunks", 1) + 1)  # earlier runs: a chunk queue
     bound = (queued + 1) * mib(chunk)
     timed = ", ".join(info.get("timed", []))
