@@ -22,7 +22,8 @@ from airflow_provider_pgbackup.storage.base import (
     StorageSettings,
     StoreNotFound,
 )
-from airflow_provider_pgbackup.storage.gcs.location import SCHEME, GCSLocation, make_client, retry
+from airflow_provider_pgbackup.storage.gcs.client import make_client, retry
+from airflow_provider_pgbackup.storage.gcs.location import SCHEME, GCSLocation
 from airflow_provider_pgbackup.storage.objects.client import ObjectInfo
 
 if TYPE_CHECKING:
