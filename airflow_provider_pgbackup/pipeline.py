@@ -165,12 +165,14 @@ class ChunkChannel:
 
     def reader(self) -> io.RawIOBase:
         """A readable file object over :meth:`get` (for a library that pulls, such as pyrage)."""
-        return _ChannelReader(self)
+        return ChunkReader(self.get)
 
 
-class _ChannelReader(io.RawIOBase):
-    def __init__(self, channel: ChunkChannel) -> None:
-        self._channel = channel
+class ChunkReader(io.RawIOBase):
+    """A readable file object over ``next_chunk()`` (bytes, or None at the end of the stream)."""
+
+    def __init__(self, next_chunk: Callable[[], bytes | None]) -> None:
+        self._next = next_chunk
         self._pending = memoryview(b"")
 
     def readable(self) -> bool:
@@ -178,7 +180,7 @@ class _ChannelReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         while not self._pending:
-            chunk = self._channel.get()
+            chunk = self._next()
             if chunk is None:
                 return 0
             self._pending = memoryview(chunk)

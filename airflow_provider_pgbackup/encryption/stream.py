@@ -4,6 +4,7 @@ own, so memory stays bounded (a few chunks) whatever the artifact's size."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -19,7 +20,7 @@ from airflow_provider_pgbackup.encryption.keys import (
     public_keys,
     pyrage_recipients,
 )
-from airflow_provider_pgbackup.pipeline import ChunkChannel, threaded_chunks
+from airflow_provider_pgbackup.pipeline import ChunkChannel, ChunkReader, threaded_chunks
 
 #: Bytes queued between the stream and pyrage's thread (either way): a few chunks.
 _QUEUE_BYTES = 8 * 1024 * 1024
@@ -105,28 +106,6 @@ class AgeEncryptStage:
 
 
 # ------------------------------------------------------------------------------------------- read side
-class _IterReader(io.RawIOBase):
-    """A readable file object over an iterable of chunks."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._pending = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._pending = memoryview(chunk)
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-
 def decrypted_chunks(
     chunks: Iterable[bytes],
     identities: Sequence[Any],
@@ -158,7 +137,9 @@ def decrypted_chunks(
 
     try:
         yield from threaded_chunks(
-            lambda emit: pyrage.decrypt_io(_IterReader(chunks), Writer(emit), list(identities)),
+            lambda emit: pyrage.decrypt_io(
+                ChunkReader(functools.partial(next, iter(chunks), None)), Writer(emit), list(identities)
+            ),
             name="age-decrypt",
             max_bytes=_QUEUE_BYTES,
         )
