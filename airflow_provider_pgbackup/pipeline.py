@@ -9,9 +9,9 @@ through a queue bounded in bytes. Read side, mirrored: a source's chunks -> :fun
 
 from __future__ import annotations
 
-import contextlib
+import collections
+import io
 import logging
-import queue
 import shutil
 import threading
 import zlib
@@ -105,12 +105,97 @@ class WriterStopped(RuntimeError):
     """The background writer was aborted (the task is being killed); nothing more is written."""
 
 
-class BackgroundWriter:
-    """Run a slow ``sink`` (an upload) in its own thread, fed through a queue bounded in bytes.
+class ChunkChannel:
+    """The one hand-over of chunks between two threads, bounded in bytes (every thread bridge of the
+    package is built on it: :class:`BackgroundWriter`, :func:`threaded_chunks`, age's encryption stage).
 
-    The producer's :meth:`write` returns at once unless ``max_queued_bytes`` are already waiting, so a
-    dump and its upload overlap: the wall time is that of the slower side, not their sum. A failure of
-    the sink is raised by the next :meth:`write` (the producer stops) or by :meth:`close`.
+    :meth:`put` waits while ``max_bytes`` are queued, :meth:`get` while nothing is; :meth:`close` ends the
+    stream (``get`` returns None once it is drained); :meth:`stop` (either side, with the error that
+    stopped it) drops what is queued, and makes ``put`` raise that error (else :class:`WriterStopped`)
+    and ``get`` return None.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max = max(1, max_bytes)
+        self._items: collections.deque[bytes] = collections.deque()
+        self._queued = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self.stopped = False
+        self.error: BaseException | None = None
+
+    def put(self, chunk: bytes) -> None:
+        with self._cond:
+            while self._queued >= self._max and not self.stopped:
+                self._cond.wait()
+            self.raise_if_stopped()
+            self._items.append(chunk)
+            self._queued += len(chunk)
+            self._cond.notify_all()
+
+    def get(self) -> bytes | None:
+        with self._cond:
+            while not self._items and not self._closed and not self.stopped:
+                self._cond.wait()
+            if self.stopped or not self._items:
+                return None
+            chunk = self._items.popleft()
+            self._queued -= len(chunk)
+            self._cond.notify_all()
+            return chunk
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def stop(self, error: BaseException | None = None) -> None:
+        with self._cond:
+            self.stopped = True
+            self.error = self.error or error
+            self._items.clear()
+            self._queued = 0
+            self._cond.notify_all()
+
+    def raise_if_stopped(self) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.stopped:
+            raise WriterStopped("the stream was stopped")
+
+    def reader(self) -> io.RawIOBase:
+        """A readable file object over :meth:`get` (for a library that pulls, such as pyrage)."""
+        return ChunkReader(self.get)
+
+
+class ChunkReader(io.RawIOBase):
+    """A readable file object over ``next_chunk()`` (bytes, or None at the end of the stream)."""
+
+    def __init__(self, next_chunk: Callable[[], bytes | None]) -> None:
+        self._next = next_chunk
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = self._next()
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+class BackgroundWriter:
+    """Run a slow ``sink`` in its own thread, fed through a :class:`ChunkChannel` bounded in bytes.
+
+    The producer's :meth:`write` returns at once unless ``max_queued_bytes`` are already waiting, so the
+    two overlap: the wall time is that of the slower side, not their sum. A failure of the sink is
+    raised by the next :meth:`write` (the producer stops) or by :meth:`close`.
 
     :param sink: called in the writer thread with each chunk, in order.
     :param max_queued_bytes: bytes that may wait in the queue (memory bound, besides the sink's own).
@@ -119,74 +204,73 @@ class BackgroundWriter:
 
     def __init__(self, sink: Callable[[bytes], None], *, max_queued_bytes: int, name: str = "upload") -> None:
         self._sink = sink
-        self._max = max(1, max_queued_bytes)
-        self._queue: list[bytes | None] = []
-        self._queued = 0
-        self._cond = threading.Condition()
-        self._error: BaseException | None = None
-        self._stopped = False
-        self._closed = False
+        self._channel = ChunkChannel(max_queued_bytes)
         self._thread = threading.Thread(target=self._run, daemon=True, name=name)
         self._thread.start()
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._stopped:
-                    self._cond.wait()
-                if self._stopped:
-                    return
-                chunk = self._queue.pop(0)
-                self._queued -= len(chunk) if chunk is not None else 0
-                self._cond.notify_all()
-            if chunk is None:
-                return
+        while (chunk := self._channel.get()) is not None:
             try:
                 self._sink(chunk)
             except BaseException as err:
-                with self._cond:
-                    self._error = err
-                    self._stopped = True
-                    self._queue.clear()
-                    self._cond.notify_all()
+                self._channel.stop(err)
                 return
 
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise self._error
-        if self._stopped:
-            raise WriterStopped("the upload was stopped")
-
     def write(self, chunk: bytes) -> None:
-        if not chunk:
-            return
-        with self._cond:
-            while self._queued >= self._max and not self._stopped:
-                self._cond.wait()
-            self._raise_if_failed()
-            self._queue.append(chunk)
-            self._queued += len(chunk)
-            self._cond.notify_all()
+        if chunk:
+            self._channel.put(chunk)
 
     def close(self) -> None:
         """Wait until every queued chunk reached the sink; raise the sink's error, if any."""
-        with self._cond:
-            if not self._closed:
-                self._closed = True
-                self._queue.append(None)
-                self._cond.notify_all()
+        self._channel.close()
         self._thread.join()
-        self._raise_if_failed()
+        if self._channel.stopped:
+            self._channel.raise_if_stopped()
 
     def abort(self, timeout: float | None = 30.0) -> None:
         """Drop what is queued and stop; waits (up to ``timeout``) for a chunk the sink is handling."""
-        with self._cond:
-            self._stopped = True
-            self._queue.clear()
-            self._queued = 0
-            self._cond.notify_all()
+        self._channel.stop()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+
+
+def threaded_chunks(
+    work: Callable[[Callable[[bytes], None]], object],
+    *,
+    name: str,
+    on_stop: Callable[[], None] | None = None,
+    max_bytes: int = 8 * 1024 * 1024,
+) -> Generator[bytes, None, None]:
+    """Run ``work(emit)`` in a thread of its own and yield what it emits (a producer that pushes, such as
+    a child's stdout or pyrage's ``decrypt_io``, read by a consumer that pulls). The worker's error is
+    raised after its last chunk. When the consumer stops early (closes the generator), ``emit`` raises
+    :class:`WriterStopped` in the worker, ``on_stop`` runs (to stop a child) and the thread is joined."""
+    channel = ChunkChannel(max_bytes)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work(channel.put)
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            channel.close()
+
+    thread = threading.Thread(target=run, daemon=True, name=name)
+    thread.start()
+    finished = False
+    try:
+        while (chunk := channel.get()) is not None:
+            yield chunk
+        finished = True
+    finally:
+        if not finished:  # the consumer stopped early: unblock the worker and stop what it runs
+            channel.stop()
+            if on_stop is not None:
+                on_stop()
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 # ------------------------------------------------------------------------------------------- read side
@@ -251,34 +335,14 @@ def _external_decompress(chunks: Iterable[bytes], method: str, runner_log: Any) 
             f"no {method} decompressor: Python has none built in and no {name!r} command is on PATH"
         )
     runner = PgProcessRunner(runner_log)
-    out: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            runner.run([command, *args], tool_env(), stdin=chunks, stdout=out.put)
-        except BaseException as err:
-            errors.append(err)
-        finally:
-            out.put(None)
-
-    thread = threading.Thread(target=work, daemon=True, name=f"{name}-decompress")
-    thread.start()
-    finished = False
     try:
-        while (item := out.get()) is not None:
-            yield item
-        finished = True
-    finally:
-        if not finished:  # the consumer stopped early: stop the child and unblock the pump
-            runner.kill()
-            while thread.is_alive():
-                with contextlib.suppress(queue.Empty):
-                    out.get(timeout=0.1)
-        thread.join()
-    if errors:
-        err = errors[0]
-        if isinstance(err, PgCommandError) and not err.killed:
-            detail = "; ".join(err.stderr_tail) or f"exit code {err.returncode}"
-            raise StreamCorrupt(f"{method} stream is corrupt: {detail}") from err
-        raise err
+        yield from threaded_chunks(
+            lambda emit: runner.run([command, *args], tool_env(), stdin=chunks, stdout=emit),
+            name=f"{name}-decompress",
+            on_stop=runner.kill,
+        )
+    except PgCommandError as err:
+        if err.killed:
+            raise
+        detail = "; ".join(err.stderr_tail) or f"exit code {err.returncode}"
+        raise StreamCorrupt(f"{method} stream is corrupt: {detail}") from err

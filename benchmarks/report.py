@@ -402,9 +402,9 @@ def _part7(data: dict[str, Any]) -> list[str]:
     info = data.get("object_stores")
     if not any(s.startswith("p7 ") for s in raw) or not isinstance(info, dict):
         return [*lines, f"Not measured: {_status(data, 'object_stores')}.", ""]
-    chunk = info.get("chunk_size", 0)
-    queued = info.get("queue_chunks", 1)
-    bound = (queued + 2) * mib(chunk)
+    chunk = info.get("part_size", 8 * 1024 * 1024 if "parts_in_flight" in info else info.get("chunk_size", 0))
+    queued = info.get("parts_in_flight", info.get("queue_chunks", 1) + 1)  # earlier runs: a chunk queue
+    bound = (queued + 1) * mib(chunk)
     timed = ", ".join(info.get("timed", []))
     lines += [
         "Part 4 for the two other stores, against the tests' emulators (`devtools/object_stores.py`) on",
@@ -478,8 +478,8 @@ def _part7(data: dict[str, Any]) -> list[str]:
         "",
         "**Verdict**: " + "; ".join(verdicts) + ".",
         "",
-        f"Bounded memory: the streamed upload holds at most about (queue_chunks + 2) x chunk_size = "
-        f"({queued} + 2) x {mib(chunk):.0f} MiB",
+        f"Bounded memory: the streamed upload holds at most about (parts_in_flight + 1) x part size <= "
+        f"({queued} + 1) x {mib(chunk):.0f} MiB",
         f"= {bound:.0f} MiB of buffers, whatever the artifact's size; the verdict asks that the streamed",
         "side's peak RSS grows by no more than that from the smallest to the largest database (conclusive",
         "only when the largest artifact is several times that size). On this 2-core machine the emulator",

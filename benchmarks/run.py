@@ -530,13 +530,16 @@ def part7_object_stores(
     The emulators are the tests' own (:mod:`devtools.object_stores`), reached through real Airflow
     connections (``aws_default`` with an ``endpoint_url``, ``wasb_default`` with a connection string)."""
     from airflow_provider_pgbackup.storage import StorageSettings
+    from airflow_provider_pgbackup.storage.azure.client import DEFAULT_PART_SIZE as AZURE_PART_SIZE
+    from airflow_provider_pgbackup.storage.s3.client import DEFAULT_PART_SIZE as S3_PART_SIZE
     from devtools.object_stores import AzuriteEmulator, S3Emulator
 
     defaults = StorageSettings()
     result: dict[str, Any] = {
         "status": "ran",
         "chunk_size": defaults.chunk_size,
-        "queue_chunks": defaults.queue_chunks,
+        "parts_in_flight": defaults.parts_in_flight,
+        "part_size": max(S3_PART_SIZE, AZURE_PART_SIZE),  # the larger default part of the two stores
         "timed": [db.name for db in timed],
         "memory": [db.name for db in memory],
         "stores": {},

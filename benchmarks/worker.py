@@ -127,10 +127,10 @@ TIMED = (
     ("airflow_provider_pgbackup.process", "PgProcessRunner", "run"),
     ("airflow_provider_pgbackup.storage.local", "LocalArtifactTarget", "write"),
     ("airflow_provider_pgbackup.storage.local", "LocalArtifactTarget", "commit"),
-    ("airflow_provider_pgbackup.storage.gcs.write", "GCSArtifactTarget", "__init__"),
-    ("airflow_provider_pgbackup.storage.gcs.write", "GCSArtifactTarget", "write"),
-    ("airflow_provider_pgbackup.storage.gcs.write", "GCSArtifactTarget", "commit"),
-    ("airflow_provider_pgbackup.storage.gcs.write", "GCSArtifactTarget", "write_manifest"),
+    ("airflow_provider_pgbackup.storage.objects.write", "ObjectArtifactTarget", "__init__"),
+    ("airflow_provider_pgbackup.storage.objects.write", "ObjectArtifactTarget", "write"),
+    ("airflow_provider_pgbackup.storage.objects.write", "ObjectArtifactTarget", "commit"),
+    ("airflow_provider_pgbackup.storage.objects.write", "ObjectArtifactTarget", "write_manifest"),
     ("airflow_provider_pgbackup.transfers.backup_to_gcs", "PgBackupToGCSOperator", "execute"),
 )
 

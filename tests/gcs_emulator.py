@@ -104,13 +104,14 @@ def upload_local_backup(gcs: GCSEmulator, bucket: str, artifact: Path, prefix: s
     import logging
 
     from airflow_provider_pgbackup.storage import StorageSettings, parse_location
-    from airflow_provider_pgbackup.storage.gcs import upload
+    from airflow_provider_pgbackup.storage.gcs import GCSObjectClient
+    from airflow_provider_pgbackup.storage.objects import upload_backup
 
-    result, _ = upload(  # the backend itself: this test's client, whatever STORAGE_EMULATOR_HOST says
+    settings = StorageSettings(chunk_size=256 * 1024)
+    result, _ = upload_backup(  # the backend itself: this test's client, whatever STORAGE_EMULATOR_HOST says
+        GCSObjectClient(bucket, settings, gcs.client()),
         parse_location(artifact),
         parse_location(f"gs://{bucket}/{prefix}", folder=True),
-        settings=StorageSettings(chunk_size=256 * 1024),
-        client=gcs.client(),
         log=logging.getLogger(__name__),
     )
     return result.artifact_uri

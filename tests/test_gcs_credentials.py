@@ -28,8 +28,8 @@ from airflow_provider_pgbackup.storage.gcs.client import (
     GCSCredentialsError,
     get_storage_client,
     google_provider_installed,
+    make_client,
 )
-from airflow_provider_pgbackup.storage.gcs.location import make_client
 
 CHAIN = ("hop@relay-project.iam.gserviceaccount.com", "backup-writer@prod-project.iam.gserviceaccount.com")
 REPO = Path(__file__).resolve().parents[1]

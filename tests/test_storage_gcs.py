@@ -23,9 +23,9 @@ from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator, PgDumpOperator
 from airflow_provider_pgbackup.options import InvalidOptionError, PgDumpOptions
 from airflow_provider_pgbackup.storage import StorageSettings, check_output_path, open_source, upload_backup
-from airflow_provider_pgbackup.storage.gcs import GCSArtifactTarget
-from airflow_provider_pgbackup.storage.gcs import write as gcs_write
 from airflow_provider_pgbackup.storage.gcs.client import GCSCredentialsError, get_storage_client
+from airflow_provider_pgbackup.storage.objects import ObjectArtifactTarget as GCSArtifactTarget
+from airflow_provider_pgbackup.storage.objects import write as gcs_write
 from devtools.pgcluster import PgCluster
 from tests.conftest import row_counts
 from tests.gcs_emulator import GCSEmulator, synthetic_backup

@@ -4,13 +4,12 @@ own, so memory stays bounded (a few chunks) whatever the artifact's size."""
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import hashlib
 import io
 import os
-import queue
 import threading
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,35 +20,13 @@ from airflow_provider_pgbackup.encryption.keys import (
     public_keys,
     pyrage_recipients,
 )
+from airflow_provider_pgbackup.pipeline import ChunkChannel, ChunkReader, threaded_chunks
 
-_QUEUE_CHUNKS = 8
+#: Bytes queued between the stream and pyrage's thread (either way): a few chunks.
+_QUEUE_BYTES = 8 * 1024 * 1024
 
 
 # ------------------------------------------------------------------------------------------ write side
-class _QueueReader(io.RawIOBase):
-    """A readable file object fed from a queue of chunks (``None`` = end of stream)."""
-
-    def __init__(self, chunks: queue.Queue[bytes | None]) -> None:
-        self._chunks = chunks
-        self._pending = memoryview(b"")
-        self._eof = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending and not self._eof:
-            chunk = self._chunks.get()
-            if chunk is None:
-                self._eof = True
-            else:
-                self._pending = memoryview(chunk)
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-
 class _ListWriter(io.RawIOBase):
     """A writable file object that keeps what it is given until :meth:`take` (under a lock)."""
 
@@ -84,16 +61,15 @@ class AgeEncryptStage:
         pyrage = load_pyrage()
         self._hash = hashlib.sha256()
         self.plaintext_size = 0
-        self._in: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        self._in = ChunkChannel(_QUEUE_BYTES)
         self._out = _ListWriter()
-        self._errors: list[BaseException] = []
         targets = pyrage_recipients(recipients)
 
         def work() -> None:
             try:
-                pyrage.encrypt_io(_QueueReader(self._in), self._out, targets)
+                pyrage.encrypt_io(self._in.reader(), self._out, targets)
             except BaseException as err:
-                self._errors.append(err)
+                self._in.stop(err)
 
         self._thread = threading.Thread(target=work, daemon=True, name="age-encrypt")
         self._thread.start()
@@ -102,66 +78,34 @@ class AgeEncryptStage:
     def plaintext_sha256(self) -> str:
         return self._hash.hexdigest()
 
-    def _put(self, item: bytes | None) -> None:
-        while True:
-            if self._errors:
-                raise RuntimeError(f"age encryption failed: {self._errors[0]}") from self._errors[0]
-            try:
-                self._in.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
+    def _raise_if_failed(self) -> None:
+        error = self._in.error
+        if error is not None:
+            raise RuntimeError(f"age encryption failed: {error}") from error
 
     def feed(self, chunk: bytes) -> bytes:
         if chunk:
             self._hash.update(chunk)
             self.plaintext_size += len(chunk)
-            self._put(chunk)
+            try:
+                self._in.put(chunk)
+            except BaseException:
+                self._raise_if_failed()
+                raise
         return self._out.take()
 
     def finish(self) -> bytes:
-        self._put(None)
+        self._in.close()
         self._thread.join()
-        if self._errors:
-            raise RuntimeError(f"age encryption failed: {self._errors[0]}") from self._errors[0]
+        self._raise_if_failed()
         return self._out.take()
 
     def abort(self) -> None:
         """Stop the encryption thread (the dump failed): it reads an end of stream and ends."""
-        with contextlib.suppress(queue.Full):
-            while True:
-                self._in.get_nowait()
-        with contextlib.suppress(queue.Full):
-            self._in.put_nowait(None)
+        self._in.stop()
 
 
 # ------------------------------------------------------------------------------------------- read side
-class _IterReader(io.RawIOBase):
-    """A readable file object over an iterable of chunks."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._pending = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._pending = memoryview(chunk)
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-
-class _Stopped(Exception):
-    pass
-
-
 def decrypted_chunks(
     chunks: Iterable[bytes],
     identities: Sequence[Any],
@@ -178,55 +122,29 @@ def decrypted_chunks(
     ``close()`` the generator when not reading to the end: that stops the thread.
     """
     pyrage = load_pyrage()
-    out: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_CHUNKS)
-    errors: list[BaseException] = []
-    stop = threading.Event()
 
     class Writer(io.RawIOBase):
+        def __init__(self, emit: Callable[[bytes], None]) -> None:
+            self._emit = emit
+
         def writable(self) -> bool:
             return True
 
         def write(self, data: Any) -> int:
             block = bytes(data)
-            while True:
-                if stop.is_set():
-                    raise _Stopped
-                try:
-                    out.put(block, timeout=0.2)
-                    return len(block)
-                except queue.Full:
-                    continue
+            self._emit(block)  # WriterStopped when the consumer stopped reading
+            return len(block)
 
-    def work() -> None:
-        try:
-            pyrage.decrypt_io(_IterReader(chunks), Writer(), list(identities))
-        except BaseException as err:
-            errors.append(err)
-        finally:
-            while True:
-                try:
-                    out.put(None, timeout=0.2)
-                    break
-                except queue.Full:
-                    if stop.is_set():
-                        break
-
-    thread = threading.Thread(target=work, daemon=True, name="age-decrypt")
-    thread.start()
-    finished = False
     try:
-        while (item := out.get()) is not None:
-            yield item
-        finished = True
-    finally:
-        if not finished:
-            stop.set()
-            while thread.is_alive():
-                with contextlib.suppress(queue.Empty):
-                    out.get(timeout=0.1)
-        thread.join()
-    if errors and finished:
-        raise decryption_error(errors[0], what, identities, recipients) from errors[0]
+        yield from threaded_chunks(
+            lambda emit: pyrage.decrypt_io(
+                ChunkReader(functools.partial(next, iter(chunks), None)), Writer(emit), list(identities)
+            ),
+            name="age-decrypt",
+            max_bytes=_QUEUE_BYTES,
+        )
+    except Exception as err:
+        raise decryption_error(err, what, identities, recipients) from err
 
 
 def decryption_error(

@@ -1,7 +1,7 @@
 """Where bytes go and come from: the scheme registry, the only place a URI's scheme is looked at.
 
 ``BACKENDS`` maps a scheme to the module that serves it (imported on first use, so the Google, AWS and
-Azure libraries load only when ``gs://``, ``s3://`` or ``az://`` is used). S3 and Azure share the
+Azure libraries load only when ``gs://``, ``s3://`` or ``az://`` is used). GCS, S3 and Azure share the
 object-store machinery of :mod:`~airflow_provider_pgbackup.storage.objects`. Every backend module
 provides the same functions:
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from types import ModuleType
 from typing import Any
 
 from airflow_provider_pgbackup.manifest import Manifest
@@ -37,6 +36,7 @@ from airflow_provider_pgbackup.storage.base import (
     DEFAULT_AWS_CONN_ID,
     DEFAULT_CHUNK_SIZE,
     DEFAULT_GCP_CONN_ID,
+    DEFAULT_PARTS_IN_FLIGHT,
     DEFAULT_RETRY_TIMEOUT,
     DEFAULT_WASB_CONN_ID,
     ArtifactDigest,
@@ -77,6 +77,8 @@ BACKENDS: dict[str, str] = {
     "gs": "airflow_provider_pgbackup.storage.gcs",
     "s3": "airflow_provider_pgbackup.storage.s3",
     "az": "airflow_provider_pgbackup.storage.azure",
+    "abfs": "airflow_provider_pgbackup.storage.azure",  # adlfs's names for the same blobs: read as az://
+    "abfss": "airflow_provider_pgbackup.storage.azure",
 }
 
 LocationLike = str | os.PathLike[str] | Location
@@ -100,8 +102,10 @@ def _scheme(text: str, what: str = "path") -> str:
     return scheme
 
 
-def _backend(scheme: str) -> ModuleType:
-    return importlib.import_module(BACKENDS[scheme])
+def _backend(scheme: str) -> Any:
+    """The backend of ``scheme``: an object store's ``BACKEND`` (an ``ObjectBackend``), else the module."""
+    module = importlib.import_module(BACKENDS[scheme])
+    return getattr(module, "BACKEND", module)
 
 
 def parse_location(value: LocationLike, *, what: str = "path", folder: bool = False) -> Location:
@@ -355,6 +359,7 @@ __all__ = [
     "DEFAULT_AWS_CONN_ID",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_GCP_CONN_ID",
+    "DEFAULT_PARTS_IN_FLIGHT",
     "DEFAULT_RETRY_TIMEOUT",
     "DEFAULT_WASB_CONN_ID",
     "ArtifactDigest",

@@ -5,26 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.links import BackupConsoleLink
-from airflow_provider_pgbackup.options import (
-    InvalidOptionError,
-    check_positive_number,
-    is_templated,
-    parse_flag,
-)
-from airflow_provider_pgbackup.storage import (
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_GCP_CONN_ID,
-    DEFAULT_RETRY_TIMEOUT,
-    Location,
-    StorageSettings,
-    check_settings,
-    parse_location,
-    remove_backup,
-    upload_backup,
-)
-from airflow_provider_pgbackup.transfers.base import TransferOperator, static_folder_uri
+from airflow_provider_pgbackup.options import InvalidOptionError, is_templated
+from airflow_provider_pgbackup.storage import Location, StorageSettings, check_settings, parse_location
+from airflow_provider_pgbackup.transfers.backup_upload import PgBackupUploadOperator
+from airflow_provider_pgbackup.transfers.base import static_folder_uri
 
 XCOM_CONSOLE_URL = "gcs_console_url"
 
@@ -49,8 +34,10 @@ def static_asset_uri(bucket: str, prefix: str) -> str | None:
     return static_folder_uri(f"gs://{bucket}/{prefix}")
 
 
-class PgBackupToGCSOperator(TransferOperator):
-    """Upload a finished backup (artifact file or directory-format folder, then its manifest) to GCS.
+class PgBackupToGCSOperator(PgBackupUploadOperator):
+    """Upload a finished backup (artifact file or directory-format folder, then its manifest) to GCS:
+    :class:`~airflow_provider_pgbackup.transfers.backup_upload.PgBackupUploadOperator` with
+    ``destination=gs://<bucket>/<prefix>``, its arguments as they always were.
 
     The artifact keeps its name under ``gs://<bucket>/<prefix>/``; the manifest object is written last,
     so its presence marks a complete backup. Bytes are streamed in resumable chunks, checked against the
@@ -75,6 +62,8 @@ class PgBackupToGCSOperator(TransferOperator):
     :param delete_local_copy: delete the local artifact and manifest after a verified upload.
     :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
         whose last account is impersonated; needs the ``google`` extra). Templated.
+    :param kwargs: the :class:`~airflow.sdk.BaseOperator` arguments (and ``parts_in_flight``: on GCS
+        one chunk is sent while at most one more waits).
     """
 
     template_fields: Sequence[str] = (
@@ -89,106 +78,21 @@ class PgBackupToGCSOperator(TransferOperator):
     operator_extra_links = (BackupConsoleLink(name="Published backup", key=XCOM_CONSOLE_URL),)
     console_url_key = XCOM_CONSOLE_URL
 
-    def __init__(
-        self,
-        *,
-        source_path: str,
-        bucket: str,
-        prefix: str = "",
-        gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        storage_class: str | None = None,
-        kms_key_name: str | None = None,
-        retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
-        progress_interval: float = 5.0,
-        delete_local_copy: bool = False,
-        impersonation_chain: str | Sequence[str] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(outlet_uri=static_asset_uri(bucket, prefix), **kwargs)
-        self.source_path = source_path
+    def __init__(self, *, bucket: str, prefix: str = "", **kwargs: Any) -> None:
+        text = isinstance(bucket, str) and isinstance(prefix, str)
+        if text and not is_templated(bucket, prefix):
+            gcs_destination(bucket, prefix)
+        # What the upload operator checks now and declares as the outlet (up to a template marker); at
+        # run time the destination is made again from the rendered bucket and prefix (_destination).
+        destination = f"gs://{bucket}/{prefix.strip('/')}" if text else "gs://{{ bucket }}/{{ prefix }}"
+        super().__init__(destination=destination, **kwargs)
         self.bucket = bucket
         self.prefix = prefix
-        self.gcp_conn_id = gcp_conn_id
-        self.chunk_size = chunk_size
-        self.storage_class = storage_class
-        self.kms_key_name = kms_key_name
-        self.retry_timeout = retry_timeout
-        self.progress_interval = progress_interval
-        self.delete_local_copy = delete_local_copy
-        self.impersonation_chain = impersonation_chain
-        self._settings()  # chunk_size, storage_class and retry_timeout are not templated
-        if not is_templated(source_path):
-            self._local_source()
-        if not is_templated(bucket) and not is_templated(prefix):
-            gcs_destination(bucket, prefix)
 
-    def _local_source(self) -> Location:
-        location = parse_location(self.source_path, what="source_path")
-        if not location.is_local:
-            raise InvalidOptionError(f"source_path {self.source_path!r} must be a local path")
-        return location
-
-    def _settings(self) -> StorageSettings:
-        return check_settings("gs", self._storage_settings())
-
-    def validate(self) -> None:
-        """Check every argument without touching storage; raise :class:`InvalidOptionError` naming it."""
-        self._settings()
-        self._local_source()
-        gcs_destination(self.bucket, self.prefix or "")
-        parse_flag("delete_local_copy", self.delete_local_copy)
-        if self.kms_key_name is not None and not isinstance(self.kms_key_name, str):
-            raise InvalidOptionError(
-                f"kms_key_name {self.kms_key_name!r} must be a Cloud KMS key name or None"
-            )
+    def _destination(self) -> Location:
+        if "bucket" not in vars(self):  # during construction: the destination made from the arguments
+            return super()._destination()
+        return gcs_destination(self.bucket, self.prefix or "")
 
     def _storage_settings(self) -> StorageSettings:
-        check_positive_number("progress_interval", self.progress_interval, allow_zero=True)
-        return StorageSettings(
-            gcp_conn_id=self.gcp_conn_id,
-            chunk_size=self.chunk_size,
-            retry_timeout=self.retry_timeout,
-            storage_class=self.storage_class,
-            kms_key_name=self.kms_key_name or None,
-            progress_interval=self.progress_interval,
-            impersonation_chain=None if is_templated(self.impersonation_chain) else self.impersonation_chain,
-        )
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        with failure_policy():
-            return self._execute(context)
-
-    def _execute(self, context: Any) -> dict[str, Any]:
-        self.validate()
-        settings = self._settings()
-        source = self._local_source()
-        destination = gcs_destination(self.bucket, self.prefix or "")
-        result, manifest = upload_backup(
-            source, destination, settings=settings, log=self.log, cancel=self._cancel
-        )
-        rate = result.rate_bytes_per_second / (1024 * 1024)
-        uploaded_bytes = result.transferred_bytes
-        self.log.info(
-            "Backup uploaded to %s (%d bytes sent in %.1f s, %.1f MiB/s; %d objects already present)",
-            result.artifact_uri,
-            uploaded_bytes,
-            result.duration_seconds,
-            rate,
-            result.skipped_objects,
-        )
-        if self.delete_local_copy:
-            remove_backup(source)
-            self.log.info(
-                "Deleted the local copy %s and its manifest after the verified upload", self.source_path
-            )
-        self._publish(context, result, manifest, source=source, settings=settings)
-        return {
-            "artifact_uri": result.artifact_uri,
-            "manifest_uri": result.manifest_uri,
-            "object_uris": list(result.object_uris),
-            "uploaded_bytes": uploaded_bytes,
-            "skipped_objects": result.skipped_objects,
-            "console_url": result.console_url,
-            "manifest": manifest.to_dict(),
-        }
+        return check_settings("gs", super()._storage_settings())

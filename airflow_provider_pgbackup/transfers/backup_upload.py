@@ -7,11 +7,17 @@ from typing import Any
 
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.links import XCOM_LINK, BackupConsoleLink
-from airflow_provider_pgbackup.options import InvalidOptionError, is_templated
+from airflow_provider_pgbackup.options import (
+    InvalidOptionError,
+    check_positive_number,
+    is_templated,
+    parse_flag,
+)
 from airflow_provider_pgbackup.storage import (
     DEFAULT_AWS_CONN_ID,
     DEFAULT_CHUNK_SIZE,
     DEFAULT_GCP_CONN_ID,
+    DEFAULT_PARTS_IN_FLIGHT,
     DEFAULT_RETRY_TIMEOUT,
     DEFAULT_WASB_CONN_ID,
     Location,
@@ -48,8 +54,12 @@ class PgBackupUploadOperator(TransferOperator):
     :param wasb_conn_id: Airflow ``wasb`` connection for ``az://``, resolved by the Microsoft Azure
         provider's ``WasbHook`` (``AZURE_STORAGE_CONNECTION_STRING`` / ``AZURE_STORAGE_ACCOUNT_URL`` when
         the default connection does not exist). Templated.
-    :param chunk_size: bytes per upload request / first part, a multiple of 256 KiB (default 32 MiB);
-        parts grow with large files so S3's 10,000-part limit is never reached.
+    :param chunk_size: GCS only: bytes per resumable-upload request, a multiple of 256 KiB (default
+        32 MiB); also the read size of the local file.
+    :param part_size: S3 part / Azure block size before parts grow with large files (so S3's
+        10,000-part limit is never reached); default 8 MiB on S3 (at least 5 MiB), 4 MiB on Azure.
+    :param parts_in_flight: parts held and sent at once (default 4; GCS sends them in order through
+        one session, holding at most 2): memory is about ``(parts_in_flight + 1) x`` the part size.
     :param storage_class: GCS storage class, S3 storage class (``STANDARD_IA``...) or Azure access tier
         (``Hot``, ``Cool``, ``Cold``, ``Archive``); default: the bucket's.
     :param kms_key_name: GCS Cloud KMS key name, or S3 KMS key id/ARN/alias (SSE-KMS). Templated.
@@ -92,6 +102,8 @@ class PgBackupUploadOperator(TransferOperator):
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
         impersonation_chain: str | Sequence[str] | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        part_size: int | None = None,
+        parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT,
         storage_class: str | None = None,
         kms_key_name: str | None = None,
         encryption_scope: str | None = None,
@@ -108,6 +120,8 @@ class PgBackupUploadOperator(TransferOperator):
         self.wasb_conn_id = wasb_conn_id
         self.impersonation_chain = impersonation_chain
         self.chunk_size = chunk_size
+        self.part_size = part_size
+        self.parts_in_flight = parts_in_flight
         self.storage_class = storage_class
         self.kms_key_name = kms_key_name
         self.encryption_scope = encryption_scope
@@ -137,11 +151,14 @@ class PgBackupUploadOperator(TransferOperator):
         return location
 
     def _storage_settings(self) -> StorageSettings:
+        check_positive_number("progress_interval", self.progress_interval, allow_zero=True)
         return StorageSettings(
             gcp_conn_id=self.gcp_conn_id or None,
             aws_conn_id=self.aws_conn_id or None,
             wasb_conn_id=self.wasb_conn_id or None,
             chunk_size=self.chunk_size,
+            part_size=self.part_size,
+            parts_in_flight=self.parts_in_flight,
             retry_timeout=self.retry_timeout,
             storage_class=self.storage_class,
             kms_key_name=self.kms_key_name or None,
@@ -161,6 +178,7 @@ class PgBackupUploadOperator(TransferOperator):
         """Check every argument without touching storage; raise :class:`InvalidOptionError` naming it."""
         self._local_source()
         self._settings(self._destination())
+        parse_flag("delete_local_copy", self.delete_local_copy)
 
     def execute(self, context: Any) -> dict[str, Any]:
         with failure_policy():  # the one retry-or-fail-now table, as every other operator
@@ -182,7 +200,7 @@ class PgBackupUploadOperator(TransferOperator):
             result.rate_bytes_per_second / (1024 * 1024),
             result.skipped_objects,
         )
-        if self.delete_local_copy:
+        if parse_flag("delete_local_copy", self.delete_local_copy):
             remove_backup(source)
             self.log.info("Deleted the local copy %s and its manifest after the verified upload", source)
         self._publish(context, result, manifest, source=source, settings=settings)

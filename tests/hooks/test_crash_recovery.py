@@ -26,13 +26,13 @@ import os, signal, sys
 from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
 from airflow_provider_pgbackup.options import PgDumpOptions
 from airflow_provider_pgbackup.storage import local
-from airflow_provider_pgbackup.storage.gcs import write
+from airflow_provider_pgbackup.storage.objects import write
 
 def crash(self, manifest):
     os.kill(os.getpid(), signal.SIGKILL)  # the worker dies after the commit, before the manifest
 
 local.LocalArtifactTarget.write_manifest = crash
-write.GCSArtifactTarget.write_manifest = crash
+write.ObjectArtifactTarget.write_manifest = crash
 PgDumpHook(sys.argv[1]).dump(PgDumpOptions.build(format="plain"), sys.argv[2])
 """
 

@@ -16,7 +16,7 @@ from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
 from airflow_provider_pgbackup.manifest import Manifest, manifest_path_for
 from airflow_provider_pgbackup.options import PgDumpOptions
 from airflow_provider_pgbackup.storage import UploadCancelled
-from airflow_provider_pgbackup.storage.gcs import GCSObjectWriter
+from airflow_provider_pgbackup.storage.objects import PartedObjectWriter as GCSObjectWriter
 from airflow_provider_pgbackup.transfers.backup_to_gcs import PgBackupToGCSOperator, static_asset_uri
 from devtools.pgcluster import PgCluster
 from tests.gcs_emulator import GCSEmulator, synthetic_backup

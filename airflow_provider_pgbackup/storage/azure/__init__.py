@@ -12,26 +12,14 @@ from airflow_provider_pgbackup.storage.azure.client import AzureObjectClient, ge
 from airflow_provider_pgbackup.storage.azure.location import SCHEME, AzureLocation, check_settings, parse
 from airflow_provider_pgbackup.storage.objects.backend import ObjectBackend
 
-_BACKEND = ObjectBackend(AzureObjectClient, check_settings)
-client_for = _BACKEND.client_for
-open_target = _BACKEND.open_target
-open_source = _BACKEND.open_source
-open_store = _BACKEND.open_store
-upload = _BACKEND.upload
-promote = _BACKEND.promote
-discard_promoted = _BACKEND.discard_promoted
+BACKEND = ObjectBackend(AzureObjectClient, parse=parse, check_settings=check_settings)
 
 __all__ = [
+    "BACKEND",
     "SCHEME",
     "AzureLocation",
     "AzureObjectClient",
     "check_settings",
-    "discard_promoted",
     "get_blob_service",
-    "open_source",
-    "open_store",
-    "open_target",
     "parse",
-    "promote",
-    "upload",
 ]

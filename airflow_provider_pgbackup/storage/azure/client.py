@@ -44,6 +44,7 @@ ACCOUNT_URL_ENV = "AZURE_STORAGE_ACCOUNT_URL"
 MIN_PART_SIZE = 1024 * 1024
 MAX_PART_SIZE = 4000 * 1024 * 1024
 MAX_PARTS = 50_000
+DEFAULT_PART_SIZE = 4 * 1024 * 1024  # as the Azure SDK's max_block_size
 #: azure-core's HTTP logging policy logs request headers at INFO: kept at WARNING, as WasbHook does.
 logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 
@@ -146,7 +147,7 @@ class AzurePartUpload:
         extra: dict[str, Any] = {"match_condition": MatchConditions.IfMissing} if self.create_only else {}
         try:
             self.blob.commit_block_list(
-                [BlobBlock(block_id=b) for b in self.blocks], metadata=_to_azure(self.metadata),
+                [BlobBlock(block_id=b) for b in sorted(self.blocks)], metadata=_to_azure(self.metadata),
                 content_settings=ContentSettings(content_type=self.content_type),
                 **self.owner.tier(), **self.owner.write_options(), **extra,
             )  # fmt: skip
@@ -165,10 +166,13 @@ class AzureObjectClient:
     min_part_size = MIN_PART_SIZE
     max_part_size = MAX_PART_SIZE
     max_parts = MAX_PARTS
+    part_multiple = 1
+    parallel_parts = True
 
     def __init__(self, container: str, settings: StorageSettings, service: BlobServiceClient | None = None):
         check_settings(settings)
         self.settings = settings
+        self.base_part_size = settings.part_size or DEFAULT_PART_SIZE
         self.location = AzureLocation(SCHEME, container, "")
         self.service = service if service is not None else get_blob_service(settings)
         self.container = self.service.get_container_client(container)

@@ -1,7 +1,9 @@
 """``az://container/path``: parsing and validation, and the Azure backend's settings checks.
 
-The scheme is the one Airflow's ``ObjectStoragePath`` (adlfs) uses for Blob Storage; the storage
-account is the one of the ``wasb`` connection (or of the environment), not part of the URI.
+The storage account is the one of the ``wasb`` connection (or of the environment), not part of the
+URI. ``abfs://container/path`` and ``abfss://container/path`` (the schemes Airflow's Azure filesystem,
+adlfs, registers) name the same blob and are read as ``az://container/path``; the
+``container@account.dfs.core.windows.net`` form is refused, since the account is the connection's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.storage.base import Location, StorageSettings
 
 SCHEME = "az"
+#: adlfs's schemes for the same blobs (Data Lake Storage Gen2 accounts serve them on the blob endpoint).
+ALIASES = ("abfs", "abfss")
 ACCESS_TIERS = ("Hot", "Cool", "Cold", "Archive")
 # Container names: 3-63 lowercase letters, digits and single hyphens, starting with a letter or digit.
 _CONTAINER_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
@@ -31,8 +35,15 @@ class AzureLocation(Location):
 
 
 def parse(text: str, *, what: str, folder: bool) -> AzureLocation:
-    """``az://container/name``: an artifact or (``folder``) a prefix; raises naming ``what`` and the value."""
-    container, _, name = text[len(SCHEME) + 3 :].partition("/")
+    """``az://container/name`` (or ``abfs[s]://``): an artifact or (``folder``) a prefix; raises naming
+    ``what`` and the value."""
+    scheme, _, rest = text.partition("://")
+    container, _, name = rest.partition("/")
+    if scheme in ALIASES and "@" in container:
+        raise InvalidOptionError(
+            f"{what} {text!r} names a storage account ({container!r}); the account comes from the wasb "
+            f"connection: write {scheme}://container/path or az://container/path"
+        )
     if not _CONTAINER_NAME.match(container):
         raise InvalidOptionError(
             f"{what} {text!r} has no valid container name (3 to 63 lowercase letters, digits and single "

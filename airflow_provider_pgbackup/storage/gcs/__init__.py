@@ -1,37 +1,27 @@
 """The Google Cloud Storage backend (``gs://bucket/name``): what the storage registry calls.
 
-Split by direction: ``location`` (URIs, settings), ``client`` (credentials), ``write`` (resumable
-uploads, the dump target), ``read`` (sources and stores), ``transfer`` (upload and server-side promote).
-The Google libraries are imported only when a function here is used.
+``location`` parses URIs and checks settings; ``client`` builds the storage client from an Airflow
+connection, ADC or an emulator; ``objects`` implements the object-store calls on one bucket (generations
+as version tags). The streamed writer, the dump target, sources, stores, upload and promote are the
+shared ones of :mod:`airflow_provider_pgbackup.storage.objects`, as for S3 and Azure. The Google
+libraries are imported only when a function here is used.
 """
 
 from __future__ import annotations
 
 from airflow_provider_pgbackup.storage.gcs.client import object_url
 from airflow_provider_pgbackup.storage.gcs.location import SCHEME, GCSLocation, check_settings, parse
-from airflow_provider_pgbackup.storage.gcs.read import (
-    GCSArtifactSource,
-    GCSBackupStore,
-    open_source,
-    open_store,
-)
-from airflow_provider_pgbackup.storage.gcs.transfer import discard_promoted, promote, upload
-from airflow_provider_pgbackup.storage.gcs.write import GCSArtifactTarget, GCSObjectWriter, open_target
+from airflow_provider_pgbackup.storage.gcs.objects import GCSObjectClient
+from airflow_provider_pgbackup.storage.objects.backend import ObjectBackend
+
+BACKEND = ObjectBackend(GCSObjectClient, parse=parse, check_settings=check_settings, object_url=object_url)
 
 __all__ = [
+    "BACKEND",
     "SCHEME",
-    "GCSArtifactSource",
-    "GCSArtifactTarget",
-    "GCSBackupStore",
     "GCSLocation",
-    "GCSObjectWriter",
+    "GCSObjectClient",
     "check_settings",
-    "discard_promoted",
     "object_url",
-    "open_source",
-    "open_store",
-    "open_target",
     "parse",
-    "promote",
-    "upload",
 ]

@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_pgbackup.compat import AirflowException, AirflowNotFoundException, BaseHook
 from airflow_provider_pgbackup.storage.base import DEFAULT_GCP_CONN_ID, CredentialsError, StorageSettings
-from airflow_provider_pgbackup.storage.gcs.location import GCSLocation
+from airflow_provider_pgbackup.storage.gcs.location import GCSLocation, check_settings
 
 if TYPE_CHECKING:  # the Google libraries cost ~20 MiB and ~1 s to import: only GCS work pays for them
+    from google.api_core.retry import Retry
     from google.auth.credentials import Credentials
     from google.cloud import storage
 
@@ -264,3 +265,17 @@ def get_storage_client(
             ) from err
         project = project or adc_project
     return storage.Client(project=str(project) if project else None, credentials=credentials)
+
+
+def retry(settings: StorageSettings) -> Retry:
+    """Retry transient errors (429, 5xx, connection errors) with exponential backoff."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    policy: Retry = DEFAULT_RETRY.with_delay(initial=0.5, multiplier=2.0, maximum=30.0)
+    return policy.with_timeout(settings.retry_timeout)
+
+
+def make_client(settings: StorageSettings) -> storage.Client:
+    check_settings(settings)
+    chain = settings.impersonation_chain
+    return get_storage_client(settings.gcp_conn_id, tuple(chain) if chain else None)

@@ -1,24 +1,17 @@
-"""``gs://bucket/name``: parsing and validation, console links, and the GCS backend's request settings."""
+"""``gs://bucket/name``: parsing and validation, console links, and the GCS backend's settings checks."""
 
 from __future__ import annotations
 
 import re
 import urllib.parse
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX
 from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.storage.base import Location, StorageSettings
 
-if TYPE_CHECKING:
-    from google.api_core.retry import Retry
-    from google.cloud import storage
-
 SCHEME = "gs"
 CONSOLE_URL = "https://console.cloud.google.com/storage/browser"
-#: Object metadata key holding a random id per upload, so a failed commit only ever deletes its own object.
-UPLOAD_ID_KEY = "pgbackup-upload-id"
 STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
@@ -80,19 +73,3 @@ def check_settings(settings: StorageSettings) -> None:
             f"storage_class {settings.storage_class!r} is not supported on GCS; use one of: "
             f"{', '.join(STORAGE_CLASSES)}"
         )
-
-
-def retry(settings: StorageSettings) -> Retry:
-    """Retry transient errors (429, 5xx, connection errors) with exponential backoff."""
-    from google.cloud.storage.retry import DEFAULT_RETRY
-
-    policy: Retry = DEFAULT_RETRY.with_delay(initial=0.5, multiplier=2.0, maximum=30.0)
-    return policy.with_timeout(settings.retry_timeout)
-
-
-def make_client(settings: StorageSettings) -> storage.Client:
-    from airflow_provider_pgbackup.storage.gcs.client import get_storage_client
-
-    check_settings(settings)
-    chain = settings.impersonation_chain
-    return get_storage_client(settings.gcp_conn_id, tuple(chain) if chain else None)

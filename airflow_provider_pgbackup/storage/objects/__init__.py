@@ -1,4 +1,4 @@
-"""What S3 and Azure Blob Storage share: stores of named objects with sizes, ETags, metadata and
+"""What GCS, S3 and Azure Blob Storage share: stores of named objects with sizes, ETags, metadata and
 create-only writes, uploaded in parts that are invisible until the upload is completed.
 
 A backend implements :class:`ObjectClient` (a dozen small calls over its SDK, converting its errors to

@@ -1,8 +1,8 @@
 """The registry functions of an object-store backend, once for every store built on this layer.
 
-S3 and Azure differ only in their :class:`~airflow_provider_pgbackup.storage.objects.ObjectClient`
-and the settings they accept; each backend module binds an :class:`ObjectBackend` and exposes its
-methods as the module-level functions the storage registry calls.
+GCS, S3 and Azure differ only in their :class:`~airflow_provider_pgbackup.storage.objects.ObjectClient`,
+their URIs and the settings they accept; each backend package binds one :class:`ObjectBackend` as its
+``BACKEND``, which the storage registry calls.
 """
 
 from __future__ import annotations
@@ -20,20 +20,32 @@ from airflow_provider_pgbackup.storage.objects.write import ObjectArtifactTarget
 
 
 class ObjectBackend:
-    """``open_target``, ``open_source``, ``open_store``, ``upload``, ``promote`` and ``discard_promoted``
-    for one kind of object store.
+    """What the storage registry calls for one kind of object store (a backend package's ``BACKEND``):
+    ``parse``, ``check_settings``, ``open_target``, ``open_source``, ``open_store``, ``upload``,
+    ``promote`` and ``discard_promoted``.
 
     :param client: builds the store's client for a container (bucket) and the settings.
+    :param parse: the store's URI parser (``parse(text, *, what, folder) -> Location``, no I/O).
     :param check_settings: refuses settings the store cannot use (storage class, encryption...).
+    :param object_url: where a person looks at an object (default: the location's console page).
     """
 
     def __init__(
         self,
         client: Callable[[str, StorageSettings], ObjectClient],
+        *,
+        parse: Callable[..., Location],
         check_settings: Callable[[StorageSettings], None],
+        object_url: Callable[[Any, StorageSettings], str | None] | None = None,
     ) -> None:
         self._client = client
+        self.parse = parse
+        self.check_settings = check_settings
         self._check_settings = check_settings
+        self._object_url = object_url
+
+    def object_url(self, location: Location, settings: StorageSettings) -> str | None:
+        return self._object_url(location, settings) if self._object_url else location.console_url
 
     def client_for(self, location: Location, settings: StorageSettings) -> ObjectClient:
         return self._client(location.container, settings)

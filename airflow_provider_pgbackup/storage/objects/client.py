@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.storage.base import (
     Location,
     StorageSettings,
@@ -16,9 +17,10 @@ from airflow_provider_pgbackup.storage.object_lock import LockRequest, ObjectLoc
 #: Object metadata key holding a random id per upload, so undoing a commit only ever deletes our object.
 UPLOAD_ID_KEY = "pgbackup-upload-id"
 MIB = 1024 * 1024
-#: Once this many parts were sent, a part is at least 1/PART_GROWTH of the bytes already sent: with the
-#: smallest S3 part (5 MiB) 1 TiB needs about 6,300 parts; with the default 32 MiB chunk, about 4,500.
-PART_GROWTH = 1000
+#: A part is at least 1/(max_parts / PART_GROWTH) of the bytes already sent: on S3 (10,000 parts) a
+#: thousandth, so from its smallest part (5 MiB) 1 TiB needs about 6,300 parts; on Azure (50,000
+#: blocks) a five-thousandth; on GCS (no limit) the chunk size stays.
+PART_GROWTH = 10
 #: Parts kept in reserve when the size is known in advance (a local file): size / (max_parts - reserve).
 PART_RESERVE = 500
 _METADATA_SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")
@@ -67,6 +69,12 @@ class ObjectClient(Protocol):
     min_part_size: int
     max_part_size: int
     max_parts: int
+    #: every part but the last is a multiple of this (GCS: 256 KiB; 1 elsewhere)
+    part_multiple: int
+    #: the size of a part before it grows (the store's own default, or what the settings ask)
+    base_part_size: int
+    #: parts may be sent at once (S3 part numbers, Azure block ids); False: one after the other (GCS)
+    parallel_parts: bool
 
     @property
     def location(self) -> Location:
@@ -122,16 +130,36 @@ class LockingObjectClient(ObjectClient, Protocol):
 
 
 def part_size(
-    sent: int, base: int, *, minimum: int, maximum: int, expected: int | None, max_parts: int
+    sent: int,
+    base: int,
+    *,
+    minimum: int,
+    maximum: int,
+    expected: int | None,
+    max_parts: int,
+    multiple: int = 1,
 ) -> int:
     """Bytes of the next part: ``base`` (at least the store's minimum), growing with the stream.
 
     With a known size every part is about ``expected / (max_parts - reserve)``; with an unknown one
-    (pg_dump's output) a part is at least a thousandth of what was already sent, so the count stays far
-    under the store's limit (10,000 parts on S3) while memory stays a few parts.
+    (pg_dump's output) a part is at least ``sent / (max_parts / PART_GROWTH)``, so the count stays far
+    under the store's limit (10,000 parts on S3) while memory stays a few parts. Rounded up to
+    ``multiple`` (GCS's 256 KiB).
     """
     size = max(base, minimum)
     if expected is not None:
         size = max(size, -(-expected // (max_parts - PART_RESERVE)))
-    size = max(size, -(-(sent // PART_GROWTH) // MIB) * MIB)
-    return min(size, maximum)
+    size = max(size, -(-(sent // max(1, max_parts // PART_GROWTH)) // MIB) * MIB)
+    size = -(-size // multiple) * multiple
+    return min(size, maximum - maximum % multiple)
+
+
+def check_part_size(client: ObjectClient, what: str = "part_size") -> None:
+    """Refuse a part size the store cannot take, naming it and the store's limits."""
+    size = client.base_part_size
+    if size < client.min_part_size or size > client.max_part_size or size % client.part_multiple:
+        multiple = f", a multiple of {client.part_multiple} bytes" if client.part_multiple > 1 else ""
+        raise InvalidOptionError(
+            f"{what} {size!r} is not a part size {client.location.scheme}:// takes: from "
+            f"{client.min_part_size} to {client.max_part_size} bytes{multiple}"
+        )

@@ -1,6 +1,7 @@
 """Reading: a backup as an ``ArtifactSource`` (ETags pinned), and a prefix of backups as a ``BackupStore``."""
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,7 +120,7 @@ class ObjectArtifactSource:
 
     @contextlib.contextmanager
     def local_copy(self) -> Iterator[Path]:
-        """Download the artifact into a private temporary folder (0700), removed when the block ends."""
+        """Download the artifact into a private folder (0700, files 0600), removed when the block ends."""
         pinned = self._pin()
         with private_folder("download") as root:
             artifact = root / self._location.basename
@@ -130,8 +131,11 @@ class ObjectArtifactSource:
                 for name in sorted(pinned):
                     names[name] = artifact.joinpath(*safe_relative(name, self._relative(name)).parts)
             for name, destination in names.items():
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                with open(destination, "xb") as handle:
+                destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                # owner-only, whatever the umask: a copy of a backup
+                with os.fdopen(
+                    os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb"
+                ) as handle:
                     for chunk in self._chunks(name):
                         handle.write(chunk)
             yield artifact

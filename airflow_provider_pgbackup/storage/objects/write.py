@@ -10,7 +10,6 @@ from typing import Any
 
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.options import InvalidOptionError
-from airflow_provider_pgbackup.pipeline import BackgroundWriter
 from airflow_provider_pgbackup.storage.base import (
     ArtifactDigest,
     ArtifactMismatchError,
@@ -24,7 +23,7 @@ from airflow_provider_pgbackup.storage.objects.client import (
     UPLOAD_ID_KEY,
     ObjectClient,
     ObjectInfo,
-    PartUpload,
+    check_part_size,
     part_size,
 )
 from airflow_provider_pgbackup.storage.objects.locking import (
@@ -34,6 +33,7 @@ from airflow_provider_pgbackup.storage.objects.locking import (
     locked_manifest,
     refuse_replacing_locked,
 )
+from airflow_provider_pgbackup.storage.objects.parts import PartSender
 from airflow_provider_pgbackup.storage.ownership import check_object_replaceable
 from airflow_provider_pgbackup.units import format_bytes
 
@@ -43,10 +43,13 @@ log = logging.getLogger(__name__)
 class PartedObjectWriter:
     """One object written in parts beside its producer; it exists only after :meth:`commit`.
 
-    :meth:`write` hashes the bytes (sha256) and queues them for the upload thread, which gathers them
-    into parts and sends each with its own checksum. A stream smaller than one part is sent as a single
-    create-only PUT at commit. Memory: ``queue_chunks`` queued chunks plus the part being gathered and
-    the part being sent.
+    :meth:`write` hashes the bytes (sha256) and gathers them into parts of the store's size (GCS:
+    multiples of 256 KiB); each full part goes to :class:`PartSender`, which sends up to
+    ``settings.parts_in_flight`` at once where the store allows it (S3 part numbers, Azure block ids)
+    and one after the other into the resumable session on GCS. The producer waits only when that many
+    parts are already in flight, so pg_dump and the upload overlap. A stream smaller than one part is
+    sent as a single create-only PUT at commit. Memory: ``parts_in_flight`` parts plus the one being
+    gathered. A failed part fails the next :meth:`write` (or :meth:`commit`) and nothing appears.
 
     :param client: the bucket/container.
     :param location: object to write.
@@ -69,6 +72,7 @@ class PartedObjectWriter:
         expected_size: int | None = None,
         log: Any | None = None,
     ) -> None:
+        check_part_size(client)
         self.client = client
         self.location = location
         self.settings = client.settings
@@ -81,14 +85,7 @@ class PartedObjectWriter:
         self.log = log
         self._buffer: list[bytes] = []
         self._buffered = 0
-        self._upload: PartUpload | None = None
-        self._parts = 0
-        self._sent = 0
-        self._background = BackgroundWriter(
-            self._gather,
-            max_queued_bytes=self.settings.queue_chunks * self.settings.chunk_size,
-            name=f"upload-{location.basename}"[:40],
-        )
+        self._sender: PartSender | None = None
         self._lock = threading.RLock()
         self._hash = Sha256Counter()
         self._finished = False
@@ -102,49 +99,48 @@ class PartedObjectWriter:
 
     @property
     def parts_sent(self) -> int:
-        return self._parts
+        return 0 if self._sender is None else self._sender.parts_sent
 
     def _part_size(self) -> int:
         return part_size(
-            self._sent,
-            self.settings.chunk_size,
+            self._hash.size - self._buffered,
+            self.client.base_part_size,
             minimum=self.client.min_part_size,
             maximum=self.client.max_part_size,
             expected=self.expected_size,
             max_parts=self.client.max_parts,
+            multiple=self.client.part_multiple,
         )
 
-    def _gather(self, chunk: bytes) -> None:
-        """In the upload thread: collect chunks into parts and send every full one."""
-        self._buffer.append(chunk)
-        self._buffered += len(chunk)
-        if self._buffered >= self._part_size():
-            self._send(self._take())
-
-    def _take(self) -> bytes:
+    def _take(self, size: int | None = None) -> bytes:
+        """The first ``size`` bytes gathered (all of them when None); the rest stays."""
         data = b"".join(self._buffer)
-        self._buffer, self._buffered = [], 0
-        return data
+        if size is None or size >= len(data):
+            self._buffer, self._buffered = [], 0
+            return data
+        rest = data[size:]
+        self._buffer, self._buffered = [rest], len(rest)
+        return data[:size]
 
     def _send(self, data: bytes) -> None:
-        if self._upload is None:
-            self._upload = self.client.start_upload(
+        if self._sender is None:
+            upload = self.client.start_upload(
                 self.location.name,
                 metadata=self.metadata,
                 content_type=self.content_type,
                 create_only=self.create_only,
             )
-        if self._parts >= self.client.max_parts:
-            raise StorageError(f"{self.location.uri} would need more than {self.client.max_parts} parts")
-        self._parts += 1
-        self._upload.send(self._parts, data)
-        self._sent += len(data)
+            self._sender = PartSender(self.client, upload, self.location)
+        self._sender.submit(data)
 
     def write(self, chunk: bytes) -> None:
         if self._finished:
             raise RuntimeError(f"upload to {self.location.uri} was already committed or aborted")
-        self._background.write(chunk)
         self._hash.update(chunk)
+        self._buffer.append(chunk)
+        self._buffered += len(chunk)
+        while self._buffered >= (size := self._part_size()):
+            self._send(self._take(size))  # waits while parts_in_flight parts are being sent
         now = time.monotonic()
         if self.log is not None and now - self._last_progress >= self.settings.progress_interval:
             self._last_progress = now
@@ -156,7 +152,7 @@ class PartedObjectWriter:
         total = f" of {format_bytes(self.expected_size)}" if self.expected_size is not None else ""
         return (
             f"Uploading {self.location.uri}: {format_bytes(written)}{total} in {elapsed:.0f} s "
-            f"({format_bytes(rate)}/s, {self._parts} parts)"
+            f"({format_bytes(rate)}/s, {self.parts_sent} parts)"
         )
 
     def commit(self) -> ArtifactDigest:
@@ -178,9 +174,8 @@ class PartedObjectWriter:
                     "manifest says; nothing was uploaded"
                 )
             try:
-                self._background.close()  # every queued chunk gathered (and every full part sent)
                 last = self._take()
-                if self._upload is None:
+                if self._sender is None:
                     self._finished = True
                     self.client.put(
                         self.location.name, last, metadata=self.metadata,
@@ -189,8 +184,9 @@ class PartedObjectWriter:
                 else:
                     if last:
                         self._send(last)
+                    self._sender.finish()  # every part on the server, in order
                     self._finished = True
-                    self._upload.complete()
+                    self._sender.upload.complete()
             except BaseException:
                 self._finished = False
                 self.abort()
@@ -218,10 +214,9 @@ class PartedObjectWriter:
             if self._finished:
                 return
             self._finished = True
-            self._background.abort()
-            if self._upload is not None:
-                with contextlib.suppress(Exception):
-                    self._upload.abort()
+            self._buffer, self._buffered = [], 0
+            if self._sender is not None:
+                self._sender.abort()
 
     def delete_if_ours(self) -> None:
         """Delete the object if it is the one this writer uploaded (used to undo a commit)."""

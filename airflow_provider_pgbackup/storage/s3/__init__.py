@@ -12,26 +12,14 @@ from airflow_provider_pgbackup.storage.objects.backend import ObjectBackend
 from airflow_provider_pgbackup.storage.s3.client import S3ObjectClient, get_s3_client
 from airflow_provider_pgbackup.storage.s3.location import SCHEME, S3Location, check_settings, parse
 
-_BACKEND = ObjectBackend(S3ObjectClient, check_settings)
-client_for = _BACKEND.client_for
-open_target = _BACKEND.open_target
-open_source = _BACKEND.open_source
-open_store = _BACKEND.open_store
-upload = _BACKEND.upload
-promote = _BACKEND.promote
-discard_promoted = _BACKEND.discard_promoted
+BACKEND = ObjectBackend(S3ObjectClient, parse=parse, check_settings=check_settings)
 
 __all__ = [
+    "BACKEND",
     "SCHEME",
     "S3Location",
     "S3ObjectClient",
     "check_settings",
-    "discard_promoted",
     "get_s3_client",
-    "open_source",
-    "open_store",
-    "open_target",
     "parse",
-    "promote",
-    "upload",
 ]

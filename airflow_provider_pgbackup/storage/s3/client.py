@@ -38,6 +38,7 @@ CHECKSUM = "CRC32"  # per-part checksum, computed by botocore and verified by S3
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
 MAX_PARTS = 10_000
+DEFAULT_PART_SIZE = 8 * 1024 * 1024  # as the AWS CLI's multipart_chunksize
 COPY_PART_SIZE = 1024 * 1024 * 1024
 
 
@@ -62,7 +63,7 @@ def get_s3_client(settings: StorageSettings) -> BaseClient:
         retries={"mode": "standard", "total_max_attempts": _retries(settings.retry_timeout)},
         connect_timeout=min(10.0, settings.retry_timeout),
         read_timeout=60,
-        max_pool_connections=4,
+        max_pool_connections=max(4, settings.parts_in_flight + 1),
     )
     conn_id = settings.aws_conn_id
     if conn_id:
@@ -121,7 +122,8 @@ class S3PartUpload:
     def complete(self) -> None:
         from botocore.exceptions import ClientError
 
-        parts = [{k: v for k, v in part.items() if v is not None} for part in self.parts]
+        ordered = sorted(self.parts, key=lambda part: int(part["PartNumber"]))  # sent several at once
+        parts = [{k: v for k, v in part.items() if v is not None} for part in ordered]
         extra = {"IfNoneMatch": "*"} if self.create_only else {}
         try:
             self.owner.s3.complete_multipart_upload(
@@ -155,11 +157,14 @@ class S3ObjectClient:
     min_part_size = MIN_PART_SIZE
     max_part_size = MAX_PART_SIZE
     max_parts = MAX_PARTS
+    part_multiple = 1
+    parallel_parts = True
 
     def __init__(self, bucket: str, settings: StorageSettings, s3: BaseClient | None = None) -> None:
         check_settings(settings)
         self.bucket = bucket
         self.settings = settings
+        self.base_part_size = settings.part_size or DEFAULT_PART_SIZE
         self.location = S3Location(SCHEME, bucket, "")
         self.s3 = s3 if s3 is not None else get_s3_client(settings)
         self._bucket_checked = False
