@@ -14,30 +14,32 @@ removed once older than ``incomplete_grace``; anything else no manifest describe
 Nothing is deleted when the newest complete backup is older than ``max_newest_age`` or fails its check
 (artifact present with the sizes its manifest records): the task fails instead, because backups have
 stopped working and old ones are then all there is.
+
+The shrink guard (:mod:`airflow_provider_pgbackup.shrink`, ``shrink_guard``) holds a backup that shrank
+against the newest verified backup of its database before it: a held backup is never deleted and never
+counted by the policy, so it cannot push out a verified one; when the newest backup is held, nothing is
+deleted and the task fails with the table of what shrank, until it is acknowledged (a marker object
+``<artifact>.shrink-acknowledged`` beside it).
 """
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pendulum
 from airflow.sdk import BaseOperator
 
+from airflow_provider_pgbackup import metrics
 from airflow_provider_pgbackup.compat import AirflowFailException
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.lineage import publish_asset_events, retention_event_metadata
 from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX
-from airflow_provider_pgbackup.operators.backup_folder import (
-    StoredBackup,
-    artifact_problem,
-    find_backups,
-    foreign_entries,
-    provider_leftover,
-    uri_of,
-)
 from airflow_provider_pgbackup.options import InvalidOptionError, is_templated, parse_flag
+from airflow_provider_pgbackup.shrink import BackupShrank, ShrinkGuard, ShrinkReport
+from airflow_provider_pgbackup.shrink.folder import held_backups
 from airflow_provider_pgbackup.storage import (
     DEFAULT_AWS_CONN_ID,
     DEFAULT_GCP_CONN_ID,
@@ -51,6 +53,15 @@ from airflow_provider_pgbackup.storage import (
     open_store,
     parse_location,
     portable_uri,
+)
+from airflow_provider_pgbackup.storage.folder import (
+    StoredBackup,
+    acknowledged_names,
+    artifact_problem,
+    find_backups,
+    foreign_entries,
+    provider_leftover,
+    uri_of,
 )
 
 
@@ -101,6 +112,18 @@ def select_kept(
                 seen.add(period)
                 kept.setdefault(index, []).append(f"{rule} {'-'.join(str(p) for p in period)}")
     return kept
+
+
+@dataclass(frozen=True)
+class HeldBackup:
+    """A backup the shrink guard holds, with what shrank (retention keeps it and does not count it)."""
+
+    backup: StoredBackup
+    shrink: ShrinkReport
+
+    @property
+    def name(self) -> str:
+        return self.backup.name
 
 
 def _check_count(name: str, value: Any) -> int:
@@ -192,6 +215,8 @@ class PgBackupRetentionOperator(BaseOperator):
     :param retry_timeout: seconds each object-store request is retried on transient errors.
     :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
         whose last account is impersonated; needs the ``google`` extra). Templated.
+    :param shrink_guard: the thresholds of the shrink guard (a ``ShrinkGuard``, a mapping of its settings,
+        True for the defaults, False for off).
     """
 
     template_fields: Sequence[str] = (
@@ -221,9 +246,11 @@ class PgBackupRetentionOperator(BaseOperator):
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
         impersonation_chain: str | Sequence[str] | None = None,
+        shrink_guard: ShrinkGuard | bool | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.shrink_guard = ShrinkGuard.of(shrink_guard)
         self.location = location
         self.keep_last = _check_count("keep_last", keep_last)
         self.keep_daily = _check_count("keep_daily", keep_daily)
@@ -309,7 +336,8 @@ class PgBackupRetentionOperator(BaseOperator):
             )
         if not backups:
             if entries and self.max_newest_age is not None:
-                raise AirflowFailException(f"{store.location.uri} holds no complete backup; deleting nothing")
+                metrics.emit_retention_refused(store.location.scheme, "empty")
+            raise AirflowFailException(f"{store.location.uri} holds no complete backup; deleting nothing")
             self.log.info("No complete backup in %s; nothing to do", store.location.uri)
             self._publish(context, store, kept=[], deleted=[])
             return {
@@ -319,9 +347,14 @@ class PgBackupRetentionOperator(BaseOperator):
                 "left_alone": foreign,
                 "dry_run": self.is_dry_run,
             }
+        held = self._held(store, entries, backups)
+        backups = [b for b in backups if b.name not in held]  # no keeper, never deleted
+        if not backups:
+            raise AirflowFailException(f"{store.location.uri} holds only held backups; deleting nothing")
         newest = max(backups, key=lambda b: b.finished_at)
         age = now - newest.finished_at
         if self.max_newest_age is not None and age > self.max_newest_age:
+            metrics.emit_retention_refused(store.location.scheme, "newest_too_old")
             raise AirflowFailException(
                 f"the newest complete backup in {store.location.uri} ({newest.name}, finished "
                 f"{newest.manifest.finished_at}) is {age} old, more than "
@@ -330,6 +363,7 @@ class PgBackupRetentionOperator(BaseOperator):
         if self.verify_newest:
             problem = artifact_problem(newest)
             if problem is not None:
+                metrics.emit_retention_refused(store.location.scheme, "newest_unverified")
                 raise AirflowFailException(
                     f"the newest backup in {store.location.uri} ({newest.name}) is not verified: {problem}; "
                     "deleting nothing"
@@ -396,17 +430,59 @@ class PgBackupRetentionOperator(BaseOperator):
             len(backups) - len(kept),
             len(incomplete_deleted),
         )
-        self._publish(context, store, kept=[b for b in backups if b not in gone], deleted=gone)
+        metrics.emit_retention(store.location.scheme, kept=len(kept), deleted=len(gone), held=len(held))
+        self._publish(
+            context,
+            store,
+            kept=[b for b in backups if b not in gone],
+            deleted=gone,
+            held=[h.backup for h in held.values()],
+        )
         return {
             "kept": kept,
             "deleted": deleted,
             "incomplete_deleted": incomplete_deleted,
             "left_alone": foreign,
             "dry_run": self.is_dry_run,
+            "held": [{"name": name, **backup.shrink.to_dict()} for name, backup in sorted(held.items())],
         }
 
+    def _held(
+        self, store: BackupStore, entries: list[StoredEntry], backups: list[StoredBackup]
+    ) -> dict[str, HeldBackup]:
+        """The shrink guard's view: backups that shrank and are not acknowledged (kept, never counted).
+        The newest backup held fails the task: nothing is deleted until a person looks."""
+        reports = held_backups(backups, acknowledged_names(entries), self.shrink_guard)
+        held = {
+            b.name: HeldBackup(b, reports[b.name])
+            for b in backups
+            if b.name in reports and reports[b.name].held
+        }
+        for backup in held.values():
+            self.log.warning("Keeping held backup %s (not counted):\n%s", backup.name, backup.shrink.table())
+        newest = max(backups, key=lambda b: b.finished_at)
+        if newest.name in held:
+            metrics.emit_retention(store.location.scheme, kept=len(backups), deleted=0, held=len(held))
+            metrics.emit_retention_refused(store.location.scheme, "newest_held")
+            report = held[newest.name].shrink
+            raise BackupShrank(
+                ShrinkReport(
+                    uri_of(store, newest.manifest_entry)[: -len(MANIFEST_SUFFIX)],
+                    report.baseline,
+                    report.shrank,
+                ),
+                what="counted by retention, and nothing is deleted",
+            )
+        return held
+
     def _publish(
-        self, context: Any, store: BackupStore, *, kept: list[StoredBackup], deleted: list[StoredBackup]
+        self,
+        context: Any,
+        store: BackupStore,
+        *,
+        kept: list[StoredBackup],
+        deleted: list[StoredBackup],
+        held: Sequence[StoredBackup] = (),
     ) -> None:
         """The outlets' asset events: the folder's backups after this run, and those it deleted."""
         publish_asset_events(
@@ -414,8 +490,9 @@ class PgBackupRetentionOperator(BaseOperator):
             self.outlets,
             retention_event_metadata(
                 parse_location(portable_uri(store.location)),
-                kept=[artifact_location(store, b) for b in kept],
+                kept=[artifact_location(store, b) for b in [*kept, *held]],
                 deleted=[(b.manifest, artifact_location(store, b)) for b in deleted],
+                held=[artifact_location(store, b) for b in held],
             ),
         )
 
