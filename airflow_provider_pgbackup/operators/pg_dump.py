@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
 
+from airflow_provider_pgbackup import metrics
 from airflow_provider_pgbackup.encryption import check_artifact_name, parse_recipients
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
@@ -130,6 +131,7 @@ class _BackupOperator(BaseOperator):
         manifest = self._backup()
         result = xcom_result(manifest, self.output_path)
         self._finished = (manifest, parse_location(result["artifact_uri"]))
+        metrics.emit_dump(manifest, self._finished[1].scheme)
         publish_asset_events(
             context,
             self.outlets,

@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_pgbackup import metrics
 from airflow_provider_pgbackup.compat import AirflowException, AirflowFailException
 from airflow_provider_pgbackup.content import (
     INVENTORY_KINDS,
@@ -376,7 +377,7 @@ class PgRestoreOperator(BaseOperator):
                 self.hook.create_schemas(database, self._subset_schemas(manifest, subset))
             started = time.monotonic()
             self._restore(source, manifest, database, script)
-            restore_seconds = round(time.monotonic() - started, 3)
+            restore_seconds = self._restore_seconds = round(time.monotonic() - started, 3)
             tables, content = self._compare(manifest, database)
         except BaseException:
             if created and self.drop_after:
@@ -501,6 +502,10 @@ class PgRestoreOperator(BaseOperator):
         task emits no asset event; the "Backups" page reads this)."""
         getter = context.get if hasattr(context, "get") else None
         ti = getter("ti") if getter else None
+        if self._verdict is not None:
+            metrics.emit_drill(
+                manifest, artifact.scheme, self._verdict, getattr(self, "_restore_seconds", None)
+            )
         if self._verdict is None or ti is None:
             return
         subset = self.subset

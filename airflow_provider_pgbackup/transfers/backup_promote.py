@@ -71,12 +71,17 @@ class PgBackupPromoteOperator(TransferOperator):
         ``AZURE_STORAGE_ACCOUNT_URL`` when the default connection does not exist). Templated.
     :param kms_key_name: Cloud KMS key for the copies (default: the bucket's encryption). Templated.
     :param retry_timeout: seconds each request is retried on transient errors, with backoff.
+    :param shrink_guard: thresholds of the shrink guard (``shrink.ShrinkGuard``, a mapping of its
+        settings, True: defaults, False: off): a backup much smaller than the newest verified one of its
+        database at ``destination`` is held, not promoted.
+    :param shrink_acknowledged: let a held backup through (and write its acknowledgement marker). Templated.
     """
 
     template_fields: Sequence[str] = (
         "source",
         "destination",
         "expected_sha256",
+        "shrink_acknowledged",
         "gcp_conn_id",
         "aws_conn_id",
         "wasb_conn_id",
@@ -85,6 +90,7 @@ class PgBackupPromoteOperator(TransferOperator):
     ui_color = "#b7e4c7"
     operator_extra_links = (GCSBackupLink(),)
     console_url_key = XCOM_CONSOLE_URL
+    transfer_kind = "promote"
 
     def __init__(
         self,
@@ -141,6 +147,7 @@ class PgBackupPromoteOperator(TransferOperator):
                     f"verification saw {self.expected_sha256}: the staged backup changed after it was "
                     "verified; not promoted"
                 )
+        self._check_shrink(self.source, parse_location(self.destination, folder=True), settings)
         source, result, manifest = publish_backup(
             self.source, self.destination, settings=settings, log=self.log, cancel=self._cancel
         )

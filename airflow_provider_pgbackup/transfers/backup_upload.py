@@ -74,6 +74,10 @@ class PgBackupUploadOperator(TransferOperator):
     :param delete_local_copy: delete the local artifact and manifest after a verified upload.
     :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
         whose last account is impersonated; needs the ``google`` extra). Templated.
+    :param shrink_guard: thresholds of the shrink guard (``shrink.ShrinkGuard``, a mapping of its
+        settings, True: defaults, False: off): a backup much smaller than the newest verified one of its
+        database at ``destination`` is held, not uploaded.
+    :param shrink_acknowledged: let a held backup through (and write its acknowledgement marker). Templated.
     """
 
     template_fields: Sequence[str] = (
@@ -85,6 +89,7 @@ class PgBackupUploadOperator(TransferOperator):
         "wasb_conn_id",
         "kms_key_name",
         "encryption_scope",
+        "shrink_acknowledged",
     )
     ui_color = "#a8dadc"
     operator_extra_links = (BackupConsoleLink(),)
@@ -177,6 +182,7 @@ class PgBackupUploadOperator(TransferOperator):
         source = self._local_source()
         destination = self._destination()
         settings = self._settings(destination)
+        self._check_shrink(source, destination, settings)
         result, manifest = upload_backup(
             source, destination, settings=settings, log=self.log, cancel=self._cancel
         )
