@@ -162,7 +162,8 @@ def emit(name: str, value: float | datetime.timedelta = 1, **tags: Any) -> None:
         if metric.type == "counter":
             Stats.incr(metric.stat, int(value), tags=clean)  # type: ignore[arg-type]
         elif metric.type == "gauge":
-            Stats.gauge(metric.stat, float(value), tags=clean)  # type: ignore[arg-type]
+            number = value if isinstance(value, int) else float(value)  # type: ignore[arg-type]
+            Stats.gauge(metric.stat, number, tags=clean)
         else:
             seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
             Stats.timing(metric.stat, datetime.timedelta(seconds=seconds), tags=clean)
