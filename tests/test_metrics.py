@@ -205,7 +205,12 @@ def test_every_step_of_a_backup_reports_its_metrics_to_statsd(
         assert {k for _t, _v, k in found[f"pgbackup.{name}"]} == {kind}, name
     tags, value, _ = found["pgbackup.dump.rows"][0]
     assert value == "3000"
-    assert tags == {"database": "metrics_shop__", "conn_id": "pg_metrics", "format": "custom", "scheme": "file"}
+    assert tags == {
+        "database": "metrics_shop__",
+        "conn_id": "pg_metrics",
+        "format": "custom",
+        "scheme": "file",
+    }
     checks = {(t["check"], t["outcome"]) for t, _v, _k in found["pgbackup.verify.check"]}
     assert {("exists", "passed"), ("checksum", "passed"), ("contents", "passed")} <= checks
     assert [t["outcome"] for t, _v, _k in found["pgbackup.drill.verdict"]] == ["identical"]
@@ -245,7 +250,9 @@ def test_the_readme_table_is_the_table_in_the_code() -> None:
     start, end = "<!-- metrics-table:start -->", "<!-- metrics-table:end -->"
     assert start in readme, "README.md has no metrics table"
     table = readme.split(start, 1)[1].split(end, 1)[0].strip()
-    assert table == metrics.markdown_table(), "regenerate it: python -c 'from airflow_provider_pgbackup import metrics; print(metrics.markdown_table())'"
+    assert table == metrics.markdown_table(), (
+        "regenerate it from airflow_provider_pgbackup.metrics.markdown_table()"
+    )
 
 
 RUN = r"""
@@ -282,3 +289,49 @@ def test_a_dag_run_reports_its_dump_through_airflows_statsd(
     databases = {t.get("database") for t, _v, _k in found.get("pgbackup.dump.finished", [])}
     assert databases == {"metrics_shop__", "all"}  # the pg_dump task and the pg_dumpall of the globals
     _assert_clean(lines, PASSWORD, str(tmp_path))
+
+
+@pytest.fixture
+def otel_reader() -> Iterator[object]:
+    """Airflow's own OpenTelemetry metrics logger, read by the SDK's in-memory reader (the OTLP exporter of
+    a deployment would need a collector; the instruments, names and attributes are the same)."""
+    pytest.importorskip("opentelemetry.sdk.metrics")
+    try:
+        from airflow.sdk._shared.observability.metrics.otel_logger import SafeOtelLogger
+        from airflow.sdk.observability import stats
+    except ImportError:
+        pytest.skip("Airflow < 3.2 keeps its OpenTelemetry logger elsewhere; the StatsD tests cover 3.0/3.1")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    stats.initialize(factory=lambda: SafeOtelLogger(provider, "airflow"), export_legacy_names=False)
+    try:
+        yield reader
+    finally:
+        _initialize_stats()
+        provider.shutdown()
+
+
+def test_the_metrics_reach_opentelemetry_with_their_tags_as_attributes(
+    otel_reader, shop: str, tmp_path: Path
+) -> None:
+    artifact = tmp_path / "nightly.dump"
+    PgDumpOperator(task_id="dump", postgres_conn_id=shop, output_path=str(artifact)).execute(context={})
+
+    data = otel_reader.get_metrics_data()  # type: ignore[attr-defined]
+    points: dict[str, list[dict[str, object]]] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                points.setdefault(metric.name, []).extend(dict(p.attributes) for p in metric.data.data_points)
+    assert "airflow.pgbackup.dump.bytes" in points, sorted(points)
+    assert "airflow.pgbackup.dump.duration" in points
+    assert points["airflow.pgbackup.dump.rows"] == [
+        {"database": "metrics_shop__", "conn_id": "pg_metrics", "format": "custom", "scheme": "file"}
+    ]
+    for name, attributes in points.items():
+        assert PASSWORD not in name
+        for found in attributes:
+            assert not any(str(tmp_path) in str(v) or "/" in str(v) for v in found.values()), (name, found)
