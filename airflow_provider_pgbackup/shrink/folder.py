@@ -64,7 +64,8 @@ def check_before_publishing(
     newest verified backup of its database there; raise :class:`BackupShrank` when it is held.
 
     Acknowledged (``acknowledged``, or the marker beside ``artifact``): it passes, and an acknowledgement
-    by argument is written as the marker, so retention sees it too. None: nothing to compare with.
+    by argument is written as the marker, so retention sees it too. The report has no ``baseline`` when
+    there was nothing to compare with; None when the guard is off.
     """
     logger = logger or log
     if not guard.enabled:
@@ -92,7 +93,7 @@ def check_before_publishing(
             "Shrink guard: no earlier verified backup of this database in %s to compare", destination.uri
         )
         metrics.emit_shrink(manifest, scheme, "published")
-        return None
+        return ShrinkReport(artifact.uri, None, notes=("no earlier verified backup of this database",))
     baseline = max(candidates, key=lambda b: b.finished_at)
     report = compare(
         manifest,

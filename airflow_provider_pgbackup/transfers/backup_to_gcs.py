@@ -91,6 +91,8 @@ class PgBackupToGCSOperator(TransferOperator):
     :param delete_local_copy: delete the local artifact and manifest after a verified upload.
     :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
         whose last account is impersonated; needs the ``google`` extra). Templated.
+    :param shrink_guard: as for :class:`~.backup_upload.PgBackupUploadOperator`.
+    :param shrink_acknowledged: as for :class:`~.backup_upload.PgBackupUploadOperator`. Templated.
     """
 
     template_fields: Sequence[str] = (
@@ -100,6 +102,7 @@ class PgBackupToGCSOperator(TransferOperator):
         "gcp_conn_id",
         "kms_key_name",
         "impersonation_chain",
+        "shrink_acknowledged",
     )
     ui_color = "#a8dadc"
     operator_extra_links = (GCSBackupLink(),)
@@ -180,6 +183,7 @@ class PgBackupToGCSOperator(TransferOperator):
         settings = self._settings()
         source = self._local_source()
         destination = gcs_destination(self.bucket, self.prefix or "")
+        self._check_shrink(source, destination, settings)
         result, manifest = upload_backup(
             source, destination, settings=settings, log=self.log, cancel=self._cancel
         )

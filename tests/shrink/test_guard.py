@@ -13,12 +13,15 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
 from airflow_provider_pgbackup.manifest import Manifest, TableRowCount
+from airflow_provider_pgbackup.operators.freshness import PgBackupFreshnessOperator
 from airflow_provider_pgbackup.operators.retention import PgBackupRetentionOperator
 from airflow_provider_pgbackup.options import InvalidOptionError, PgDumpOptions
 from airflow_provider_pgbackup.shrink import ShrinkGuard, compare
+from airflow_provider_pgbackup.transfers.backup_promote import PgBackupPromoteOperator
+from airflow_provider_pgbackup.transfers.backup_to_gcs import PgBackupToGCSOperator
 from airflow_provider_pgbackup.transfers.backup_upload import PgBackupUploadOperator
 from devtools.pgcluster import PgCluster
-from tests.gcs_emulator import GCSEmulator
+from tests.gcs_emulator import GCSEmulator, upload_local_backup
 
 DB = "shrink guard ü"
 _counter = itertools.count()
@@ -159,6 +162,62 @@ def test_the_guard_switched_off_uploads_a_shrunk_backup(
             task_id="upload", source_path=str(artifact), destination=destination, shrink_guard=False
         ).execute(context={})
     assert len([b for b in gcs.client().list_blobs(gcs_bucket) if b.name.endswith(".manifest.json")]) == 2
+
+
+def test_a_shrunk_staged_backup_is_not_promoted_until_acknowledged(
+    shop, tmp_path: Path, gcs: GCSEmulator, gcs_bucket: str
+) -> None:
+    pg, conn_id = shop
+    final = f"gs://{gcs_bucket}/final/shop"
+    good = upload_local_backup(gcs, gcs_bucket, _dump(pg, conn_id, tmp_path / "a"), prefix="staging/shop")
+    PgBackupPromoteOperator(task_id="promote", source=good, destination=final).execute(context={})
+    pg.execute("DROP TABLE orders", DB)  # a dropped table: it vanished
+    emptied = upload_local_backup(gcs, gcs_bucket, _dump(pg, conn_id, tmp_path / "b"), prefix="staging/shop")
+
+    with pytest.raises(
+        AirflowFailException, match=r"held, not published[\s\S]*public\.orders +5000 +0 .*vanished_table"
+    ):
+        PgBackupPromoteOperator(task_id="promote", source=emptied, destination=final).execute(context={})
+    promoted = {b.name for b in gcs.client().list_blobs(gcs_bucket, prefix="final/")}
+    assert len(promoted) == 2  # the first backup and its manifest only
+
+    result = PgBackupPromoteOperator(
+        task_id="promote", source=emptied, destination=final, shrink_acknowledged=True
+    ).execute(context={})
+    assert result["artifact_uri"].startswith(final)
+
+
+def test_the_gcs_upload_operator_holds_a_shrunk_backup_too(
+    shop, tmp_path: Path, gcs: GCSEmulator, gcs_bucket: str
+) -> None:
+    pg, conn_id = shop
+
+    def upload(artifact: Path) -> dict:
+        return PgBackupToGCSOperator(
+            task_id="upload", source_path=str(artifact), bucket=gcs_bucket, prefix="shop"
+        ).execute(context={})
+
+    upload(_dump(pg, conn_id, tmp_path / "a"))
+    pg.execute("TRUNCATE orders, customers", DB)
+    with pytest.raises(AirflowFailException, match="held, not published"):
+        upload(_dump(pg, conn_id, tmp_path / "b"))
+
+
+def test_the_freshness_watchdog_reports_a_held_backup_and_counts_the_older_verified_one(
+    shop, tmp_path: Path
+) -> None:
+    pg, conn_id = shop
+    folder = tmp_path / "backups"
+    good = _dump(pg, conn_id, folder)
+    pg.execute("TRUNCATE orders, customers", DB)
+    held = _dump(pg, conn_id, folder)
+
+    report = PgBackupFreshnessOperator(task_id="fresh", location=str(folder), max_age=3600).execute(
+        context={}
+    )
+
+    assert report[DB]["newest"] == str(good)
+    assert report[DB]["held"] == [str(held)]
 
 
 def _manifest(rows: dict[str, int], size: int = 1000) -> Manifest:
