@@ -86,7 +86,7 @@ METRICS: tuple[Metric, ...] = (
         "drill.differences",
         "gauge",
         (*_BACKUP, "kind"),
-        "differences a restore found, per kind (rows, checksum, missing_table...)",
+        "differences a restore found, per kind (table, sequence, large_objects, database, an inventory kind)",
     ),
     Metric(
         "transfer.bytes", "gauge", (*_BACKUP, "kind"), "bytes an upload or promotion copied (kind: which)"

@@ -221,6 +221,39 @@ def test_every_step_of_a_backup_reports_its_metrics_to_statsd(
     _assert_clean(lines, PASSWORD, str(tmp_path), "secret-customer-folder", gcs_bucket)
 
 
+def test_a_corrupt_backup_and_a_different_restore_are_counted_by_check_and_by_kind(
+    statsd: StatsdListener, shop: str, tmp_path: Path
+) -> None:
+    from tests.operators.test_restore_identical import rewrite
+
+    corrupt = tmp_path / "corrupt.dump"
+    PgDumpOperator(task_id="dump", postgres_conn_id=shop, output_path=str(corrupt)).execute(context={})
+    with corrupt.open("r+b") as handle:  # one byte changed, the size kept: only the checksum can tell
+        handle.seek(100)
+        byte = handle.read(1)
+        handle.seek(100)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(AirflowFailException, match="checksum"):
+        PgBackupArtifactSensor(task_id="verify", path=str(corrupt), timeout=60).execute(context={})
+    edited = tmp_path / "edited.sql"
+    PgDumpOperator(task_id="dump", postgres_conn_id=shop, output_path=str(edited), format="plain").execute(
+        context={}
+    )
+    rewrite(edited, re.compile(rb"\n1234\n"), b"\n99999\n")  # a changed value the manifest does not know
+    with pytest.raises(AirflowFailException, match="DIFFERENT"):
+        PgRestoreOperator(task_id="drill", postgres_conn_id=shop, artifact_path=str(edited)).execute(
+            context={}
+        )
+
+    found = _by_name(statsd.drain())
+    checks = {(t["check"], t["outcome"]) for t, _v, _k in found["pgbackup.verify.check"]}
+    assert ("checksum", "failed") in checks
+    assert ("size", "passed") in checks
+    assert [t["outcome"] for t, _v, _k in found["pgbackup.drill.verdict"]] == ["different"]
+    kinds = {t["kind"]: v for t, v, _k in found["pgbackup.drill.differences"]}
+    assert kinds == {"table": "1"}  # one table's checksum
+
+
 def test_a_held_backup_is_counted_by_reason(
     statsd: StatsdListener, shop: str, pg18: PgCluster, tmp_path: Path
 ) -> None:

@@ -17,9 +17,9 @@ stopped working and old ones are then all there is.
 
 The shrink guard (:mod:`airflow_provider_pgbackup.shrink`, ``shrink_guard``) holds a backup that shrank
 against the newest verified backup of its database before it: a held backup is never deleted and never
-counted by the policy, so it cannot push out a verified one; when the newest backup is held, nothing is
-deleted and the task fails with the table of what shrank, until it is acknowledged (a marker object
-``<artifact>.shrink-acknowledged`` beside it).
+counted by the policy, so it cannot push out a verified one; when the newest backup of a database is
+held, nothing is deleted and the task fails with the table of what shrank, until it is acknowledged (a
+marker object ``<artifact>.shrink-acknowledged`` beside it).
 """
 
 from __future__ import annotations
@@ -451,7 +451,7 @@ class PgBackupRetentionOperator(BaseOperator):
         self, store: BackupStore, entries: list[StoredEntry], backups: list[StoredBackup]
     ) -> dict[str, HeldBackup]:
         """The shrink guard's view: backups that shrank and are not acknowledged (kept, never counted).
-        The newest backup held fails the task: nothing is deleted until a person looks."""
+        The newest backup of a database held fails the task: nothing is deleted until a person looks."""
         reports = held_backups(backups, acknowledged_names(entries), self.shrink_guard)
         held = {
             b.name: HeldBackup(b, reports[b.name])
@@ -460,14 +460,18 @@ class PgBackupRetentionOperator(BaseOperator):
         }
         for backup in held.values():
             self.log.warning("Keeping held backup %s (not counted):\n%s", backup.name, backup.shrink.table())
-        newest = max(backups, key=lambda b: b.finished_at)
-        if newest.name in held:
+        newest: dict[tuple[str, str | None, str | None], StoredBackup] = {}
+        for backup in sorted(backups, key=lambda b: b.finished_at):  # the newest of each database
+            newest[(backup.manifest.kind, backup.manifest.database, backup.manifest.mode)] = backup
+        newest_held = [b for b in newest.values() if b.name in held]
+        if newest_held:
             metrics.emit_retention(store.location.scheme, kept=len(backups), deleted=0, held=len(held))
             metrics.emit_retention_refused(store.location.scheme, "newest_held")
-            report = held[newest.name].shrink
+            first = newest_held[0]
+            report = held[first.name].shrink
             raise BackupShrank(
                 ShrinkReport(
-                    uri_of(store, newest.manifest_entry)[: -len(MANIFEST_SUFFIX)],
+                    uri_of(store, first.manifest_entry)[: -len(MANIFEST_SUFFIX)],
                     report.baseline,
                     report.shrank,
                 ),
