@@ -462,7 +462,9 @@ class PgBackupRetentionOperator(BaseOperator):
             self.log.warning("Keeping held backup %s (not counted):\n%s", backup.name, backup.shrink.table())
         newest: dict[tuple[str, str | None, str | None], StoredBackup] = {}
         for candidate in sorted(backups, key=lambda b: b.finished_at):  # the newest of each database
-            newest[(candidate.manifest.kind, candidate.manifest.database, candidate.manifest.mode)] = candidate
+            newest[(candidate.manifest.kind, candidate.manifest.database, candidate.manifest.mode)] = (
+                candidate
+            )
         newest_held = [b for b in newest.values() if b.name in held]
         if newest_held:
             metrics.emit_retention(store.location.scheme, kept=len(backups), deleted=0, held=len(held))
