@@ -8,18 +8,21 @@ connection, or a word of the provider's: never a secret, never a path or a URI (
 and may name a customer). Plain StatsD drops tags (Airflow's ``statsd_influxdb_enabled``, Datadog and
 OpenTelemetry keep them).
 
-A metric never fails a task: an error in the metrics backend is logged and forgotten. The README's metric
-table is :func:`markdown_table` (``tests/test_metrics.py`` checks they agree).
+A metric never fails a task: an error in the metrics backend (or in an ``emit_...`` helper) is logged and
+forgotten; only :func:`emit` itself refuses a tag the table does not list (a programming error, caught by
+the tests). The README's metric table is :func:`markdown_table` (``tests/test_metrics.py`` checks they
+agree).
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow_provider_pgbackup.compat import Stats
 from airflow_provider_pgbackup.manifest import Manifest
@@ -171,6 +174,22 @@ def emit(name: str, value: float | datetime.timedelta = 1, **tags: Any) -> None:
         log.debug("metric %s not sent: %s", metric.stat, err)
 
 
+_F = TypeVar("_F", bound=Callable[..., None])
+
+
+def _never_fails(function: _F) -> _F:
+    """A step's metrics are reported on the way: whatever goes wrong there is logged, never raised."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            function(*args, **kwargs)
+        except Exception as err:
+            log.warning("metrics of %s not sent: %s", function.__name__, err)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def backup_tags(manifest: Manifest, scheme: str | None = None) -> dict[str, Any]:
     """database, conn_id, format (and scheme when given) of a backup, from its manifest."""
     source = manifest.source or {}
@@ -191,6 +210,7 @@ def total_rows(manifest: Manifest) -> int | None:
     return sum(r.rows for r in manifest.row_counts) if manifest.row_counts is not None else None
 
 
+@_never_fails
 def emit_dump(manifest: Manifest, scheme: str) -> None:
     """A finished dump: bytes, rows, duration, throughput, the content record's time."""
     tags = backup_tags(manifest, scheme)
@@ -207,6 +227,7 @@ def emit_dump(manifest: Manifest, scheme: str) -> None:
         emit("dump.content_record_duration", content_seconds, **tags)
 
 
+@_never_fails
 def emit_verification(report: Any, scheme: str) -> None:
     """A verification's checks (those that passed or failed; a backup not there yet is no verdict)."""
     checks = [c for c in report.checks if c.status in ("ok", "failed")]
@@ -232,6 +253,7 @@ def emit_verification(report: Any, scheme: str) -> None:
     )
 
 
+@_never_fails
 def emit_drill(
     manifest: Manifest, scheme: str, verdict: Mapping[str, Any], restore_seconds: float | None
 ) -> None:
@@ -249,6 +271,7 @@ def emit_drill(
         emit("drill.differences", count, **tags, kind=kind)
 
 
+@_never_fails
 def emit_transfer(manifest: Manifest, scheme: str, kind: str, transferred_bytes: int, seconds: float) -> None:
     """An upload or a promotion (``kind``) of a backup: bytes copied and time."""
     tags = backup_tags(manifest, scheme)
@@ -256,16 +279,19 @@ def emit_transfer(manifest: Manifest, scheme: str, kind: str, transferred_bytes:
     emit("transfer.duration", seconds, **tags, kind=kind)
 
 
+@_never_fails
 def emit_retention(scheme: str, *, kept: int, deleted: int, held: int) -> None:
     emit("retention.kept", kept, scheme=scheme_tag(scheme))
     emit("retention.deleted", deleted, scheme=scheme_tag(scheme))
     emit("retention.held", held, scheme=scheme_tag(scheme))
 
 
+@_never_fails
 def emit_retention_refused(scheme: str, kind: str) -> None:
     emit("retention.refused", 1, scheme=scheme_tag(scheme), kind=kind)
 
 
+@_never_fails
 def emit_freshness(scheme: str, newest: Iterable[tuple[Manifest, float, int]]) -> None:
     """Per database: the newest verified backup's age (seconds) and the held backups."""
     for manifest, age_seconds, held in newest:
@@ -275,6 +301,7 @@ def emit_freshness(scheme: str, newest: Iterable[tuple[Manifest, float, int]]) -
         emit("freshness.held", held, **tags)
 
 
+@_never_fails
 def emit_shrink(manifest: Manifest, scheme: str, outcome: str, reasons: Iterable[str] = ()) -> None:
     tags = backup_tags(manifest, scheme)
     emit("shrink.checked", 1, **tags, outcome=outcome)
@@ -282,6 +309,7 @@ def emit_shrink(manifest: Manifest, scheme: str, outcome: str, reasons: Iterable
         emit("shrink.reason", 1, **tags, kind=reason)
 
 
+@_never_fails
 def emit_failure(err: BaseException, *, fail_now: bool) -> None:
     """A provider task failed with ``err`` (its class is the kind; never its message)."""
     emit("task.failure", 1, kind=type(err).__name__, outcome="fail_now" if fail_now else "retry")

@@ -237,6 +237,7 @@ class PgRestoreOperator(BaseOperator):
         self.schemas = schemas
         self.allow_source_database = allow_source_database
         self._verdict: dict[str, Any] | None = None  # what the comparison found, pushed as an XCom
+        self._restore_seconds: float | None = None  # how long the replay took (a metric)
         self._identities: list[Any] | None = None
         self._finished: tuple[Manifest, Location, str | None] | None = None  # for lineage
         self.artifact_path = artifact_path
@@ -503,9 +504,7 @@ class PgRestoreOperator(BaseOperator):
         getter = context.get if hasattr(context, "get") else None
         ti = getter("ti") if getter else None
         if self._verdict is not None:
-            metrics.emit_drill(
-                manifest, artifact.scheme, self._verdict, getattr(self, "_restore_seconds", None)
-            )
+            metrics.emit_drill(manifest, artifact.scheme, self._verdict, self._restore_seconds)
         if self._verdict is None or ti is None:
             return
         subset = self.subset
