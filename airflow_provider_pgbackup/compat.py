@@ -11,6 +11,11 @@ Features that exist only from some minor on are gated here too, each by one name
   :data:`AsyncCallback` (``None`` on 3.0): Deadline Alerts, from Airflow 3.1 (``airflow.sdk`` exports them
   from 3.2 on; 3.1 has them in ``airflow.sdk.definitions``).
 - :func:`supports_ui_plugins`: FastAPI apps and React views in a plugin (the UI of Airflow 3.1+).
+
+:data:`Stats` is Airflow's metrics front (``incr``, ``gauge``, ``timing``), configured by ``[metrics]``
+(StatsD, its Datadog and InfluxDB-tag flavours, OpenTelemetry): ``airflow.sdk.observability.stats`` from
+3.2 on, ``airflow.stats.Stats`` on 3.0 and 3.1 (the only place :mod:`~airflow_provider_pgbackup.metrics`
+gets it from).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ if TYPE_CHECKING:  # type-check against the newest homes
         AirflowSensorTimeout,
     )
     from airflow.sdk.log import mask_secret
+    from airflow.sdk.observability import stats as Stats
 else:
     try:  # Airflow 3.2+
         from airflow.sdk.exceptions import (
@@ -71,6 +77,11 @@ else:
         from airflow.sdk.log import mask_secret
     except ImportError:  # Airflow 3.0
         from airflow.sdk.execution_time.secrets_masker import mask_secret
+
+    try:  # Airflow 3.2+ (3.3's airflow.stats is a deprecated shim)
+        from airflow.sdk.observability import stats as Stats
+    except ImportError:  # Airflow 3.0, 3.1
+        from airflow.stats import Stats
 
     try:  # Airflow 3.2+
         from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
@@ -120,6 +131,7 @@ __all__ = [
     "BaseHook",
     "DeadlineAlert",
     "DeadlineReference",
+    "Stats",
     "airflow_version_at_least",
     "conf",
     "deadline_argument",

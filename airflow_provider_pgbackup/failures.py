@@ -9,13 +9,15 @@ measurement of the dump's snapshot that the server refuses for a reason that doe
 (privileges, a row-level security policy, bad data), a plain SQL backup that would touch what exists
 on the server it is restored to, and a configuration error: a connection id that is not defined, a
 database or login role that does not exist, a refused password or other authentication, no
-``pg_hba.conf`` entry. Retry (the exception as it is): the network, a server restart or a dropped
+``pg_hba.conf`` entry, and a backup the shrink guard holds (``BackupShrank``: the same backup shrinks the same
+way). Retry (the exception as it is): the network, a server restart or a dropped
 connection, a lock timeout, another run writing the same path, a local backup that is on another
 worker (``ArtifactNotOnThisWorker``: a retry may run where it is). A kill is reported as a kill.
 
 Operators, the sensor and the transfers wrap their work in :func:`failure_policy`; nothing else
-decides retryability. Being the one place every provider task passes through, it also starts each task
-with the sweep of the private folders a killed task left behind (:func:`scratch.sweep`).
+decides retryability, and each failure is counted here (the metric ``pgbackup.task.failure``, tagged
+with the error's class and the decision). Being the one place every provider task passes through, it
+also starts each task with the sweep of the private folders a killed task left behind (:func:`scratch.sweep`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Iterator
 
 import psycopg
 
+from airflow_provider_pgbackup import metrics
 from airflow_provider_pgbackup.binaries import PgBinaryNotFound
 from airflow_provider_pgbackup.compat import AirflowFailException, AirflowNotFoundException
 from airflow_provider_pgbackup.content import ContentRecordError
@@ -37,6 +40,7 @@ from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.pipeline import DecompressorUnavailable
 from airflow_provider_pgbackup.process import PgCommandError
 from airflow_provider_pgbackup.scratch import sweep
+from airflow_provider_pgbackup.shrink import BackupShrank
 from airflow_provider_pgbackup.snapshot import SnapshotMeasurementError
 from airflow_provider_pgbackup.sqlscript import SqlScriptRefused
 from airflow_provider_pgbackup.storage import (
@@ -46,7 +50,12 @@ from airflow_provider_pgbackup.storage import (
     StoreNotFound,
     UnsafeObjectName,
 )
-from airflow_provider_pgbackup.verify import ArtifactCorrupt, BackupMismatch, VerificationUnavailable
+from airflow_provider_pgbackup.verify import (
+    ArtifactCorrupt,
+    ArtifactMissing,
+    BackupMismatch,
+    VerificationUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +80,7 @@ FAIL_NOW: tuple[type[BaseException], ...] = (
     UnusablePassword,  # a password a passfile cannot carry (an InvalidOptionError; named for its row)
     SqlScriptRefused,
     AirflowNotFoundException,
+    BackupShrank,  # held by the shrink guard: acknowledged by a person, not by a retry
 )
 
 #: What libpq and the server say when the connection, not the request, failed: worth a retry.
@@ -178,6 +188,19 @@ def failure_policy(postgres_conn_id: str | None = None) -> Iterator[None]:
     :param postgres_conn_id: the task's PostgreSQL connection, named when its settings are refused.
     """
     sweep_stale_folders()
+    try:
+        with _decided(postgres_conn_id):
+            yield
+    except Exception as err:  # counted by the class of what failed and by what the table decided
+        failed = err.__cause__ if isinstance(err, AirflowFailException) and err.__cause__ is not None else err
+        if not isinstance(failed, ArtifactMissing):  # a sensor's "not there yet" is a wait, not a failure
+            metrics.emit_failure(failed, fail_now=isinstance(err, AirflowFailException))
+        raise
+
+
+@contextlib.contextmanager
+def _decided(postgres_conn_id: str | None) -> Iterator[None]:
+    """The table: fail-now errors become ``AirflowFailException`` (message kept, cause chained)."""
     try:
         yield
     except AirflowFailException:

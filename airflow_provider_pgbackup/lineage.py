@@ -117,17 +117,22 @@ def operator_link(artifact: object, operator: object) -> str:
 
 
 def retention_event_metadata(
-    location: Location, *, kept: Sequence[Location], deleted: Sequence[tuple[Manifest, Location]]
+    location: Location,
+    *,
+    kept: Sequence[Location],
+    deleted: Sequence[tuple[Manifest, Location]],
+    held: Sequence[Location] = (),
 ) -> dict[str, Any]:
     """The asset-event ``extra`` of a retention run over ``location``: the artifacts it kept (all the
-    complete backups the folder holds now) and each backup it deleted, described by
-    :func:`backup_event_metadata`. A reader of the events drops what was deleted, and what the folder
-    no longer holds, from its list of backups."""
+    complete backups the folder holds now), those of them the shrink guard holds (``held``: kept, not
+    counted), and each backup it deleted, described by :func:`backup_event_metadata`. A reader of the
+    events drops what was deleted, and what the folder no longer holds, from its list of backups."""
     return {
         "event": "retention",
         "location": location.uri,
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "kept": [artifact.uri for artifact in kept],
+        "held": [artifact.uri for artifact in held],
         "deleted": [
             backup_event_metadata(manifest, artifact, verified=False) for manifest, artifact in deleted
         ],

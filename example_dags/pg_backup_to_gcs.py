@@ -143,6 +143,13 @@ with DAG(
         "upload": Param(
             True, type="boolean", title="Upload to GCS", description="Off: keep a local copy only"
         ),
+        "shrink_acknowledged": Param(
+            False,
+            type="boolean",
+            title="Publish a backup that shrank",
+            description="On: publish even when the backup is much smaller than the newest verified one "
+            "(tables dropped or emptied on purpose); the shrink guard holds it otherwise",
+        ),
         "gcp_conn_id": Param(
             "google_cloud_default", type="string", title="GCP connection", description="Airflow connection id"
         ),
@@ -194,6 +201,7 @@ with DAG(
         source=DUMPED,
         destination=GCS_FOLDER,
         expected_sha256="{{ ti.xcom_pull(task_ids='verify_staged')['sha256'] }}",
+        shrink_acknowledged="{{ params.shrink_acknowledged }}",
         gcp_conn_id="{{ params.gcp_conn_id }}",
         execution_timeout=datetime.timedelta(hours=6),
     )

@@ -86,7 +86,7 @@ CASES: list[tuple[type, dict[str, Any], tuple[str, ...]]] = [
         {"location": "/backups"},
         ("location", "keep_last", "keep_daily", "keep_weekly", "keep_monthly", "dry_run", "incomplete_grace",
          "max_newest_age", "verify_newest", "timezone", "gcp_conn_id", "retry_timeout", "aws_conn_id",
-         "wasb_conn_id", "bypass_governance"),
+         "wasb_conn_id", "bypass_governance", "shrink_guard"),
     ),
     (
         PgBackupToGCSOperator,
@@ -99,7 +99,8 @@ CASES: list[tuple[type, dict[str, Any], tuple[str, ...]]] = [
         {"source_path": "/backups/db.dump", "destination": "s3://my-bucket/pg"},
         ("source_path", "destination", "gcp_conn_id", "aws_conn_id", "wasb_conn_id", "chunk_size",
          "storage_class", "kms_key_name", "encryption_scope", "retry_timeout", "progress_interval",
-         "delete_local_copy", "lock_for", "lock_mode", "lock_legal_hold"),
+         "delete_local_copy", "lock_for", "lock_mode", "lock_legal_hold", "shrink_guard",
+         "shrink_acknowledged"),
     ),
 ]  # fmt: skip
 ARGUMENTS = [(cls, base, name) for cls, base, names in CASES for name in names]

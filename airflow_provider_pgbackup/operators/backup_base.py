@@ -12,6 +12,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_pgbackup import metrics
 from airflow_provider_pgbackup.encryption import check_artifact_name, parse_recipients
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
@@ -193,6 +194,7 @@ class BackupOperator(BaseOperator):
             )
         result = xcom_result(manifest, self.output_path)
         self._finished = (manifest, parse_location(result["artifact_uri"]))
+        metrics.emit_dump(manifest, self._finished[1].scheme)
         push_link(context, XCOM_LINK, published_link(self, context, self._finished[1]))
         publish_asset_events(
             context,

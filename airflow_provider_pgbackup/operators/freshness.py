@@ -5,7 +5,10 @@ operator looks at what is actually stored. For every database with backups in th
 finds the newest *verified* backup (a readable manifest, and the artifact present with the size(s)
 and, on object stores, the sha256 metadata its manifest records; the same check retention applies
 before deleting anything) and fails when that backup finished longer ago than ``max_age``.
-A newer backup that is broken does not count: the newest *good* one decides.
+A newer backup that is broken does not count: the newest *good* one decides. Nor does one the shrink
+guard holds (:mod:`airflow_provider_pgbackup.shrink`: much smaller than the verified one before it, not
+acknowledged): it is reported per database (``held`` in the XCom, the metric ``pgbackup.freshness.held``)
+beside the age of the newest verified backup (``pgbackup.freshness.age``).
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_pgbackup import metrics
 from airflow_provider_pgbackup.compat import AirflowFailException
-from airflow_provider_pgbackup.operators.retention import StoredBackup, artifact_problem, find_backups
+from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX
 from airflow_provider_pgbackup.options import InvalidOptionError, is_templated, parse_flag
+from airflow_provider_pgbackup.shrink import ShrinkGuard
+from airflow_provider_pgbackup.shrink.folder import held_backups
 from airflow_provider_pgbackup.storage import (
     DEFAULT_GCP_CONN_ID,
     DEFAULT_RETRY_TIMEOUT,
@@ -28,6 +34,12 @@ from airflow_provider_pgbackup.storage import (
     object_locks,
     open_store,
     parse_location,
+)
+from airflow_provider_pgbackup.storage.folder import (
+    StoredBackup,
+    acknowledged_names,
+    artifact_problem,
+    find_backups,
 )
 from airflow_provider_pgbackup.storage.object_lock import ObjectLock, weakest
 
@@ -90,6 +102,8 @@ class PgBackupFreshnessOperator(BaseOperator):
     :param require_locked: also fail when a database's newest verified backup is not locked in the store
         now (S3 Object Lock / Azure immutability on its manifest and every artifact object: see
         ``lock_for`` on the dump and transfer operators); the XCom gives each one's ``lock``.
+    :param shrink_guard: thresholds of the shrink guard (``shrink.ShrinkGuard``, a mapping of its settings,
+        True: defaults, False: off); a held backup is not the newest verified one.
     """
 
     template_fields: Sequence[str] = ("location", "databases", "gcp_conn_id", "impersonation_chain")
@@ -105,10 +119,12 @@ class PgBackupFreshnessOperator(BaseOperator):
         impersonation_chain: str | Sequence[str] | None = None,
         retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
         require_locked: bool = False,
+        shrink_guard: ShrinkGuard | bool | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.require_locked = parse_flag("require_locked", require_locked)
+        self.shrink_guard = ShrinkGuard.of(shrink_guard)
         self.location = location
         self.max_age = check_max_age(max_age)
         self.databases = databases
@@ -141,12 +157,20 @@ class PgBackupFreshnessOperator(BaseOperator):
         now = datetime.datetime.now(datetime.timezone.utc)
         by_subject: dict[str, list[tuple[BackupStore, StoredBackup]]] = {}
         empty: list[str] = []
+        held: set[tuple[str, str]] = set()  # (location, name) of the backups the shrink guard holds
         for location in locations:
             try:
                 store = self._store(location)
-                backups, _incomplete, _protected = find_backups(store, store.entries(), self.log)
+                entries = store.entries()
+                backups, _incomplete, _protected = find_backups(store, entries, self.log)
             except (InvalidOptionError, StoreNotFound) as err:
                 raise AirflowFailException(str(err)) from err
+            for name, shrink in held_backups(backups, acknowledged_names(entries), self.shrink_guard).items():
+                if shrink.held:
+                    held.add((store.location.uri, name))
+                    self.log.warning(
+                        "%s/%s is held by the shrink guard:\n%s", store.location.uri, name, shrink.table()
+                    )
             self.log.info("%s holds %d complete backups", store.location.uri, len(backups))
             if not backups:
                 empty.append(store.location.uri)
@@ -160,14 +184,13 @@ class PgBackupFreshnessOperator(BaseOperator):
                 problems.append(f"{subject!r}: no backup at all in {', '.join(locations)}")
                 report[subject] = {"newest": None, "finished_at": None, "age_seconds": None, "fresh": False}
                 continue
-            verified = [(s, b) for s, b in found if artifact_problem(b) is None]
+            held_here = [(s, b) for s, b in found if (s.location.uri, b.name) in held]
+            verified = [(s, b) for s, b in found if artifact_problem(b) is None and (s, b) not in held_here]
             if not verified:
                 store, newest = found[0]
                 where = store.location_of(newest.manifest_entry).uri
-                problems.append(
-                    f"{subject!r}: no verified backup; the newest, {where}, is not usable: "
-                    f"{artifact_problem(newest)}"
-                )
+                why = artifact_problem(newest) or "it is held by the shrink guard (it shrank)"
+                problems.append(f"{subject!r}: no verified backup; the newest, {where}, is not usable: {why}")
                 report[subject] = {"newest": None, "finished_at": None, "age_seconds": None, "fresh": False}
                 continue
             store, best = verified[0]
@@ -179,6 +202,7 @@ class PgBackupFreshnessOperator(BaseOperator):
                 "finished_at": best.manifest.finished_at,
                 "age_seconds": round(age.total_seconds(), 1),
                 "fresh": fresh,
+                "held": [s.location_of(b.manifest_entry).uri[: -len(MANIFEST_SUFFIX)] for s, b in held_here],
             }
             if self.require_locked:
                 lock = backup_lock_now(store, best, now)
@@ -189,6 +213,9 @@ class PgBackupFreshnessOperator(BaseOperator):
                         "(require_locked): publish with lock_for on an s3:// bucket with Object Lock or "
                         "an az:// container with version-level immutability"
                     )
+            metrics.emit_freshness(
+                store.location.scheme, [(best.manifest, age.total_seconds(), len(held_here))]
+            )
             skipped = len(found) - len(verified)
             self.log.info(
                 "%s: newest verified backup %s finished %s (%s ago)%s",

@@ -195,6 +195,7 @@ class PgRestoreOperator(BaseOperator):
         self.tables = tables
         self.schemas = schemas
         self.allow_source_database = allow_source_database
+        self._restore_seconds: float | None = None  # how long the replay took (a metric)
         self._identities: list[Any] | None = None
         self._finished: tuple[Manifest, Location, str | None] | None = None  # for lineage
         self.artifact_path = artifact_path
@@ -328,7 +329,7 @@ class PgRestoreOperator(BaseOperator):
             created = self._prepare_target(manifest, database, subset)
             started = time.monotonic()
             self._restore(source, manifest, database, script)
-            restore_seconds = round(time.monotonic() - started, 3)
+            restore_seconds = self._restore_seconds = round(time.monotonic() - started, 3)
             tables, content = comparison.compare(manifest, database)
         except BaseException:
             if created and self.drop_after:
@@ -336,7 +337,12 @@ class PgRestoreOperator(BaseOperator):
             raise
         finally:
             comparison.push_verdict(
-                context, manifest, artifact, database, dropped=created and self.drop_after
+                context,
+                manifest,
+                artifact,
+                database,
+                dropped=created and self.drop_after,
+                restore_seconds=self._restore_seconds,
             )
         dropped = False
         if created and self.drop_after:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from airflow_provider_pgbackup import metrics
 from airflow_provider_pgbackup.compat import AirflowFailException
 from airflow_provider_pgbackup.content import (
     INVENTORY_KINDS,
@@ -222,10 +223,19 @@ class RestoreComparison:
         }
 
     def push_verdict(
-        self, context: Any, manifest: Manifest, artifact: Location, database: str, *, dropped: bool
+        self,
+        context: Any,
+        manifest: Manifest,
+        artifact: Location,
+        database: str,
+        *,
+        dropped: bool,
+        restore_seconds: float | None = None,
     ) -> None:
         """The comparison's verdict as the XCom :data:`RESTORE_XCOM_KEY`, identical or not (a failed
-        task emits no asset event; the "Backups" page reads this)."""
+        task emits no asset event; the "Backups" page reads this), and as the drill's metrics."""
+        if self.verdict is not None:
+            metrics.emit_drill(manifest, artifact.scheme, self.verdict, restore_seconds)
         getter = context.get if hasattr(context, "get") else None
         ti = getter("ti") if getter else None
         if self.verdict is None or ti is None:

@@ -12,37 +12,39 @@ staging files), known by the evidence the store finds (:mod:`.backup_folder`), n
 removed once older than ``incomplete_grace``; anything else no manifest describes is left alone.
 
 A backup the store holds locked (:mod:`~airflow_provider_pgbackup.storage.object_lock`: S3 Object Lock,
-Azure immutability) is never touched before its date: the run reports it (XCom ``held``, with when it
+Azure immutability) is never touched before its date: the run reports it (XCom ``locked``, with when it
 becomes deletable) and a run after that date deletes its exact versions; ``bypass_governance`` lifts a
 governance / unlocked lock where the user allows it. The GFS keep-set does not depend on locks.
 
 Nothing is deleted when the newest complete backup is older than ``max_newest_age`` or fails its check
 (artifact present with the sizes its manifest records): the task fails instead, because backups have
 stopped working and old ones are then all there is.
+
+The shrink guard (:mod:`airflow_provider_pgbackup.shrink`, ``shrink_guard``) holds a backup that shrank
+against the newest verified backup of its database before it: a held backup is never deleted and never
+counted by the policy, so it cannot push out a verified one; when the newest backup of a database is
+held, nothing is deleted and the task fails with the table of what shrank, until it is acknowledged (a
+marker object ``<artifact>.shrink-acknowledged`` beside it).
 """
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pendulum
 from airflow.sdk import BaseOperator
 
+from airflow_provider_pgbackup import metrics
 from airflow_provider_pgbackup.compat import AirflowFailException
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.lineage import publish_asset_events, retention_event_metadata
 from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX
-from airflow_provider_pgbackup.operators.backup_folder import (
-    StoredBackup,
-    artifact_problem,
-    find_backups,
-    foreign_entries,
-    provider_leftover,
-    uri_of,
-)
 from airflow_provider_pgbackup.options import InvalidOptionError, is_templated, parse_flag
+from airflow_provider_pgbackup.shrink import BackupShrank, ShrinkGuard, ShrinkReport
+from airflow_provider_pgbackup.shrink.folder import held_backups
 from airflow_provider_pgbackup.storage import (
     DEFAULT_AWS_CONN_ID,
     DEFAULT_GCP_CONN_ID,
@@ -61,6 +63,15 @@ from airflow_provider_pgbackup.storage import (
     parse_location,
     plan_deletion,
     portable_uri,
+)
+from airflow_provider_pgbackup.storage.folder import (
+    StoredBackup,
+    acknowledged_names,
+    artifact_problem,
+    find_backups,
+    foreign_entries,
+    provider_leftover,
+    uri_of,
 )
 
 
@@ -111,6 +122,18 @@ def select_kept(
                 seen.add(period)
                 kept.setdefault(index, []).append(f"{rule} {'-'.join(str(p) for p in period)}")
     return kept
+
+
+@dataclass(frozen=True)
+class HeldBackup:
+    """A backup the shrink guard holds, with what shrank (retention keeps it and does not count it)."""
+
+    backup: StoredBackup
+    shrink: ShrinkReport
+
+    @property
+    def name(self) -> str:
+        return self.backup.name
 
 
 def _check_count(name: str, value: Any) -> int:
@@ -210,7 +233,7 @@ class PgBackupRetentionOperator(BaseOperator):
     :param bypass_governance: delete a backup the policy drops even while it is locked in a mode that a
         privileged principal can lift (S3 ``governance``, Azure ``unlocked``), lifting the lock (needs
         ``s3:BypassGovernanceRetention`` / the right to delete the policy). Off: a locked backup is never
-        touched before its date; it is reported (XCom ``held``, with ``deletable_after``) and deleted
+        touched before its date; it is reported (XCom ``locked``, with ``deletable_after``) and deleted
         by the first run after that date. Compliance / locked modes and legal holds are never bypassed.
     :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for ``gs://`` locations.
     :param aws_conn_id: Airflow ``aws`` connection for ``s3://`` locations.
@@ -218,6 +241,8 @@ class PgBackupRetentionOperator(BaseOperator):
     :param retry_timeout: seconds each object-store request is retried on transient errors.
     :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
         whose last account is impersonated; needs the ``google`` extra). Templated.
+    :param shrink_guard: the thresholds of the shrink guard (a ``ShrinkGuard``, a mapping of its settings,
+        True for the defaults, False for off).
     """
 
     template_fields: Sequence[str] = (
@@ -248,9 +273,11 @@ class PgBackupRetentionOperator(BaseOperator):
         wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
         impersonation_chain: str | Sequence[str] | None = None,
         bypass_governance: bool = False,
+        shrink_guard: ShrinkGuard | bool | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.shrink_guard = ShrinkGuard.of(shrink_guard)
         self.location = location
         self.bypass_governance = parse_flag("bypass_governance", bypass_governance)
         self.keep_last = _check_count("keep_last", keep_last)
@@ -340,6 +367,7 @@ class PgBackupRetentionOperator(BaseOperator):
             )
         if not backups:
             if entries and self.max_newest_age is not None:
+                metrics.emit_retention_refused(store.location.scheme, "empty")
                 raise AirflowFailException(f"{store.location.uri} holds no complete backup; deleting nothing")
             self.log.info("No complete backup in %s; nothing to do", store.location.uri)
             self._publish(context, store, kept=[], deleted=[])
@@ -348,12 +376,18 @@ class PgBackupRetentionOperator(BaseOperator):
                 "deleted": [],
                 "incomplete_deleted": [],
                 "left_alone": foreign,
-                "held": [],
+                "locked": [],
                 "dry_run": self.is_dry_run,
+                "held": [],
             }
+        held = self._held(store, entries, backups)
+        backups = [b for b in backups if b.name not in held]  # no keeper, never deleted
+        if not backups:
+            raise AirflowFailException(f"{store.location.uri} holds only held backups; deleting nothing")
         newest = max(backups, key=lambda b: b.finished_at)
         age = now - newest.finished_at
         if self.max_newest_age is not None and age > self.max_newest_age:
+            metrics.emit_retention_refused(store.location.scheme, "newest_too_old")
             raise AirflowFailException(
                 f"the newest complete backup in {store.location.uri} ({newest.name}, finished "
                 f"{newest.manifest.finished_at}) is {age} old, more than "
@@ -362,6 +396,7 @@ class PgBackupRetentionOperator(BaseOperator):
         if self.verify_newest:
             problem = artifact_problem(newest)
             if problem is not None:
+                metrics.emit_retention_refused(store.location.scheme, "newest_unverified")
                 raise AirflowFailException(
                     f"the newest backup in {store.location.uri} ({newest.name}) is not verified: {problem}; "
                     "deleting nothing"
@@ -377,8 +412,8 @@ class PgBackupRetentionOperator(BaseOperator):
         verb = "Would delete" if self.is_dry_run else "Deleting"
         deleted: list[str] = []
         gone: list[StoredBackup] = []
-        held: list[dict[str, Any]] = []
-        held_backups = 0
+        locked: list[dict[str, Any]] = []
+        locked_backups = 0
         for index, backup in sorted(enumerate(backups), key=lambda item: item[1].finished_at):
             if index in kept_reasons:
                 continue
@@ -386,8 +421,8 @@ class PgBackupRetentionOperator(BaseOperator):
             plan = lock_plan(store, backup, now, bypass_governance=self.bypass_governance)
             name = uri_of(store, backup.manifest_entry)[: -len(MANIFEST_SUFFIX)]
             if not plan.deletable:
-                held.append(plan.held(name))
-                held_backups += 1
+                locked.append(plan.held(name))
+                locked_backups += 1
                 self.log.info(
                     "Cannot delete backup %s yet (finished %s): locked (%s) %s",
                     name,
@@ -414,8 +449,8 @@ class PgBackupRetentionOperator(BaseOperator):
                         break  # its manifest was replaced since the listing: a new backup, left whole
                 except ObjectLockedError as err:  # locked since the plan was made: left as it is
                     self.log.warning("Leaving %s: %s", name, err)
-                    held.append({**plan.held(name), "reason": str(err)})
-                    held_backups += 1
+                    locked.append({**plan.held(name), "reason": str(err)})
+                    locked_backups += 1
                     break
                 deleted.append(uri_of(store, entry))
                 if entry is backup.manifest_entry and not self.is_dry_run:
@@ -434,7 +469,7 @@ class PgBackupRetentionOperator(BaseOperator):
             )
             if not leftover_plan.deletable:  # a locked object whose manifest never came: its date first
                 self.log.info("Keeping incomplete %s: locked", uri_of(store, entry))
-                held.append(leftover_plan.held(uri_of(store, entry)))
+                locked.append(leftover_plan.held(uri_of(store, entry)))
                 continue
             self.log.info(
                 "%s incomplete %s, %s (last modified %s)",
@@ -456,22 +491,70 @@ class PgBackupRetentionOperator(BaseOperator):
             store.location.uri,
             len(kept),
             "would delete" if self.is_dry_run else "deleted",
-            len(backups) - len(kept) - held_backups,
+            len(backups) - len(kept) - locked_backups,
             len(incomplete_deleted),
-            f"; {len(held)} locked backups or leftovers cannot be deleted yet" if held else "",
+            f"; {len(locked)} locked backups or leftovers cannot be deleted yet" if locked else "",
         )
-        self._publish(context, store, kept=[b for b in backups if b not in gone], deleted=gone)
+        metrics.emit_retention(store.location.scheme, kept=len(kept), deleted=len(gone), held=len(held))
+        self._publish(
+            context,
+            store,
+            kept=[b for b in backups if b not in gone],
+            deleted=gone,
+            held=[h.backup for h in held.values()],
+        )
         return {
             "kept": kept,
             "deleted": deleted,
             "incomplete_deleted": incomplete_deleted,
             "left_alone": foreign,
-            "held": held,
+            "locked": locked,
             "dry_run": self.is_dry_run,
+            "held": [{"name": name, **backup.shrink.to_dict()} for name, backup in sorted(held.items())],
         }
 
+    def _held(
+        self, store: BackupStore, entries: list[StoredEntry], backups: list[StoredBackup]
+    ) -> dict[str, HeldBackup]:
+        """The shrink guard's view: backups that shrank and are not acknowledged (kept, never counted).
+        The newest backup of a database held fails the task: nothing is deleted until a person looks."""
+        reports = held_backups(backups, acknowledged_names(entries), self.shrink_guard)
+        held = {
+            b.name: HeldBackup(b, reports[b.name])
+            for b in backups
+            if b.name in reports and reports[b.name].held
+        }
+        for backup in held.values():
+            self.log.warning("Keeping held backup %s (not counted):\n%s", backup.name, backup.shrink.table())
+        newest: dict[tuple[str, str | None, str | None], StoredBackup] = {}
+        for candidate in sorted(backups, key=lambda b: b.finished_at):  # the newest of each database
+            newest[(candidate.manifest.kind, candidate.manifest.database, candidate.manifest.mode)] = (
+                candidate
+            )
+        newest_held = [b for b in newest.values() if b.name in held]
+        if newest_held:
+            metrics.emit_retention(store.location.scheme, kept=len(backups), deleted=0, held=len(held))
+            metrics.emit_retention_refused(store.location.scheme, "newest_held")
+            first = newest_held[0]
+            report = held[first.name].shrink
+            raise BackupShrank(
+                ShrinkReport(
+                    uri_of(store, first.manifest_entry)[: -len(MANIFEST_SUFFIX)],
+                    report.baseline,
+                    report.shrank,
+                ),
+                what="counted by retention, and nothing is deleted",
+            )
+        return held
+
     def _publish(
-        self, context: Any, store: BackupStore, *, kept: list[StoredBackup], deleted: list[StoredBackup]
+        self,
+        context: Any,
+        store: BackupStore,
+        *,
+        kept: list[StoredBackup],
+        deleted: list[StoredBackup],
+        held: Sequence[StoredBackup] = (),
     ) -> None:
         """The outlets' asset events: the folder's backups after this run, and those it deleted."""
         publish_asset_events(
@@ -479,8 +562,9 @@ class PgBackupRetentionOperator(BaseOperator):
             self.outlets,
             retention_event_metadata(
                 parse_location(portable_uri(store.location)),
-                kept=[artifact_location(store, b) for b in kept],
+                kept=[artifact_location(store, b) for b in [*kept, *held]],
                 deleted=[(b.manifest, artifact_location(store, b)) for b in deleted],
+                held=[artifact_location(store, b) for b in held],
             ),
         )
 

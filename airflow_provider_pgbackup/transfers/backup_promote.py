@@ -80,6 +80,10 @@ class PgBackupPromoteOperator(TransferOperator):
     :param lock_mode: ``governance`` (default) / ``compliance`` on S3, ``unlocked`` (default) / ``locked``
         on Azure.
     :param lock_legal_hold: also put a legal hold on the objects.
+    :param shrink_guard: thresholds of the shrink guard (``shrink.ShrinkGuard``, a mapping of its
+        settings, True: defaults, False: off): a backup much smaller than the newest verified one of its
+        database at ``destination`` is held, not promoted.
+    :param shrink_acknowledged: let a held backup through (and write its acknowledgement marker). Templated.
     """
 
     template_fields: Sequence[str] = (
@@ -87,6 +91,7 @@ class PgBackupPromoteOperator(TransferOperator):
         "source",
         "destination",
         "expected_sha256",
+        "shrink_acknowledged",
         "gcp_conn_id",
         "aws_conn_id",
         "wasb_conn_id",
@@ -95,6 +100,7 @@ class PgBackupPromoteOperator(TransferOperator):
     ui_color = "#b7e4c7"
     operator_extra_links = (BackupConsoleLink(name="Published backup", key=XCOM_CONSOLE_URL),)
     console_url_key = XCOM_CONSOLE_URL
+    transfer_kind = "promote"
 
     def __init__(
         self,
@@ -168,6 +174,7 @@ class PgBackupPromoteOperator(TransferOperator):
                     f"verification saw {self.expected_sha256}: the staged backup changed after it was "
                     "verified; not promoted"
                 )
+        self._check_shrink(self.source, parse_location(self.destination, folder=True), settings)
         source, result, manifest = publish_backup(
             self.source, self.destination, settings=settings, log=self.log, cancel=self._cancel
         )

@@ -64,6 +64,8 @@ class PgBackupToGCSOperator(PgBackupUploadOperator):
         whose last account is impersonated; needs the ``google`` extra). Templated.
     :param kwargs: the :class:`~airflow.sdk.BaseOperator` arguments (and ``parts_in_flight``: on GCS
         one chunk is sent while at most one more waits).
+    :param shrink_guard: as for :class:`~.backup_upload.PgBackupUploadOperator`.
+    :param shrink_acknowledged: as for :class:`~.backup_upload.PgBackupUploadOperator`. Templated.
     """
 
     template_fields: Sequence[str] = (
@@ -73,6 +75,7 @@ class PgBackupToGCSOperator(PgBackupUploadOperator):
         "gcp_conn_id",
         "kms_key_name",
         "impersonation_chain",
+        "shrink_acknowledged",
     )
     ui_color = "#a8dadc"
     operator_extra_links = (BackupConsoleLink(name="Published backup", key=XCOM_CONSOLE_URL),)

@@ -75,6 +75,10 @@ class PgBackupUploadOperator(TransferOperator):
     :param lock_mode: ``governance`` (default) / ``compliance`` on S3, ``unlocked`` (default) / ``locked``
         on Azure.
     :param lock_legal_hold: also put a legal hold on the objects.
+    :param shrink_guard: thresholds of the shrink guard (``shrink.ShrinkGuard``, a mapping of its
+        settings, True: defaults, False: off): a backup much smaller than the newest verified one of its
+        database at ``destination`` is held, not uploaded.
+    :param shrink_acknowledged: let a held backup through (and write its acknowledgement marker). Templated.
     """
 
     template_fields: Sequence[str] = (
@@ -87,6 +91,7 @@ class PgBackupUploadOperator(TransferOperator):
         "wasb_conn_id",
         "kms_key_name",
         "encryption_scope",
+        "shrink_acknowledged",
     )
     ui_color = "#a8dadc"
     operator_extra_links = (BackupConsoleLink(name="Published backup", key=XCOM_CONSOLE_URL),)
@@ -189,6 +194,7 @@ class PgBackupUploadOperator(TransferOperator):
         source = self._local_source()
         destination = self._destination()
         settings = self._settings(destination)
+        self._check_shrink(source, destination, settings)
         result, manifest = upload_backup(
             source, destination, settings=settings, log=self.log, cancel=self._cancel
         )

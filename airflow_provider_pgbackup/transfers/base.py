@@ -1,5 +1,6 @@
 """What the transfer operators (upload to GCS, upload to any store, promote) share: the Asset outlet
-of their destination folder, the cancel event ``on_kill`` sets, and what they publish when done."""
+of their destination folder, the cancel event ``on_kill`` sets, the shrink guard before publishing
+(:mod:`~airflow_provider_pgbackup.shrink`), and what they publish when done (metrics too)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_pgbackup import metrics
 from airflow_provider_pgbackup.lineage import (
     backup_event_metadata,
     dumped_rows,
@@ -19,14 +21,18 @@ from airflow_provider_pgbackup.lineage import (
 )
 from airflow_provider_pgbackup.links import push_link
 from airflow_provider_pgbackup.manifest import Manifest
-from airflow_provider_pgbackup.options import InvalidOptionError, is_templated
+from airflow_provider_pgbackup.options import InvalidOptionError, is_templated, parse_flag
+from airflow_provider_pgbackup.shrink import ShrinkGuard, ShrinkReport
+from airflow_provider_pgbackup.shrink.folder import check_before_publishing
 from airflow_provider_pgbackup.storage import (
     Location,
+    LocationLike,
     LockRequest,
     StorageSettings,
     TransferResult,
     check_lock_destination,
     lock_request,
+    open_source,
     parse_location,
     portable_uri,
 )
@@ -56,7 +62,9 @@ class TransferOperator(BaseOperator):
     asset event's metadata and the OpenLineage datasets when done."""
 
     console_url_key: str
+    transfer_kind = "upload"  # the metrics' kind: upload | promote
     _finished: tuple[Manifest, Location, Location] | None = None  # what execute moved, for lineage
+    _shrink: ShrinkReport | None = None  # what the shrink guard found
 
     def __init__(
         self,
@@ -65,6 +73,8 @@ class TransferOperator(BaseOperator):
         lock_for: datetime.timedelta | float | str | None = None,
         lock_mode: str | None = None,
         lock_legal_hold: bool = False,
+        shrink_guard: ShrinkGuard | bool | dict[str, Any] | None = None,
+        shrink_acknowledged: bool | str = False,
         **kwargs: Any,
     ) -> None:
         if "outlets" not in kwargs and outlet_uri is not None:
@@ -76,6 +86,10 @@ class TransferOperator(BaseOperator):
         self.lock_mode = lock_mode
         self.lock_legal_hold = lock_legal_hold
         self._lock(None)
+        self.shrink_guard = ShrinkGuard.of(shrink_guard)
+        self.shrink_acknowledged = shrink_acknowledged
+        if not is_templated(shrink_acknowledged):
+            parse_flag("shrink_acknowledged", shrink_acknowledged)
 
     def _lock(self, destination: Location | None) -> LockRequest | None:
         """The lock to publish with (``lock_for``, ``lock_mode``, ``lock_legal_hold``: see the README's
@@ -86,6 +100,21 @@ class TransferOperator(BaseOperator):
         if destination is not None:
             check_lock_destination(lock, destination.scheme, destination.uri)
         return lock
+
+    def _check_shrink(self, source: LocationLike, destination: Location, settings: StorageSettings) -> None:
+        """The shrink guard, before anything is published: raises ``BackupShrank`` when the backup is
+        held (much smaller than the newest verified one of its database in ``destination``)."""
+        opened = open_source(source, what="source", settings=settings)
+        manifest = Manifest.from_json(opened.manifest_bytes())
+        self._shrink = check_before_publishing(
+            manifest,
+            destination.child(opened.location.basename),
+            destination,
+            settings=settings,
+            guard=self.shrink_guard,
+            acknowledged=parse_flag("shrink_acknowledged", self.shrink_acknowledged),
+            logger=self.log,
+        )
 
     @cached_property
     def _cancel(self) -> threading.Event:
@@ -114,11 +143,24 @@ class TransferOperator(BaseOperator):
         push_link(context, self.console_url_key, link or result.console_url)
         source = parse_location(portable_uri(source))  # a local source: file://<this worker>/<path>
         self._finished = (manifest, source, result.artifact)
+        metrics.emit_transfer(
+            manifest,
+            result.artifact.scheme,
+            self.transfer_kind,
+            result.transferred_bytes,
+            result.duration_seconds,
+        )
+        shrink = {"shrink": self._shrink.to_dict()} if self._shrink is not None else {}
         publish_asset_events(
             context,
             self.outlets,
             backup_event_metadata(
-                manifest, result.artifact, verified=verified, settings=settings, source_uri=source.uri
+                manifest,
+                result.artifact,
+                verified=verified,
+                settings=settings,
+                source_uri=source.uri,
+                **shrink,
             ),
         )
 

@@ -7,7 +7,8 @@ Three inputs, all read from Airflow's metadata database by :mod:`~airflow_provid
   :data:`~airflow_provider_pgbackup.lineage.CATALOGUE_GROUP`, oldest first: a ``backup`` event (a dump,
   an upload, a verification, a restore) makes a backup known or adds to what is known about it; a
   ``retention`` event removes what it deleted and whatever its folder no longer holds (a retention run
-  lists the folder with the credentials the api-server does not have);
+  lists the folder with the credentials the api-server does not have), and marks the backups the shrink
+  guard holds (``held``: shown as held, never the newest verified one);
 - the **restore verdicts** (XCom :data:`~airflow_provider_pgbackup.lineage.RESTORE_XCOM_KEY`), pushed
   whether the restored copy was identical or not;
 - the **restore runs** of the restore DAG, so a requested restore shows before it has a verdict.
@@ -112,6 +113,7 @@ class Backup:
     checks: list[str] = field(default_factory=list)
     reported_by: Origin | None = None  # the task whose event verified it (else the first one)
     object_url: str | None = None
+    held: bool = False  # the shrink guard holds it (the last retention event of its folder says so)
 
     @property
     def uri(self) -> str:
@@ -167,6 +169,10 @@ def _forget(backups: dict[str, Backup], retention: Mapping[str, Any]) -> None:
     if isinstance(location, str):
         for uri in [u for u in backups if _parent(u) == location.rstrip("/") and u not in kept]:
             del backups[uri]
+        held = {str(uri) for uri in retention.get("held") or ()}
+        for uri, backup in backups.items():
+            if _parent(uri) == location.rstrip("/"):
+                backup.held = uri in held
 
 
 def current_backups(events: Iterable[Event]) -> list[Backup]:
@@ -251,6 +257,7 @@ def _backup_view(backup: Backup, verdict: Verdict | None, restores: Sequence[Res
     view.update(
         {
             "verified": backup.verified,
+            "held": backup.held,
             "checks": list(backup.checks),
             "object_url": backup.object_url,
             "links": backup.reported_by.links() if backup.reported_by else {},
@@ -298,7 +305,7 @@ def build_catalogue(
             views.append(view)
         views.reverse()  # newest first
         made_by = backups[-1].reported_by
-        verified = [v for v in views if v["verified"]]
+        verified = [v for v in views if v["verified"] and not v["held"]]
         newest = _parse_time(verified[0]["finished_at"]) if verified else None
         age = (now - newest).total_seconds() if newest is not None else None
         catalogue.append(

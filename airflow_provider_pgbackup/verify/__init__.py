@@ -44,6 +44,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_pgbackup import metrics
 from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.process import PgProcessRunner
 from airflow_provider_pgbackup.storage import ArtifactSource, open_source
@@ -139,6 +140,7 @@ def verify_backup(
         run_checks(run, enabled)
     finally:
         run.report.duration_ms = round((time.monotonic() - started) * 1000, 2)
+        metrics.emit_verification(run.report, source.location.scheme)
     return run.report
 
 

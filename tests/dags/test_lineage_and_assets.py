@@ -181,6 +181,8 @@ def test_asset_events_carry_the_backup_metadata(lineage_run: dict[str, Any]) -> 
     assert drilled["dropped_after"] is True
     assert uploaded["artifact_uri"].startswith(f"gs://{lineage_run['bucket']}/uploaded/")
     assert uploaded["source_uri"] == dumped["artifact_uri"]
+    # The shrink guard's outcome: the first backup in the folder has nothing to be compared with.
+    assert uploaded["shrink"] == {"outcome": "published", "held": False, "baseline": None, "shrank": []}
     assert PASSWORD not in json.dumps(lineage_run["events"])
 
 

@@ -265,12 +265,12 @@ def test_retention_reports_locked_backups_with_their_date_and_deletes_them_only_
     for result in (dry, held):
         assert result["deleted"] == []
         assert [k["name"] for k in result["kept"]] == [names[0]]
-        assert [h["name"] for h in result["held"]] == [
+        assert [h["name"] for h in result["locked"]] == [
             *(f"{location}/{n}" for n in reversed(names[1:])),
             f"{location}/crashed.dump",
         ]
         assert result["incomplete_deleted"] == []
-    for entry, name in zip(held["held"][:-1], reversed(names[1:]), strict=True):
+    for entry, name in zip(held["locked"][:-1], reversed(names[1:]), strict=True):
         finished = datetime.datetime.strptime(name, "%Y%m%dT%H%M%S.dump").replace(tzinfo=UTC)
         assert entry == {
             "name": f"{location}/{name}",
@@ -283,7 +283,7 @@ def test_retention_reports_locked_backups_with_their_date_and_deletes_them_only_
     bypass = PgBackupRetentionOperator(task_id="bypass", bypass_governance=True, **arguments).execute(
         context={}
     )
-    assert bypass["held"] == []
+    assert bypass["locked"] == []
     assert bypass["incomplete_deleted"] == [f"{location}/crashed.dump"]
     assert sorted(bypass["deleted"]) == sorted(
         f"{location}/{n}{suffix}" for n in names[1:] for suffix in ("", ".manifest.json")
@@ -309,7 +309,7 @@ def test_compliance_locks_hold_against_bypass_and_retention_deletes_them_after_t
 
     result = PgBackupRetentionOperator(task_id="r1", bypass_governance=True, **arguments).execute(context={})
     if datetime.datetime.now(UTC) < until:  # (a machine slower than 8 s skips straight to the deletion)
-        assert result["held"] == [
+        assert result["locked"] == [
             {"name": f"{location}/{old[0]}", "mode": "compliance", "deletable_after": _iso(until),
              "legal_hold": False}
         ]  # fmt: skip
@@ -317,7 +317,7 @@ def test_compliance_locks_hold_against_bypass_and_retention_deletes_them_after_t
     while datetime.datetime.now(UTC) <= until:
         time.sleep(0.5)
     after = PgBackupRetentionOperator(task_id="r2", **arguments).execute(context={})
-    assert after["held"] == []
+    assert after["locked"] == []
     assert f"{location}/{old[0]}" in after["deleted"]
     assert sorted(_versions(s3, bucket)) == [f"pg/{newest[0]}", f"pg/{newest[0]}.manifest.json"]
 
@@ -388,7 +388,7 @@ def test_a_directory_backup_is_locked_file_by_file_and_a_legal_hold_keeps_it_wit
         task_id="retention", location=f"s3://{bucket}/pg", keep_last=1, keep_daily=0, keep_weekly=0,
         keep_monthly=0, bypass_governance=True,
     ).execute(context={})  # fmt: skip
-    assert result["held"] == [
+    assert result["locked"] == [
         {
             "name": f"s3://{bucket}/pg/old.dir",
             "mode": "governance",

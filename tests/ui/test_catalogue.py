@@ -184,3 +184,25 @@ def test_an_event_cannot_put_a_script_link_on_the_page() -> None:
     event = backup_event("gs://b/shop/1.dump", at=NOW, object_url="javascript:alert(document.cookie)")
     [group] = build_catalogue([event], [], [], now=NOW, freshness_target=DAY)
     assert group["backups"][0]["object_url"] is None
+
+
+def test_a_backup_the_shrink_guard_holds_shows_as_held_and_is_not_the_newest_verified() -> None:
+    good = backup_event("gs://b/shop/1.dump", at=NOW - 2 * DAY)
+    emptied = backup_event("gs://b/shop/2.dump", at=NOW - DAY, size=10)
+    retention = Event(
+        NOW - datetime.timedelta(hours=1),
+        {
+            "event": "retention",
+            "location": "gs://b/shop",
+            "kept": [good.extra["artifact_uri"], emptied.extra["artifact_uri"]],
+            "held": [emptied.extra["artifact_uri"]],
+            "deleted": [],
+        },
+        Origin("backups", "r", "retention"),
+    )
+    [group] = build_catalogue([good, emptied, retention], [], [], now=NOW, freshness_target=DAY)
+    assert [(b["artifact_uri"], b["held"]) for b in group["backups"]] == [
+        ("gs://b/shop/2.dump", True),
+        ("gs://b/shop/1.dump", False),
+    ]
+    assert group["freshness"]["newest_verified"] == (NOW - 2 * DAY).isoformat()

@@ -198,7 +198,7 @@ function backupRow(group, backup) {
     el("td", {}, seconds(backup.duration_seconds)),
     el("td", {}, backup.format || "?", el("div", { class: "note" }, backup.compression || "?", backup.encrypted ? ", encrypted (age)" : ", not encrypted")),
     where,
-    el("td", {}, backup.verified ? el("span", { class: "yes" }, "verified") : el("span", { class: "no" }, "not verified"), backup.checks.length ? el("div", { class: "note checks" }, backup.checks.join(", ")) : null),
+    el("td", {}, backup.verified ? el("span", { class: "yes" }, "verified") : el("span", { class: "no" }, "not verified"), backup.held ? el("div", { class: "drop-flag" }, "held: it shrank (shrink guard)") : null, backup.checks.length ? el("div", { class: "note checks" }, backup.checks.join(", ")) : null),
     verdictCell(backup),
     el("td", {}, links.run ? airflowLink(links.run, "run") : null, " ", links.log ? airflowLink(links.log, "log") : null),
     el("td", {}, restoreButton),
