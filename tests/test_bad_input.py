@@ -166,6 +166,8 @@ def test_a_manifest_field_of_any_wrong_type_is_refused_naming_it(field: str, val
     [
         ({"schemas": None}, "schema patterns None must be a list"),
         ({"lock_wait_timeout": float("nan")}, "lock_wait_timeout nan must be a positive, finite number"),
+        ({"lock_wait_timeout": 1.8e305}, "lock_wait_timeout 1.8e.305 is longer than PostgreSQL allows"),
+        ({"lock_wait_timeout": "25d"}, "lock_wait_timeout '25d' is longer than PostgreSQL allows"),
         ({"extra_args": 5}, "extra_args 5 must be a list of flags"),
         ({"database": 5}, "database 5 must be a non-empty string"),
         ({"pg_bin_dir": "bin"}, "pg_bin_dir 'bin' must be the absolute path"),

@@ -46,6 +46,9 @@ COMPRESSION_LEVELS: dict[str, tuple[int, int, int]] = {
 
 
 _LOCK_WAIT_TIMEOUT = re.compile(r"^(\d+)\s*(ms|s|min|h|d)?$")
+_UNIT_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+#: PostgreSQL keeps lock_timeout in an int of milliseconds: about 24.8 days at the most.
+MAX_LOCK_WAIT_MS = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ def parse_lock_wait_timeout(value: str | int | float | datetime.timedelta | None
             raise InvalidOptionError(
                 f"lock_wait_timeout {value!r} must be a positive, finite number of seconds"
             )
+        _check_lock_wait_limit(value, value * 1000)
         return f"{max(1, round(value * 1000))}ms"
     match = _LOCK_WAIT_TIMEOUT.match(str(value).strip())
     if not match or int(match.group(1)) <= 0:
@@ -137,7 +141,17 @@ def parse_lock_wait_timeout(value: str | int | float | datetime.timedelta | None
             f"lock_wait_timeout {value!r} is not a positive duration; use a number with a unit "
             "(ms, s, min, h, d), e.g. '5min', a number of seconds, or a timedelta"
         )
+    _check_lock_wait_limit(value, int(match.group(1)) * _UNIT_MS[match.group(2) or "ms"])
     return f"{match.group(1)}{match.group(2) or 'ms'}"
+
+
+def _check_lock_wait_limit(value: object, milliseconds: float) -> None:
+    """PostgreSQL refuses a lock_timeout beyond an int of milliseconds: say so before pg_dump starts."""
+    if milliseconds > MAX_LOCK_WAIT_MS:
+        raise InvalidOptionError(
+            f"lock_wait_timeout {value!r} is longer than PostgreSQL allows ({MAX_LOCK_WAIT_MS} ms, about "
+            "24.8 days)"
+        )
 
 
 def parse_record(

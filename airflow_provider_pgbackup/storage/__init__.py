@@ -234,15 +234,23 @@ def upload_backup(
         raise InvalidOptionError(
             f"source_path {local.uri!r} must be a local path; use promote_backup within a store"
         )
-    missing = _backend(local.scheme).not_on_this_worker(local, waiting=False)
-    if missing is not None:
-        raise missing
+    check_on_this_worker(local)
     folder = parse_location(destination, what="destination", folder=True)
     check_lock_destination((settings or default_settings()).lock, folder.scheme, folder.uri)
     result: tuple[TransferResult, Manifest] = _backend(folder.scheme).upload(
         local, folder, settings=settings or default_settings(), log=log, cancel=cancel
     )
     return result
+
+
+def check_on_this_worker(source: LocationLike) -> None:
+    """Raise :class:`ArtifactNotOnThisWorker` when the local backup ``source`` is not on this machine
+    (written on another worker, or never written); an object-store location is everywhere."""
+    location = parse_location(source, what="source_path")
+    if location.is_local:
+        missing = _backend(location.scheme).not_on_this_worker(location, waiting=False)
+        if missing is not None:
+            raise missing
 
 
 def promote_backup(
@@ -389,6 +397,7 @@ __all__ = [
     "UploadCancelled",
     "backup_lock",
     "check_lock_destination",
+    "check_on_this_worker",
     "check_output_path",
     "check_settings",
     "default_settings",

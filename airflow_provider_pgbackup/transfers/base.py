@@ -31,6 +31,7 @@ from airflow_provider_pgbackup.storage import (
     StorageSettings,
     TransferResult,
     check_lock_destination,
+    check_on_this_worker,
     lock_request,
     open_source,
     parse_location,
@@ -104,6 +105,7 @@ class TransferOperator(BaseOperator):
     def _check_shrink(self, source: LocationLike, destination: Location, settings: StorageSettings) -> None:
         """The shrink guard, before anything is published: raises ``BackupShrank`` when the backup is
         held (much smaller than the newest verified one of its database in ``destination``)."""
+        check_on_this_worker(source)  # a missing local backup says where it is, not "no manifest"
         opened = open_source(source, what="source", settings=settings)
         manifest = Manifest.from_json(opened.manifest_bytes())
         self._shrink = check_before_publishing(
