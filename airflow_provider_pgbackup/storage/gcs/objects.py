@@ -327,7 +327,9 @@ class GCSObjectClient:
     def delete_locked(self, name: str, etag: str, *, bypass: bool) -> None:
         """Delete generation ``etag`` itself (in a versioned bucket a plain delete would only make it
         noncurrent, still stored); ``bypass``: its unlocked retention is removed first
-        (``overrideUnlockedRetention``, which needs storage.objects.overrideUnlockedRetention)."""
+        (``overrideUnlockedRetention``, which needs storage.objects.overrideUnlockedRetention; a patch of
+        ``retention: null``, the JSON API's removal, which fake-gcs-server accepts but a real bucket's
+        answer to was not tested)."""
         from google.api_core import exceptions
 
         blob = self.bucket.get_blob(name, retry=self._retry)
