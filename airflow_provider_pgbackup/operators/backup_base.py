@@ -62,7 +62,7 @@ def storage_settings(operator: Any) -> StorageSettings:
         )
         if lock is not None and not is_templated(operator.output_path):
             where = check_output_path(operator.output_path)
-            check_lock_destination(lock, where.scheme, where.uri)  # a local or gs:// path: refused now
+            check_lock_destination(lock, where.scheme, where.uri)  # a local path: refused now
         return StorageSettings(
             lock=lock,
             gcp_conn_id=operator.gcp_conn_id or None,

@@ -210,8 +210,9 @@ class PgBackupFreshnessOperator(BaseOperator):
                 if lock is None:
                     problems.append(
                         f"{subject!r}: the newest verified backup, {uri}, is not locked in the store "
-                        "(require_locked): publish with lock_for on an s3:// bucket with Object Lock or "
-                        "an az:// container with version-level immutability"
+                        "(require_locked): publish with lock_for on an s3:// bucket with Object Lock, "
+                        "an az:// container with version-level immutability or a gs:// bucket with "
+                        "object retention"
                     )
             metrics.emit_freshness(
                 store.location.scheme, [(best.manifest, age.total_seconds(), len(held_here))]

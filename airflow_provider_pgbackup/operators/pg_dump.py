@@ -101,12 +101,14 @@ class PgDumpOperator(BackupOperator):
         key fails at parse time, named. Needs the ``[age]`` extra. Templated (e.g. from a Variable).
         With the directory format every file of the folder is encrypted (``toc.dat.age``...).
     :param lock_for: publish the backup locked (write once, read many) until its finish time plus this
-        duration: a timedelta, seconds, or text such as ``"30d"``. s3:// (S3 Object Lock) and az://
-        (version-level immutability) only; the bucket/container is checked before pg_dump starts. The
+        duration: a timedelta, seconds, or text such as ``"30d"``. s3:// (S3 Object Lock), az://
+        (version-level immutability) and gs:// (object retention) only; the bucket/container is checked
+        before pg_dump starts. The
         manifest records the lock (``lock``: mode, until) and is locked the same. Templated.
     :param lock_mode: ``governance`` (default) or ``compliance`` on S3; ``unlocked`` (default) or
-        ``locked`` on Azure. Compliance / locked cannot be lifted by anyone before the date.
-    :param lock_legal_hold: also put a legal hold on the objects (no date: held until released).
+        ``locked`` on Azure and GCS. Compliance / locked cannot be lifted by anyone before the date.
+    :param lock_legal_hold: also put a legal hold on the objects (no date: held until released; on GCS
+        a temporary hold).
     """
 
     template_fields: Sequence[str] = (

@@ -329,7 +329,7 @@ def discard_promoted(
 
 def backup_lock(source: ArtifactSource) -> ObjectLock | None:
     """The lock in force now over a backup (its artifact objects and manifest: the weakest of them);
-    None when a part of it is not locked, or the store cannot lock (a local folder, gs:// for now)."""
+    None when a part of it is not locked, or the store cannot lock (a local folder)."""
     lock = getattr(source, "lock_in_force", None)
     found: ObjectLock | None = lock() if callable(lock) else None
     return found

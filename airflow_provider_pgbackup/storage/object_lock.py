@@ -5,9 +5,10 @@ A published backup is locked in the store's own mechanism until its finish time 
 ``finished_at``) plus ``lock_for``: S3 Object Lock (``governance``: a principal with
 ``s3:BypassGovernanceRetention`` may lift it; ``compliance``: nobody can, not even the account's root,
 until the date), Azure version-level immutability (``unlocked``: a principal with the right to delete
-the policy may; ``locked``: nobody can). The date is computed from the manifest, so a retried upload or
-promotion asks for the same date and writes the same manifest. GCS object retention is not done yet
-(the GCS backend is moving onto the shared object layer first); local folders cannot be locked.
+the policy may; ``locked``: nobody can), GCS object retention (``unlocked``: a principal with
+``storage.objects.overrideUnlockedRetention`` may; ``locked``: nobody can). The date is computed from the
+manifest, so a retried upload or promotion asks for the same date and writes the same manifest. Local
+folders cannot be locked.
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ from typing import Any
 from airflow_provider_pgbackup.options import InvalidOptionError
 
 #: The lock modes of each store, the reversible one first (the default).
-MODES: dict[str, tuple[str, ...]] = {"s3": ("governance", "compliance"), "az": ("unlocked", "locked")}
+MODES: dict[str, tuple[str, ...]] = {
+    "s3": ("governance", "compliance"),
+    "az": ("unlocked", "locked"),
+    "gs": ("unlocked", "locked"),
+}
 #: Modes a privileged principal can lift before the date (retention's ``bypass_governance``).
 BYPASSABLE = frozenset({"governance", "unlocked"})
 MIN_LOCK = datetime.timedelta(seconds=1)
@@ -33,8 +38,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 class LockNotSupported(InvalidOptionError):
-    """The destination cannot hold a locked backup (a local folder, gs:// for now, a bucket or container
-    set up without object lock / version-level immutability): fails now, saying what to enable."""
+    """The destination cannot hold a locked backup (a local folder, a bucket or container set up without
+    object lock / version-level immutability / object retention): fails now, saying what to enable."""
 
 
 class ObjectLockedError(InvalidOptionError):
@@ -71,7 +76,7 @@ def parse_lock_for(value: Any) -> datetime.timedelta | None:
 @dataclass(frozen=True)
 class LockRequest:
     """Publish locked until the backup's finish time + ``duration``, in ``mode`` (None: the store's
-    reversible mode, ``governance`` on S3, ``unlocked`` on Azure), with a legal hold if asked."""
+    reversible mode, ``governance`` on S3, ``unlocked`` on Azure and GCS), with a legal hold if asked."""
 
     duration: datetime.timedelta
     mode: str | None = None
@@ -115,11 +120,13 @@ def check_lock_destination(request: LockRequest | None, scheme: str, where: str)
     if scheme in ("", "file"):
         raise InvalidOptionError(
             f"lock_for cannot lock a local destination ({where}): a file can be deleted by whoever runs the "
-            "task; publish to s3:// (S3 Object Lock) or az:// (version-level immutability) instead"
+            "task; publish to s3:// (S3 Object Lock), az:// (version-level immutability) or gs:// (object "
+            "retention) instead"
         )
     if scheme not in MODES:
         raise InvalidOptionError(
-            f"lock_for is not supported on {scheme}:// yet ({where}); locks are available on s3:// and az://"
+            f"lock_for is not supported on {scheme}:// ({where}); locks are available on "
+            f"{', '.join(f'{s}://' for s in MODES)}"
         )
     if request.mode is not None and request.mode not in MODES[scheme]:
         raise InvalidOptionError(
@@ -132,7 +139,7 @@ def check_lock_destination(request: LockRequest | None, scheme: str, where: str)
 class ObjectLock:
     """An object's lock as the store reports it: ``mode`` and ``until`` (None when there is only a legal
     hold), the legal hold, and ``version``, the store's id of the locked bytes (S3 version id, Azure
-    version id), which a deletion after the date names."""
+    version id, GCS generation), which a deletion after the date names."""
 
     mode: str | None
     until: datetime.datetime | None

@@ -66,7 +66,7 @@ class StorageSettings:
         account is impersonated, each granting the previous the Token Creator role). Needs
         ``apache-airflow-providers-google``. Stored as a tuple.
     :param lock: publish the backup locked (:mod:`~airflow_provider_pgbackup.storage.object_lock`): its
-        objects and its manifest, until its finish time + ``lock.duration``; s3:// and az:// only.
+        objects and its manifest, until its finish time + ``lock.duration``; s3://, az:// and gs:// only.
     """
 
     gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID

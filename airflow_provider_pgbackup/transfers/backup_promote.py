@@ -75,11 +75,11 @@ class PgBackupPromoteOperator(TransferOperator):
     :param kms_key_name: Cloud KMS key for the copies (default: the bucket's encryption). Templated.
     :param retry_timeout: seconds each request is retried on transient errors, with backoff.
     :param lock_for: publish the copy locked until the backup's finish time (its manifest's) plus this
-        duration (timedelta, seconds, or ``"30d"``); s3:// and az:// only, the bucket/container checked
+        duration (timedelta, seconds, or ``"30d"``); s3://, az:// and gs:// only, the bucket/container checked
         before anything is copied; a date already past is refused. Templated.
     :param lock_mode: ``governance`` (default) / ``compliance`` on S3, ``unlocked`` (default) / ``locked``
-        on Azure.
-    :param lock_legal_hold: also put a legal hold on the objects.
+        on Azure and GCS.
+    :param lock_legal_hold: also put a legal hold on the objects (on GCS a temporary hold).
     :param shrink_guard: thresholds of the shrink guard (``shrink.ShrinkGuard``, a mapping of its
         settings, True: defaults, False: off): a backup much smaller than the newest verified one of its
         database at ``destination`` is held, not promoted.

@@ -62,6 +62,11 @@ class PgBackupToGCSOperator(PgBackupUploadOperator):
     :param delete_local_copy: delete the local artifact and manifest after a verified upload.
     :param impersonation_chain: service account(s) to impersonate for ``gs://`` (one e-mail, or a chain
         whose last account is impersonated; needs the ``google`` extra). Templated.
+    :param lock_for: publish the copy locked (GCS object retention) until the backup's finish time plus
+        this duration, with ``lock_mode`` (``unlocked``, the default, or ``locked``) and
+        ``lock_legal_hold`` (a temporary hold), as
+        :class:`~airflow_provider_pgbackup.transfers.backup_upload.PgBackupUploadOperator` takes them;
+        the bucket must have object retention enabled (checked before anything is copied). Templated.
     :param kwargs: the :class:`~airflow.sdk.BaseOperator` arguments (and ``parts_in_flight``: on GCS
         one chunk is sent while at most one more waits).
     :param shrink_guard: as for :class:`~.backup_upload.PgBackupUploadOperator`.
@@ -76,6 +81,7 @@ class PgBackupToGCSOperator(PgBackupUploadOperator):
         "kms_key_name",
         "impersonation_chain",
         "shrink_acknowledged",
+        "lock_for",
     )
     ui_color = "#a8dadc"
     operator_extra_links = (BackupConsoleLink(name="Published backup", key=XCOM_CONSOLE_URL),)

