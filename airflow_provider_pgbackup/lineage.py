@@ -25,7 +25,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_pgbackup.manifest import Manifest
-from airflow_provider_pgbackup.storage import Location, StorageSettings, object_url, parse_location
+from airflow_provider_pgbackup.storage import (
+    DEFAULT_AWS_CONN_ID,
+    DEFAULT_WASB_CONN_ID,
+    Location,
+    LocationLike,
+    StorageSettings,
+    object_url,
+    parse_location,
+)
 
 DEFAULT_PORT = 5432
 #: The asset group whose events the "Backups" page reads: give a backup task an outlet
@@ -101,17 +109,24 @@ def _object_url(artifact: Location, settings: StorageSettings | None) -> str | N
         return None
 
 
-def operator_link(artifact: object, operator: object) -> str:
-    """An extra link's URL for ``artifact`` (a path or URI from the task's XCom): the object's web page
-    as :func:`~airflow_provider_pgbackup.storage.object_url` finds it with the operator's GCS
-    connection (the emulator's page in the demo); "" when there is none."""
+def operator_link(artifact: LocationLike, operator: object) -> str:
+    """An extra link's URL for ``artifact`` (a Location, or a path or URI from the task's XCom): the
+    object's web page as :func:`~airflow_provider_pgbackup.storage.object_url` finds it with the
+    operator's store connections (the emulator's or the endpoint's page where they name one); "" when
+    there is none."""
     try:
-        location = parse_location(str(artifact))
+        location = parse_location(artifact)
     except ValueError:
         return ""
-    gcp_conn_id = getattr(operator, "gcp_conn_id", None)
+
+    def conn_id(name: str, default: str | None) -> str | None:
+        value = getattr(operator, name, default)
+        return value if isinstance(value, str) and value else None
+
     settings = StorageSettings(
-        gcp_conn_id=gcp_conn_id if isinstance(gcp_conn_id, str) and gcp_conn_id else None
+        gcp_conn_id=conn_id("gcp_conn_id", None),
+        aws_conn_id=conn_id("aws_conn_id", DEFAULT_AWS_CONN_ID),
+        wasb_conn_id=conn_id("wasb_conn_id", DEFAULT_WASB_CONN_ID),
     )
     return _object_url(location, settings) or ""
 

@@ -81,8 +81,8 @@ def published_link(operator: Any, context: Any, artifact: Location) -> str:
             log.warning("no link to the copy %s publishes: %s", getattr(task, "task_id", task), err)
             continue
         if published is not None:  # the same store: the dump's (rendered) connection opens its page
-            return operator_link(published.uri, operator)
-    return operator_link(artifact.uri, operator)
+            return operator_link(published, operator)
+    return operator_link(artifact, operator)
 
 
 def _downstream(operator: Any) -> Iterator[Any]:

@@ -10,8 +10,11 @@ import json
 import os
 import tempfile
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+from airflow_provider_pgbackup.options import Compression
 
 #: 2 added ``content`` (checksums, sequences, large objects, schema inventory); version 1 is still read.
 #: 3 is written only for an encrypted backup (``encryption``): a reader of version 2, which ignores
@@ -88,6 +91,13 @@ class Manifest:
     #: The lock its published copy was given: ``{"mode", "until" (UTC ISO-8601), "legal_hold"}``
     #: (:mod:`~airflow_provider_pgbackup.storage.object_lock`); None (and absent from the JSON): not locked.
     lock: dict[str, Any] | None = None
+
+    @cached_property
+    def compression_spec(self) -> Compression:
+        """:attr:`compression` parsed, once per manifest: what every reader of the backup (verification,
+        content checks, a plain restore) decompresses by. Raises
+        :class:`~airflow_provider_pgbackup.options.InvalidOptionError` naming a malformed spec."""
+        return Compression.parse(self.compression)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (also the XCom value of the dump operators).

@@ -667,3 +667,78 @@ def test_abfs_and_abfss_name_the_same_blobs_as_az_on_azurite(
     ).execute(context={})
     assert report["ok"] is True
     assert report["sha256"] == xcom["sha256"]
+
+
+# ------------------------------------------------------------------------------ links
+def test_s3_and_azurite_links_open_the_endpoint_not_the_cloud_console(
+    s3: S3Emulator, azurite: AzuriteEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an S3 ``endpoint_url`` (moto here, MinIO in production) a backup's link is the object on that
+    endpoint, not the AWS console (which would show nothing); on Azurite the blob's URL, where Azure's
+    own accounts have no page. No credential is ever in a link."""
+    import urllib.parse
+    import urllib.request
+
+    from airflow_provider_pgbackup.lineage import operator_link
+    from airflow_provider_pgbackup.storage import object_url
+    from airflow_provider_pgbackup.storage.objects.backend import endpoint_object_url
+
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    bucket = s3.new_bucket()
+    s3.client().put_object(Bucket=bucket, Key="pg/shop ü.dump", Body=b"backup bytes", ACL="public-read")
+    uri = f"s3://{bucket}/pg/shop ü.dump"
+    url = object_url(uri, StorageSettings())  # aws_default: the moto endpoint
+    assert url == f"{s3.endpoint}/{bucket}/pg/shop%20%C3%BC.dump"
+    with urllib.request.urlopen(url, timeout=10) as response:  # the link opens the object itself
+        assert response.read() == b"backup bytes"
+    upload = PgBackupUploadOperator(
+        task_id="up", source_path="/backups/x.dump", destination=f"s3://{bucket}/pg"
+    )
+    assert operator_link(parse_location(uri), upload) == url  # what the "Published backup" link shows
+    quoted_secret = urllib.parse.quote(S3_SECRET_KEY, safe="")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_S3_USERINFO",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "extra": {
+                    "endpoint_url": f"http://minio:{quoted_secret}@127.0.0.1:{s3.port}/",
+                    "region_name": "us-east-1",
+                },
+            }
+        ),
+    )
+    assert object_url(uri, StorageSettings(aws_conn_id="s3_userinfo")) == url  # user:password@ left out
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_S3_AWS", json.dumps({"conn_type": "aws", "extra": {"region_name": "eu-west-1"}})
+    )
+    assert object_url(uri, StorageSettings(aws_conn_id="s3_aws")) == (
+        f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix=pg/shop%20%C3%BC.dump"
+    )
+
+    container = f"public-{azurite.new_container()}"
+    azurite.client().create_container(container, public_access="blob")
+    azurite.client().get_container_client(container).upload_blob("pg/shop ü.dump", b"blob bytes")
+    az_url = object_url(f"az://{container}/pg/shop ü.dump", StorageSettings())  # wasb_default: Azurite
+    assert az_url == f"{azurite.endpoint}/{container}/pg/shop%20%C3%BC.dump"
+    assert AZURITE_KEY not in az_url
+    with urllib.request.urlopen(az_url, timeout=10) as response:
+        assert response.read() == b"blob bytes"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WASB_AZURE",
+        json.dumps(
+            {
+                "conn_type": "wasb",
+                "extra": {
+                    "connection_string": "DefaultEndpointsProtocol=https;AccountName=acct;"
+                    f"AccountKey={AZURITE_KEY};EndpointSuffix=core.windows.net"
+                },
+            }
+        ),
+    )
+    assert object_url(f"az://{container}/pg/x.dump", StorageSettings(wasb_conn_id="wasb_azure")) is None
+    # An endpoint's user:password and query (a SAS token) never reach a link.
+    assert endpoint_object_url("https://u:secret@[::1]:10000/acct/?sv=1&sig=secret", "c", "a b/x") == (
+        "https://[::1]:10000/acct/c/a%20b/x"
+    )

@@ -20,7 +20,7 @@ from airflow_provider_pgbackup.catalog import ServerInfo
 from airflow_provider_pgbackup.content import CopyDigest, StreamResult, digest_directory
 from airflow_provider_pgbackup.encryption import AGE_FORMAT, AGE_SUFFIX, AgeEncryptStage, encrypt_file
 from airflow_provider_pgbackup.manifest import ENCRYPTED_SCHEMA_VERSION, FileDigest, Manifest
-from airflow_provider_pgbackup.options import PgDumpOptions
+from airflow_provider_pgbackup.options import Compression, PgDumpOptions
 from airflow_provider_pgbackup.pipeline import BackgroundWriter, Pipeline, Stage, TeeStage
 from airflow_provider_pgbackup.scratch import private_folder
 from airflow_provider_pgbackup.storage import ArtifactTarget
@@ -149,9 +149,13 @@ def finish_backup(
     server: ServerInfo,
     started: pendulum.DateTime,
     log: Any,
+    *,
+    compression: Compression,
     **fields: Any,
 ) -> Manifest:
-    """Commit the artifact, then write its manifest, last; ``fields`` are what differs per tool."""
+    """Commit the artifact, then write its manifest, last; ``fields`` are what differs per tool
+    (``compression``: the parsed :class:`~airflow_provider_pgbackup.options.Compression` the dump used,
+    recorded as its spec, ``"gzip:6"``...)."""
     if fields.get("encryption") is not None:
         fields["schema_version"] = ENCRYPTED_SCHEMA_VERSION
     digest = target.commit()
@@ -170,6 +174,7 @@ def finish_backup(
         sha256=digest.sha256,
         tool_version=__version__,
         files=digest.files,
+        compression=str(compression),  # the manifest's JSON holds the spec ("gzip:6"...)
         **fields,
     )
     write_manifest_or_undo(target, manifest)

@@ -55,7 +55,9 @@ from airflow_provider_pgbackup.process import CommandResult, PgCommandError, PgL
 from airflow_provider_pgbackup.snapshot import DumpSnapshot, SnapshotMeasurementError
 from airflow_provider_pgbackup.storage import (
     ArtifactTarget,
+    LocationLike,
     StorageSettings,
+    check_output_path,
     open_target,
 )
 from airflow_provider_pgbackup.units import format_bytes
@@ -137,7 +139,7 @@ class PgDumpHook(ConnectionMixin, RestoreMixin, BaseHook):
     def dump(
         self,
         options: PgDumpOptions,
-        output_path: str,
+        output_path: LocationLike,
         *,
         database: str | None = None,
         overwrite: bool = False,
@@ -152,7 +154,8 @@ class PgDumpHook(ConnectionMixin, RestoreMixin, BaseHook):
 
         :param options: validated pg_dump options.
         :param output_path: absolute local path, or an object-store URI such as ``gs://bucket/name``
-            (streamed into an upload that runs beside pg_dump; single-file formats only).
+            (streamed into an upload that runs beside pg_dump; single-file formats only), or its
+            :class:`~airflow_provider_pgbackup.storage.Location` (as the operator passes it, parsed once).
         :param database: database to dump; None or empty uses the connection's.
         :param overwrite: replace a finished backup at ``output_path``.
         :param storage_settings: object-store connection, chunk size and retries (default: connection
@@ -162,9 +165,10 @@ class PgDumpHook(ConnectionMixin, RestoreMixin, BaseHook):
             with ``.age``.
         """
         recipients = parse_recipients(encryption_recipients)
-        check_artifact_name(output_path, recipients)
+        where = check_output_path(output_path, directory=options.format == "directory")
+        check_artifact_name(where.uri, recipients)
         target = open_target(
-            output_path,
+            where,
             directory=options.format == "directory",
             overwrite=overwrite,
             settings=storage_settings,
@@ -189,7 +193,7 @@ class PgDumpHook(ConnectionMixin, RestoreMixin, BaseHook):
                 server,
                 started,
                 format=options.format,
-                compression=str(options.compression),
+                compression=options.compression,
                 database=dumped_database,
                 row_counts=row_counts,
                 content=content.to_dict() if content is not None else None,
@@ -262,7 +266,7 @@ class PgDumpHook(ConnectionMixin, RestoreMixin, BaseHook):
     def dumpall(
         self,
         options: PgDumpAllOptions,
-        output_path: str,
+        output_path: LocationLike,
         *,
         overwrite: bool = False,
         storage_settings: StorageSettings | None = None,
@@ -278,8 +282,9 @@ class PgDumpHook(ConnectionMixin, RestoreMixin, BaseHook):
             ``.age``); encryption comes after the gzip stage.
         """
         recipients = parse_recipients(encryption_recipients)
-        check_artifact_name(output_path, recipients)
-        target = open_target(output_path, overwrite=overwrite, settings=storage_settings)
+        where = check_output_path(output_path)
+        check_artifact_name(where.uri, recipients)
+        target = open_target(where, overwrite=overwrite, settings=storage_settings)
         self._active_target = target
         encrypt: AgeEncryptStage | None = None
         try:
@@ -317,7 +322,7 @@ class PgDumpHook(ConnectionMixin, RestoreMixin, BaseHook):
                 server,
                 started,
                 format="plain",
-                compression=str(options.compression),
+                compression=options.compression,
                 database=None,
                 mode=options.mode,
                 options={

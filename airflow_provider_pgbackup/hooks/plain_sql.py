@@ -13,7 +13,6 @@ from typing import Any
 from airflow_provider_pgbackup.catalog import server_object_names
 from airflow_provider_pgbackup.hooks.connection import HookHalf
 from airflow_provider_pgbackup.manifest import Manifest
-from airflow_provider_pgbackup.options import Compression
 from airflow_provider_pgbackup.pipeline import decompressed_chunks
 from airflow_provider_pgbackup.sqlscript import ALWAYS_EXISTING_ROLES, SqlScript, SqlScriptRefused, scan_sql
 from airflow_provider_pgbackup.storage import ArtifactSource
@@ -57,7 +56,7 @@ class PlainSqlMixin(HookHalf):
     ) -> Iterator[Iterator[bytes]]:
         """The SQL of a plain backup, decrypted and decompressed on the fly; closing it on exit also
         stops a zstd/lz4 decompressor whose reader stopped early (an error, a kill)."""
-        method = Compression.parse(manifest.compression).method
+        method = manifest.compression_spec.method
         if manifest.encryption is None:
             chunks = decompressed_chunks(source.chunks(), method, runner_log=self.log)
             try:

@@ -40,28 +40,29 @@ from airflow_provider_pgbackup.storage import (
     DEFAULT_GCP_CONN_ID,
     DEFAULT_WASB_CONN_ID,
     Location,
+    LocationLike,
     StorageSettings,
     check_lock_destination,
     check_output_path,
     lock_request,
-    parse_location,
-    portable_uri,
+    portable_location,
 )
 
 #: What ``lock_wait_timeout`` takes: a duration, seconds, or PostgreSQL's text (``"5min"``).
 TimeoutValue = str | int | float | datetime.timedelta | None
 
 
-def storage_settings(operator: Any) -> StorageSettings:
-    """Where the dump goes and how; raises InvalidOptionError naming a bad gcs_chunk_size or file_mode."""
+def storage_settings(operator: Any, where: Location | None = None) -> StorageSettings:
+    """Where the dump goes and how; raises InvalidOptionError naming a bad gcs_chunk_size or file_mode.
+    ``where``: the output_path already parsed (else it is parsed here when a lock must be checked)."""
     try:
         lock = (
             None
             if is_templated(operator.lock_for)
             else lock_request(operator.lock_for, operator.lock_mode, operator.lock_legal_hold)
         )
-        if lock is not None and not is_templated(operator.output_path):
-            where = check_output_path(operator.output_path)
+        if lock is not None and (where is not None or not is_templated(operator.output_path)):
+            where = where or check_output_path(operator.output_path)
             check_lock_destination(lock, where.scheme, where.uri)  # a local path: refused now
         return StorageSettings(
             lock=lock,
@@ -78,7 +79,7 @@ def storage_settings(operator: Any) -> StorageSettings:
         raise InvalidOptionError(str(err).replace("chunk_size", "gcs_chunk_size", 1)) from err
 
 
-def xcom_result(manifest: Manifest, output_path: str) -> dict[str, Any]:
+def xcom_result(manifest: Manifest, output_path: LocationLike) -> dict[str, Any]:
     """The dump operators' XCom: the manifest plus where the artifact and manifest are. No secret.
 
     ``artifact_uri`` is what later tasks should read: the ``gs://`` URI, or for a local artifact
@@ -88,8 +89,18 @@ def xcom_result(manifest: Manifest, output_path: str) -> dict[str, Any]:
     result = manifest.to_dict()
     result["artifact_path"] = location.uri
     result["manifest_path"] = location.manifest_uri
-    result["artifact_uri"] = portable_uri(location)
+    result["artifact_uri"] = portable_location(location).uri
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rendered:
+    """A dump's rendered arguments, parsed once (:meth:`BackupOperator._rendered`)."""
+
+    options: PgDumpOptions | PgDumpAllOptions
+    where: Location  # output_path
+    settings: StorageSettings
+    recipients: tuple[str, ...]
 
 
 class BackupOperator(BaseOperator):
@@ -142,19 +153,30 @@ class BackupOperator(BaseOperator):
     def hook(self) -> PgDumpHook:
         return PgDumpHook(postgres_conn_id=self.postgres_conn_id, pg_bin_dir=self.pg_bin_dir)
 
-    def _backup(self) -> Manifest:
-        """Validate the rendered arguments, then dump with what both tools take."""
-        self.validate()
+    def _rendered(self) -> _Rendered:
+        """The rendered arguments checked and parsed, each once: what :meth:`execute` passes down typed
+        (the hook, the storage target, the manifest, the XCom, the link and the asset event)."""
+        self._check_connection_arguments()
+        options = self._options()
+        where = check_output_path(self.output_path, directory=getattr(options, "format", None) == "directory")
+        settings = storage_settings(self, where)
+        recipients = parse_recipients(self.encryption_recipients)
+        check_artifact_name(self.output_path, recipients)
+        return _Rendered(options, where, settings, recipients)
+
+    def _backup(self, rendered: _Rendered) -> Manifest:
+        """Dump with what both tools take."""
         return self._dump(
-            self._options(),
+            rendered.options,
+            rendered.where,
             overwrite=parse_flag("overwrite", self.overwrite),
-            storage_settings=storage_settings(self),
-            encryption_recipients=parse_recipients(self.encryption_recipients),
+            storage_settings=rendered.settings,
+            encryption_recipients=rendered.recipients,
         )
 
-    def _dump(self, options: PgDumpOptions | PgDumpAllOptions, **common: Any) -> Manifest:
-        """Run the tool through the hook; ``common``: ``overwrite``, ``storage_settings`` and
-        ``encryption_recipients``."""
+    def _dump(self, options: PgDumpOptions | PgDumpAllOptions, where: Location, **common: Any) -> Manifest:
+        """Run the tool through the hook into ``where``; ``common``: ``overwrite``, ``storage_settings``
+        and ``encryption_recipients``."""
         raise NotImplementedError
 
     def _check_connection_arguments(self) -> None:
@@ -170,11 +192,7 @@ class BackupOperator(BaseOperator):
         """Check every argument without touching a server or storage; raise :class:`InvalidOptionError`
         naming the first bad value. Run at construction for literal values, and again at the start of
         ``execute`` once templates are rendered."""
-        self._check_connection_arguments()
-        options = self._options()
-        check_output_path(self.output_path, directory=getattr(options, "format", None) == "directory")
-        storage_settings(self)
-        check_artifact_name(self.output_path, parse_recipients(self.encryption_recipients))
+        self._rendered()
 
     def _options(self) -> PgDumpOptions | PgDumpAllOptions:
         """The tool's options from the (rendered) arguments; raises :class:`InvalidOptionError`."""
@@ -185,23 +203,22 @@ class BackupOperator(BaseOperator):
             return self._execute(context)
 
     def _execute(self, context: Any) -> dict[str, Any]:
-        manifest = self._backup()
-        lock = storage_settings(self).lock
+        rendered = self._rendered()
+        manifest = self._backup(rendered)
+        lock, where = rendered.settings.lock, rendered.where
         if lock is not None:  # what the object layer recorded in the stored manifest (the same date)
-            where = parse_location(self.output_path)
             manifest = dataclasses.replace(
                 manifest, lock=lock.lock_for(where.scheme, manifest.finished_at).to_dict()
             )
-        result = xcom_result(manifest, self.output_path)
-        self._finished = (manifest, parse_location(result["artifact_uri"]))
-        metrics.emit_dump(manifest, self._finished[1].scheme)
-        push_link(context, XCOM_LINK, published_link(self, context, self._finished[1]))
+        result = xcom_result(manifest, where)
+        artifact = portable_location(where)  # what result["artifact_uri"] names
+        self._finished = (manifest, artifact)
+        metrics.emit_dump(manifest, artifact.scheme)
+        push_link(context, XCOM_LINK, published_link(self, context, artifact))
         publish_asset_events(
             context,
             self.outlets,
-            backup_event_metadata(
-                manifest, self._finished[1], verified=False, settings=storage_settings(self)
-            ),
+            backup_event_metadata(manifest, artifact, verified=False, settings=rendered.settings),
         )
         return result
 

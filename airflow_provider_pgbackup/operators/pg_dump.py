@@ -22,6 +22,7 @@ from airflow_provider_pgbackup.options import (
     is_templated,
 )
 from airflow_provider_pgbackup.storage import (
+    Location,
     check_output_path,
 )
 
@@ -198,7 +199,7 @@ class PgDumpOperator(BackupOperator):
             extra_args=self.extra_args,
         )
 
-    def _dump(self, options: PgDumpOptions | PgDumpAllOptions, **common: Any) -> Manifest:
+    def _dump(self, options: PgDumpOptions | PgDumpAllOptions, where: Location, **common: Any) -> Manifest:
         assert isinstance(options, PgDumpOptions)
         database = check_optional_name("database", self.database)
-        return self.hook.dump(options, self.output_path, database=database, **common)
+        return self.hook.dump(options, where, database=database, **common)

@@ -13,6 +13,7 @@ from airflow_provider_pgbackup.options import (
     is_templated,
 )
 from airflow_provider_pgbackup.storage import (
+    Location,
     check_output_path,
 )
 
@@ -110,6 +111,6 @@ class PgDumpAllOperator(BackupOperator):
             extra_args=self.extra_args,
         )
 
-    def _dump(self, options: PgDumpOptions | PgDumpAllOptions, **common: Any) -> Manifest:
+    def _dump(self, options: PgDumpOptions | PgDumpAllOptions, where: Location, **common: Any) -> Manifest:
         assert isinstance(options, PgDumpAllOptions)
-        return self.hook.dumpall(options, self.output_path, **common)
+        return self.hook.dumpall(options, where, **common)

@@ -48,7 +48,7 @@ from airflow_provider_pgbackup.storage import (
     StorageSettings,
     open_source,
     parse_location,
-    portable_uri,
+    portable_location,
 )
 from airflow_provider_pgbackup.verify import (
     VerificationReport,
@@ -323,7 +323,7 @@ class PgRestoreOperator(BaseOperator):
             compare_content=bool(self.compare_content),
             jobs=self.jobs,
         )
-        artifact = parse_location(portable_uri(source.location))
+        artifact = portable_location(source.location)
         created = False
         try:
             created = self._prepare_target(manifest, database, subset)

@@ -30,8 +30,7 @@ marker object ``<artifact>.shrink-acknowledged`` beside it).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import pendulum
@@ -42,6 +41,15 @@ from airflow_provider_pgbackup.compat import AirflowFailException
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.lineage import publish_asset_events, retention_event_metadata
 from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX
+from airflow_provider_pgbackup.operators.retention_policy import (
+    HeldBackup,
+    artifact_location,
+    check_count,
+    check_duration,
+    lock_plan,
+    newest_complete_backup,
+    select_kept,
+)
 from airflow_provider_pgbackup.options import InvalidOptionError, is_templated, parse_flag
 from airflow_provider_pgbackup.shrink import BackupShrank, ShrinkGuard, ShrinkReport
 from airflow_provider_pgbackup.shrink.folder import held_backups
@@ -53,7 +61,6 @@ from airflow_provider_pgbackup.storage import (
     BackupStore,
     DeletionPlan,
     EntryChanged,
-    Location,
     ObjectLockedError,
     StorageSettings,
     StoredEntry,
@@ -62,7 +69,7 @@ from airflow_provider_pgbackup.storage import (
     open_store,
     parse_location,
     plan_deletion,
-    portable_uri,
+    portable_location,
 )
 from airflow_provider_pgbackup.storage.folder import (
     StoredBackup,
@@ -73,135 +80,6 @@ from airflow_provider_pgbackup.storage.folder import (
     provider_leftover,
     uri_of,
 )
-
-
-def _period_keys(tz: str) -> dict[str, Callable[[datetime.datetime], tuple[int, ...]]]:
-    def local(moment: datetime.datetime) -> pendulum.DateTime:
-        return pendulum.instance(moment).in_timezone(tz)
-
-    def week(moment: datetime.datetime) -> tuple[int, ...]:
-        iso = local(moment).isocalendar()
-        return (iso[0], iso[1])
-
-    return {
-        "daily": lambda m: (local(m).year, local(m).month, local(m).day),
-        "weekly": week,
-        "monthly": lambda m: (local(m).year, local(m).month),
-    }
-
-
-def select_kept(
-    finished: Sequence[datetime.datetime],
-    *,
-    keep_last: int,
-    keep_daily: int,
-    keep_weekly: int,
-    keep_monthly: int,
-    timezone: str = "UTC",
-) -> dict[int, list[str]]:
-    """Indexes of ``finished`` (backup end times) the GFS policy keeps, each with the rules that keep it.
-
-    The newest backup is always kept. For each period rule, backups are walked from newest to oldest
-    and the first (newest) one of each new period is kept, until N periods are covered.
-    """
-    order = sorted(range(len(finished)), key=lambda i: finished[i], reverse=True)
-    kept: dict[int, list[str]] = {}
-    if not order:
-        return kept
-    kept.setdefault(order[0], []).append("newest")
-    for index in order[:keep_last]:
-        kept.setdefault(index, []).append("last")
-    keys = _period_keys(timezone)
-    for rule, count in (("daily", keep_daily), ("weekly", keep_weekly), ("monthly", keep_monthly)):
-        seen: set[tuple[int, ...]] = set()
-        for index in order:
-            if len(seen) >= count:
-                break
-            period = keys[rule](finished[index])
-            if period not in seen:
-                seen.add(period)
-                kept.setdefault(index, []).append(f"{rule} {'-'.join(str(p) for p in period)}")
-    return kept
-
-
-@dataclass(frozen=True)
-class HeldBackup:
-    """A backup the shrink guard holds, with what shrank (retention keeps it and does not count it)."""
-
-    backup: StoredBackup
-    shrink: ShrinkReport
-
-    @property
-    def name(self) -> str:
-        return self.backup.name
-
-
-def _check_count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidOptionError(f"{name} {value!r} must be a whole number >= 0")
-    return value
-
-
-def _check_duration(name: str, value: Any, *, allow_none: bool) -> datetime.timedelta | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            value = datetime.timedelta(seconds=value)
-        except (OverflowError, ValueError) as err:  # NaN, infinity, beyond timedelta's range
-            raise InvalidOptionError(f"{name} {value!r} must be a finite duration") from err
-    if not isinstance(value, datetime.timedelta) or value < datetime.timedelta(0):
-        raise InvalidOptionError(f"{name} {value!r} must be a timedelta (or seconds) >= 0")
-    return value
-
-
-def lock_plan(
-    store: BackupStore, backup: StoredBackup, now: datetime.datetime, *, bypass_governance: bool = False
-) -> DeletionPlan:
-    """Whether a backup the GFS policy drops can be deleted now, from the locks the store reports on its
-    manifest and artifact objects (one HEAD each; nothing on a store without locks): never before the
-    last object's date, unless ``bypass_governance`` and every lock in force can be lifted."""
-    locks = [lock for entry in (backup.manifest_entry, backup.artifact_entry) if entry is not None
-             for lock in object_locks(store, entry)]  # fmt: skip
-    return plan_deletion(locks, now, bypass_governance=bypass_governance)
-
-
-def artifact_location(store: BackupStore, backup: StoredBackup) -> Location:
-    """Where a backup's artifact is, as the tasks that read it name it (a local one with its host)."""
-    uri = uri_of(store, backup.manifest_entry)[: -len(MANIFEST_SUFFIX)]
-    return parse_location(portable_uri(uri))
-
-
-def newest_complete_backup(
-    location: str,
-    *,
-    gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
-    aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
-    wasb_conn_id: str | None = DEFAULT_WASB_CONN_ID,
-    impersonation_chain: str | Sequence[str] | None = None,
-) -> str | None:
-    """URI of the newest backup in a folder or object-store prefix whose manifest and artifact are both there.
-
-    What the restore drill restores; None when there is none.
-
-    :param location: a local folder, ``gs://bucket/prefix``, ``s3://bucket/prefix`` or ``az://container/prefix``.
-    :param gcp_conn_id: Airflow ``google_cloud_platform`` connection for gs:// locations.
-    :param aws_conn_id: Airflow ``aws`` connection for s3:// locations.
-    :param wasb_conn_id: Airflow ``wasb`` connection for az:// locations.
-    :param impersonation_chain: service account(s) to impersonate for gs:// locations.
-    """
-    settings = StorageSettings(
-        gcp_conn_id=gcp_conn_id,
-        aws_conn_id=aws_conn_id,
-        wasb_conn_id=wasb_conn_id,
-        impersonation_chain=impersonation_chain,
-    )
-    store = open_store(location, settings=settings)
-    backups, _incomplete, _protected = find_backups(store, store.entries())
-    for backup in sorted(backups, key=lambda b: b.finished_at, reverse=True):
-        if artifact_problem(backup) is None and backup.artifact_entry is not None:
-            return store.location_of(backup.artifact_entry).uri
-    return None
 
 
 class PgBackupRetentionOperator(BaseOperator):
@@ -280,16 +158,16 @@ class PgBackupRetentionOperator(BaseOperator):
         self.shrink_guard = ShrinkGuard.of(shrink_guard)
         self.location = location
         self.bypass_governance = parse_flag("bypass_governance", bypass_governance)
-        self.keep_last = _check_count("keep_last", keep_last)
-        self.keep_daily = _check_count("keep_daily", keep_daily)
-        self.keep_weekly = _check_count("keep_weekly", keep_weekly)
-        self.keep_monthly = _check_count("keep_monthly", keep_monthly)
+        self.keep_last = check_count("keep_last", keep_last)
+        self.keep_daily = check_count("keep_daily", keep_daily)
+        self.keep_weekly = check_count("keep_weekly", keep_weekly)
+        self.keep_monthly = check_count("keep_monthly", keep_monthly)
         # BaseOperator has a dry_run() method: the flag gets its own attribute name.
         self.is_dry_run = parse_flag("dry_run", dry_run)
-        grace = _check_duration("incomplete_grace", incomplete_grace, allow_none=False)
+        grace = check_duration("incomplete_grace", incomplete_grace, allow_none=False)
         assert grace is not None
         self.incomplete_grace = grace
-        self.max_newest_age = _check_duration("max_newest_age", max_newest_age, allow_none=True)
+        self.max_newest_age = check_duration("max_newest_age", max_newest_age, allow_none=True)
         self.verify_newest = parse_flag("verify_newest", verify_newest)
         try:
             pendulum.timezone(timezone)
@@ -561,7 +439,7 @@ class PgBackupRetentionOperator(BaseOperator):
             context,
             self.outlets,
             retention_event_metadata(
-                parse_location(portable_uri(store.location)),
+                portable_location(store.location),
                 kept=[artifact_location(store, b) for b in [*kept, *held]],
                 deleted=[(b.manifest, artifact_location(store, b)) for b in deleted],
                 held=[artifact_location(store, b) for b in held],

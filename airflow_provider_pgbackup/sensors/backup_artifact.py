@@ -43,7 +43,7 @@ from airflow_provider_pgbackup.storage import (
     backup_lock,
     open_source,
     parse_location,
-    portable_uri,
+    portable_location,
 )
 from airflow_provider_pgbackup.triggers.backup_artifact import PgBackupArtifactTrigger
 from airflow_provider_pgbackup.verify import (
@@ -233,7 +233,7 @@ class PgBackupArtifactSensor(BaseSensorOperator):
         lock = backup_lock(source)  # what the store says now of the objects it verified, and the manifest
         report.lock = lock.to_dict() if lock is not None else None
         self.log.info("lock: %s", report.lock or "none (the store does not hold the backup locked)")
-        self._verified = parse_location(portable_uri(source.location))
+        self._verified = portable_location(source.location)
         if context is not None:
             push_link(context, XCOM_LINK, published_link(self, context, self._verified))
         if context is not None and self.outlets:

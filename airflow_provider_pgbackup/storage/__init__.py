@@ -134,14 +134,20 @@ def is_local(value: LocationLike) -> bool:
     return parse_location(value).is_local
 
 
-def portable_uri(value: LocationLike) -> str:
-    """``value`` as a URI another task can use: an object-store URI as it is; a local path as
-    ``file://<this host>/<path>``, so a task on another worker knows at once that it cannot read it."""
+def portable_location(value: LocationLike) -> Location:
+    """``value`` as another task can use it: an object-store location as it is; a local path with the
+    host that wrote it (this one unless recorded), whose :attr:`~Location.uri` is ``file://<host>/<path>``,
+    so a task on another worker knows at once that it cannot read it."""
     location = parse_location(value)
     if not location.is_local:
-        return location.uri
-    uri: str = _backend(location.scheme).host_uri(location)
-    return uri
+        return location
+    portable: Location = _backend(location.scheme).host_location(location)
+    return portable
+
+
+def portable_uri(value: LocationLike) -> str:
+    """The URI of :func:`portable_location`: what a dump's XCom gives later tasks as ``artifact_uri``."""
+    return portable_location(value).uri
 
 
 def object_url(value: LocationLike, settings: StorageSettings | None = None) -> str | None:
@@ -412,6 +418,7 @@ __all__ = [
     "open_target",
     "parse_location",
     "plan_deletion",
+    "portable_location",
     "portable_uri",
     "promote_backup",
     "publish_backup",

@@ -35,7 +35,7 @@ from airflow_provider_pgbackup.storage import (
     lock_request,
     open_source,
     parse_location,
-    portable_uri,
+    portable_location,
 )
 
 
@@ -141,9 +141,9 @@ class TransferOperator(BaseOperator):
         :meth:`get_openlineage_facets_on_complete` reports."""
         # A file's page on the store (its emulator's in the demo), a folder's listing.
         file_page = result.console_url == result.artifact.console_url
-        link = operator_link(result.artifact.uri, self) if file_page else result.console_url
+        link = operator_link(result.artifact, self) if file_page else result.console_url
         push_link(context, self.console_url_key, link or result.console_url)
-        source = parse_location(portable_uri(source))  # a local source: file://<this worker>/<path>
+        source = portable_location(source)  # a local source: file://<this worker>/<path>
         self._finished = (manifest, source, result.artifact)
         metrics.emit_transfer(
             manifest,

@@ -7,7 +7,7 @@ import datetime
 
 from airflow_provider_pgbackup.content import ContentRecord, ContentRecordError
 from airflow_provider_pgbackup.manifest import Manifest, ManifestError
-from airflow_provider_pgbackup.options import FORMAT_FLAGS, Compression, InvalidOptionError
+from airflow_provider_pgbackup.options import FORMAT_FLAGS, InvalidOptionError
 from airflow_provider_pgbackup.storage import ArtifactMismatchError, ArtifactRefused
 from airflow_provider_pgbackup.storage.base import combine_file_digests
 from airflow_provider_pgbackup.verify.archive import SQL_TRAILERS
@@ -76,7 +76,7 @@ class ManifestCheck(Check):
         if directory and manifest.files is None:
             problems.append("a directory artifact's manifest must list its files")
         try:
-            Compression.parse(manifest.compression)
+            _ = manifest.compression_spec  # parsed here, once; every later reader uses it
         except InvalidOptionError as err:
             problems.append(str(err))
         if manifest.content is not None:

@@ -12,7 +12,6 @@ from airflow_provider_pgbackup.encryption import (
     encryption_mismatch,
     read_header,
 )
-from airflow_provider_pgbackup.options import Compression
 from airflow_provider_pgbackup.pipeline import DecompressorUnavailable, StreamCorrupt, decompressed_chunks
 from airflow_provider_pgbackup.process import PgCommandError
 from airflow_provider_pgbackup.sqlscript import ScriptScanner
@@ -110,7 +109,7 @@ class Contents(Check):
             raise Skip("skipped: the backup is encrypted and no decryption_conn_id was given")
         identities = run.identities or []
         if manifest.format == "plain":
-            method = Compression.parse(manifest.compression).method
+            method = manifest.compression_spec.method
             stream = decrypted_stream(source, manifest, identities) if encrypted else source.chunks()
             scanner = ScriptScanner() if run.scan_script else None
             try:

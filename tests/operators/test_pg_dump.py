@@ -248,3 +248,52 @@ def test_no_role_passwords_accepts_a_rendered_boolean(rendered: object, expected
 def test_no_role_passwords_refuses_a_non_boolean() -> None:
     with pytest.raises(ValueError, match="no_role_passwords 'maybe' is not a boolean; use true or false"):
         PgDumpAllOperator(task_id="g", output_path="/backups/g.sql", no_role_passwords="maybe")
+
+
+def test_output_path_and_compression_are_parsed_once_and_travel_typed(
+    pg: PgCluster, sample: str, airflow_conn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator parses output_path and compression once, after rendering: the storage target gets
+    that very Location, and finish_backup (the manifest writer) that very Compression; the XCom and the
+    manifest keep their strings. (The two recorders below call the real functions: nothing is faked.)"""
+    from airflow_provider_pgbackup.hooks import dump_output, pg_dump
+    from airflow_provider_pgbackup.storage import Location
+
+    targets: list[object] = []
+    finished: list[object] = []
+    real_open_target, real_finish_backup = pg_dump.open_target, dump_output.finish_backup
+
+    def open_target(value, **kwargs):
+        targets.append(value)
+        return real_open_target(value, **kwargs)
+
+    def finish_backup(*args, compression, **kwargs):
+        finished.append(compression)
+        return real_finish_backup(*args, compression=compression, **kwargs)
+
+    monkeypatch.setattr(pg_dump, "open_target", open_target)
+    monkeypatch.setattr(pg_dump, "finish_backup", finish_backup)
+    out = f"{tmp_path}//typed.dump"  # parsed (normalised) once, at the operator
+    operator = PgDumpOperator(
+        task_id="dump",
+        postgres_conn_id=airflow_conn(pg, sample),
+        output_path="{{ params.out }}",
+        compression="{{ params.compression }}",
+    )
+    operator.output_path, operator.compression = out, "GZIP:3"  # as rendered
+    rendered = operator._rendered()
+    xcom = operator.execute(context={})
+
+    assert len(targets) == 1
+    assert isinstance(targets[0], Location)
+    assert targets[0] == rendered.where
+    assert targets[0].name == str(tmp_path / "typed.dump")
+    assert finished == [rendered.options.compression]  # the Compression the options parsed, not a string
+    assert xcom["compression"] == "gzip:3"  # the manifest and the XCom keep the spec string
+    manifest = read_manifest(xcom["manifest_path"])
+    assert manifest.compression == "gzip:3"
+    assert manifest.compression_spec == rendered.options.compression
+    assert xcom["artifact_path"] == str(tmp_path / "typed.dump")
+    assert xcom["artifact_uri"] == f"file://{this_host()}{xcom['artifact_path']}"
+    assert operator._finished is not None
+    assert operator._finished[1].uri == xcom["artifact_uri"]

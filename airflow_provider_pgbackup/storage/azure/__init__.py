@@ -8,11 +8,11 @@ ones of :mod:`airflow_provider_pgbackup.storage.objects`. The Azure SDK is impor
 
 from __future__ import annotations
 
-from airflow_provider_pgbackup.storage.azure.client import AzureObjectClient, get_blob_service
+from airflow_provider_pgbackup.storage.azure.client import AzureObjectClient, get_blob_service, object_url
 from airflow_provider_pgbackup.storage.azure.location import SCHEME, AzureLocation, check_settings, parse
 from airflow_provider_pgbackup.storage.objects.backend import ObjectBackend
 
-BACKEND = ObjectBackend(AzureObjectClient, parse=parse, check_settings=check_settings)
+BACKEND = ObjectBackend(AzureObjectClient, parse=parse, check_settings=check_settings, object_url=object_url)
 
 __all__ = [
     "BACKEND",
@@ -21,5 +21,6 @@ __all__ = [
     "AzureObjectClient",
     "check_settings",
     "get_blob_service",
+    "object_url",
     "parse",
 ]

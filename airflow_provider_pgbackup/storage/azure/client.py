@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ from airflow_provider_pgbackup.storage.object_lock import (
     ObjectLockedError,
 )
 from airflow_provider_pgbackup.storage.objects import ObjectInfo, decode_metadata, encode_metadata
+from airflow_provider_pgbackup.storage.objects.backend import endpoint_object_url
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
@@ -104,6 +106,21 @@ def get_blob_service(settings: StorageSettings) -> BlobServiceClient:
         f"no wasb connection {conn_id!r} and neither {CONNECTION_STRING_ENV} nor {ACCOUNT_URL_ENV} is set: "
         "az:// needs a storage account"
     )
+
+
+#: The blob endpoints of Azure's clouds: an account there has a portal page, not a link of ours.
+AZURE_BLOB_HOSTS = (".blob.core.windows.net", ".blob.core.chinacloudapi.cn", ".blob.core.usgovcloudapi.net")
+
+
+def object_url(location: AzureLocation, settings: StorageSettings) -> str | None:
+    """Where a person looks at the blob: None on Azure itself (the portal's pages need the subscription
+    and resource group, unknown here); on another endpoint (Azurite, Azure Stack...) the blob's URL
+    there, without the account key or a SAS token."""
+    endpoint = str(get_blob_service(settings).url or "")
+    host = (urllib.parse.urlsplit(endpoint).hostname or "").lower()
+    if not host or host.endswith(AZURE_BLOB_HOSTS):
+        return location.console_url
+    return endpoint_object_url(endpoint, location.container, location.name)
 
 
 def _to_azure(metadata: dict[str, str]) -> dict[str, str]:

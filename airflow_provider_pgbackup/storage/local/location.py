@@ -36,10 +36,15 @@ def this_host() -> str:
     return str(get_hostname())  # type: ignore[no-untyped-call]
 
 
+def host_location(location: Location, host: str | None = None) -> Location:
+    """A local location with the host that wrote it (default: the one recorded, else this machine)."""
+    host = host if host is not None else (location.container or this_host())
+    return Location(SCHEME, host, location.name)
+
+
 def host_uri(location: Location, host: str | None = None) -> str:
     """``file://<host>/<path>`` of a local location (default host: this machine)."""
-    host = host if host is not None else (location.container or this_host())
-    return Location(SCHEME, host, location.name).uri
+    return host_location(location, host).uri
 
 
 def _parse_file_uri(text: str, what: str) -> tuple[str, str]:

@@ -8,6 +8,7 @@ their URIs and the settings they accept; each backend package binds one :class:`
 from __future__ import annotations
 
 import threading
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,19 @@ from airflow_provider_pgbackup.storage.objects.client import ObjectClient
 from airflow_provider_pgbackup.storage.objects.read import ObjectArtifactSource, ObjectBackupStore
 from airflow_provider_pgbackup.storage.objects.transfer import discard_promoted, promote_backup, upload_backup
 from airflow_provider_pgbackup.storage.objects.write import ObjectArtifactTarget, open_object_target
+
+
+def endpoint_object_url(endpoint: str, container: str, name: str) -> str:
+    """The object's URL on the store's own endpoint (an emulator, MinIO...), path-style:
+    ``<endpoint>/<container>/<name>``. What the endpoint carries beside its scheme, host, port and path
+    (a ``user:password@``, a query such as a SAS token) is left out: a link never holds a credential."""
+    parts = urllib.parse.urlsplit(endpoint.strip())
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    base = urllib.parse.urlunsplit((parts.scheme or "http", netloc, parts.path.rstrip("/"), "", ""))
+    return f"{base}/{urllib.parse.quote(container, safe='')}/{urllib.parse.quote(name, safe='/')}"
 
 
 class ObjectBackend:

@@ -9,10 +9,10 @@ multipart writer, the dump target, sources, stores, upload and promote are the s
 from __future__ import annotations
 
 from airflow_provider_pgbackup.storage.objects.backend import ObjectBackend
-from airflow_provider_pgbackup.storage.s3.client import S3ObjectClient, get_s3_client
+from airflow_provider_pgbackup.storage.s3.client import S3ObjectClient, get_s3_client, object_url
 from airflow_provider_pgbackup.storage.s3.location import SCHEME, S3Location, check_settings, parse
 
-BACKEND = ObjectBackend(S3ObjectClient, parse=parse, check_settings=check_settings)
+BACKEND = ObjectBackend(S3ObjectClient, parse=parse, check_settings=check_settings, object_url=object_url)
 
 __all__ = [
     "BACKEND",
@@ -21,5 +21,6 @@ __all__ = [
     "S3ObjectClient",
     "check_settings",
     "get_s3_client",
+    "object_url",
     "parse",
 ]

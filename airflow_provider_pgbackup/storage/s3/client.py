@@ -9,6 +9,7 @@ does (environment, shared files, instance or task role; ``AWS_ENDPOINT_URL_S3`` 
 from __future__ import annotations
 
 import math
+import urllib.parse
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from airflow_provider_pgbackup.storage.object_lock import (
     ObjectLockedError,
 )
 from airflow_provider_pgbackup.storage.objects import ObjectInfo, decode_metadata, encode_metadata
+from airflow_provider_pgbackup.storage.objects.backend import endpoint_object_url
 from airflow_provider_pgbackup.storage.s3.location import SCHEME, S3Location, check_settings
 
 if TYPE_CHECKING:
@@ -91,6 +93,16 @@ def get_s3_client(settings: StorageSettings) -> BaseClient:
 
     default: BaseClient = boto3.session.Session().client("s3", config=config)
     return default
+
+
+def object_url(location: S3Location, settings: StorageSettings) -> str:
+    """Where a person looks at the object: its AWS console page, or, when the client's endpoint is not
+    AWS's (``endpoint_url``: moto, MinIO...), the object on that endpoint (without any credential)."""
+    endpoint = str(get_s3_client(settings).meta.endpoint_url or "")
+    host = urllib.parse.urlsplit(endpoint).hostname or ""
+    if not host or host == "amazonaws.com" or host.endswith((".amazonaws.com", ".amazonaws.com.cn")):
+        return location.console_url
+    return endpoint_object_url(endpoint, location.bucket, location.name)
 
 
 def _code(err: Exception) -> str:
