@@ -33,6 +33,13 @@ _TOKEN = re.compile(
     re.X | re.S,
 )
 _SPACE = rb"[ \t\r\n\f\v]"
+
+
+def _atomic(pattern: bytes, name: str) -> bytes:
+    """``pattern`` as an atomic group, never backtracked into: a lookahead (atomic in Python's ``re``)
+    captures what it matches, a backreference consumes exactly that. ``(?>...)`` and possessive
+    quantifiers would say the same, but need Python 3.11 (the package supports 3.10)."""
+    return b"(?=(?P<" + name.encode() + b">" + pattern + b"))(?P=" + name.encode() + b")"
 # The first word of a statement, followed by a space or "(": most statements are decided by it.
 _HEAD = re.compile(_SPACE + rb"*([A-Za-z_]+)(?=[ \t\r\n\f\v(])")
 _NAME = rb'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")*")'
@@ -67,22 +74,25 @@ _WRITE_HEAD = re.compile(
 )
 # The rest of a statement that does not matter, up to what the token loop must see: standard strings
 # and quoted identifiers whole (a doubled quote reads as two adjacent ones: same split), but never an
-# E'...' string, a dollar quote, a comment, a meta-command or a ";". Possessive: no backtracking.
-_BODY = rb"""(?:[^;'"$\\/\-eE]++|[eE](?!')|'[^']*+'|"[^"]*+"|-(?!-)|/(?!\*))*+"""
+# E'...' string, a dollar quote, a comment, a meta-command or a ";". Atomic: never backtracked into.
+_BODY = _atomic(rb"""(?:[^;'"$\\/\-eE]+|[eE](?!')|'[^']*'|"[^"]*"|-(?!-)|/(?!\*))*""", "body")
 _SKIP_RUN = re.compile(_BODY)
 # pg_dump --inserts rows: a run of whole "INSERT INTO schema.table ...;" statements (not into the
 # system catalogue) read in one match; the caller checks that their parentheses balance.
 _INSERT_ROWS = re.compile(
-    rb"(?:"
-    + _SPACE
-    + rb"*+INSERT INTO (?!(?i:\"?pg_catalog\"?)\.)"
-    + _NAME
-    + rb"\."
-    + _NAME
-    + _BODY
-    + rb";)++"
+    _atomic(
+        rb"(?:"
+        + _SPACE
+        + rb"*INSERT INTO (?!(?i:\"?pg_catalog\"?)\.)"
+        + _NAME
+        + rb"\."
+        + _NAME
+        + _BODY
+        + rb";)+",
+        "rows",
+    )
 )
-_INNER_PARENS = re.compile(rb"\([^()]*+\)")
+_INNER_PARENS = re.compile(rb"\([^()]*\)")
 _QUOTED = re.compile(rb"'[^']*'|\"[^\"]*\"")
 _SKIP = re.compile(rb"""[;'"$()\\]|--|/\*""")
 _IDENT_CHAR = re.compile(rb"[A-Za-z0-9_$\x80-\xff]")
