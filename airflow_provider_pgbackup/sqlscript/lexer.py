@@ -40,6 +40,8 @@ def _atomic(pattern: bytes, name: str) -> bytes:
     captures what it matches, a backreference consumes exactly that. ``(?>...)`` and possessive
     quantifiers would say the same, but need Python 3.11 (the package supports 3.10)."""
     return b"(?=(?P<" + name.encode() + b">" + pattern + b"))(?P=" + name.encode() + b")"
+
+
 # The first word of a statement, followed by a space or "(": most statements are decided by it.
 _HEAD = re.compile(_SPACE + rb"*([A-Za-z_]+)(?=[ \t\r\n\f\v(])")
 _NAME = rb'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")*")'
