@@ -18,7 +18,6 @@ from airflow.sdk import BaseOperator
 from airflow_provider_pgbackup.compat import AirflowException, AirflowFailException
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.links import BackupConsoleLink
-from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.options import is_templated
 from airflow_provider_pgbackup.storage import (
     DEFAULT_AWS_CONN_ID,
@@ -29,7 +28,6 @@ from airflow_provider_pgbackup.storage import (
     Location,
     StorageSettings,
     discard_promoted,
-    open_source,
     parse_location,
     publish_backup,
 )
@@ -165,16 +163,14 @@ class PgBackupPromoteOperator(TransferOperator):
 
     def _execute(self, context: Any) -> dict[str, Any]:
         settings = self._settings()
-        if self.expected_sha256:
-            source = open_source(self.source, what="source", settings=settings)
-            stated = Manifest.from_json(source.manifest_bytes()).sha256
-            if stated != self.expected_sha256:
-                raise ArtifactMismatchError(
-                    f"the manifest of {source.location.uri} now says sha256 {stated}, but the "
-                    f"verification saw {self.expected_sha256}: the staged backup changed after it was "
-                    "verified; not promoted"
-                )
-        self._check_shrink(self.source, parse_location(self.destination, folder=True), settings)
+        staged, staged_manifest = self._read_source(self.source, settings)  # for both checks
+        if self.expected_sha256 and staged_manifest.sha256 != self.expected_sha256:
+            raise ArtifactMismatchError(
+                f"the manifest of {staged.location.uri} now says sha256 {staged_manifest.sha256}, but the "
+                f"verification saw {self.expected_sha256}: the staged backup changed after it was "
+                "verified; not promoted"
+            )
+        self._check_shrink(staged, staged_manifest, parse_location(self.destination, folder=True), settings)
         source, result, manifest = publish_backup(
             self.source, self.destination, settings=settings, log=self.log, cancel=self._cancel
         )

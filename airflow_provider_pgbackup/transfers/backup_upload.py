@@ -194,7 +194,7 @@ class PgBackupUploadOperator(TransferOperator):
         source = self._local_source()
         destination = self._destination()
         settings = self._settings(destination)
-        self._check_shrink(source, destination, settings)
+        self._check_shrink(*self._read_source(source, settings), destination, settings)
         result, manifest = upload_backup(
             source, destination, settings=settings, log=self.log, cancel=self._cancel
         )

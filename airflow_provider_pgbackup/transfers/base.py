@@ -25,6 +25,7 @@ from airflow_provider_pgbackup.options import InvalidOptionError, is_templated, 
 from airflow_provider_pgbackup.shrink import ShrinkGuard, ShrinkReport
 from airflow_provider_pgbackup.shrink.folder import check_before_publishing
 from airflow_provider_pgbackup.storage import (
+    ArtifactSource,
     Location,
     LocationLike,
     LockRequest,
@@ -102,12 +103,20 @@ class TransferOperator(BaseOperator):
             check_lock_destination(lock, destination.scheme, destination.uri)
         return lock
 
-    def _check_shrink(self, source: LocationLike, destination: Location, settings: StorageSettings) -> None:
+    def _read_source(
+        self, source: LocationLike, settings: StorageSettings
+    ) -> tuple[ArtifactSource, Manifest]:
+        """The backup about to be published, opened, and its manifest: read once for the checks before
+        publishing (a missing local backup says where it is, not "no manifest")."""
+        check_on_this_worker(source)
+        opened = open_source(source, what="source", settings=settings)
+        return opened, Manifest.from_json(opened.manifest_bytes())
+
+    def _check_shrink(
+        self, opened: ArtifactSource, manifest: Manifest, destination: Location, settings: StorageSettings
+    ) -> None:
         """The shrink guard, before anything is published: raises ``BackupShrank`` when the backup is
         held (much smaller than the newest verified one of its database in ``destination``)."""
-        check_on_this_worker(source)  # a missing local backup says where it is, not "no manifest"
-        opened = open_source(source, what="source", settings=settings)
-        manifest = Manifest.from_json(opened.manifest_bytes())
         self._shrink = check_before_publishing(
             manifest,
             destination.child(opened.location.basename),

@@ -38,8 +38,6 @@ from airflow_provider_pgbackup.storage import (
     LockNotSupported,
     ObjectLock,
     StorageSettings,
-    lock_request,
-    upload_backup,
 )
 from airflow_provider_pgbackup.storage.gcs import GCSObjectClient
 from airflow_provider_pgbackup.transfers.backup_promote import PgBackupPromoteOperator
@@ -47,14 +45,11 @@ from airflow_provider_pgbackup.transfers.backup_to_gcs import PgBackupToGCSOpera
 from devtools.gcs_emulator import GCSEmulator
 from devtools.pgcluster import PgCluster
 from tests.gcs_emulator import synthetic_backup
+from tests.storage.lock_history import iso, upload_history
 
 LOG = logging.getLogger(__name__)
 UTC = datetime.timezone.utc
 DAY = datetime.timedelta(days=1)
-
-
-def _iso(moment: datetime.datetime) -> str:
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @pytest.fixture
@@ -73,20 +68,6 @@ def _generations(gcs: GCSEmulator, bucket: str) -> dict[str, list[int]]:
     for blob in gcs.client().list_blobs(bucket, versions=True):
         found.setdefault(blob.name, []).append(blob.generation)
     return found
-
-
-def _upload_history(tmp_path: Path, bucket: str, days: list[int], **lock: object) -> list[str]:
-    """Backups that finished ``days`` ago, uploaded (locked as ``lock`` says) under gs://bucket/pg."""
-    now = datetime.datetime.now(UTC).replace(microsecond=0)
-    names = []
-    for day in days:
-        finished = now - datetime.timedelta(days=day, minutes=5)
-        name = finished.strftime("%Y%m%dT%H%M%S.dump")
-        artifact, _ = synthetic_backup(tmp_path / "local", name, size=64, finished_at=finished)
-        settings = StorageSettings(retry_timeout=2.0, lock=lock_request(**lock) if lock else None)
-        upload_backup(artifact, f"gs://{bucket}/pg", settings=settings, log=LOG)
-        names.append(name)
-    return names
 
 
 def test_what_the_emulator_keeps_of_a_lock(gcs: GCSEmulator, gcs_bucket: str) -> None:
@@ -140,7 +121,7 @@ def test_locked_gcs_dump_records_the_lock_in_its_manifest_and_on_both_objects(
     ).execute(context={})
     finished = datetime.datetime.fromisoformat(xcom["finished_at"])
     until = (finished + datetime.timedelta(days=30)).replace(microsecond=0)
-    assert xcom["lock"] == {"mode": "locked", "until": _iso(until), "legal_hold": False}
+    assert xcom["lock"] == {"mode": "locked", "until": iso(until), "legal_hold": False}
     bucket = gcs.client().bucket(gcs_bucket)
     stored = Manifest.from_json(bucket.blob("pg/locked.dump.manifest.json").download_as_bytes())
     assert stored.lock == xcom["lock"]
@@ -179,7 +160,7 @@ def test_upload_to_gcs_and_promotion_publish_locked_and_a_retry_is_a_no_op(
     lock = first["manifest"]["lock"]
     assert lock == {
         "mode": "unlocked",
-        "until": _iso(datetime.datetime.fromisoformat(manifest.finished_at) + datetime.timedelta(days=14)),
+        "until": iso(datetime.datetime.fromisoformat(manifest.finished_at) + datetime.timedelta(days=14)),
         "legal_hold": False,
     }
     promote = PgBackupPromoteOperator(
@@ -206,8 +187,8 @@ def test_retention_reports_locked_gcs_backups_with_their_date_and_bypasses_only_
 ) -> None:
     """The emulator would delete every object on request: that nothing is deleted before the date is
     the plan's doing (from the retention each object reports), which is what is tested."""
-    names = _upload_history(tmp_path, gcs_bucket, [0, 1, 2], lock_for="7d")
-    (locked,) = _upload_history(tmp_path, gcs_bucket, [3], lock_for="7d", lock_mode="locked")
+    names = upload_history(tmp_path, f"gs://{gcs_bucket}/pg", [0, 1, 2], lock_for="7d")
+    (locked,) = upload_history(tmp_path, f"gs://{gcs_bucket}/pg", [3], lock_for="7d", lock_mode="locked")
     location = f"gs://{gcs_bucket}/pg"
     before = _generations(gcs, gcs_bucket)
     arguments = {"location": location, "keep_last": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}
@@ -225,7 +206,7 @@ def test_retention_reports_locked_gcs_backups_with_their_date_and_bypasses_only_
         assert entry == {
             "name": f"{location}/{name}",
             "mode": "locked" if name == locked else "unlocked",
-            "deletable_after": _iso(finished + datetime.timedelta(days=7)),
+            "deletable_after": iso(finished + datetime.timedelta(days=7)),
             "legal_hold": False,
         }
     assert _generations(gcs, gcs_bucket) == before
@@ -247,8 +228,10 @@ def test_retention_deletes_a_locked_gcs_backup_after_its_date(
 ) -> None:
     """A lock a few seconds long: the backup finished a day ago, locked for a day and 8 seconds; the test
     waits for the date to pass (it asserts what is stored, not how long anything took)."""
-    newest = _upload_history(tmp_path, gcs_bucket, [0])
-    old = _upload_history(tmp_path, gcs_bucket, [1], lock_for=f"{86400 + 300 + 8}s", lock_mode="locked")
+    newest = upload_history(tmp_path, f"gs://{gcs_bucket}/pg", [0])
+    old = upload_history(
+        tmp_path, f"gs://{gcs_bucket}/pg", [1], lock_for=f"{86400 + 300 + 8}s", lock_mode="locked"
+    )
     location = f"gs://{gcs_bucket}/pg"
     until = _client(gcs, gcs_bucket).lock_of(f"pg/{old[0]}").until
     assert until is not None
@@ -257,7 +240,7 @@ def test_retention_deletes_a_locked_gcs_backup_after_its_date(
     result = PgBackupRetentionOperator(task_id="r1", bypass_governance=True, **arguments).execute(context={})
     if datetime.datetime.now(UTC) < until:  # (a machine slower than 8 s skips straight to the deletion)
         assert result["locked"] == [
-            {"name": f"{location}/{old[0]}", "mode": "locked", "deletable_after": _iso(until),
+            {"name": f"{location}/{old[0]}", "mode": "locked", "deletable_after": iso(until),
              "legal_hold": False}
         ]  # fmt: skip
         assert f"pg/{old[0]}" in _generations(gcs, gcs_bucket)

@@ -41,7 +41,6 @@ from airflow_provider_pgbackup.storage import (
     ObjectLock,
     StorageSettings,
     discard_promoted,
-    lock_request,
     plan_deletion,
     upload_backup,
 )
@@ -51,14 +50,11 @@ from airflow_provider_pgbackup.transfers.backup_upload import PgBackupUploadOper
 from devtools.object_stores import AzuriteEmulator, S3Emulator
 from devtools.pgcluster import PgCluster
 from tests.gcs_emulator import synthetic_backup
+from tests.storage.lock_history import iso, upload_history
 
 LOG = logging.getLogger(__name__)
 UTC = datetime.timezone.utc
 DAY = datetime.timedelta(days=1)
-
-
-def _iso(moment: datetime.datetime) -> str:
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _versions(s3: S3Emulator, bucket: str) -> dict[str, list[str]]:
@@ -67,20 +63,6 @@ def _versions(s3: S3Emulator, bucket: str) -> dict[str, list[str]]:
     for version in listing.get("Versions", []):
         found.setdefault(version["Key"], []).append(version["VersionId"])
     return found
-
-
-def _upload_history(tmp_path: Path, bucket: str, days: list[int], **lock: object) -> list[str]:
-    """Backups that finished ``days`` ago, uploaded (locked as ``lock`` says) under s3://bucket/pg."""
-    now = datetime.datetime.now(UTC).replace(microsecond=0)
-    names = []
-    for day in days:
-        finished = now - datetime.timedelta(days=day, minutes=5)
-        name = finished.strftime("%Y%m%dT%H%M%S.dump")
-        artifact, _ = synthetic_backup(tmp_path / "local", name, size=64, finished_at=finished)
-        settings = StorageSettings(retry_timeout=2.0, lock=lock_request(**lock) if lock else None)
-        upload_backup(artifact, f"s3://{bucket}/pg", settings=settings, log=LOG)
-        names.append(name)
-    return names
 
 
 # ------------------------------------------------------------------------------ validation, no I/O
@@ -176,7 +158,7 @@ def test_locked_dump_and_its_manifest_survive_a_delete_by_the_same_credentials(
     ).execute(context={})
     finished = datetime.datetime.fromisoformat(xcom["finished_at"])
     until = (finished + datetime.timedelta(days=30)).replace(microsecond=0)
-    assert xcom["lock"] == {"mode": "compliance", "until": _iso(until), "legal_hold": False}
+    assert xcom["lock"] == {"mode": "compliance", "until": iso(until), "legal_hold": False}
     client = s3.client()
     stored = Manifest.from_json(
         client.get_object(Bucket=bucket, Key="pg/locked.dump.manifest.json")["Body"].read()
@@ -223,12 +205,12 @@ def test_pg_dumpall_publishes_locked_too(pg18: PgCluster, airflow_conn, s3: S3Em
     assert xcom["lock"]["mode"] == "governance"
     for key in ("pg/globals.sql", "pg/globals.sql.manifest.json"):
         head = s3.client().head_object(Bucket=bucket, Key=key)
-        assert _iso(head["ObjectLockRetainUntilDate"]) == xcom["lock"]["until"]
+        assert iso(head["ObjectLockRetainUntilDate"]) == xcom["lock"]["until"]
 
 
 def test_freshness_require_locked_fails_on_an_unlocked_newest_backup(tmp_path: Path, s3: S3Emulator) -> None:
     bucket = s3.new_bucket(object_lock=True)
-    _upload_history(tmp_path, bucket, [0])
+    upload_history(tmp_path, f"s3://{bucket}/pg", [0])
     with pytest.raises(
         AirflowFailException, match=r"the newest verified backup, .* is not locked in the store"
     ):
@@ -244,7 +226,7 @@ def test_retention_reports_locked_backups_with_their_date_and_deletes_them_only_
     tmp_path: Path, s3: S3Emulator
 ) -> None:
     bucket = s3.new_bucket(object_lock=True)
-    names = _upload_history(tmp_path, bucket, [0, 1, 2, 3], lock_for="7d")
+    names = upload_history(tmp_path, f"s3://{bucket}/pg", [0, 1, 2, 3], lock_for="7d")
     location = f"s3://{bucket}/pg"
     s3.client().put_object(  # a run of ours that locked its artifact and stopped before the manifest
         Bucket=bucket, Key="pg/crashed.dump", Body=b"partial",
@@ -273,7 +255,7 @@ def test_retention_reports_locked_backups_with_their_date_and_deletes_them_only_
         assert entry == {
             "name": f"{location}/{name}",
             "mode": "governance",
-            "deletable_after": _iso(finished + datetime.timedelta(days=7)),
+            "deletable_after": iso(finished + datetime.timedelta(days=7)),
             "legal_hold": False,
         }
     assert _versions(s3, bucket) == before  # not even a delete marker
@@ -298,8 +280,10 @@ def test_compliance_locks_hold_against_bypass_and_retention_deletes_them_after_t
     """A lock a few seconds long: the backup finished a day ago, locked for a day and 8 seconds; the test
     waits for the date to pass (it asserts what is stored, not how long anything took)."""
     bucket = s3.new_bucket(object_lock=True)
-    newest = _upload_history(tmp_path, bucket, [0])
-    old = _upload_history(tmp_path, bucket, [1], lock_for=f"{86400 + 300 + 8}s", lock_mode="compliance")
+    newest = upload_history(tmp_path, f"s3://{bucket}/pg", [0])
+    old = upload_history(
+        tmp_path, f"s3://{bucket}/pg", [1], lock_for=f"{86400 + 300 + 8}s", lock_mode="compliance"
+    )
     location = f"s3://{bucket}/pg"
     head = s3.client().head_object(Bucket=bucket, Key=f"pg/{old[0]}")
     until = head["ObjectLockRetainUntilDate"]
@@ -308,7 +292,7 @@ def test_compliance_locks_hold_against_bypass_and_retention_deletes_them_after_t
     result = PgBackupRetentionOperator(task_id="r1", bypass_governance=True, **arguments).execute(context={})
     if datetime.datetime.now(UTC) < until:  # (a machine slower than 8 s skips straight to the deletion)
         assert result["locked"] == [
-            {"name": f"{location}/{old[0]}", "mode": "compliance", "deletable_after": _iso(until),
+            {"name": f"{location}/{old[0]}", "mode": "compliance", "deletable_after": iso(until),
              "legal_hold": False}
         ]  # fmt: skip
         assert f"pg/{old[0]}" in _versions(s3, bucket)
@@ -324,7 +308,7 @@ def test_locked_promotion_records_the_lock_a_retry_is_a_no_op_and_the_staged_cop
     tmp_path: Path, s3: S3Emulator
 ) -> None:
     bucket = s3.new_bucket(object_lock=True)
-    (name,) = _upload_history(tmp_path, bucket, [0])
+    (name,) = upload_history(tmp_path, f"s3://{bucket}/pg", [0])
     staged = f"s3://{bucket}/pg/{name}"
     promote = PgBackupPromoteOperator(
         task_id="promote",
