@@ -40,45 +40,37 @@ from airflow_provider_pgbackup import metrics
 from airflow_provider_pgbackup.compat import AirflowFailException
 from airflow_provider_pgbackup.failures import failure_policy
 from airflow_provider_pgbackup.lineage import publish_asset_events, retention_event_metadata
-from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX
+from airflow_provider_pgbackup.operators.retention_deletion import RetentionDeleter
 from airflow_provider_pgbackup.operators.retention_policy import (
-    HeldBackup,
     artifact_location,
     check_count,
     check_duration,
+    check_held,
+    check_newest,
     lock_plan,
     newest_complete_backup,
     select_kept,
 )
 from airflow_provider_pgbackup.options import InvalidOptionError, is_templated, parse_flag
-from airflow_provider_pgbackup.shrink import BackupShrank, ShrinkGuard, ShrinkReport
-from airflow_provider_pgbackup.shrink.folder import held_backups
+from airflow_provider_pgbackup.shrink import ShrinkGuard
 from airflow_provider_pgbackup.storage import (
     DEFAULT_AWS_CONN_ID,
     DEFAULT_GCP_CONN_ID,
     DEFAULT_RETRY_TIMEOUT,
     DEFAULT_WASB_CONN_ID,
     BackupStore,
-    DeletionPlan,
-    EntryChanged,
-    ObjectLockedError,
     StorageSettings,
     StoredEntry,
-    delete_locked,
-    object_locks,
     open_store,
     parse_location,
-    plan_deletion,
     portable_location,
 )
 from airflow_provider_pgbackup.storage.folder import (
     StoredBackup,
-    acknowledged_names,
     artifact_problem,
     find_backups,
     foreign_entries,
     provider_leftover,
-    uri_of,
 )
 
 
@@ -207,30 +199,76 @@ class PgBackupRetentionOperator(BaseOperator):
         with failure_policy():
             return self._execute(context)
 
-    def _delete(self, store: BackupStore, entry: StoredEntry, plan: DeletionPlan | None = None) -> bool:
-        """Delete one listed entry (nothing in a dry run); False when it changed since it was listed.
-
-        Another run may have deleted it already (no error: the store logs it) or replaced it (a dump
-        writing the same name): then it is left alone.
-        """
-        if self.is_dry_run:
-            return True
-        try:
-            if plan is not None and plan.locked:  # its exact versions: no delete marker left in front
-                delete_locked(store, entry, bypass=plan.bypass)
-            else:
-                store.delete(entry)
-        except EntryChanged as err:
-            self.log.warning("Leaving %s alone: %s", uri_of(store, entry), err)
-            return False
-        return True
-
     def _execute(self, context: Any) -> dict[str, Any]:
         store = self._store()
         entries = store.entries()
         now = datetime.datetime.now(datetime.timezone.utc)
         backups, incomplete, protected = find_backups(store, entries, self.log)
         foreign = foreign_entries(entries, backups, protected)
+        self._log_listing(store, backups, incomplete, foreign)
+        if not backups:
+            return self._nothing_to_keep(context, store, entries, foreign)
+        held = check_held(store, entries, backups, self.shrink_guard, self.log)
+        backups = [b for b in backups if b.name not in held]  # no keeper, never deleted
+        if not backups:
+            raise AirflowFailException(f"{store.location.uri} holds only held backups; deleting nothing")
+        newest = check_newest(
+            store, backups, now, max_newest_age=self.max_newest_age, verify_newest=self.verify_newest
+        )
+        kept_reasons = select_kept(
+            [b.finished_at for b in backups],
+            keep_last=self.keep_last,
+            keep_daily=self.keep_daily,
+            keep_weekly=self.keep_weekly,
+            keep_monthly=self.keep_monthly,
+            timezone=self.timezone,
+        )
+        deleter = RetentionDeleter(
+            store, now, self.log, dry_run=self.is_dry_run, bypass_governance=self.bypass_governance
+        )
+        deleter.delete_dropped(backups, kept_reasons, newest)
+        deleter.delete_incomplete(incomplete, protected, entries, self.incomplete_grace)
+        done = deleter.result
+        kept = [
+            {"name": backups[i].name, "finished_at": backups[i].manifest.finished_at, "rules": reasons}
+            for i, reasons in sorted(
+                kept_reasons.items(), key=lambda item: backups[item[0]].finished_at, reverse=True
+            )
+        ]
+        self.log.info(
+            "Retention of %s: kept %d backups, %s %d backups and %d incomplete entries%s",
+            store.location.uri,
+            len(kept),
+            "would delete" if self.is_dry_run else "deleted",
+            len(backups) - len(kept) - done.locked_backups,
+            len(done.incomplete_deleted),
+            f"; {len(done.locked)} locked backups or leftovers cannot be deleted yet" if done.locked else "",
+        )
+        metrics.emit_retention(store.location.scheme, kept=len(kept), deleted=len(done.gone), held=len(held))
+        self._publish(
+            context,
+            store,
+            kept=[b for b in backups if b not in done.gone],
+            deleted=done.gone,
+            held=[h.backup for h in held.values()],
+        )
+        return {
+            "kept": kept,
+            "deleted": done.deleted,
+            "incomplete_deleted": done.incomplete_deleted,
+            "left_alone": foreign,
+            "locked": done.locked,
+            "dry_run": self.is_dry_run,
+            "held": [{"name": name, **backup.shrink.to_dict()} for name, backup in sorted(held.items())],
+        }
+
+    def _log_listing(
+        self,
+        store: BackupStore,
+        backups: list[StoredBackup],
+        incomplete: list[StoredEntry],
+        foreign: list[str],
+    ) -> None:
         self.log.info(
             "%s holds %d complete backups and %d incomplete entries",
             store.location.uri,
@@ -243,187 +281,25 @@ class PgBackupRetentionOperator(BaseOperator):
                 len(foreign),
                 ", ".join(foreign),
             )
-        if not backups:
-            if entries and self.max_newest_age is not None:
-                metrics.emit_retention_refused(store.location.scheme, "empty")
-                raise AirflowFailException(f"{store.location.uri} holds no complete backup; deleting nothing")
-            self.log.info("No complete backup in %s; nothing to do", store.location.uri)
-            self._publish(context, store, kept=[], deleted=[])
-            return {
-                "kept": [],
-                "deleted": [],
-                "incomplete_deleted": [],
-                "left_alone": foreign,
-                "locked": [],
-                "dry_run": self.is_dry_run,
-                "held": [],
-            }
-        held = self._held(store, entries, backups)
-        backups = [b for b in backups if b.name not in held]  # no keeper, never deleted
-        if not backups:
-            raise AirflowFailException(f"{store.location.uri} holds only held backups; deleting nothing")
-        newest = max(backups, key=lambda b: b.finished_at)
-        age = now - newest.finished_at
-        if self.max_newest_age is not None and age > self.max_newest_age:
-            metrics.emit_retention_refused(store.location.scheme, "newest_too_old")
-            raise AirflowFailException(
-                f"the newest complete backup in {store.location.uri} ({newest.name}, finished "
-                f"{newest.manifest.finished_at}) is {age} old, more than "
-                f"max_newest_age={self.max_newest_age}; deleting nothing"
-            )
-        if self.verify_newest:
-            problem = artifact_problem(newest)
-            if problem is not None:
-                metrics.emit_retention_refused(store.location.scheme, "newest_unverified")
-                raise AirflowFailException(
-                    f"the newest backup in {store.location.uri} ({newest.name}) is not verified: {problem}; "
-                    "deleting nothing"
-                )
-        kept_reasons = select_kept(
-            [b.finished_at for b in backups],
-            keep_last=self.keep_last,
-            keep_daily=self.keep_daily,
-            keep_weekly=self.keep_weekly,
-            keep_monthly=self.keep_monthly,
-            timezone=self.timezone,
-        )
-        verb = "Would delete" if self.is_dry_run else "Deleting"
-        deleted: list[str] = []
-        gone: list[StoredBackup] = []
-        locked: list[dict[str, Any]] = []
-        locked_backups = 0
-        for index, backup in sorted(enumerate(backups), key=lambda item: item[1].finished_at):
-            if index in kept_reasons:
-                continue
-            assert backup is not newest
-            plan = lock_plan(store, backup, now, bypass_governance=self.bypass_governance)
-            name = uri_of(store, backup.manifest_entry)[: -len(MANIFEST_SUFFIX)]
-            if not plan.deletable:
-                locked.append(plan.held(name))
-                locked_backups += 1
-                self.log.info(
-                    "Cannot delete backup %s yet (finished %s): locked (%s) %s",
-                    name,
-                    backup.manifest.finished_at,
-                    "legal hold" if plan.legal_hold else plan.mode,
-                    "until the hold is released"
-                    if plan.deletable_after is None
-                    else f"until {plan.deletable_after.isoformat()}; a run after that deletes it",
-                )
-                continue
-            self.log.info(
-                "%s backup %s (finished %s, %d bytes)%s",
-                verb,
-                name,
-                backup.manifest.finished_at,
-                backup.manifest.size_bytes,
-                f", lifting its {plan.mode} lock (bypass_governance)" if plan.bypass else "",
-            )
-            for entry in (backup.manifest_entry, backup.artifact_entry):  # the manifest goes first
-                if entry is None:
-                    continue
-                try:
-                    if not self._delete(store, entry, plan):
-                        break  # its manifest was replaced since the listing: a new backup, left whole
-                except ObjectLockedError as err:  # locked since the plan was made: left as it is
-                    self.log.warning("Leaving %s: %s", name, err)
-                    locked.append({**plan.held(name), "reason": str(err)})
-                    locked_backups += 1
-                    break
-                deleted.append(uri_of(store, entry))
-                if entry is backup.manifest_entry and not self.is_dry_run:
-                    gone.append(backup)  # without its manifest it is no backup any more
-        incomplete_deleted: list[str] = []
-        for entry in incomplete:
-            if entry.name in protected:
-                continue
-            if now - entry.updated < self.incomplete_grace:
-                self.log.info(
-                    "Keeping incomplete %s: younger than %s", uri_of(store, entry), self.incomplete_grace
-                )
-                continue
-            leftover_plan = plan_deletion(
-                object_locks(store, entry), now, bypass_governance=self.bypass_governance
-            )
-            if not leftover_plan.deletable:  # a locked object whose manifest never came: its date first
-                self.log.info("Keeping incomplete %s: locked", uri_of(store, entry))
-                locked.append(leftover_plan.held(uri_of(store, entry)))
-                continue
-            self.log.info(
-                "%s incomplete %s, %s (last modified %s)",
-                verb,
-                uri_of(store, entry),
-                provider_leftover(entry, {e.name for e in entries}),
-                entry.updated.isoformat(),
-            )
-            if self._delete(store, entry, leftover_plan):
-                incomplete_deleted.append(uri_of(store, entry))
-        kept = [
-            {"name": backups[i].name, "finished_at": backups[i].manifest.finished_at, "rules": reasons}
-            for i, reasons in sorted(
-                kept_reasons.items(), key=lambda item: backups[item[0]].finished_at, reverse=True
-            )
-        ]
-        self.log.info(
-            "Retention of %s: kept %d backups, %s %d backups and %d incomplete entries%s",
-            store.location.uri,
-            len(kept),
-            "would delete" if self.is_dry_run else "deleted",
-            len(backups) - len(kept) - locked_backups,
-            len(incomplete_deleted),
-            f"; {len(locked)} locked backups or leftovers cannot be deleted yet" if locked else "",
-        )
-        metrics.emit_retention(store.location.scheme, kept=len(kept), deleted=len(gone), held=len(held))
-        self._publish(
-            context,
-            store,
-            kept=[b for b in backups if b not in gone],
-            deleted=gone,
-            held=[h.backup for h in held.values()],
-        )
-        return {
-            "kept": kept,
-            "deleted": deleted,
-            "incomplete_deleted": incomplete_deleted,
-            "left_alone": foreign,
-            "locked": locked,
-            "dry_run": self.is_dry_run,
-            "held": [{"name": name, **backup.shrink.to_dict()} for name, backup in sorted(held.items())],
-        }
 
-    def _held(
-        self, store: BackupStore, entries: list[StoredEntry], backups: list[StoredBackup]
-    ) -> dict[str, HeldBackup]:
-        """The shrink guard's view: backups that shrank and are not acknowledged (kept, never counted).
-        The newest backup of a database held fails the task: nothing is deleted until a person looks."""
-        reports = held_backups(backups, acknowledged_names(entries), self.shrink_guard)
-        held = {
-            b.name: HeldBackup(b, reports[b.name])
-            for b in backups
-            if b.name in reports and reports[b.name].held
+    def _nothing_to_keep(
+        self, context: Any, store: BackupStore, entries: list[StoredEntry], foreign: list[str]
+    ) -> dict[str, Any]:
+        """No complete backup: fail when the folder is not empty and backups are expected, else a no-op."""
+        if entries and self.max_newest_age is not None:
+            metrics.emit_retention_refused(store.location.scheme, "empty")
+            raise AirflowFailException(f"{store.location.uri} holds no complete backup; deleting nothing")
+        self.log.info("No complete backup in %s; nothing to do", store.location.uri)
+        self._publish(context, store, kept=[], deleted=[])
+        return {
+            "kept": [],
+            "deleted": [],
+            "incomplete_deleted": [],
+            "left_alone": foreign,
+            "locked": [],
+            "dry_run": self.is_dry_run,
+            "held": [],
         }
-        for backup in held.values():
-            self.log.warning("Keeping held backup %s (not counted):\n%s", backup.name, backup.shrink.table())
-        newest: dict[tuple[str, str | None, str | None], StoredBackup] = {}
-        for candidate in sorted(backups, key=lambda b: b.finished_at):  # the newest of each database
-            newest[(candidate.manifest.kind, candidate.manifest.database, candidate.manifest.mode)] = (
-                candidate
-            )
-        newest_held = [b for b in newest.values() if b.name in held]
-        if newest_held:
-            metrics.emit_retention(store.location.scheme, kept=len(backups), deleted=0, held=len(held))
-            metrics.emit_retention_refused(store.location.scheme, "newest_held")
-            first = newest_held[0]
-            report = held[first.name].shrink
-            raise BackupShrank(
-                ShrinkReport(
-                    uri_of(store, first.manifest_entry)[: -len(MANIFEST_SUFFIX)],
-                    report.baseline,
-                    report.shrank,
-                ),
-                what="counted by retention, and nothing is deleted",
-            )
-        return held
 
     def _publish(
         self,

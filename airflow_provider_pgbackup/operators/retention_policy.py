@@ -2,7 +2,9 @@
 (:func:`select_kept`), whether a dropped backup may go now (:func:`lock_plan`, from the store's locks),
 a held backup (:class:`HeldBackup`, the shrink guard's), where a backup's artifact is, and the newest
 complete backup of a folder (:func:`newest_complete_backup`, what the restore drill restores). The
-argument checks the operator shares are here too."""
+guards that stop a run before it deletes anything (:func:`check_held`, the shrink guard's, and
+:func:`check_newest`, the newest backup's age and check) and the argument checks the operator shares
+are here too."""
 
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ from typing import Any
 
 import pendulum
 
+from airflow_provider_pgbackup import metrics
+from airflow_provider_pgbackup.compat import AirflowFailException
 from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX
 from airflow_provider_pgbackup.options import InvalidOptionError
-from airflow_provider_pgbackup.shrink import ShrinkReport
+from airflow_provider_pgbackup.shrink import BackupShrank, ShrinkGuard, ShrinkReport
+from airflow_provider_pgbackup.shrink.folder import held_backups
 from airflow_provider_pgbackup.storage import (
     DEFAULT_AWS_CONN_ID,
     DEFAULT_GCP_CONN_ID,
@@ -24,12 +29,19 @@ from airflow_provider_pgbackup.storage import (
     DeletionPlan,
     Location,
     StorageSettings,
+    StoredEntry,
     object_locks,
     open_store,
     plan_deletion,
     portable_location,
 )
-from airflow_provider_pgbackup.storage.folder import StoredBackup, artifact_problem, find_backups, uri_of
+from airflow_provider_pgbackup.storage.folder import (
+    StoredBackup,
+    acknowledged_names,
+    artifact_problem,
+    find_backups,
+    uri_of,
+)
 
 
 def _period_keys(tz: str) -> dict[str, Callable[[datetime.datetime], tuple[int, ...]]]:
@@ -91,6 +103,67 @@ class HeldBackup:
     @property
     def name(self) -> str:
         return self.backup.name
+
+
+def check_held(
+    store: BackupStore, entries: list[StoredEntry], backups: list[StoredBackup], guard: ShrinkGuard, log: Any
+) -> dict[str, HeldBackup]:
+    """The shrink guard's view: backups that shrank and are not acknowledged (kept, never counted).
+    The newest backup of a database held fails the task: nothing is deleted until a person looks."""
+    reports = held_backups(backups, acknowledged_names(entries), guard)
+    held = {
+        b.name: HeldBackup(b, reports[b.name]) for b in backups if b.name in reports and reports[b.name].held
+    }
+    for backup in held.values():
+        log.warning("Keeping held backup %s (not counted):\n%s", backup.name, backup.shrink.table())
+    newest: dict[tuple[str, str | None, str | None], StoredBackup] = {}
+    for candidate in sorted(backups, key=lambda b: b.finished_at):  # the newest of each database
+        newest[(candidate.manifest.kind, candidate.manifest.database, candidate.manifest.mode)] = candidate
+    newest_held = [b for b in newest.values() if b.name in held]
+    if newest_held:
+        metrics.emit_retention(store.location.scheme, kept=len(backups), deleted=0, held=len(held))
+        metrics.emit_retention_refused(store.location.scheme, "newest_held")
+        first = newest_held[0]
+        report = held[first.name].shrink
+        raise BackupShrank(
+            ShrinkReport(
+                uri_of(store, first.manifest_entry)[: -len(MANIFEST_SUFFIX)],
+                report.baseline,
+                report.shrank,
+            ),
+            what="counted by retention, and nothing is deleted",
+        )
+    return held
+
+
+def check_newest(
+    store: BackupStore,
+    backups: Sequence[StoredBackup],
+    now: datetime.datetime,
+    *,
+    max_newest_age: datetime.timedelta | None,
+    verify_newest: bool,
+) -> StoredBackup:
+    """The newest complete backup, once it is young enough and (``verify_newest``) passes its check;
+    otherwise the task fails and nothing is deleted: backups have stopped working."""
+    newest = max(backups, key=lambda b: b.finished_at)
+    age = now - newest.finished_at
+    if max_newest_age is not None and age > max_newest_age:
+        metrics.emit_retention_refused(store.location.scheme, "newest_too_old")
+        raise AirflowFailException(
+            f"the newest complete backup in {store.location.uri} ({newest.name}, finished "
+            f"{newest.manifest.finished_at}) is {age} old, more than "
+            f"max_newest_age={max_newest_age}; deleting nothing"
+        )
+    if verify_newest:
+        problem = artifact_problem(newest)
+        if problem is not None:
+            metrics.emit_retention_refused(store.location.scheme, "newest_unverified")
+            raise AirflowFailException(
+                f"the newest backup in {store.location.uri} ({newest.name}) is not verified: {problem}; "
+                "deleting nothing"
+            )
+    return newest
 
 
 def check_count(name: str, value: Any) -> int:
