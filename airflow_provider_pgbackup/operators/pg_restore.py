@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_pgbackup.failures import failure_policy, restore_failure
-from airflow_provider_pgbackup.hooks.pg_dump import PgCommandError, PgDumpHook, load_identities
+from airflow_provider_pgbackup.failures import failure_policy
+from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook, load_identities
 from airflow_provider_pgbackup.lineage import (
     backup_event_metadata,
     dumped_rows,
@@ -20,15 +19,9 @@ from airflow_provider_pgbackup.lineage import (
 )
 from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.operators.restore_comparison import RestoreComparison
+from airflow_provider_pgbackup.operators.restore_run import PARALLEL_FORMATS, RestoreRun
 from airflow_provider_pgbackup.operators.restore_source import verified_backup
-from airflow_provider_pgbackup.operators.restore_target import (
-    check_database_name,
-    check_not_the_source,
-    check_subset,
-    check_target_is_empty,
-    prepare_database,
-    subset_schemas,
-)
+from airflow_provider_pgbackup.operators.restore_target import check_database_name, check_subset
 from airflow_provider_pgbackup.options import (
     InvalidOptionError,
     check_bin_dir,
@@ -38,23 +31,18 @@ from airflow_provider_pgbackup.options import (
     parse_flag,
 )
 from airflow_provider_pgbackup.selection import RestoreSubset
-from airflow_provider_pgbackup.sqlscript import SqlScript
 from airflow_provider_pgbackup.storage import (
     DEFAULT_AWS_CONN_ID,
     DEFAULT_GCP_CONN_ID,
     DEFAULT_WASB_CONN_ID,
-    ArtifactSource,
     Location,
     StorageSettings,
     open_source,
     parse_location,
     portable_location,
 )
-from airflow_provider_pgbackup.verify import (
-    VerificationReport,
-)
 
-PARALLEL_FORMATS = ("custom", "directory")
+__all__ = ["PARALLEL_FORMATS", "PgRestoreOperator"]
 
 
 class PgRestoreOperator(BaseOperator):
@@ -314,7 +302,8 @@ class PgRestoreOperator(BaseOperator):
         )
         self.hook.restore_client(manifest)  # a client too old for the archive fails before any database
         subset = check_subset(self.subset, manifest, self.log)
-        script = self._guard_sql_script(source, manifest, report, database)
+        run = RestoreRun(self, source, manifest, database, identities=self._identities)
+        script = run.guard_sql_script(report)
         comparison = RestoreComparison(
             self.hook,
             self.log,
@@ -324,25 +313,18 @@ class PgRestoreOperator(BaseOperator):
             jobs=self.jobs,
         )
         artifact = portable_location(source.location)
-        created = False
         try:
-            created = self._prepare_target(manifest, database, subset)
-            started = time.monotonic()
-            self._restore(source, manifest, database, script)
-            restore_seconds = self._restore_seconds = round(time.monotonic() - started, 3)
-            tables, content = comparison.compare(manifest, database)
-        except BaseException:
-            if created and self.drop_after:
-                self._drop_after_failure(database)
-            raise
+            tables, content = run.run(comparison, script, subset)
         finally:
+            created = run.created
+            restore_seconds = self._restore_seconds = run.restore_seconds
             comparison.push_verdict(
                 context,
                 manifest,
                 artifact,
                 database,
                 dropped=created and self.drop_after,
-                restore_seconds=self._restore_seconds,
+                restore_seconds=restore_seconds,
             )
         dropped = False
         if created and self.drop_after:
@@ -385,63 +367,6 @@ class PgRestoreOperator(BaseOperator):
         manifest, artifact, kept = self._finished
         outputs = [self.hook.lineage_dataset(kept)] if kept is not None else []
         return operator_lineage([artifact.dataset], outputs, output_rows=dumped_rows(manifest))
-
-    def _prepare_target(self, manifest: Manifest, database: str, subset: RestoreSubset | None) -> bool:
-        """Create the target database (returns True) or check the existing one; refuse a non-empty one
-        and the backup's own source; create the schemas a subset needs."""
-        created = prepare_database(self.hook, database, create=bool(self.create_database))
-        check_target_is_empty(self.hook, database, allow_non_empty=bool(self.allow_non_empty_database))
-        check_not_the_source(self.hook, manifest, database, allow_source=bool(self.allow_source_database))
-        if subset is not None:
-            self.hook.create_schemas(database, subset_schemas(manifest, subset))
-        return created
-
-    def _guard_sql_script(
-        self, source: ArtifactSource, manifest: Manifest, report: VerificationReport, database: str
-    ) -> SqlScript | None:
-        """Plain SQL: refuse, before the target is created or anything runs, a script that would drop,
-        alter or write into what exists on the server (read during verification's contents check, or
-        now when that check is off)."""
-        if manifest.format != "plain":
-            return None  # pg_restore applies --clean / --create only when given them: it never is
-        return self.hook.guard_sql_script(
-            source, manifest, database, script=report.sql_script, identities=self._identities
-        )
-
-    def _restore(
-        self, source: ArtifactSource, manifest: Manifest, database: str, script: SqlScript | None
-    ) -> None:
-        jobs = self.jobs
-        if jobs and manifest.format not in PARALLEL_FORMATS:
-            self.log.info("jobs=%s ignored: a %s artifact restores serially", jobs, manifest.format)
-            jobs = None
-        if manifest.format == "plain" and (self.no_owner or self.no_acl):
-            self.log.info("no_owner / no_acl do not apply to plain SQL: it restores as pg_dump wrote it")
-        try:
-            self.hook.restore(
-                source,
-                manifest,
-                database,
-                jobs=jobs,
-                no_owner=self.no_owner,
-                no_acl=self.no_acl,
-                transaction_size=self.transaction_size,
-                statistics=self.restore_statistics,
-                identities=self._identities,
-                subset=self.subset,
-                script=script,
-            )
-        except PgCommandError as err:
-            raise restore_failure(err, f"restoring {source.location.uri} into {database!r}") from err
-
-    def _drop_after_failure(self, database: str) -> None:
-        """Drop the database this run created; a failure here is logged, the original error is kept."""
-        try:
-            self.hook.drop_database(database)
-        except Exception:
-            self.log.exception(
-                "Could not drop database %s after the failed restore; drop it by hand", database
-            )
 
     def on_kill(self) -> None:
         self.hook.kill()
