@@ -1,4 +1,5 @@
-"""The one streamed runner for pg_dump, pg_dumpall, pg_restore, psql (and decompressors), and its errors.
+"""The one streamed runner for pg_dump, pg_dumpall, pg_restore, psql (and decompressors), and its errors
+(:mod:`.errors`; the child's environment is :mod:`.env`).
 
 Knows nothing of Airflow connections: it runs an argv with the environment it is given. Every child
 runs in its own session (process group), so :meth:`PgProcessRunner.kill` stops it and all its workers.
@@ -14,7 +15,6 @@ import contextlib
 import ctypes
 import fcntl
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -26,20 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_pgbackup.compat import AirflowException
-
-# Variables a child may inherit from the worker. Everything else (AIRFLOW_CONN_*, PG*, cloud keys) is dropped.
-INHERITED_ENV = (
-    "PATH",
-    "HOME",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "LC_MESSAGES",
-    "TZ",
-    "TMPDIR",
-    "LD_LIBRARY_PATH",
+from airflow_provider_pgbackup.process.env import (
+    INHERITED_ENV,
+    ChildEnv,
+    _check_inherited,
+    inherited_env,
+    tool_env,
 )
+from airflow_provider_pgbackup.process.errors import PgCommandError, PgLockTimeout
 
 STDERR_TAIL_LINES = 20
 READ_CHUNK_BYTES = 1024 * 1024
@@ -65,50 +59,6 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
     except ProcessLookupError:
         sys.exit(0)
 """
-
-
-def inherited_env() -> dict[str, str]:
-    """The worker's variables a child may see (``INHERITED_ENV``), and nothing else."""
-    return {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
-
-
-class ChildEnv(dict[str, str]):
-    """A child's environment plus the descriptors it names (``PGPASSFILE=/proc/self/fd/N``, an in-memory
-    file): :meth:`PgProcessRunner.run` lets the child inherit exactly these (``pass_fds``, same numbers),
-    and no other descriptor of the task process."""
-
-    def __init__(self, variables: dict[str, str], pass_fds: Iterable[int] = ()) -> None:
-        super().__init__(variables)
-        self.pass_fds = tuple(pass_fds)
-
-    def copy(self) -> ChildEnv:
-        """A copy to change variables in that still hands the child its descriptors."""
-        return ChildEnv(self, self.pass_fds)
-
-
-_FD_PATH = re.compile(r"^/proc/self/fd/(\d+)$")
-
-
-def _check_inherited(env: dict[str, str]) -> tuple[int, ...]:
-    """The descriptors ``env`` hands the child; a variable naming ``/proc/self/fd/N`` that is not among
-    them (an environment copied into a plain dict) is a bug: the child would find no passfile and
-    ask for a password, so it is refused before anything starts."""
-    pass_fds = env.pass_fds if isinstance(env, ChildEnv) else ()
-    for name, value in env.items():
-        match = _FD_PATH.match(value)
-        if match and int(match.group(1)) not in pass_fds:
-            raise RuntimeError(
-                f"{name} names descriptor {match.group(1)}, which this environment does not hand to the "
-                "child (copy a session's env with .copy(), not dict())"
-            )
-    return pass_fds
-
-
-def tool_env() -> dict[str, str]:
-    """A minimal environment for pg_restore --list, probes and decompressors: no connection, no secrets."""
-    env = inherited_env()
-    env["LC_MESSAGES"] = "C"
-    return env
 
 
 def _parent_death_signal(parent_pid: int) -> Callable[[], None] | None:
@@ -168,59 +118,6 @@ class _Reaper:
         if command_ended and self._proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=REAPER_GRACE_SECONDS)
-
-
-class PgCommandError(AirflowException):
-    """A pg tool exited non-zero; the message carries its exit code and the tail of its stderr.
-
-    ``killed`` is True when the provider stopped it (``on_kill``): a kill is never a verdict on the bytes.
-    """
-
-    def __init__(self, tool: str, returncode: int, stderr_tail: Sequence[str], killed: bool = False):
-        self.tool = tool
-        self.returncode = returncode
-        self.stderr_tail = tuple(stderr_tail)
-        self.killed = killed
-        how = "was stopped" if killed else f"failed with exit code {returncode}"
-        tail = "\n".join(self.stderr_tail) or "(no output on stderr)"
-        super().__init__(f"{tool} {how}:\n{tail}")
-
-
-class PgLockTimeout(PgCommandError):
-    """pg_dump (alone, or as pg_dumpall's child) gave up waiting for a table lock
-    (``lock_wait_timeout``); retryable."""
-
-    @classmethod
-    def from_error(cls, err: PgCommandError, lock_wait_timeout: str | None) -> PgLockTimeout | None:
-        """pg_dump reports its lock wait as a statement timeout on ``LOCK TABLE``; say what it means,
-        and in which database when pg_dumpall names it."""
-        text = "\n".join(err.stderr_tail)
-        if not lock_wait_timeout or "statement timeout" not in text or "LOCK TABLE" not in text:
-            return None
-        detail = next((line for line in err.stderr_tail if "LOCK TABLE" in line), "")
-        database = _DUMPALL_FAILED_ON.search(text)
-        where = f" in database {database.group(1)}" if database else ""
-        lock = cls(err.tool, err.returncode, err.stderr_tail)
-        lock.args = (cls._message(err.tool, lock_wait_timeout, detail, where),)
-        return lock
-
-    @classmethod
-    def for_session(cls, who: str, lock_wait_timeout: str | None, detail: str) -> PgLockTimeout:
-        """The provider's own session (``who``) waited ``lock_wait_timeout`` for a table lock in vain."""
-        lock = cls(who, 0, [detail])
-        lock.args = (cls._message(who, lock_wait_timeout, detail),)
-        return lock
-
-    @staticmethod
-    def _message(who: str, lock_wait_timeout: str | None, detail: str, where: str = "") -> str:
-        return (
-            f"{who} could not lock a table{where} within lock_wait_timeout={lock_wait_timeout}: another "
-            f"session holds a conflicting lock ({detail.strip()}). The task may be retried."
-        )
-
-
-# pg_dumpall's last words when one of its pg_dump children failed.
-_DUMPALL_FAILED_ON = re.compile(r'pg_dump failed on database ("[^\n]*"), exiting')
 
 
 @dataclass(frozen=True)
@@ -423,3 +320,17 @@ class PgProcessRunner:
                 os.killpg(proc.pid, sig)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=grace_seconds)
+
+
+__all__ = [
+    "INHERITED_ENV",
+    "READ_CHUNK_BYTES",
+    "STDERR_TAIL_LINES",
+    "ChildEnv",
+    "CommandResult",
+    "PgCommandError",
+    "PgLockTimeout",
+    "PgProcessRunner",
+    "inherited_env",
+    "tool_env",
+]
