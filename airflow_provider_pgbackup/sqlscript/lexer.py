@@ -7,8 +7,21 @@ first words of each statement, and the whole of the few that can matter, go thro
 
 from __future__ import annotations
 
-import re
-
+from airflow_provider_pgbackup.sqlscript.patterns import (
+    BLOCK_COMMENT,
+    ESCAPE_STRING,
+    HEAD,
+    IDENT_CHAR,
+    INNER_PARENS,
+    INSERT_ROWS,
+    MAX_TEXT,
+    PARTIAL_DOLLAR,
+    QUOTED,
+    SKIP,
+    SKIP_RUN,
+    TOKEN,
+    WRITE_HEAD,
+)
 from airflow_provider_pgbackup.sqlscript.psql import PendingStatement, meta_command
 from airflow_provider_pgbackup.sqlscript.script import SqlScript, python_codec, server_name
 from airflow_provider_pgbackup.sqlscript.statements import (
@@ -22,85 +35,6 @@ from airflow_provider_pgbackup.sqlscript.statements import (
 
 #: Tokens kept of one statement that matters; a longer one is refused as unreadable.
 MAX_TOKENS = 100_000
-_MAX_TEXT = 4096  # bytes kept of one string literal or quoted identifier
-
-_TOKEN = re.compile(
-    rb"""(?P<space>[ \t\r\f\v]+)|(?P<newline>\n)|(?P<line_comment>--)|(?P<block_comment>/\*)
-    |(?P<dollar>\$(?:[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$)
-    |(?P<escape_string>[eE]')|(?P<unicode_string>[uU]&')|(?P<unicode_ident>[uU]&")
-    |(?P<string>')|(?P<ident>")|(?P<word>[A-Za-z_\x80-\xff][A-Za-z0-9_$\x80-\xff]*)
-    |(?P<number>[0-9][0-9A-Za-z_.]*)|(?P<backslash>\\)|(?P<semicolon>;)|(?P<punct>.)""",
-    re.X | re.S,
-)
-_SPACE = rb"[ \t\r\n\f\v]"
-
-
-def _atomic(pattern: bytes, name: str) -> bytes:
-    """``pattern`` as an atomic group, never backtracked into: a lookahead (atomic in Python's ``re``)
-    captures what it matches, a backreference consumes exactly that. ``(?>...)`` and possessive
-    quantifiers would say the same, but need Python 3.11 (the package supports 3.10)."""
-    return b"(?=(?P<" + name.encode() + b">" + pattern + b"))(?P=" + name.encode() + b")"
-
-
-# The first word of a statement, followed by a space or "(": most statements are decided by it.
-_HEAD = re.compile(_SPACE + rb"*([A-Za-z_]+)(?=[ \t\r\n\f\v(])")
-_NAME = rb'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")*")'
-# The target of a statement that writes rows, when written plainly (else the token loop reads it).
-_WRITE_HEAD = re.compile(
-    _SPACE
-    + rb"*(?i:insert"
-    + _SPACE
-    + rb"+into|update(?:"
-    + _SPACE
-    + rb"+only)?|delete"
-    + _SPACE
-    + rb"+from(?:"
-    + _SPACE
-    + rb"+only)?|truncate(?:"
-    + _SPACE
-    + rb"+table)?(?:"
-    + _SPACE
-    + rb"+only)?|merge"
-    + _SPACE
-    + rb"+into)"
-    + _SPACE
-    + rb"+(?:(?P<schema>"
-    + _NAME
-    + rb")"
-    + _SPACE
-    + rb"*\."
-    + _SPACE
-    + rb"*)?(?P<name>"
-    + _NAME
-    + rb")(?=[ \t\r\n\f\v(;,])"
-)
-# The rest of a statement that does not matter, up to what the token loop must see: standard strings
-# and quoted identifiers whole (a doubled quote reads as two adjacent ones: same split), but never an
-# E'...' string, a dollar quote, a comment, a meta-command or a ";". Atomic: never backtracked into.
-_BODY = _atomic(rb"""(?:[^;'"$\\/\-eE]+|[eE](?!')|'[^']*'|"[^"]*"|-(?!-)|/(?!\*))*""", "body")
-_SKIP_RUN = re.compile(_BODY)
-# pg_dump --inserts rows: a run of whole "INSERT INTO schema.table ...;" statements (not into the
-# system catalogue) read in one match; the caller checks that their parentheses balance.
-_INSERT_ROWS = re.compile(
-    _atomic(
-        rb"(?:"
-        + _SPACE
-        + rb"*INSERT INTO (?!(?i:\"?pg_catalog\"?)\.)"
-        + _NAME
-        + rb"\."
-        + _NAME
-        + _BODY
-        + rb";)+",
-        "rows",
-    )
-)
-_INNER_PARENS = re.compile(rb"\([^()]*\)")
-_QUOTED = re.compile(rb"'[^']*'|\"[^\"]*\"")
-_SKIP = re.compile(rb"""[;'"$()\\]|--|/\*""")
-_IDENT_CHAR = re.compile(rb"[A-Za-z0-9_$\x80-\xff]")
-_PARTIAL_DOLLAR = re.compile(rb"\$[A-Za-z0-9_\x80-\xff]*")
-_BLOCK_COMMENT = re.compile(rb"/\*|\*/")
-_ESCAPE_STRING = re.compile(rb"[\\']")
 
 
 class ScriptScanner:
@@ -162,18 +96,18 @@ class ScriptScanner:
     def _head(self, buf: bytes, pos: int) -> int:
         """A statement's start: when its first words show it cannot matter, consume them and let
         :meth:`_skip` read the rest. Returns ``pos`` when the token loop must read it."""
-        head = _HEAD.match(buf, pos)
+        head = HEAD.match(buf, pos)
         if head is None or head.end() == len(buf):
             return pos
         word = head.group(1).lower()
         if word == b"insert" and self._standard_strings:
-            rows = _INSERT_ROWS.match(buf, pos)
+            rows = INSERT_ROWS.match(buf, pos)
             if rows is not None and rows.end() < len(buf) and _balanced(buf[pos : rows.end()]):
                 return rows.end()
         if word in RELEVANT:
             if word not in WRITES:
                 return pos
-            head = _WRITE_HEAD.match(buf, pos)
+            head = WRITE_HEAD.match(buf, pos)
             if head is None or head.end() == len(buf) or _catalogue(head["schema"], head["name"]):
                 return pos
         self._statement.word(word)
@@ -222,15 +156,15 @@ class ScriptScanner:
     def _skip(self, buf: bytes, pos: int, final: bool) -> tuple[int, bool]:
         """A statement that does not matter: jump to what opens a quote or comment, nests or ends."""
         if self._standard_strings:
-            run = _SKIP_RUN.match(buf, pos)
+            run = SKIP_RUN.match(buf, pos)
             stop = run.end() if run else pos
             if stop > pos and (stop < len(buf) or final):
                 text = buf[pos:stop]
                 if b"(" in text or b")" in text:
-                    bare = _QUOTED.sub(b"", text)
+                    bare = QUOTED.sub(b"", text)
                     self._statement.paren_depth += bare.count(b"(") - bare.count(b")")
                 return stop, False
-        match = _SKIP.search(buf, pos)
+        match = SKIP.search(buf, pos)
         if match is None:
             if not final and buf.endswith((b"-", b"/")):
                 return len(buf) - 1, True  # maybe the start of a comment
@@ -239,7 +173,7 @@ class ScriptScanner:
         if char == b"'":
             behind = self._before(buf, at, 2)
             prefixed = behind[-1:] in (b"e", b"E") and not (
-                len(behind) == 2 and _IDENT_CHAR.fullmatch(behind[:1])
+                len(behind) == 2 and IDENT_CHAR.fullmatch(behind[:1])
             )
             escapes = prefixed or not self._standard_strings
             return self._open_string(at + 1, "escape_string" if escapes else "string")
@@ -255,12 +189,12 @@ class ScriptScanner:
 
     def _token(self, buf: bytes, pos: int, final: bool) -> tuple[int, bool]:
         """Read one token of SQL (or wait when it may go on in the next chunk)."""
-        match = _TOKEN.match(buf, pos)
+        match = TOKEN.match(buf, pos)
         assert match is not None
         kind, stop = match.lastgroup or "punct", match.end()
-        if not final and (stop == len(buf) or (kind == "punct" and _PARTIAL_DOLLAR.fullmatch(buf, pos))):
+        if not final and (stop == len(buf) or (kind == "punct" and PARTIAL_DOLLAR.fullmatch(buf, pos))):
             return pos, True
-        if kind == "dollar" and _IDENT_CHAR.fullmatch(self._before(buf, pos, 1) or b" "):
+        if kind == "dollar" and IDENT_CHAR.fullmatch(self._before(buf, pos, 1) or b" "):
             kind, stop = "punct", pos + 1  # a "$" inside a word (a$b), not a dollar quote
         if self._copy_pending and kind not in ("space", "line_comment"):
             self._copy_pending = False
@@ -304,7 +238,7 @@ class ScriptScanner:
                 self._copy_pending, self._state, self._copy_line_start = False, "copy", True
             return newline + 1, False
         if state == "block_comment":
-            while match := _BLOCK_COMMENT.search(buf, pos):
+            while match := BLOCK_COMMENT.search(buf, pos):
                 pos = match.end()
                 self._comment_depth += 1 if match.group() == b"/*" else -1
                 if self._comment_depth == 0:
@@ -324,7 +258,7 @@ class ScriptScanner:
         quote = b'"' if state == "ident" else b"'"
         while True:
             if state == "escape_string":
-                found_match = _ESCAPE_STRING.search(buf, pos)
+                found_match = ESCAPE_STRING.search(buf, pos)
                 found = found_match.start() if found_match else -1
             else:
                 found = buf.find(quote, pos)
@@ -348,8 +282,8 @@ class ScriptScanner:
                 return found + 1, False
 
     def _keep(self, text: bytes) -> None:
-        if len(self._text) < _MAX_TEXT:
-            self._text += text[: _MAX_TEXT - len(self._text)]
+        if len(self._text) < MAX_TEXT:
+            self._text += text[: MAX_TEXT - len(self._text)]
 
     def _meta_command(self, buf: bytes, pos: int, final: bool) -> tuple[int, bool]:
         """A psql meta-command (the rest of the line): only pg_dump's own, as pg_dump writes them."""
@@ -412,7 +346,7 @@ class ScriptScanner:
 
 
 def _catalogue(schema: bytes | None, name: bytes) -> bool:
-    """Whether a plainly written target (``_WRITE_HEAD``) may be in the system catalogue."""
+    """Whether a plainly written target (``WRITE_HEAD``) may be in the system catalogue."""
     if schema is not None:
         return schema.strip(b'"').lower() == b"pg_catalog"
     return name.lower().startswith(b"pg_") or name.startswith(b'"pg_')
@@ -420,9 +354,9 @@ def _catalogue(schema: bytes | None, name: bytes) -> bool:
 
 def _balanced(text: bytes) -> bool:
     """Whether every parenthesis outside quotes in ``text`` closes one opened before it in ``text``."""
-    bare = _QUOTED.sub(b"", text)
+    bare = QUOTED.sub(b"", text)
     while b"(" in bare:
-        reduced = _INNER_PARENS.sub(b"", bare)
+        reduced = INNER_PARENS.sub(b"", bare)
         if reduced == bare:
             return False
         bare = reduced
