@@ -23,15 +23,11 @@ from airflow_provider_pgbackup.storage.base import (
     StorageSettings,
     StoreNotFound,
 )
-from airflow_provider_pgbackup.storage.object_lock import (
-    LockNotSupported,
-    LockRequest,
-    ObjectLock,
-    ObjectLockedError,
-)
 from airflow_provider_pgbackup.storage.objects import ObjectInfo, decode_metadata, encode_metadata
 from airflow_provider_pgbackup.storage.objects.backend import endpoint_object_url
 from airflow_provider_pgbackup.storage.s3.location import SCHEME, S3Location, check_settings
+from airflow_provider_pgbackup.storage.s3.locks import S3Locks
+from airflow_provider_pgbackup.storage.s3.locks import error_code as _code
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
@@ -105,13 +101,6 @@ def object_url(location: S3Location, settings: StorageSettings) -> str:
     return endpoint_object_url(endpoint, location.bucket, location.name)
 
 
-def _code(err: Exception) -> str:
-    response = getattr(err, "response", None) or {}
-    code = str(response.get("Error", {}).get("Code", ""))
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code or str(status or "")
-
-
 class S3PartUpload:
     """One multipart upload: parts with CRC32 checksums, completed create-only (``If-None-Match: *``)."""
 
@@ -163,7 +152,7 @@ class S3PartUpload:
                 raise
 
 
-class S3ObjectClient:
+class S3ObjectClient(S3Locks):
     """The object-store calls of :mod:`~airflow_provider_pgbackup.storage.objects` on one S3 bucket."""
 
     min_part_size = MIN_PART_SIZE
@@ -336,97 +325,3 @@ class S3ObjectClient:
     def set_metadata(self, name: str, etag: str, metadata: dict[str, str]) -> bool:
         """S3 metadata is fixed at creation (changing it rewrites the object): the manifest carries it."""
         return False
-
-    # ------------------------------------------------------------------------------- S3 Object Lock
-    def check_locking(self, request: LockRequest) -> None:
-        """The bucket has Object Lock enabled (which implies versioning); else say how to enable it."""
-        from botocore.exceptions import ClientError
-
-        enable = (
-            "lock_for needs a bucket with S3 Object Lock enabled (and so versioning): create it with "
-            "`aws s3api create-bucket --object-lock-enabled-for-bucket`, or enable it on a versioned bucket "
-            "with `aws s3api put-object-lock-configuration --object-lock-configuration "
-            "ObjectLockEnabled=Enabled`"
-        )
-        try:
-            found = self.s3.get_object_lock_configuration(Bucket=self.bucket)
-        except ClientError as err:
-            code = _code(err)
-            if code in ("NoSuchBucket", "404"):
-                raise self._no_bucket() from err
-            if code == "ObjectLockConfigurationNotFoundError":
-                raise LockNotSupported(f"bucket {self.bucket!r} has no S3 Object Lock; {enable}") from err
-            if code in ("AccessDenied", "403"):
-                raise LockNotSupported(
-                    f"connection {self.settings.aws_conn_id!r} may not read the Object Lock configuration "
-                    f"of bucket {self.bucket!r} (s3:GetBucketObjectLockConfiguration); grant it, with "
-                    "s3:PutObjectRetention" + (" and s3:PutObjectLegalHold" if request.legal_hold else "")
-                ) from err
-            raise
-        if (found.get("ObjectLockConfiguration") or {}).get("ObjectLockEnabled") != "Enabled":
-            raise LockNotSupported(f"bucket {self.bucket!r} has S3 Object Lock disabled; {enable}")
-
-    def lock_of(self, name: str) -> ObjectLock | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            found = self.s3.head_object(Bucket=self.bucket, Key=name)
-        except ClientError as err:
-            if _code(err) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
-        mode = found.get("ObjectLockMode")
-        hold = found.get("ObjectLockLegalHoldStatus") == "ON"
-        if not mode and not hold:
-            return None
-        return ObjectLock(
-            mode.lower() if mode else None,
-            found.get("ObjectLockRetainUntilDate"),
-            hold,
-            found.get("VersionId"),
-        )
-
-    def set_lock(self, name: str, lock: ObjectLock) -> None:
-        """Retain-until in the lock's mode (S3 never shortens a compliance date), then the legal hold."""
-        from botocore.exceptions import ClientError
-
-        try:
-            if lock.mode is not None and lock.until is not None:
-                self.s3.put_object_retention(
-                    Bucket=self.bucket,
-                    Key=name,
-                    Retention={"Mode": lock.mode.upper(), "RetainUntilDate": lock.until},
-                )
-            if lock.legal_hold:
-                self.s3.put_object_legal_hold(Bucket=self.bucket, Key=name, LegalHold={"Status": "ON"})
-        except ClientError as err:
-            if _code(err) in ("InvalidRequest", "AccessDenied", "403"):
-                raise LockNotSupported(f"{self.uri(name)} could not be locked: {_code(err)}: {err}") from err
-            raise
-
-    def delete_locked(self, name: str, etag: str, *, bypass: bool) -> None:
-        """Delete the current version if it still has ``etag`` (a plain delete would only add a delete
-        marker in front of it in a versioned bucket)."""
-        from botocore.exceptions import ClientError
-
-        try:
-            found = self.s3.head_object(Bucket=self.bucket, Key=name)
-        except ClientError as err:
-            if _code(err) in ("404", "NoSuchKey", "NotFound"):
-                return
-            raise
-        if found["ETag"] != etag:
-            raise EntryChanged(f"{self.uri(name)} changed since it was listed; not deleted")
-        version = found.get("VersionId")
-        extra: dict[str, Any] = {"VersionId": version} if version and version != "null" else {}
-        if bypass:
-            extra["BypassGovernanceRetention"] = True
-        try:
-            self.s3.delete_object(Bucket=self.bucket, Key=name, **extra)
-        except ClientError as err:
-            if _code(err) in ("AccessDenied", "403"):
-                raise ObjectLockedError(
-                    f"S3 refused to delete {self.uri(name)} (version {version}): it is locked"
-                    + ("" if bypass else "; nothing more of this backup is deleted")
-                ) from err
-            raise
