@@ -8,7 +8,6 @@ else ``AZURE_STORAGE_ACCOUNT_URL`` with ``DefaultAzureCredential``. Keys are nev
 
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import secrets
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_pgbackup.compat import AirflowException, AirflowNotFoundException, BaseHook
 from airflow_provider_pgbackup.storage.azure.location import SCHEME, AzureLocation, check_settings
+from airflow_provider_pgbackup.storage.azure.locks import AzureLocks
 from airflow_provider_pgbackup.storage.base import (
     DEFAULT_WASB_CONN_ID,
     ArtifactMismatchError,
@@ -28,12 +28,6 @@ from airflow_provider_pgbackup.storage.base import (
     StorageError,
     StorageSettings,
     StoreNotFound,
-)
-from airflow_provider_pgbackup.storage.object_lock import (
-    LockNotSupported,
-    LockRequest,
-    ObjectLock,
-    ObjectLockedError,
 )
 from airflow_provider_pgbackup.storage.objects import ObjectInfo, decode_metadata, encode_metadata
 from airflow_provider_pgbackup.storage.objects.backend import endpoint_object_url
@@ -177,7 +171,7 @@ class AzurePartUpload:
         """Nothing to send: staged blocks that are never committed expire on their own."""
 
 
-class AzureObjectClient:
+class AzureObjectClient(AzureLocks):
     """The object-store calls of :mod:`~airflow_provider_pgbackup.storage.objects` on one container."""
 
     min_part_size = MIN_PART_SIZE
@@ -350,88 +344,3 @@ class AzureObjectClient:
             _to_azure(metadata), etag=etag, match_condition=MatchConditions.IfNotModified, **self._options
         )
         return True
-
-    # ------------------------------------------------------------- version-level immutability (WORM)
-    def check_locking(self, request: LockRequest) -> None:
-        """The container has version-level immutability support (which needs blob versioning)."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            found = self.container.get_container_properties(**self._options)
-        except ResourceNotFoundError as err:
-            raise self._no_container(err) from err
-        if not getattr(found, "immutable_storage_with_versioning_enabled", False):
-            raise LockNotSupported(
-                f"container {self.location.container!r} does not have version-level immutability support; "
-                "lock_for needs it (and blob versioning on the account): create the container with "
-                "`az storage container-rm create --enable-vlw` (or enable it on the account), or migrate "
-                "an existing container in the portal (Data protection -> Enable version-level immutability)"
-            )
-
-    def _blob_error(self, name: str, err: Exception) -> LockNotSupported:
-        status = getattr(err, "status_code", None)
-        if status == 501:
-            return LockNotSupported(
-                f"{self.uri(name)} could not be locked: the service does not implement immutability "
-                "policies (Azurite does not)"
-            )
-        return LockNotSupported(f"{self.uri(name)} could not be locked: {err}")
-
-    def lock_of(self, name: str) -> ObjectLock | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            found = self.container.get_blob_client(name).get_blob_properties(**self._options)
-        except ResourceNotFoundError:
-            return None
-        policy = getattr(found, "immutability_policy", None)
-        until = getattr(policy, "expiry_time", None)
-        mode = getattr(policy, "policy_mode", None)
-        hold = bool(getattr(found, "has_legal_hold", False))
-        if until is None and not hold:
-            return None
-        if until is not None and until.tzinfo is None:
-            until = until.replace(tzinfo=datetime.timezone.utc)
-        return ObjectLock(
-            str(mode).lower() if mode else None, until, hold, getattr(found, "version_id", None)
-        )
-
-    def set_lock(self, name: str, lock: ObjectLock) -> None:
-        from azure.core.exceptions import HttpResponseError
-        from azure.storage.blob import ImmutabilityPolicy
-
-        blob = self.container.get_blob_client(name)
-        try:
-            if lock.mode is not None and lock.until is not None:
-                policy = ImmutabilityPolicy(expiry_time=lock.until, policy_mode=lock.mode.capitalize())
-                blob.set_immutability_policy(policy, **self._options)
-            if lock.legal_hold:
-                blob.set_legal_hold(True, **self._options)
-        except HttpResponseError as err:
-            raise self._blob_error(name, err) from err
-
-    def delete_locked(self, name: str, etag: str, *, bypass: bool) -> None:
-        """Delete the current version if it still has ``etag`` (``bypass``: its unlocked policy first)."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-
-        blob = self.container.get_blob_client(name)
-        try:
-            found = blob.get_blob_properties(**self._options)
-        except ResourceNotFoundError:
-            return
-        if found.etag != etag:
-            raise EntryChanged(f"{self.uri(name)} changed since it was listed; not deleted")
-        try:
-            if bypass:
-                blob.delete_immutability_policy(**self._options)
-            blob.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified, **self._options)
-            version = getattr(found, "version_id", None)
-            if version:
-                blob.delete_blob(version_id=version, **self._options)
-        except ResourceNotFoundError:
-            return
-        except HttpResponseError as err:
-            if getattr(err, "status_code", None) in (403, 409):
-                raise ObjectLockedError(f"Azure refused to delete {self.uri(name)}: it is locked") from err
-            raise
