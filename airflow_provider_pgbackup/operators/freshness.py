@@ -21,7 +21,6 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_pgbackup import metrics
 from airflow_provider_pgbackup.compat import AirflowFailException
-from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX
 from airflow_provider_pgbackup.options import InvalidOptionError, is_templated, parse_flag
 from airflow_provider_pgbackup.shrink import ShrinkGuard
 from airflow_provider_pgbackup.shrink.folder import held_backups
@@ -39,6 +38,7 @@ from airflow_provider_pgbackup.storage.folder import (
     StoredBackup,
     acknowledged_names,
     artifact_problem,
+    backup_uri,
     find_backups,
 )
 from airflow_provider_pgbackup.storage.object_lock import ObjectLock, weakest
@@ -202,7 +202,7 @@ class PgBackupFreshnessOperator(BaseOperator):
                 "finished_at": best.manifest.finished_at,
                 "age_seconds": round(age.total_seconds(), 1),
                 "fresh": fresh,
-                "held": [s.location_of(b.manifest_entry).uri[: -len(MANIFEST_SUFFIX)] for s, b in held_here],
+                "held": [backup_uri(s, b) for s, b in held_here],
             }
             if self.require_locked:
                 lock = backup_lock_now(store, best, now)

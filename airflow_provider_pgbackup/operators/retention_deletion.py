@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX
 from airflow_provider_pgbackup.operators.retention_policy import lock_plan
 from airflow_provider_pgbackup.storage import (
     BackupStore,
@@ -21,7 +20,7 @@ from airflow_provider_pgbackup.storage import (
     object_locks,
     plan_deletion,
 )
-from airflow_provider_pgbackup.storage.folder import StoredBackup, provider_leftover, uri_of
+from airflow_provider_pgbackup.storage.folder import StoredBackup, backup_uri, provider_leftover, uri_of
 
 
 @dataclass
@@ -85,7 +84,7 @@ class RetentionDeleter:
                 continue
             assert backup is not newest
             plan = lock_plan(store, backup, self.now, bypass_governance=self.bypass_governance)
-            name = uri_of(store, backup.manifest_entry)[: -len(MANIFEST_SUFFIX)]
+            name = backup_uri(store, backup)
             if not plan.deletable:
                 self.result.locked.append(plan.held(name))
                 self.result.locked_backups += 1

@@ -17,7 +17,6 @@ import pendulum
 
 from airflow_provider_pgbackup import metrics
 from airflow_provider_pgbackup.compat import AirflowFailException
-from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX
 from airflow_provider_pgbackup.options import InvalidOptionError
 from airflow_provider_pgbackup.shrink import BackupShrank, ShrinkGuard, ShrinkReport
 from airflow_provider_pgbackup.shrink.folder import held_backups
@@ -39,8 +38,8 @@ from airflow_provider_pgbackup.storage.folder import (
     StoredBackup,
     acknowledged_names,
     artifact_problem,
+    backup_uri,
     find_backups,
-    uri_of,
 )
 
 
@@ -127,7 +126,7 @@ def check_held(
         report = held[first.name].shrink
         raise BackupShrank(
             ShrinkReport(
-                uri_of(store, first.manifest_entry)[: -len(MANIFEST_SUFFIX)],
+                backup_uri(store, first),
                 report.baseline,
                 report.shrank,
             ),
@@ -198,8 +197,7 @@ def lock_plan(
 
 def artifact_location(store: BackupStore, backup: StoredBackup) -> Location:
     """Where a backup's artifact is, as the tasks that read it name it (a local one with its host)."""
-    uri = uri_of(store, backup.manifest_entry)[: -len(MANIFEST_SUFFIX)]
-    return portable_location(uri)
+    return portable_location(backup_uri(store, backup))
 
 
 def newest_complete_backup(

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from airflow_provider_pgbackup import metrics
-from airflow_provider_pgbackup.manifest import MANIFEST_SUFFIX, Manifest
+from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.shrink import BackupShrank, ShrinkGuard, ShrinkReport, compare, same_subject
 from airflow_provider_pgbackup.storage import Location, StorageSettings, open_store, open_target
 from airflow_provider_pgbackup.storage.folder import (
@@ -16,6 +16,7 @@ from airflow_provider_pgbackup.storage.folder import (
     StoredBackup,
     acknowledged_names,
     artifact_problem,
+    backup_uri,
     find_backups,
 )
 
@@ -100,7 +101,7 @@ def check_before_publishing(
         baseline.manifest,
         guard,
         artifact=artifact.uri,
-        baseline_name=store.location_of(baseline.manifest_entry).uri[: -len(MANIFEST_SUFFIX)],
+        baseline_name=backup_uri(store, baseline),
         acknowledged=acknowledged or artifact.basename in marked,
     )
     metrics.emit_shrink(manifest, scheme, report.outcome, (s.reason for s in report.shrank))

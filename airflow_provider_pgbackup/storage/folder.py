@@ -37,6 +37,11 @@ def uri_of(store: BackupStore, entry: StoredEntry) -> str:
     return store.location_of(entry).uri
 
 
+def backup_uri(store: BackupStore, backup: StoredBackup) -> str:
+    """The URI of a backup's artifact, named from its manifest (the artifact entry may be missing)."""
+    return uri_of(store, backup.manifest_entry)[: -len(MANIFEST_SUFFIX)]
+
+
 #: Words for the kinds of leftover, once the store's evidence says an entry is the provider's. The names
 #: describe; they never decide (a name alone proves nothing: anyone can write ``.x.lock``).
 _DESCRIPTIONS = (
