@@ -29,7 +29,7 @@ from typing import Any
 from airflow_provider_pgbackup.process.env import (
     INHERITED_ENV,
     ChildEnv,
-    _check_inherited,
+    check_inherited,
     inherited_env,
     tool_env,
 )
@@ -184,7 +184,7 @@ class PgProcessRunner:
                 start_new_session=True,
                 restore_signals=True,
                 close_fds=True,
-                pass_fds=_check_inherited(env),
+                pass_fds=check_inherited(env),
                 preexec_fn=_parent_death_signal(os.getpid()),
             )
         proc = self._proc

@@ -43,7 +43,7 @@ class ChildEnv(dict[str, str]):
 _FD_PATH = re.compile(r"^/proc/self/fd/(\d+)$")
 
 
-def _check_inherited(env: dict[str, str]) -> tuple[int, ...]:
+def check_inherited(env: dict[str, str]) -> tuple[int, ...]:
     """The descriptors ``env`` hands the child; a variable naming ``/proc/self/fd/N`` that is not among
     them (an environment copied into a plain dict) is a bug: the child would find no passfile and
     ask for a password, so it is refused before anything starts."""

@@ -26,8 +26,7 @@ from airflow_provider_pgbackup.storage.base import (
 from airflow_provider_pgbackup.storage.objects import ObjectInfo, decode_metadata, encode_metadata
 from airflow_provider_pgbackup.storage.objects.backend import endpoint_object_url
 from airflow_provider_pgbackup.storage.s3.location import SCHEME, S3Location, check_settings
-from airflow_provider_pgbackup.storage.s3.locks import S3Locks
-from airflow_provider_pgbackup.storage.s3.locks import error_code as _code
+from airflow_provider_pgbackup.storage.s3.locks import S3Locks, error_code
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
@@ -132,7 +131,7 @@ class S3PartUpload:
                 MultipartUpload={"Parts": parts}, **extra,
             )  # fmt: skip
         except ClientError as err:
-            if _code(err) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+            if error_code(err) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
                 self.abort()
                 raise ObjectConflictError(
                     f"{self.owner.uri(self.name)} was created by someone else during the upload; not "
@@ -148,7 +147,7 @@ class S3PartUpload:
                 Bucket=self.owner.bucket, Key=self.name, UploadId=self.upload_id
             )
         except ClientError as err:
-            if _code(err) not in ("NoSuchUpload", "404"):
+            if error_code(err) not in ("NoSuchUpload", "404"):
                 raise
 
 
@@ -187,7 +186,7 @@ class S3ObjectClient(S3Locks):
         try:
             self.s3.head_bucket(Bucket=self.bucket)
         except ClientError as err:
-            if _code(err) in ("404", "NoSuchBucket", "NotFound"):
+            if error_code(err) in ("404", "NoSuchBucket", "NotFound"):
                 raise self._no_bucket() from err
             raise
         self._bucket_checked = True
@@ -207,7 +206,7 @@ class S3ObjectClient(S3Locks):
         try:
             found = self.s3.head_object(Bucket=self.bucket, Key=name)
         except ClientError as err:
-            if _code(err) in ("404", "NoSuchKey", "NotFound"):
+            if error_code(err) in ("404", "NoSuchKey", "NotFound"):
                 self._check_bucket()
                 return None
             raise
@@ -229,7 +228,7 @@ class S3ObjectClient(S3Locks):
                         ObjectInfo(item["Key"], int(item["Size"]), item["ETag"], item["LastModified"])
                     )
         except ClientError as err:
-            if _code(err) in ("NoSuchBucket", "404"):
+            if error_code(err) in ("NoSuchBucket", "404"):
                 raise self._no_bucket() from err
             raise
         return found
@@ -257,7 +256,7 @@ class S3ObjectClient(S3Locks):
                 **self._write_options(metadata, content_type), **extra,
             )  # fmt: skip
         except ClientError as err:
-            if _code(err) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+            if error_code(err) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
                 raise ObjectConflictError(
                     f"{self.uri(name)} was created by someone else; not overwritten"
                 ) from err
@@ -270,11 +269,11 @@ class S3ObjectClient(S3Locks):
         try:
             response = self.s3.get_object(Bucket=self.bucket, Key=name, IfMatch=etag, ChecksumMode="ENABLED")
         except ClientError as err:
-            if _code(err) in ("PreconditionFailed", "412"):
+            if error_code(err) in ("PreconditionFailed", "412"):
                 raise ArtifactMismatchError(
                     f"{self.uri(name)} changed after it was first read (ETag {etag} is gone)"
                 ) from err
-            if _code(err) in ("NoSuchKey", "404"):
+            if error_code(err) in ("NoSuchKey", "404"):
                 raise FileNotFoundError(f"{self.uri(name)} does not exist") from err
             raise
         body = response["Body"]
@@ -290,9 +289,9 @@ class S3ObjectClient(S3Locks):
         try:
             self.s3.delete_object(Bucket=self.bucket, Key=name, IfMatch=etag)
         except ClientError as err:
-            if _code(err) in ("NoSuchKey", "404"):
+            if error_code(err) in ("NoSuchKey", "404"):
                 return
-            if _code(err) in ("PreconditionFailed", "412"):
+            if error_code(err) in ("PreconditionFailed", "412"):
                 raise EntryChanged(f"{self.uri(name)} changed since it was listed; not deleted") from err
             raise
 
