@@ -742,3 +742,43 @@ def test_s3_and_azurite_links_open_the_endpoint_not_the_cloud_console(
     assert endpoint_object_url("https://u:secret@[::1]:10000/acct/?sv=1&sig=secret", "c", "a b/x") == (
         "https://[::1]:10000/acct/c/a%20b/x"
     )
+
+
+def test_an_upload_holds_each_part_once_so_memory_is_parts_in_flight_times_part_size(store: Store) -> None:
+    """The documented bound, on every store's real emulator: ``(parts_in_flight + 1) x part size`` of
+    buffers (GCS: two parts held, its session takes them one after the other), plus what each request in
+    flight reads at a time (botocore reads a body in 1 MiB blocks for its payload hash and CRC32: 2.2 MiB
+    with 3 parts in flight). Python's allocations are traced (tracemalloc) while 16 parts go up in writes
+    that straddle the parts' ends; a part copied on its way to the socket (joined then sliced, gathered
+    before a slot was free, buffered again by GCS's ``BlobWriter``) shows as a part more. The object
+    holds the bytes written, in order."""
+    import hashlib
+    import tracemalloc
+
+    from airflow_provider_pgbackup.storage.objects.parts import SEQUENTIAL_PARTS
+
+    part = {"gs": 4 * MIB, "s3": 8 * MIB, "az": 4 * MIB}[store.scheme]
+    settings = store.settings(chunk_size=part, part_size=part if store.scheme != "gs" else None,
+                              parts_in_flight=3)  # fmt: skip
+    container = store.new_container()
+    uri = store.uri(container, "pg/big.dump")
+    source = open_source(uri, settings=settings)
+    writer = PartedObjectWriter(source.client, parse_location(uri))  # type: ignore[attr-defined]
+    held = SEQUENTIAL_PARTS if store.scheme == "gs" else settings.parts_in_flight
+    size, expected = 100_003, hashlib.sha256()
+    tracemalloc.start()
+    try:
+        for number in range(16 * part // size + 1):
+            chunk = bytes([number % 251]) * size
+            expected.update(chunk)
+            writer.write(chunk)
+        digest = writer.commit()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert writer.parts_sent >= 16
+    assert peak <= (held + 1) * part + {"s3": 4 * MIB}.get(store.scheme, MIB), (
+        f"peak {peak / MIB:.1f} MiB for {held} parts of {part // MIB} MiB"
+    )
+    assert digest.sha256 == expected.hexdigest()
+    assert hashlib.sha256(store.objects(container)["pg/big.dump"]).hexdigest() == expected.hexdigest()

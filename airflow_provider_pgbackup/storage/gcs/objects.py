@@ -68,43 +68,99 @@ def _lock(blob: Any) -> ObjectLock | None:
     return ObjectLock(str(mode).lower() if mode else None, until, hold, str(blob.generation))
 
 
+class _SessionBytes:
+    """The bytes of a resumable session not yet persisted, as the file the session's chunks are read from.
+
+    The upload library reads each chunk with ``tell()``/``read()`` and rewinds with ``seek()``; a part
+    handed in is read back as the same ``bytes`` object (no copy) when it is one whole chunk, so a part
+    is held once, by the sender, and goes to the socket from there (``BlobWriter`` copied it into its
+    buffer and out again).
+    """
+
+    def __init__(self) -> None:
+        self._data = b""
+        self._base = 0  # session offset of _data[0]
+        self._pos = 0
+
+    @property
+    def available(self) -> int:
+        return len(self._data) - self._pos
+
+    def add(self, data: bytes) -> None:
+        self._data = data if not self._data else self._data + data  # held back bytes: rare
+
+    def persisted(self, offset: int) -> None:
+        """Forget what the session has persisted (``offset``); what it has not is read again."""
+        kept = self._data[offset - self._base :] if offset - self._base < len(self._data) else b""
+        self._data, self._base, self._pos = kept, offset, 0
+
+    def tell(self) -> int:
+        return self._base + self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0 or not self._base <= offset <= self._base + len(self._data):
+            raise ValueError(
+                f"offset {offset} is not held (held: {self._base}-{self._base + len(self._data)})"
+            )
+        self._pos = offset - self._base
+        return offset
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size < 0 else min(len(self._data), self._pos + size)
+        chunk = self._data if self._pos == 0 and end == len(self._data) else self._data[self._pos : end]
+        self._pos = end
+        return chunk
+
+
 class GCSPartUpload:
-    """One resumable upload session: each part is sent as it comes (crc32c of the whole checked at
-    finalize); the object appears only at :meth:`complete`, create-only with ``if_generation_match=0``."""
+    """One resumable upload session: each full part is sent as it comes, as one chunk of the session
+    (crc32c of the whole checked at finalize); the last, short part waits for :meth:`complete`, so the
+    object appears only then, create-only with ``if_generation_match=0``."""
 
     def __init__(self, owner: GCSObjectClient, name: str, metadata: dict[str, str], content_type: str,
                  create_only: bool) -> None:  # fmt: skip
-        from google.cloud.storage.fileio import BlobWriter
-
         self.owner = owner
         self.name = name
         self.sent = 0
-        self._writer = BlobWriter(
-            owner.new_blob(name, metadata),
-            chunk_size=owner.settings.chunk_size,
-            retry=retry(owner.settings),
-            content_type=content_type,
-            if_generation_match=0 if create_only else None,
-            checksum="crc32c",
-        )
+        self._bytes = _SessionBytes()
+        self._chunk = owner.settings.chunk_size
+        # The session BlobWriter would open (its own call), read from _SessionBytes instead of a buffer.
+        self._upload, self._transport = owner.new_blob(name, metadata)._initiate_resumable_upload(
+            owner.gcs, self._bytes, content_type, None, chunk_size=self._chunk,
+            if_generation_match=0 if create_only else None, checksum="crc32c", retry=retry(owner.settings),
+        )  # fmt: skip
+
+    def _transmit(self) -> None:
+        from google.cloud.storage.blob import _raise_from_invalid_response
+        from google.cloud.storage.exceptions import InvalidResponse
+
+        try:
+            self._upload.transmit_next_chunk(self._transport)
+        except InvalidResponse as err:
+            _raise_from_invalid_response(err)  # as api_core's exceptions (PreconditionFailed, ...)
+        self._bytes.persisted(self._upload.bytes_uploaded)  # GCS may persist less than it was sent
 
     def send(self, number: int, data: bytes) -> None:
         # Parts come in order (the writer sends them one after the other): the session's offsets.
-        self._writer.write(data)
+        self._bytes.add(data)
+        while self._bytes.available >= self._chunk:
+            self._transmit()
         self.sent += len(data)
 
     def complete(self) -> None:
         from google.api_core import exceptions
 
         try:
-            self._writer.close()  # the last chunk: the object appears now, not earlier
+            while not self._upload.finished:  # the last chunk (maybe empty): the object appears now
+                self._transmit()
         except exceptions.PreconditionFailed as err:
             raise ObjectConflictError(
                 f"{self.owner.uri(self.name)} was created by someone else during the upload; not overwritten"
             ) from err
 
     def abort(self) -> None:
-        self._writer.terminate()  # cancels the session: nothing appears
+        """Cancel the session (a DELETE of its URI, as ``BlobWriter.terminate``): nothing appears."""
+        self._transport.delete(self._upload.upload_url)
 
 
 class GCSObjectClient:

@@ -2,6 +2,7 @@
 
 import contextlib
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from airflow_provider_pgbackup.storage.base import Location, StorageError, UploadCancelled
@@ -51,14 +52,16 @@ class PartSender:
         if self._failure is not None:
             raise self._failure
 
-    def submit(self, data: bytes) -> None:
+    def submit(self, take: Callable[[], bytes]) -> None:
+        """Send the part ``take()`` returns, once a slot is free: it is gathered into one ``bytes`` only
+        then, so memory is the parts in flight plus the one being gathered, not one more."""
         self._raise_if_failed()
         if self._number >= self.max_parts:
             raise StorageError(f"{self.location.uri} would need more than {self.max_parts} parts")
         self._slots.acquire()
         try:
             self._raise_if_failed()  # a part failed while this one waited for its slot
-            self._futures.append(self._pool.submit(self._run, self._number + 1, data))
+            self._futures.append(self._pool.submit(self._run, self._number + 1, take()))
         except BaseException:
             self._slots.release()
             raise

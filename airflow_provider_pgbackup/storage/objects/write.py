@@ -1,10 +1,12 @@
 """Writing: the streamed :class:`PartedObjectWriter`, small create-only objects, and the dump target."""
 
 import contextlib
+import functools
 import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,16 +115,28 @@ class PartedObjectWriter:
         )
 
     def _take(self, size: int | None = None) -> bytes:
-        """The first ``size`` bytes gathered (all of them when None); the rest stays."""
-        data = b"".join(self._buffer)
-        if size is None or size >= len(data):
+        """The first ``size`` bytes gathered (all of them when None); the rest stays.
+
+        One copy per part: the whole chunks that fit are joined, only the chunk that straddles the
+        part's end is cut (slicing the joined part would copy it a second time).
+        """
+        if size is None or size >= self._buffered:
+            data = self._buffer[0] if len(self._buffer) == 1 else b"".join(self._buffer)
             self._buffer, self._buffered = [], 0
             return data
-        rest = data[size:]
-        self._buffer, self._buffered = [rest], len(rest)
-        return data[:size]
+        taken, count = 0, 0
+        while taken + len(self._buffer[count]) <= size:
+            taken += len(self._buffer[count])
+            count += 1
+        pieces, straddling = self._buffer[:count], self._buffer[count]
+        cut = size - taken
+        if cut:
+            pieces.append(straddling[:cut])
+        self._buffer = [straddling[cut:] if cut else straddling, *self._buffer[count + 1 :]]
+        self._buffered -= size
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, take: Callable[[], bytes]) -> None:
         if self._sender is None:
             upload = self.client.start_upload(
                 self.location.name,
@@ -131,16 +145,18 @@ class PartedObjectWriter:
                 create_only=self.create_only,
             )
             self._sender = PartSender(self.client, upload, self.location)
-        self._sender.submit(data)
+        self._sender.submit(take)
 
     def write(self, chunk: bytes) -> None:
         if self._finished:
             raise RuntimeError(f"upload to {self.location.uri} was already committed or aborted")
+        if not isinstance(chunk, bytes):
+            chunk = bytes(chunk)  # a bytearray or view its producer may reuse: parts hold their own bytes
         self._hash.update(chunk)
         self._buffer.append(chunk)
         self._buffered += len(chunk)
         while self._buffered >= (size := self._part_size()):
-            self._send(self._take(size))  # waits while parts_in_flight parts are being sent
+            self._send(functools.partial(self._take, size))  # waits while parts_in_flight are in flight
         now = time.monotonic()
         if self.log is not None and now - self._last_progress >= self.settings.progress_interval:
             self._last_progress = now
@@ -174,16 +190,16 @@ class PartedObjectWriter:
                     "manifest says; nothing was uploaded"
                 )
             try:
-                last = self._take()
                 if self._sender is None:
+                    last = self._take()
                     self._finished = True
                     self.client.put(
                         self.location.name, last, metadata=self.metadata,
                         content_type=self.content_type, create_only=self.create_only,
                     )  # fmt: skip
                 else:
-                    if last:
-                        self._send(last)
+                    if self._buffered:
+                        self._send(self._take)
                     self._sender.finish()  # every part on the server, in order
                     self._finished = True
                     self._sender.upload.complete()
