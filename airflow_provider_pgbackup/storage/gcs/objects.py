@@ -7,18 +7,13 @@ An upload is one resumable session fed part after part (GCS has no parallel part
 sequential); the writer keeps the session busy beside its producer. Every download is crc32c-checked
 against the object's own crc32c.
 
-Locks are GCS object retention (a per-object ``retention`` of mode ``Unlocked``/``Locked`` and a
-``retainUntilTime``; the bucket must have object retention enabled) and, for ``lock_legal_hold``, the
-object's *temporary hold*: like S3's legal hold it has no date, blocks deletion and replacement until
-someone with ``storage.objects.update`` releases it, and releasing it changes nothing else (an event-based
-hold would instead restart a bucket retention policy's clock on release). Either hold, set by anyone,
-reads back as a legal hold, since either one blocks a deletion.
+Locks (object retention and temporary holds) are
+:class:`~airflow_provider_pgbackup.storage.gcs.locks.GCSLocks`, a base class of the client.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -32,12 +27,7 @@ from airflow_provider_pgbackup.storage.base import (
 )
 from airflow_provider_pgbackup.storage.gcs.client import make_client, retry
 from airflow_provider_pgbackup.storage.gcs.location import SCHEME, GCSLocation
-from airflow_provider_pgbackup.storage.object_lock import (
-    LockNotSupported,
-    LockRequest,
-    ObjectLock,
-    ObjectLockedError,
-)
+from airflow_provider_pgbackup.storage.gcs.locks import GCSLocks
 from airflow_provider_pgbackup.storage.objects.client import ObjectInfo
 
 if TYPE_CHECKING:
@@ -53,19 +43,6 @@ def _info(blob: Any) -> ObjectInfo:
     return ObjectInfo(
         blob.name, int(blob.size or 0), str(blob.generation), blob.updated, dict(blob.metadata or {})
     )
-
-
-def _lock(blob: Any) -> ObjectLock | None:
-    """The retention and holds of ``blob`` as the store reported them (None: neither)."""
-    retention = blob._properties.get("retention") or {}  # what the SDK's Retention wraps
-    until = blob.retention.retain_until_time if retention.get("retainUntilTime") else None
-    hold = bool(blob.temporary_hold or blob.event_based_hold)  # either one blocks a deletion
-    if until is None and not hold:
-        return None
-    if until is not None and until.tzinfo is None:
-        until = until.replace(tzinfo=datetime.timezone.utc)
-    mode = retention.get("mode") if until is not None else None
-    return ObjectLock(str(mode).lower() if mode else None, until, hold, str(blob.generation))
 
 
 class _SessionBytes:
@@ -163,7 +140,7 @@ class GCSPartUpload:
         self._transport.delete(self._upload.upload_url)
 
 
-class GCSObjectClient:
+class GCSObjectClient(GCSLocks):
     """The object-store calls on one GCS bucket (generations as version tags)."""
 
     min_part_size = PART_MULTIPLE
@@ -315,99 +292,3 @@ class GCSObjectClient:
             if_generation_match=int(etag), if_metageneration_match=blob.metageneration, retry=self._retry
         )
         return True
-
-    # ------------------------------------------------------------------- object retention and holds
-    def check_locking(self, request: LockRequest) -> None:
-        """The bucket has object retention enabled (``objectRetention.mode == "Enabled"``)."""
-        from google.api_core import exceptions
-
-        try:
-            found = self.gcs.get_bucket(self.location.bucket, retry=self._retry)
-        except exceptions.NotFound as err:
-            raise self._no_bucket(err) from err
-        except exceptions.Forbidden as err:
-            raise LockNotSupported(
-                f"connection {self.settings.gcp_conn_id!r} may not read bucket {self.location.bucket!r} "
-                "(storage.buckets.get); lock_for needs it, with storage.objects.setRetention"
-                + (" and storage.objects.update (the hold)" if request.legal_hold else "")
-            ) from err
-        if found.object_retention_mode != "Enabled":
-            raise LockNotSupported(
-                f"bucket {self.location.bucket!r} does not have object retention enabled; lock_for needs "
-                "it: create the bucket with `gcloud storage buckets create gs://BUCKET "
-                "--enable-per-object-retention`, or enable it on an existing bucket in the console "
-                "(Protection -> Object retention)"
-            )
-
-    def lock_of(self, name: str) -> ObjectLock | None:
-        blob = self.bucket.get_blob(name, retry=self._retry)
-        return None if blob is None else _lock(blob)
-
-    def set_lock(self, name: str, lock: ObjectLock) -> None:
-        """Retention in the lock's mode, and the temporary hold, in one metadata patch of the current
-        generation; the store's answer is read back, so a lock it did not keep fails here, not later."""
-        from google.api_core import exceptions
-
-        blob = self.bucket.get_blob(name, retry=self._retry)
-        if blob is None:
-            raise StorageError(f"{self.uri(name)} disappeared before it could be locked")
-        before = _lock(blob)
-        dated = lock.mode is not None and lock.until is not None
-        if dated and (before is None or before.until is None or before.until != lock.until
-                      or before.mode != lock.mode):  # fmt: skip
-            blob.retention.mode = str(lock.mode).capitalize()  # Unlocked / Locked
-            blob.retention.retain_until_time = lock.until
-        if lock.legal_hold and not blob.temporary_hold:
-            blob.temporary_hold = True
-        if not blob._changes:  # a retry: already locked so
-            return
-        try:
-            blob.patch(
-                if_generation_match=blob.generation, if_metageneration_match=blob.metageneration,
-                retry=self._retry,
-            )  # fmt: skip
-        except (exceptions.BadRequest, exceptions.Forbidden, exceptions.PreconditionFailed) as err:
-            raise LockNotSupported(f"{self.uri(name)} could not be locked: {err}") from err
-        kept = _lock(blob)  # the patch's response: what the store keeps now
-        if (
-            kept is None
-            or (dated and (kept.until != lock.until or kept.mode != lock.mode))
-            or (lock.legal_hold and not blob.temporary_hold)
-        ):
-            raise LockNotSupported(
-                f"{self.uri(name)} could not be locked: {lock.to_dict()} was asked, the store kept "
-                f"{kept.to_dict() if kept is not None else 'no lock'} (a store or emulator that does not "
-                "keep object retention or temporary holds)"
-            )
-
-    def delete_locked(self, name: str, etag: str, *, bypass: bool) -> None:
-        """Delete generation ``etag`` itself (in a versioned bucket a plain delete would only make it
-        noncurrent, still stored); ``bypass``: its unlocked retention is removed first
-        (``overrideUnlockedRetention``, which needs storage.objects.overrideUnlockedRetention; a patch of
-        ``retention: null``, the JSON API's removal, which fake-gcs-server accepts but a real bucket's
-        answer to was not tested)."""
-        from google.api_core import exceptions
-
-        blob = self.bucket.get_blob(name, retry=self._retry)
-        if blob is None:
-            return
-        if str(blob.generation) != etag:
-            raise EntryChanged(f"{self.uri(name)} changed since it was listed; not deleted")
-        try:
-            mode = (blob._properties.get("retention") or {}).get("mode")
-            if bypass and mode == "Unlocked":
-                blob._patch_property("retention", None)  # {"retention": null}: removed
-                blob.patch(
-                    if_generation_match=int(etag), if_metageneration_match=blob.metageneration,
-                    override_unlocked_retention=True, retry=self._retry,
-                )  # fmt: skip
-            self.bucket.delete_blob(name, generation=int(etag), retry=self._retry)
-        except exceptions.NotFound:
-            return
-        except exceptions.PreconditionFailed as err:
-            raise EntryChanged(f"{self.uri(name)} changed since it was listed; not deleted") from err
-        except exceptions.Forbidden as err:
-            raise ObjectLockedError(
-                f"GCS refused to delete {self.uri(name)} (generation {etag}): it is locked"
-                + ("" if bypass else "; nothing more of this backup is deleted")
-            ) from err
