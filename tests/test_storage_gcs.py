@@ -23,6 +23,8 @@ from airflow_provider_pgbackup.manifest import Manifest
 from airflow_provider_pgbackup.operators.pg_dump import PgDumpAllOperator, PgDumpOperator
 from airflow_provider_pgbackup.options import InvalidOptionError, PgDumpOptions
 from airflow_provider_pgbackup.storage import StorageSettings, check_output_path, open_source, upload_backup
+from airflow_provider_pgbackup.storage import registry as storage_registry
+from airflow_provider_pgbackup.storage import transfer as storage_transfer
 from airflow_provider_pgbackup.storage.gcs.client import GCSCredentialsError, get_storage_client
 from airflow_provider_pgbackup.storage.objects import ObjectArtifactTarget as GCSArtifactTarget
 from airflow_provider_pgbackup.storage.objects import write as gcs_write
@@ -168,9 +170,10 @@ def test_directory_format_to_gs_is_refused_at_construction() -> None:
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
     """Streamed dumps use 256 KiB chunks, so a few-MiB database spans many chunks."""
-    monkeypatch.setattr(
-        storage, "default_settings", lambda: StorageSettings(chunk_size=CHUNK, retry_timeout=2.0)
-    )
+    for module in (storage, storage_registry, storage_transfer):  # where the storage functions look it up
+        monkeypatch.setattr(
+            module, "default_settings", lambda: StorageSettings(chunk_size=CHUNK, retry_timeout=2.0)
+        )
     return CHUNK
 
 

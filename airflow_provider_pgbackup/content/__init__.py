@@ -77,6 +77,7 @@ from airflow_provider_pgbackup.content.compare import (
     format_differences,
     restricted_to,
 )
+from airflow_provider_pgbackup.content.directory import digest_directory
 from airflow_provider_pgbackup.content.measure import fold_digests, measure_content, user_tables
 from airflow_provider_pgbackup.content.record import (
     CHECKSUM_METHOD,
@@ -97,7 +98,7 @@ from airflow_provider_pgbackup.content.record import (
     SequenceValue,
     TableContent,
 )
-from airflow_provider_pgbackup.content.stream import CopyDigest, StreamResult, TableDigest, digest_directory
+from airflow_provider_pgbackup.content.stream import CopyDigest, StreamResult, TableDigest
 
 __all__ = [
     "CHECKSUM_METHOD",

@@ -5,9 +5,20 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from airflow_provider_pgbackup.content.fields import (
+    ContentRecordError,
+    is_checksum,
+    is_count,
+    is_int,
+    is_str,
+    list_at,
+    need,
+    object_at,
+    optional,
+)
 
 __all__ = [
     "CHECKSUM_METHOD",
@@ -62,7 +73,6 @@ DETERMINISTIC_SETTINGS: tuple[tuple[str, str], ...] = (
 
 MOD128 = 1 << 128
 TWO64 = 1 << 64
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 #: The kinds of the schema inventory, in the order they are measured and reported.
 INVENTORY_KINDS: tuple[str, ...] = (
@@ -81,10 +91,6 @@ INVENTORY_KINDS: tuple[str, ...] = (
     "policies",
 )
 DEFINITION_MAX = 160  # longer definitions are kept in a record as a digest (the kind's sha256 sees all)
-
-
-class ContentRecordError(ValueError):
-    """A content record (JSON) is malformed: names the field, what it must be and what it was."""
 
 
 # ------------------------------------------------------------------------------------------ the record
@@ -213,61 +219,8 @@ class ContentRecord:
 
 
 # ------------------------------------------------------------------------------------- strict parsing
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _need(data: Mapping[str, Any], key: str, where: str, expected: str, check: Callable[[Any], bool]) -> Any:
-    path = f"{where}.{key}" if where else key
-    if key not in data:
-        raise ContentRecordError(f"content record field {path} is missing (must be {expected})")
-    value = data[key]
-    if not check(value):
-        shown = repr(value) if isinstance(value, (int, float, str)) and len(repr(value)) <= 40 else ""
-        raise ContentRecordError(
-            f"content record field {path} must be {expected}, got {_type_name(value)}"
-            + (f" {shown}" if shown else "")
-        )
-    return value
-
-
-def _object(value: Any, where: str, keys: Sequence[str]) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise ContentRecordError(f"content record field {where} must be an object, got {_type_name(value)}")
-    unknown = sorted(str(k) for k in value if k not in keys)
-    if unknown:
-        raise ContentRecordError(f"content record field {where} has unknown keys: {', '.join(unknown)[:200]}")
-    return value
-
-
-def _list(value: Any, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise ContentRecordError(f"content record field {where} must be a list, got {_type_name(value)}")
-    return value
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_count(value: Any) -> bool:
-    return _is_int(value) and value >= 0
-
-
-def _is_str(value: Any) -> bool:
-    return isinstance(value, str)
-
-
-def _is_checksum(value: Any) -> bool:
-    return isinstance(value, str) and _HEX32.match(value) is not None
-
-
-def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda value: value is None or check(value)
-
-
 def _parse_record(data: Any) -> ContentRecord:
-    top = _object(
+    top = object_at(
         data,
         "(record)",
         (
@@ -283,7 +236,7 @@ def _parse_record(data: Any) -> ContentRecord:
             "inventory",
         ),
     )
-    version = _need(top, "schema_version", "", "an integer", _is_int)
+    version = need(top, "schema_version", "", "an integer", is_int)
     if version < 1 or version > CONTENT_SCHEMA_VERSION:
         raise ContentRecordError(
             f"content record field schema_version is {version}; this provider reads 1 to "
@@ -291,14 +244,14 @@ def _parse_record(data: Any) -> ContentRecord:
         )
     tables: list[TableContent] = []
     seen: set[tuple[str, str]] = set()
-    for index, entry in enumerate(_list(_need(top, "tables", "", "a list", lambda v: True), "tables")):
+    for index, entry in enumerate(list_at(need(top, "tables", "", "a list", lambda v: True), "tables")):
         where = f"tables[{index}]"
-        item = _object(entry, where, ("schema", "table", "rows", "checksum"))
+        item = object_at(entry, where, ("schema", "table", "rows", "checksum"))
         table = TableContent(
-            _need(item, "schema", where, "a string", _is_str),
-            _need(item, "table", where, "a string", _is_str),
-            _need(item, "rows", where, "a non-negative integer or null", _optional(_is_count)),
-            _need(item, "checksum", where, "32 lower-case hex digits or null", _optional(_is_checksum)),
+            need(item, "schema", where, "a string", is_str),
+            need(item, "table", where, "a string", is_str),
+            need(item, "rows", where, "a non-negative integer or null", optional(is_count)),
+            need(item, "checksum", where, "32 lower-case hex digits or null", optional(is_checksum)),
         )
         if (table.schema, table.table) in seen:
             raise ContentRecordError(
@@ -307,80 +260,80 @@ def _parse_record(data: Any) -> ContentRecord:
         seen.add((table.schema, table.table))
         tables.append(table)
     sequences: list[SequenceValue] | None = None
-    raw_sequences = _need(top, "sequences", "", "a list or null", lambda v: True)
+    raw_sequences = need(top, "sequences", "", "a list or null", lambda v: True)
     if raw_sequences is not None:
         sequences = []
-        for index, entry in enumerate(_list(raw_sequences, "sequences")):
+        for index, entry in enumerate(list_at(raw_sequences, "sequences")):
             where = f"sequences[{index}]"
-            item = _object(entry, where, ("schema", "sequence", "last_value", "is_called"))
+            item = object_at(entry, where, ("schema", "sequence", "last_value", "is_called"))
             sequences.append(
                 SequenceValue(
-                    _need(item, "schema", where, "a string", _is_str),
-                    _need(item, "sequence", where, "a string", _is_str),
-                    _need(item, "last_value", where, "an integer", _is_int),
-                    _need(item, "is_called", where, "a boolean", lambda v: isinstance(v, bool)),
+                    need(item, "schema", where, "a string", is_str),
+                    need(item, "sequence", where, "a string", is_str),
+                    need(item, "last_value", where, "an integer", is_int),
+                    need(item, "is_called", where, "a boolean", lambda v: isinstance(v, bool)),
                 )
             )
     large_objects: LargeObjectsContent | None = None
-    raw_large_objects = _need(top, "large_objects", "", "an object or null", lambda v: True)
+    raw_large_objects = need(top, "large_objects", "", "an object or null", lambda v: True)
     if raw_large_objects is not None:
-        item = _object(raw_large_objects, "large_objects", ("count", "checksum"))
+        item = object_at(raw_large_objects, "large_objects", ("count", "checksum"))
         large_objects = LargeObjectsContent(
-            _need(item, "count", "large_objects", "a non-negative integer", _is_count),
-            _need(
-                item, "checksum", "large_objects", "32 lower-case hex digits or null", _optional(_is_checksum)
+            need(item, "count", "large_objects", "a non-negative integer", is_count),
+            need(
+                item, "checksum", "large_objects", "32 lower-case hex digits or null", optional(is_checksum)
             ),
         )
     inventory: list[InventoryKind] | None = None
-    raw_inventory = _need(top, "inventory", "", "an object or null", lambda v: True)
+    raw_inventory = need(top, "inventory", "", "an object or null", lambda v: True)
     if raw_inventory is not None:
         inventory = []
-        for kind, entry in _object(raw_inventory, "inventory", INVENTORY_KINDS).items():
+        for kind, entry in object_at(raw_inventory, "inventory", INVENTORY_KINDS).items():
             where = f"inventory.{kind}"
-            item = _object(entry, where, ("count", "sha256", "items"))
+            item = object_at(entry, where, ("count", "sha256", "items"))
             items = []
-            for index, raw in enumerate(_list(_need(item, "items", where, "a list", lambda v: True), where)):
+            for index, raw in enumerate(list_at(need(item, "items", where, "a list", lambda v: True), where)):
                 at = f"{where}.items[{index}]"
-                pair = _object(raw, at, ("name", "definition"))
+                pair = object_at(raw, at, ("name", "definition"))
                 items.append(
                     InventoryItem(
-                        _need(pair, "name", at, "a string", _is_str),
-                        _need(pair, "definition", at, "a string", _is_str),
+                        need(pair, "name", at, "a string", is_str),
+                        need(pair, "definition", at, "a string", is_str),
                     )
                 )
-            count = _need(item, "count", where, "a non-negative integer", _is_count)
+            count = need(item, "count", where, "a non-negative integer", is_count)
             if len(items) > count:
                 raise ContentRecordError(f"content record field {where}.items lists more objects than count")
             inventory.append(
                 InventoryKind(
                     kind,
                     count,
-                    _need(
+                    need(
                         item,
                         "sha256",
                         where,
                         "64 lower-case hex digits",
-                        lambda v: _is_str(v) and bool(_HEX64.match(v)),
+                        lambda v: is_str(v) and bool(_HEX64.match(v)),
                     ),
                     tuple(items),
                 )
             )
-    duration = _need(
+    duration = need(
         top,
         "duration_seconds",
         "",
         "a finite non-negative number",
-        lambda v: (_is_int(v) or isinstance(v, float)) and math.isfinite(v) and v >= 0,
+        lambda v: (is_int(v) or isinstance(v, float)) and math.isfinite(v) and v >= 0,
     )
     return ContentRecord(
         tables=tuple(tables),
         sequences=None if sequences is None else tuple(sequences),
         large_objects=large_objects,
         inventory=None if inventory is None else tuple(inventory),
-        server_version_num=_need(top, "server_version_num", "", "a non-negative integer", _is_count),
-        encoding=_need(top, "encoding", "", "a string", _is_str),
+        server_version_num=need(top, "server_version_num", "", "a non-negative integer", is_count),
+        encoding=need(top, "encoding", "", "a string", is_str),
         duration_seconds=float(duration),
-        checksum_method=_need(
+        checksum_method=need(
             top,
             "checksum_method",
             "",
@@ -395,9 +348,9 @@ def _parse_record(data: Any) -> ContentRecord:
 def _parse_copy_settings(raw: Any) -> tuple[tuple[str, str], ...] | None:
     if raw is None:
         return None
-    settings = _object(raw, "copy_settings", COPY_SETTINGS)
+    settings = object_at(raw, "copy_settings", COPY_SETTINGS)
     return tuple(
-        (name, _need(settings, name, "copy_settings", "a string", _is_str))
+        (name, need(settings, name, "copy_settings", "a string", is_str))
         for name in COPY_SETTINGS
         if name in settings
     )

@@ -2,7 +2,7 @@
 
 :class:`CopyDigest` is fed pg_dump's output as it streams through the provider (a custom archive, a tar
 archive or plain SQL) and keeps, per table whose data the dump holds, the number of rows and a digest
-of their COPY text; :func:`digest_directory` reads a directory-format archive's files the same way.
+of their COPY text; :func:`~.directory.digest_directory` reads a directory archive's files the same way.
 The drill runs pg_dump ``--data-only`` on the restored database and feeds the same class, so both sides
 are serialised by pg_dump itself (its ``DateStyle``, ``IntervalStyle``, ``extra_float_digits``, column
 lists without generated columns), with the copy settings recorded at the dump (time zone, encoding...).
@@ -27,10 +27,8 @@ import hashlib
 import re
 import struct
 import zlib
-from collections.abc import Callable, Generator, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from airflow_provider_pgbackup.content.toc import (
@@ -370,45 +368,3 @@ class CopyDigest:
             if self._eof:
                 raise ArchiveFormatError("the SQL ends inside a COPY block")
             yield 1
-
-
-# ------------------------------------------------------------------------------------ directory format
-def digest_directory(folder: Path, workers: int = 1, *, checksums: bool = True) -> StreamResult:
-    """Rows and checksums of a directory-format archive's data files (gzip or uncompressed), read after
-    pg_dump wrote them, ``workers`` files at a time (zlib and sha256 run outside the GIL)."""
-    toc = ArchiveToc()
-    try:
-        toc.read_all((folder / "toc.dat").read_bytes())
-        entries = [e for e in toc.entries.values() if toc.table_entry(e.dump_id) is not None]
-        inflate = toc.compression
-        toc.inflater()  # refuses lz4 / zstd
-    except UnreadableData as err:
-        return StreamResult((), toc.encoding, str(err))
-    except ArchiveFormatError as err:
-        return StreamResult((), toc.encoding, f"toc.dat could not be parsed: {err}")
-
-    def one(entry: TocEntry) -> TableDigest:
-        table = TableDigest(entry.namespace, entry.tag, checksums)
-        name = entry.filename or f"{entry.dump_id}.dat"
-        path = folder / (name + ".gz" if inflate and not name.endswith(".gz") else name)
-        decompress = zlib.decompressobj(wbits=47).decompress if inflate else None  # gzip or zlib header
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                table.update(decompress(chunk) if decompress else chunk)
-        table.finish()
-        return table
-
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="digest") as pool:
-        tables = list(pool.map(one, _largest_first(entries, folder)))
-    return StreamResult(tuple(sorted(tables, key=lambda t: (t.schema, t.table))), toc.encoding)
-
-
-def _largest_first(entries: Iterable[TocEntry], folder: Path) -> list[TocEntry]:
-    def size(entry: TocEntry) -> int:
-        for name in (f"{entry.filename}.gz", str(entry.filename)):
-            path = folder / name
-            if path.exists():
-                return path.stat().st_size
-        return 0
-
-    return sorted(entries, key=size, reverse=True)

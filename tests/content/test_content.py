@@ -38,7 +38,7 @@ from airflow_provider_pgbackup.content import (
     measure_content,
     user_tables,
 )
-from airflow_provider_pgbackup.content.measure import _inventory_kind
+from airflow_provider_pgbackup.content.inventory import _inventory_kind
 from airflow_provider_pgbackup.hooks.pg_dump import PgDumpHook
 from airflow_provider_pgbackup.manifest import manifest_path_for, read_manifest
 from devtools import sample_db
