@@ -782,3 +782,26 @@ def test_an_upload_holds_each_part_once_so_memory_is_parts_in_flight_times_part_
     )
     assert digest.sha256 == expected.hexdigest()
     assert hashlib.sha256(store.objects(container)["pg/big.dump"]).hexdigest() == expected.hexdigest()
+
+
+@pytest.mark.parametrize("store", ["gs", "s3", "az"], indirect=True)
+@pytest.mark.parametrize("parts", [1, 3])
+def test_a_stream_of_whole_parts_ends_with_no_short_part_and_holds_its_bytes(
+    store: Store, parts: int
+) -> None:
+    """A stream that is an exact number of parts: nothing is left for a last part, so GCS's session ends
+    with an empty final request (``bytes */N``) and S3/Azure complete what they have; the object holds
+    exactly the bytes written."""
+    import hashlib
+
+    part = {"gs": MIB, "s3": 5 * MIB, "az": MIB}[store.scheme]
+    settings = store.settings(chunk_size=part, part_size=part if store.scheme != "gs" else None)
+    container = store.new_container()
+    uri = store.uri(container, "pg/whole.dump")
+    writer = PartedObjectWriter(open_source(uri, settings=settings).client, parse_location(uri))  # type: ignore[attr-defined]
+    data = b"".join(bytes([n]) * part for n in range(parts))
+    for start in range(0, len(data), 300_000):
+        writer.write(data[start : start + 300_000])
+    digest = writer.commit()
+    assert (digest.size_bytes, writer.parts_sent) == (len(data), parts)
+    assert hashlib.sha256(store.objects(container)["pg/whole.dump"]).hexdigest() == digest.sha256
