@@ -32,6 +32,7 @@ def upload_backup(
     cancel: threading.Event | None = None,
 ) -> tuple[TransferResult, Manifest]:
     """Copy a finished local backup (artifact, then manifest) into the folder ``destination``."""
+    settings = settings or default_settings()
     local = parse_location(source, what="source_path")
     if not local.is_local:
         raise InvalidOptionError(
@@ -39,9 +40,9 @@ def upload_backup(
         )
     check_on_this_worker(local)
     folder = parse_location(destination, what="destination", folder=True)
-    check_lock_destination((settings or default_settings()).lock, folder.scheme, folder.uri)
+    check_lock_destination(settings.lock, folder.scheme, folder.uri)
     result: tuple[TransferResult, Manifest] = backend_of(folder.scheme).upload(
-        local, folder, settings=settings or default_settings(), log=log, cancel=cancel
+        local, folder, settings=settings, log=log, cancel=cancel
     )
     return result
 

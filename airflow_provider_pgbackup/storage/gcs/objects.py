@@ -68,8 +68,7 @@ class _SessionBytes:
 
     def persisted(self, offset: int) -> None:
         """Forget what the session has persisted (``offset``); what it has not is read again."""
-        kept = self._data[offset - self._base :] if offset - self._base < len(self._data) else b""
-        self._data, self._base, self._pos = kept, offset, 0
+        self._data, self._base, self._pos = self._data[offset - self._base :], offset, 0
 
     def tell(self) -> int:
         return self._base + self._pos
@@ -98,7 +97,6 @@ class GCSPartUpload:
                  create_only: bool) -> None:  # fmt: skip
         self.owner = owner
         self.name = name
-        self.sent = 0
         self._bytes = _SessionBytes()
         self._chunk = owner.settings.chunk_size
         # The session BlobWriter would open (its own call), read from _SessionBytes instead of a buffer.
@@ -122,7 +120,6 @@ class GCSPartUpload:
         self._bytes.add(data)
         while self._bytes.available >= self._chunk:
             self._transmit()
-        self.sent += len(data)
 
     def complete(self) -> None:
         from google.api_core import exceptions
